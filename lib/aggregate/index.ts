@@ -1,0 +1,5 @@
+/**
+ * smoothtask/aggregate (work in progress).
+ * @module
+ */
+export {};

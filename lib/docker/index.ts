@@ -1,0 +1,5 @@
+/**
+ * smoothtask/docker (work in progress).
+ * @module
+ */
+export {};

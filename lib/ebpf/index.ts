@@ -1,0 +1,7 @@
+/**
+ * `smoothtask/ebpf`: load CO-RE eBPF objects off the main thread (timeouts, cache, parallel
+ * loading, bpffs pins), attach programs, read maps and consume ring buffers with typed values.
+ * @module
+ */
+export * from './errors.js';
+export * from './types.js';

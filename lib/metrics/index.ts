@@ -1,0 +1,5 @@
+/**
+ * smoothtask/metrics (work in progress).
+ * @module
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * smoothtask/notify (work in progress).
+ * @module
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * smoothtask/process (work in progress).
+ * @module
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * smoothtask/status (work in progress).
+ * @module
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * smoothtask/store (work in progress).
+ * @module
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * smoothtask/task (work in progress).
+ * @module
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * smoothtask/webhook (work in progress).
+ * @module
+ */
+export {};

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything smoothtask's build, tests, demo and benchmarks need on a
+# Debian 12 machine: system packages, bpffs/tracefs mounts, dockerd and a local test image,
+# npm dependencies, the native addon, the BPF objects and the TypeScript build.
+#
+#   bash scripts/setup.sh            # everything
+#   SMOOTHTASK_SKIP_DOCKER=1 ...     # skip dockerd and the test image
+#   SMOOTHTASK_SKIP_APT=1 ...        # never call apt (packages installed by other means)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '[setup] %s\n' "$*" >&2; }
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# ---------------------------------------------------------------- system packages
+PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config cmake make g++ python3
+      iproute2 procps util-linux)
+[ "${SMOOTHTASK_SKIP_DOCKER:-0}" = 1 ] || PKGS+=(docker.io docker-compose busybox-static)
+if [ "${SMOOTHTASK_SKIP_APT:-0}" != 1 ]; then
+  missing=()
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# ---------------------------------------------------------------- kernel filesystems
+mountpoint -q /sys/fs/bpf 2>/dev/null || { log "mounting bpffs"; $SUDO mount -t bpf bpf /sys/fs/bpf || log "cannot mount bpffs (pinning tests will fail)"; }
+if [ ! -d /sys/kernel/tracing/events ]; then
+  $SUDO mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || log "cannot mount tracefs"
+fi
+if [ ! -d /sys/kernel/debug/tracing ] && [ -d /sys/kernel/debug ]; then
+  $SUDO mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
+fi
+
+# ---------------------------------------------------------------- docker engine + test image
+if [ "${SMOOTHTASK_SKIP_DOCKER:-0}" != 1 ]; then
+  bash scripts/docker-up.sh
+fi
+
+# ---------------------------------------------------------------- npm + builds
+if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ] || { [ -f package-lock.json ] && [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
+  log "npm install"
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+fi
+log "building native addon and BPF objects (cmake-js)"
+npx --no-install cmake-js compile --out build-native >/tmp/smoothtask-cmake.log 2>&1 || { tail -50 /tmp/smoothtask-cmake.log; exit 1; }
+log "building TypeScript (tsup)"
+npx --no-install tsup --silent >/tmp/smoothtask-tsup.log 2>&1 || { tail -50 /tmp/smoothtask-tsup.log; exit 1; }
+log "ready"

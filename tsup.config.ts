@@ -1,0 +1,21 @@
+import { defineConfig } from 'tsup';
+
+// One entry per public subpath; keep in sync with package.json "exports".
+const modules = ['ebpf', 'metrics', 'aggregate', 'notify', 'task', 'store', 'process', 'docker', 'status', 'webhook'];
+
+export default defineConfig({
+  entry: {
+    index: 'lib/index.ts',
+    ...Object.fromEntries(modules.map((m) => [`${m}/index`, `lib/${m}/index.ts`])),
+  },
+  format: ['esm', 'cjs'],
+  dts: true,
+  sourcemap: true,
+  clean: true,
+  target: 'node20',
+  platform: 'node',
+  splitting: true,
+  shims: true,
+  // The addon is located at run time by lib/native/addon.ts, never bundled.
+  external: [/\.node$/],
+});
