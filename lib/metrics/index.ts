@@ -1,5 +1,6 @@
 /**
- * smoothtask/metrics (work in progress).
+ * `smoothtask/metrics`: typed metric readers per family, eBPF backend by default and procfs
+ * where BPF is not permitted.
  * @module
  */
 export {};
