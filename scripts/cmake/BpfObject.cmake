@@ -4,7 +4,7 @@
 find_program(SMOOTHTASK_CLANG NAMES clang clang-16 clang-15 clang-14 REQUIRED)
 find_program(SMOOTHTASK_BPFTOOL NAMES bpftool PATHS /usr/sbin /usr/local/sbin REQUIRED)
 
-set(SMOOTHTASK_VMLINUX_DIR ${CMAKE_SOURCE_DIR}/build-native/vmlinux)
+set(SMOOTHTASK_VMLINUX_DIR ${CMAKE_BINARY_DIR}/vmlinux)
 set(SMOOTHTASK_VMLINUX_H ${SMOOTHTASK_VMLINUX_DIR}/vmlinux.h)
 if(NOT TARGET smoothtask_vmlinux)
   if(DEFINED ENV{SMOOTHTASK_BTF})
