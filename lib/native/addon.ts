@@ -58,12 +58,16 @@ export function loadAddon(): NativeBinding {
   if (cached) return cached;
   const require = createRequire(import.meta.url);
   const base = packageRoot();
-  const candidates = [
-    process.env.SMOOTHTASK_ADDON,
-    join(base, 'build-native', 'Release', 'smoothtask.node'),
-    join(base, 'build', 'Release', 'smoothtask.node'),
-    join(base, 'prebuilds', `${process.platform}-${process.arch}`, 'smoothtask.node'),
-  ].filter((p): p is string => typeof p === 'string' && p.length > 0);
+  // An explicit SMOOTHTASK_ADDON is the only candidate: a wrong override must not be hidden
+  // by a silently loaded other build.
+  const override = process.env.SMOOTHTASK_ADDON;
+  const candidates = override
+    ? [override]
+    : [
+        join(base, 'build-native', 'Release', 'smoothtask.node'),
+        join(base, 'build', 'Release', 'smoothtask.node'),
+        join(base, 'prebuilds', `${process.platform}-${process.arch}`, 'smoothtask.node'),
+      ];
   const tried: string[] = [];
   for (const p of candidates) {
     const abs = resolve(p);
