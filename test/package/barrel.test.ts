@@ -52,9 +52,11 @@ describe('package barrels', () => {
 
 describe('SmoothtaskError', () => {
   it('instanceof works through the brand across separate module copies', async () => {
-    const a = await import('../../lib/errors/index.ts');
-    // A second copy of the module (query string defeats the module cache).
-    const b = (await import('../../lib/errors/index.ts?copy=2')) as typeof a;
+    type Errors = typeof import('../../lib/errors/index.js');
+    const a = (await import('../../lib/errors/index.js')) as Errors;
+    // A second copy of the module (the query string defeats the module cache).
+    const copy = '../../lib/errors/index.ts?copy=2';
+    const b = (await import(/* @vite-ignore */ copy)) as Errors;
     const e = new b.ConfigError('bad', ['x: wrong']);
     expect(e).toBeInstanceOf(a.SmoothtaskError);
     expect(e).toBeInstanceOf(a.ConfigError);
