@@ -3,4 +3,4 @@
  * where BPF is not permitted.
  * @module
  */
-export {};
+export * from './family.js';

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// Map helpers: lookup-or-insert and counters.
+#ifndef __ST_MAPS_BPF_H
+#define __ST_MAPS_BPF_H
+
+#include <bpf/bpf_helpers.h>
+
+// Returns the value for key, inserting init first when absent (NULL if the map is full).
+static __always_inline void *st_lookup_or_init(void *map, const void *key, const void *init)
+{
+	void *val;
+	long err;
+
+	val = bpf_map_lookup_elem(map, key);
+	if (val)
+		return val;
+	err = bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	if (err && err != -17 /* EEXIST: another CPU won the race */)
+		return 0;
+	return bpf_map_lookup_elem(map, key);
+}
+
+// Ring buffer drop counter: a one-slot array map named st_drops must exist in the object
+// using st_count_drop (defined by ST_DECLARE_DROPS()).
+#define ST_DECLARE_DROPS()                                  \
+	struct {                                            \
+		__uint(type, BPF_MAP_TYPE_ARRAY);           \
+		__uint(max_entries, 1);                     \
+		__type(key, __u32);                         \
+		__type(value, __u64);                       \
+	} st_drops SEC(".maps");                            \
+	static __always_inline void st_count_drop(void)     \
+	{                                                   \
+		__u32 zero = 0;                             \
+		__u64 *d = bpf_map_lookup_elem(&st_drops, &zero); \
+		if (d)                                      \
+			__sync_fetch_and_add(d, 1);         \
+	}
+
+#endif /* __ST_MAPS_BPF_H */

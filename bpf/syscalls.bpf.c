@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// Syscalls family: counts, errors and latency per syscall per process, on raw_syscalls.
+#include "vmlinux.h"
+#include "common.bpf.h"
+#include "syscalls.h"
+
+// One in-flight syscall per thread; preallocated because entries come and go on every call.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);	// tid
+	__type(value, struct syscall_start);
+} syscall_start SEC(".maps");
+
+// Entries churn with processes: LRU keeps the busiest (process, syscall) pairs.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct syscall_key);
+	__type(value, struct syscall_stats);
+} syscall_stats SEC(".maps");
+
+// Load-time switch: when false only counts are kept (no per-thread start, about half the cost).
+const volatile bool measure_latency = true;
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(st_sys_enter, struct pt_regs *regs, long id)
+{
+	__u64 pid_tgid;
+	struct syscall_key key;
+	struct syscall_stats zero = {}, *s;
+
+	if (!st_filter_pass())
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	key.tgid = pid_tgid >> 32;
+	key.nr = (__u32)id;
+	s = st_lookup_or_init(&syscall_stats, &key, &zero);
+	if (s)
+		__sync_fetch_and_add(&s->count, 1);
+	if (measure_latency) {
+		struct syscall_start st = { .ts = bpf_ktime_get_ns(), .nr = key.nr, .tgid = key.tgid };
+		__u32 tid = (__u32)pid_tgid;
+
+		bpf_map_update_elem(&syscall_start, &tid, &st, BPF_ANY);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(st_sys_exit, struct pt_regs *regs, long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct syscall_start *st;
+	struct syscall_stats *s;
+	struct syscall_key key;
+	__u64 delta;
+
+	if (!measure_latency)
+		return 0;
+	// A missing start means the filter dropped the call at entry: nothing else to do.
+	st = bpf_map_lookup_elem(&syscall_start, &tid);
+	if (!st)
+		return 0;
+	delta = bpf_ktime_get_ns() - st->ts;
+	key.tgid = st->tgid;
+	key.nr = st->nr;
+	bpf_map_delete_elem(&syscall_start, &tid);
+	s = bpf_map_lookup_elem(&syscall_stats, &key);
+	if (!s)
+		return 0;
+	__sync_fetch_and_add(&s->total_ns, delta);
+	if (ret < 0)
+		__sync_fetch_and_add(&s->errors, 1);
+	if (delta > s->max_ns)
+		s->max_ns = delta;	// racy max across CPUs: good enough for a statistic
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

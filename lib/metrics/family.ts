@@ -1,0 +1,189 @@
+/**
+ * The reader contract of `smoothtask/metrics`: what every metric family (cpu, process,
+ * network, disk, syscalls, gpu, thermal, power, ...) implements, the filter every family
+ * accepts, and the registry `createMonitor` opens families from.
+ *
+ * A family plugs in with {@link registerFamily}; it never needs to touch the monitor.
+ * @module
+ */
+import { z } from 'zod';
+
+/** Where a reader's numbers come from. */
+export type Backend = 'ebpf' | 'procfs' | 'sysfs' | 'nvml' | 'stub';
+
+/** Every backend name, in no particular order. */
+export const BACKENDS: readonly Backend[] = ['ebpf', 'procfs', 'sysfs', 'nvml', 'stub'];
+
+/** Schema of the fields every snapshot carries. Family schemas extend it. */
+export const SnapshotBaseSchema = z.object({
+  /** Family name, e.g. `cpu`. */
+  family: z.string(),
+  /** Backend that produced the snapshot. */
+  backend: z.enum(['ebpf', 'procfs', 'sysfs', 'nvml', 'stub']),
+  /** Wall-clock time of the read, milliseconds since the epoch. */
+  timestamp: z.number(),
+});
+
+/** The fields every snapshot carries. */
+export type SnapshotBase = z.infer<typeof SnapshotBaseSchema>;
+
+/**
+ * One metric family's reader. `read()` returns a typed snapshot of what the family has
+ * aggregated (cumulative counters unless the family documents otherwise); `events()` streams
+ * discrete events where the family has them and the reader was opened with `events: true`.
+ */
+export interface MetricReader<S extends SnapshotBase = SnapshotBase, E = unknown> extends Disposable {
+  /** Family name, e.g. `cpu`. */
+  readonly family: string;
+  /** Backend this reader uses. */
+  readonly backend: Backend;
+  /** True once closed. */
+  readonly closed: boolean;
+  /** Reads a snapshot. Rejects with `ClosedError` after close. */
+  read(): Promise<S>;
+  /** Events of the family (only when opened with `events: true`). Ends when the reader closes or `signal` aborts. */
+  events?(options?: { signal?: AbortSignal }): AsyncIterable<E>;
+  /** Replaces the filter at run time (eBPF readers update their filter maps: no reload). */
+  setFilter?(filter: ResolvedFilter): void | Promise<void>;
+  /** Kernel (map) and user memory this reader holds, in bytes. */
+  memoryBytes(): number;
+  /** Releases everything; idempotent. */
+  close(): void;
+}
+
+// ---------------------------------------------------------------------------------- filter
+
+const positiveInt = z.number().int().positive();
+const cgroupId = z.union([z.bigint().positive(), z.number().int().positive()]);
+
+/**
+ * Which processes a family watches. Kinds combine with AND (a process must pass every kind
+ * given); values inside a kind combine with OR. An empty filter watches everything.
+ */
+export const FilterSchema = z
+  .object({
+    /** Thread group ids (process ids) to watch. */
+    tgids: z.array(positiveInt).max(4096).optional(),
+    /** Cgroup v2 ids (the inode number of the cgroup directory). Descendant cgroups match too. */
+    cgroupIds: z.array(cgroupId).max(256).optional(),
+    /** Cgroup v2 paths, absolute (`/sys/fs/cgroup/...`) or relative to the cgroup2 mount. */
+    cgroupPaths: z.array(z.string().min(1)).max(256).optional(),
+    /** Docker container ids (full or an unambiguous prefix of at least 4 hex digits); resolved to cgroup ids. */
+    containers: z.array(z.string().regex(/^[0-9a-f]{4,64}$/, 'a hex container id')).max(256).optional(),
+    /** Command name prefix (`comm`, at most 15 bytes). */
+    comm: z.string().min(1).max(15).optional(),
+  })
+  .strict();
+
+/** A filter as users write it. */
+export type Filter = z.input<typeof FilterSchema>;
+
+/** A filter with containers and cgroup paths resolved to cgroup ids: what readers receive. */
+export interface ResolvedFilter {
+  /** Tgids to watch; empty = any. */
+  readonly tgids: readonly number[];
+  /** Cgroup v2 ids to watch (a process in a descendant matches too); empty = any. */
+  readonly cgroupIds: readonly bigint[];
+  /** Depth of each cgroup in `cgroupIds` (root = 0), same order: lets the kernel check ancestors cheaply. */
+  readonly cgroupLevels: readonly number[];
+  /** Command name prefix, or undefined for any. */
+  readonly comm?: string;
+}
+
+/** The filter that lets everything through. */
+export const EMPTY_FILTER: ResolvedFilter = Object.freeze({ tgids: [], cgroupIds: [], cgroupLevels: [] });
+
+/** True when `f` lets every process through. */
+export function isEmptyFilter(f: ResolvedFilter): boolean {
+  return f.tgids.length === 0 && f.cgroupIds.length === 0 && f.comm === undefined;
+}
+
+// ---------------------------------------------------------------------------------- registry
+
+/** What a family factory receives from `createMonitor`. */
+export interface FamilyContext {
+  /** The backend to open (the monitor walks the family's backends in order until one opens). */
+  readonly backend: Backend;
+  /** The resolved filter. */
+  readonly filter: ResolvedFilter;
+  /** Whether a consumer wants events (families keep their ring buffers off otherwise). */
+  readonly events: boolean;
+  /**
+   * For the `ebpf` backend of a family registered with `bpfObject`: its object, loaded in
+   * parallel with the other families' objects by one `loadObjects` call. The value is the
+   * loader's `BpfObject`; it belongs to the reader, which closes it.
+   */
+  readonly object?: Promise<unknown>;
+  /** Aborts opening. */
+  readonly signal?: AbortSignal;
+}
+
+/** Opens a reader for one backend of a family. Throw to let the monitor try the next backend. */
+export type FamilyFactory = (ctx: FamilyContext) => MetricReader | Promise<MetricReader>;
+
+/** How a family is registered. */
+export interface FamilyOptions {
+  /** Backends this family can open, in order of preference (default `['ebpf']`). */
+  backends?: readonly Backend[];
+  /** File name of the bundled BPF object (in `bpfObjectDir()`) the `ebpf` backend needs, e.g. `sched.bpf.o`. */
+  bpfObject?: string;
+  /** Programs of that object to load (default all). */
+  programs?: readonly string[];
+  /** One-line description (docs, `--help` of examples). */
+  description?: string;
+}
+
+/** A registered family. */
+export interface FamilyDefinition extends Required<Pick<FamilyOptions, 'backends'>> {
+  /** Family name. */
+  readonly name: string;
+  /** Opens one backend. */
+  readonly factory: FamilyFactory;
+  /** See {@link FamilyOptions.bpfObject}. */
+  readonly bpfObject?: string;
+  /** See {@link FamilyOptions.programs}. */
+  readonly programs?: readonly string[];
+  /** See {@link FamilyOptions.description}. */
+  readonly description?: string;
+}
+
+/**
+ * Snapshot type of each family, by name. Families add themselves with declaration merging so
+ * `monitor.read()` is typed:
+ * ```ts
+ * declare module 'smoothtask/metrics' { interface FamilySnapshots { gpu: GpuSnapshot } }
+ * ```
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface FamilySnapshots {}
+
+const registry = new Map<string, FamilyDefinition>();
+
+/**
+ * Registers (or replaces) a metric family. Built-in families register themselves when
+ * `smoothtask/metrics` is imported.
+ * @param name family name, lower-case (`cpu`, `gpu`, ...)
+ * @param factory opens a reader for the backend in `ctx.backend`
+ */
+export function registerFamily(name: string, factory: FamilyFactory, options: FamilyOptions = {}): void {
+  if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new TypeError(`invalid family name ${JSON.stringify(name)}`);
+  const def: FamilyDefinition = {
+    name,
+    factory,
+    backends: options.backends && options.backends.length ? [...options.backends] : ['ebpf'],
+    ...(options.bpfObject !== undefined ? { bpfObject: options.bpfObject } : {}),
+    ...(options.programs !== undefined ? { programs: [...options.programs] } : {}),
+    ...(options.description !== undefined ? { description: options.description } : {}),
+  };
+  registry.set(name, def);
+}
+
+/** The registered family called `name`, if any. */
+export function getFamily(name: string): FamilyDefinition | undefined {
+  return registry.get(name);
+}
+
+/** Names of every registered family, in registration order. */
+export function listFamilies(): string[] {
+  return [...registry.keys()];
+}
