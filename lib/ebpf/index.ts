@@ -5,3 +5,5 @@
  */
 export * from './errors.js';
 export * from './types.js';
+export * from './codec.js';
+export * from './map.js';

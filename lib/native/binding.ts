@@ -4,6 +4,9 @@
  * (binding-<part>.ts) mirroring its native/<part>.cc; this file composes them.
  * @internal
  */
+import type { DatapathBinding } from './binding-datapath.js';
+import type { NvmlBinding } from './binding-nvml.js';
+import type { LoaderBinding } from './binding-loader.js';
 
 /** Exports of native/version.cc and native/addon.cc. */
 export interface CoreBinding {
@@ -16,4 +19,4 @@ export interface CoreBinding {
 }
 
 /** The whole addon. Parts add their interfaces to this intersection. */
-export type NativeBinding = CoreBinding;
+export type NativeBinding = CoreBinding & DatapathBinding & LoaderBinding;

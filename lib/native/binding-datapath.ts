@@ -1,0 +1,93 @@
+/**
+ * Types of the data path's native exports (native/map.cc, attach.cc, ringbuf.cc), all under
+ * `binding.dp` so they never collide with the loader's names.
+ * @internal
+ */
+
+/** A whole-map read done in one native call. */
+export interface NativeMapReadAll {
+  /** `count` keys back to back. */
+  keys: Buffer;
+  /** `count` values back to back (per-CPU maps: `stride * cpus` bytes each). */
+  values: Buffer;
+  count: number;
+  /** True when BPF_MAP_LOOKUP_BATCH served the read (false: next-key iteration). */
+  batch: boolean;
+}
+
+/** What the kernel says about a map fd (bpf_obj_get_info_by_fd). */
+export interface NativeMapInfo {
+  type: string;
+  id: number;
+  name: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  btfId: number;
+  btfKeyTypeId: number;
+  btfValueTypeId: number;
+}
+
+/** What the kernel says about a program fd. */
+export interface NativeProgInfo {
+  type: string;
+  id: number;
+  name: string;
+  tag: string;
+  attachBtfId: number;
+}
+
+/** Counters of a native ring buffer consumer. */
+export interface NativeRingStats {
+  delivered: number;
+  bytes: number;
+  batches: number;
+  pauses: number;
+  pending: number;
+}
+
+/** A native ring buffer consumer (native/ringbuf.cc). */
+export interface NativeRingBuffer {
+  /** Tells the consumer thread that JS is done with `records` delivered records. */
+  ack(records: number): void;
+  stats(): NativeRingStats;
+  ref(): void;
+  unref(): void;
+  /** Stops and joins the consumer thread, closes its fds; idempotent. */
+  close(): void;
+}
+
+/** Constructor of {@link NativeRingBuffer}. */
+export interface NativeRingBufferCtor {
+  new (
+    mapFd: number,
+    opts: { batchSize: number; highWaterMark: number; batchBytes: number },
+    onBatch: (data: Buffer, offsets: Uint32Array, count: number) => void,
+  ): NativeRingBuffer;
+}
+
+/** The data path part of the addon. */
+export interface DatapathNative {
+  dupFd(fd: number): number;
+  adoptFd(fd: number): number;
+  closeFd(fd: number): void;
+  numPossibleCpus(): number;
+  mapTypeNames(): string[];
+  mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, flags: number): number;
+  mapInfo(fd: number): NativeMapInfo;
+  mapLookup(fd: number, key: Uint8Array, value: Uint8Array, flags?: number): boolean;
+  mapUpdate(fd: number, key: Uint8Array, value: Uint8Array, flags?: number): void;
+  mapDelete(fd: number, key: Uint8Array): boolean;
+  mapNextKey(fd: number, key: Uint8Array | null, next: Uint8Array): boolean;
+  mapReadAll(fd: number, keySize: number, valueStride: number, maxEntries: number, mode: 'auto' | 'batch' | 'iterate'): NativeMapReadAll;
+  mapKeys(fd: number, keySize: number, maxEntries: number): Buffer;
+  mapUpdateMany(fd: number, keys: Uint8Array, values: Uint8Array, count: number, flags?: number): void;
+  objGet(path: string): number;
+  objPin(fd: number, path: string): void;
+}
+
+/** Exports of the data path's native files. */
+export interface DatapathBinding {
+  readonly dp: DatapathNative;
+}
