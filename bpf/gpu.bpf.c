@@ -6,9 +6,7 @@
 //  - dma_fence tracepoints (open DRM drivers: amdgpu, i915, nouveau, msm, ...): jobs submitted
 //    per process and emit -> signalled latency.
 #include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_tracing.h>
-#include <bpf/bpf_core_read.h>
+#include "common.bpf.h"
 #include "gpu.h"
 
 // 0 = every process; else only this tgid (load-time, so the verifier prunes the check).
@@ -65,9 +63,11 @@ struct {
   __type(value, struct gpu_prog_stats);
 } gpu_prog SEC(".maps");
 
+// Load-time pid first (pruned by the verifier when 0), then the shared run-time filter
+// (filter.bpf.h: tgids, cgroups, comm prefix). Only called in the calling process's context.
 static __always_inline bool want(__u32 tgid) {
   if (targ_tgid && tgid != targ_tgid) return false;
-  return true;
+  return st_filter_pass();
 }
 
 static __always_inline struct gpu_prog_stats *prog_stats(void) {
