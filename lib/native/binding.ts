@@ -19,4 +19,4 @@ export interface CoreBinding {
 }
 
 /** The whole addon. Parts add their interfaces to this intersection. */
-export type NativeBinding = CoreBinding & DatapathBinding & LoaderBinding;
+export type NativeBinding = CoreBinding & DatapathBinding & LoaderBinding & NvmlBinding;
