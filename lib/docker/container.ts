@@ -1,0 +1,325 @@
+import { channel } from 'node:diagnostics_channel';
+import { once } from 'node:events';
+import { chmod, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type Docker from 'dockerode';
+import { validate } from '../errors/validate.js';
+import { type ArchiveInfo, zipDirectory } from './artifacts.js';
+import { buildTaskImage, tagSafe } from './build.js';
+import { cgroupIdOfPid, cgroupUsageOfPid, type CgroupUsage } from './cgroup.js';
+import { DockerDemuxer } from './demux.js';
+import { type DockerEngine, toDockerError } from './engine.js';
+import { OutputTooLargeError } from './errors.js';
+import { taskLabels } from './labels.js';
+import { type LogListener, TaskLogWriter } from './logs.js';
+import { InMemoryPortLeases, type PortLeaseBook, type ResolvedPort, resolvePorts } from './ports.js';
+import { type ContainerTaskConfig, type ContainerTaskSpec, ContainerTaskSpecSchema } from './spec.js';
+
+/** diagnostics_channel on which container lifecycle events are published. */
+export const containerChannel = channel('smoothtask:docker:container');
+
+/** Where a task's files live on the host. */
+export interface TaskPaths {
+  /** Workspace directory, mounted into the container. Outputs go to `<workspace>/<outputs.dir>`. */
+  workspaceDir: string;
+  /** Directory of the persisted logs (outside the workspace, so the task cannot tamper with them). */
+  logsDir: string;
+  /** Where the outputs ZIP is written. */
+  archivePath: string;
+}
+
+/** Default layout under a root directory: `<root>/<task>/{workspace,logs,outputs.zip}`. */
+export function taskPaths(root: string, taskId: string): TaskPaths {
+  const base = join(root, tagSafe(taskId));
+  return { workspaceDir: join(base, 'workspace'), logsDir: join(base, 'logs'), archivePath: join(base, 'outputs.zip') };
+}
+
+/** What a run needs besides the spec. */
+export interface DockerRunContext extends TaskPaths {
+  /** Task id (labels, names). */
+  taskId: string;
+  /**
+   * Aborting stops the container (SIGTERM, then SIGKILL after `stopGraceMs`). An abort reason
+   * whose `name` is `TimeoutError` counts as a timeout, anything else as a cancel.
+   */
+  signal?: AbortSignal;
+  /** Live output listener. */
+  onLog?: LogListener;
+  /** Called once the container runs, with its id, init pid and cgroup id. */
+  onStarted?: (info: RunningContainer) => void;
+  /** Port leases shared with other tasks (default: a private book, i.e. only host sockets are checked). */
+  portLeases?: PortLeaseBook;
+}
+
+/** A running task container. */
+export interface RunningContainer {
+  /** Container id. */
+  containerId: string;
+  /** Host pid of the container's init process. */
+  pid: number;
+  /** cgroup v2 id (inode of its cgroup directory); what BPF's `bpf_get_current_cgroup_id` sees. */
+  cgroupId: bigint | undefined;
+  /** Host ports in use. */
+  ports: ResolvedPort[];
+  /** CPU, memory and I/O of the container right now, from cgroup files. */
+  usage(): CgroupUsage;
+}
+
+/** How a container or compose run ended. */
+export type RunOutcome = 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
+
+/** The result of {@link runContainer}. */
+export interface ContainerRunResult {
+  /** Outcome. */
+  outcome: RunOutcome;
+  /** Exit code of the container's main process (137 after a kill). */
+  exitCode: number | null;
+  /** Whether the kernel OOM-killed it. */
+  oomKilled: boolean;
+  /** Container id (the container itself is removed). */
+  containerId: string;
+  /** cgroup id it ran in. */
+  cgroupId: bigint | undefined;
+  /** Log files: stdout and stderr. */
+  logs: { stdout: string; stderr: string; dir: string };
+  /** Outputs archive, when the task wrote outputs. */
+  archive?: ArchiveInfo;
+  /** Set when the outputs exceeded the cap (no archive then). */
+  archiveError?: OutputTooLargeError;
+  /** Host ports used. */
+  ports: ResolvedPort[];
+  /** Image built for the task, when the spec had `build`. */
+  builtImage?: string;
+  /** Wall time of the whole run (build, start, wait, remove), ms. */
+  durationMs: number;
+}
+
+/** Whether an abort reason means "timed out". @internal */
+export function isTimeoutReason(reason: unknown): boolean {
+  return (reason as { name?: string } | undefined)?.name === 'TimeoutError';
+}
+
+function abortOutcome(signal: AbortSignal | undefined, internal: AbortSignal | undefined): RunOutcome | undefined {
+  if (internal?.aborted) return 'timed_out';
+  if (signal?.aborted) return isTimeoutReason(signal.reason) ? 'timed_out' : 'cancelled';
+  return undefined;
+}
+
+/** Stops a container: SIGTERM, then SIGKILL after `graceMs` if it is still running. @internal */
+export async function stopContainer(c: Docker.Container, graceMs: number, exited: Promise<unknown>): Promise<void> {
+  try {
+    await c.kill({ signal: 'SIGTERM' });
+  } catch {
+    // Already exited.
+  }
+  let t: NodeJS.Timeout | undefined;
+  const graceOver = new Promise<'grace'>((r) => {
+    t = setTimeout(() => r('grace'), graceMs);
+    t.unref();
+  });
+  const first = await Promise.race([exited.then(() => 'exited' as const, () => 'exited' as const), graceOver]);
+  clearTimeout(t);
+  if (first === 'grace') {
+    try {
+      await c.kill({ signal: 'SIGKILL' });
+    } catch {
+      // Exited in between.
+    }
+  }
+}
+
+/**
+ * Runs a container task to its end: (build), port checks, create with labels, attach logs,
+ * start, wait, stop on abort/timeout, remove the container, zip the outputs, release ports,
+ * remove the built image (by policy). Every resource it creates is removed before it returns,
+ * whatever the ending.
+ *
+ * A non-zero exit is not an exception: it resolves with `outcome: 'failed'`. Setup problems
+ * (bad spec, port collision, broken Dockerfile, engine down) reject with typed errors.
+ */
+export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec, ctx: DockerRunContext): Promise<ContainerRunResult> {
+  const cfg: ContainerTaskConfig = validate(ContainerTaskSpecSchema, spec, 'container task spec');
+  const t0 = performance.now();
+  const leases = ctx.portLeases ?? new InMemoryPortLeases();
+  const timeout = cfg.timeoutMs !== undefined ? AbortSignal.timeout(cfg.timeoutMs) : undefined;
+  const signals = [ctx.signal, timeout].filter((s): s is AbortSignal => s !== undefined);
+  const stopSignal = signals.length ? AbortSignal.any(signals) : undefined;
+  const logs = await new TaskLogWriter(ctx.logsDir).init();
+  const unsub = ctx.onLog ? logs.subscribe(ctx.onLog) : undefined;
+  const outputsDir = join(ctx.workspaceDir, cfg.outputs.dir);
+  let container: Docker.Container | undefined;
+  let builtImage: string | undefined;
+  let ports: ResolvedPort[] = [];
+  try {
+    await mkdir(outputsDir, { recursive: true });
+    // The container may run as another uid; the workspace is the task's to write.
+    await chmod(ctx.workspaceDir, 0o777);
+    await chmod(outputsDir, 0o777);
+    stopSignal?.throwIfAborted();
+
+    let image = cfg.image;
+    if (cfg.build) {
+      const b = await buildTaskImage(engine, {
+        context: cfg.build.context,
+        dockerfile: cfg.build.dockerfile,
+        args: cfg.build.args,
+        taskId: ctx.taskId,
+        onOutput: (line) => void logs.write('build', 'stdout', Buffer.from(line)),
+        ...(stopSignal ? { signal: stopSignal } : {}),
+      });
+      builtImage = b.tag;
+      image = b.tag;
+    }
+    ports = await resolvePorts(cfg.ports, cfg.onPortConflict, ctx.taskId, leases);
+
+    const exposed: Record<string, object> = {};
+    const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+    for (const p of ports) {
+      const k = `${p.container}/${p.protocol}`;
+      exposed[k] = {};
+      (bindings[k] ??= []).push({ HostIp: p.hostIp, HostPort: String(p.host) });
+    }
+    const labels = { ...cfg.labels, ...taskLabels(ctx.taskId, engine.ownerId, 'container') };
+    const create: Docker.ContainerCreateOptions = {
+      name: `smoothtask-${tagSafe(ctx.taskId)}-${Math.random().toString(36).slice(2, 8)}`,
+      Image: image,
+      Labels: labels,
+      Env: Object.entries(cfg.env).map(([k, v]) => `${k}=${v}`),
+      WorkingDir: cfg.workdir ?? cfg.workspaceMount,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+      OpenStdin: false,
+      ExposedPorts: exposed,
+      HostConfig: {
+        Binds: [`${ctx.workspaceDir}:${cfg.workspaceMount}`, ...cfg.mounts.map((m) => `${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`)],
+        PortBindings: bindings,
+        NetworkMode: cfg.network,
+        ...(cfg.limits.memoryBytes !== undefined ? { Memory: cfg.limits.memoryBytes, MemorySwap: cfg.limits.memoryBytes } : {}),
+        ...(cfg.limits.cpus !== undefined ? { NanoCpus: Math.round(cfg.limits.cpus * 1e9) } : {}),
+        ...(cfg.limits.pids !== undefined ? { PidsLimit: cfg.limits.pids } : {}),
+      },
+    };
+    if (cfg.command) create.Cmd = cfg.command;
+    if (cfg.entrypoint) create.Entrypoint = cfg.entrypoint;
+    if (cfg.user) create.User = cfg.user;
+    try {
+      container = await engine.docker.createContainer(create);
+    } catch (e) {
+      throw toDockerError(e, engine.socketPath, `create container for task ${ctx.taskId}`);
+    }
+    containerChannel.publish({ phase: 'created', taskId: ctx.taskId, containerId: container.id });
+
+    // Attach before start so no early output is lost (what `docker run` does).
+    const attached = (await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
+    const demux = new DockerDemuxer((stream, chunk) => logs.write('main', stream, chunk));
+    attached.pipe(demux);
+    const logsDone = once(demux, 'finish').catch(() => undefined);
+
+    const waited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
+    waited.catch(() => undefined);
+    stopSignal?.throwIfAborted();
+    try {
+      await container.start();
+    } catch (e) {
+      throw toDockerError(e, engine.socketPath, `start container for task ${ctx.taskId}`);
+    }
+
+    let stopping: Promise<void> | undefined;
+    const onAbort = (): void => {
+      stopping ??= stopContainer(container!, cfg.stopGraceMs, waited);
+    };
+    stopSignal?.addEventListener('abort', onAbort, { once: true });
+    if (stopSignal?.aborted) onAbort();
+
+    let cgroupId: bigint | undefined;
+    {
+      try {
+        const info = await container.inspect();
+        const pid = info.State.Pid;
+        if (pid > 0) {
+          try {
+            cgroupId = cgroupIdOfPid(pid);
+          } catch {
+            // Exited already: no cgroup to name.
+          }
+          const running: RunningContainer = { containerId: container.id, pid, cgroupId, ports, usage: () => cgroupUsageOfPid(pid) };
+          containerChannel.publish({ phase: 'started', taskId: ctx.taskId, containerId: container.id, pid, cgroupId });
+          ctx.onStarted?.(running);
+        }
+      } catch {
+        // A container that exits at once has no pid to report; the run goes on.
+      }
+    }
+
+    let status: { StatusCode: number };
+    try {
+      status = await waited;
+    } catch (e) {
+      throw toDockerError(e, engine.socketPath, `wait for container of task ${ctx.taskId}`);
+    } finally {
+      stopSignal?.removeEventListener('abort', onAbort);
+    }
+    if (stopping) await stopping;
+    // The attach stream ends when the container exits; bound the wait in case the engine does not close it.
+    let lt: NodeJS.Timeout | undefined;
+    await Promise.race([logsDone, new Promise((r) => (lt = setTimeout(r, 5_000)))]);
+    clearTimeout(lt);
+    attached.unpipe(demux);
+    attached.destroy();
+
+    let oomKilled = false;
+    if (status.StatusCode === 137) {
+      try {
+        oomKilled = (await container.inspect()).State.OOMKilled;
+      } catch {
+        // Best effort.
+      }
+    }
+    const outcome = abortOutcome(ctx.signal, timeout) ?? (status.StatusCode === 0 ? 'succeeded' : 'failed');
+    const result: ContainerRunResult = {
+      outcome,
+      exitCode: status.StatusCode,
+      oomKilled,
+      containerId: container.id,
+      cgroupId,
+      logs: { stdout: logs.path('main', 'stdout'), stderr: logs.path('main', 'stderr'), dir: ctx.logsDir },
+      ports,
+      durationMs: performance.now() - t0,
+    };
+    if (builtImage) result.builtImage = builtImage;
+    await removeQuietly(container);
+    container = undefined;
+    try {
+      const a = await zipDirectory(outputsDir, ctx.archivePath, { maxBytes: cfg.outputs.maxBytes });
+      if (a) result.archive = a;
+    } catch (e) {
+      if (e instanceof OutputTooLargeError) result.archiveError = e;
+      else throw e;
+    }
+    containerChannel.publish({ phase: 'ended', taskId: ctx.taskId, containerId: result.containerId, outcome, exitCode: status.StatusCode });
+    return result;
+  } finally {
+    if (container) await removeQuietly(container);
+    leases.release(ctx.taskId);
+    if (builtImage && cfg.build?.removeImage) {
+      try {
+        await engine.docker.getImage(builtImage).remove({ force: true });
+      } catch {
+        // The reaper catches what is left.
+      }
+    }
+    unsub?.();
+    await logs.close();
+  }
+}
+
+async function removeQuietly(c: Docker.Container): Promise<void> {
+  try {
+    await c.remove({ force: true, v: true });
+  } catch (e) {
+    if ((e as { statusCode?: number }).statusCode === 404) return;
+    // 409 "removal already in progress" is fine too; anything else is left for the reaper.
+  }
+}

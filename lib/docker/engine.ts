@@ -1,0 +1,81 @@
+import Docker from 'dockerode';
+import { z } from 'zod';
+import { validate } from '../errors/validate.js';
+import { DockerError, DockerUnavailableError } from './errors.js';
+import { defaultOwnerId } from './labels.js';
+
+/** Options of {@link connectDocker}. */
+export const DockerEngineOptionsSchema = z
+  .object({
+    /** Unix socket of the engine. Default: `$DOCKER_HOST` when it is `unix://…`, else /var/run/docker.sock. */
+    socketPath: z.string().min(1).optional(),
+    /** Timeout of the initial ping in ms. */
+    pingTimeoutMs: z.number().int().positive().default(5_000),
+    /** Owner instance id written on every resource; default: host:pid:start-time of this process. */
+    ownerId: z.string().min(1).optional(),
+  })
+  .strict();
+/** Input type of {@link DockerEngineOptionsSchema}. */
+export type DockerEngineOptions = z.input<typeof DockerEngineOptionsSchema>;
+
+/** A connected Docker Engine client plus the identity this process labels resources with. */
+export interface DockerEngine {
+  /** The dockerode client (full Engine API). */
+  readonly docker: Docker;
+  /** The socket path in use. */
+  readonly socketPath: string;
+  /** The owner instance id put on every resource this process creates. */
+  readonly ownerId: string;
+  /** Pings the engine; rejects with {@link DockerUnavailableError} when it does not answer. */
+  ping(signal?: AbortSignal): Promise<void>;
+}
+
+function defaultSocket(): string {
+  const h = process.env.DOCKER_HOST;
+  if (h?.startsWith('unix://')) return h.slice('unix://'.length);
+  return '/var/run/docker.sock';
+}
+
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'EPERM', 'ECONNRESET', 'ETIMEDOUT', 'ABORT_ERR']);
+
+/** Converts an error from dockerode into a typed smoothtask error. @internal */
+export function toDockerError(err: unknown, socketPath: string, what: string): Error {
+  if (err instanceof DockerUnavailableError || err instanceof DockerError) return err;
+  const e = err as { code?: string; statusCode?: number; message?: string; json?: { message?: string } };
+  if (e?.code && UNAVAILABLE_CODES.has(e.code) && e.statusCode === undefined) return new DockerUnavailableError(socketPath, { cause: err });
+  const msg = e?.json?.message ?? e?.message ?? String(err);
+  return new DockerError(`${what}: ${msg}`, { cause: err, ...(e?.statusCode !== undefined ? { statusCode: e.statusCode } : {}) });
+}
+
+/**
+ * Connects to the Docker Engine and pings it.
+ *
+ * @throws {@link DockerUnavailableError} when the engine does not answer within `pingTimeoutMs`.
+ * @example
+ * ```ts
+ * const engine = await connectDocker();
+ * ```
+ */
+export async function connectDocker(options: DockerEngineOptions = {}): Promise<DockerEngine> {
+  const o = validate(DockerEngineOptionsSchema, options, 'Docker engine options');
+  const socketPath = o.socketPath ?? defaultSocket();
+  const docker = new Docker({ socketPath });
+  const engine: DockerEngine = {
+    docker,
+    socketPath,
+    ownerId: o.ownerId ?? defaultOwnerId(),
+    async ping(signal?: AbortSignal) {
+      const timeout = AbortSignal.timeout(o.pingTimeoutMs);
+      const s = signal ? AbortSignal.any([signal, timeout]) : timeout;
+      try {
+        // @types/dockerode lacks the options overload that dockerode 4 accepts.
+        await (docker.ping as unknown as (o: { abortSignal: AbortSignal }) => Promise<unknown>).call(docker, { abortSignal: s });
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        throw new DockerUnavailableError(socketPath, { cause: err });
+      }
+    },
+  };
+  await engine.ping();
+  return engine;
+}
