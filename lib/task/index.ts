@@ -1,5 +1,61 @@
 /**
- * smoothtask/task (work in progress).
+ * smoothtask/task: the task state machine, the executor seam and the in-process queue
+ * (bounded concurrency, priorities, timeouts that stop the work, cancellation, retries with
+ * backoff, triggers, listeners). No native addon needed.
  * @module
  */
-export {};
+export {
+  TASK_STATES,
+  TASK_EVENTS,
+  OUTCOME_STATES,
+  ACTIVE_STATES,
+  WAITING_STATES,
+  TRANSITIONS,
+  IllegalTransitionError,
+  nextState,
+  tryNextState,
+  isOutcome,
+  isFinished,
+} from './states.js';
+export type { TaskState, TaskEvent, OutcomeState } from './states.js';
+export {
+  JsonValueSchema,
+  TransitionRecordSchema,
+  RetryPolicySchema,
+  TriggerRecordSchema,
+  LeaseRecordSchema,
+  TaskRecordSchema,
+} from './types.js';
+export type {
+  JsonValue,
+  TransitionRecord,
+  RetryPolicy,
+  TriggerRecord,
+  LeaseRecord,
+  TaskRecord,
+  TaskResult,
+  LogStream,
+  LeaseRequest,
+  Lease,
+  LeaseProvider,
+  TaskLeases,
+  TaskContext,
+  TaskExecutor,
+  TaskTrigger,
+  TransitionEvent,
+  LogEvent,
+} from './types.js';
+export {
+  TaskTimeoutError,
+  TaskCancelledError,
+  QueueClosedError,
+  UnknownTaskKindError,
+  TaskNotFoundError,
+  TriggerTimeoutError,
+} from './errors.js';
+export { backoffDelay } from './backoff.js';
+export type { BackoffOptions } from './backoff.js';
+export type { TaskPersistence } from './persistence.js';
+export { TASK_CHANNELS } from './diagnostics.js';
+export { TaskQueue, TaskQueueOptionsSchema, SubmitOptionsSchema } from './queue.js';
+export type { TaskQueueOptions, SubmitOptions, TaskHandle } from './queue.js';

@@ -1,0 +1,893 @@
+/**
+ * The in-process task queue: non-blocking submit, bounded concurrency, priorities, timeouts
+ * that stop the work, cancellation, retries with backoff, triggers, listeners.
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../errors/index.js';
+import { validate } from '../errors/validate.js';
+import { backoffDelay } from './backoff.js';
+import { errorChannel, logChannel, transitionChannel } from './diagnostics.js';
+import {
+  QueueClosedError,
+  TaskCancelledError,
+  TaskNotFoundError,
+  TaskTimeoutError,
+  TriggerTimeoutError,
+  UnknownTaskKindError,
+} from './errors.js';
+import type { TaskPersistence } from './persistence.js';
+import { isOutcome, nextState, type OutcomeState, type TaskEvent, type TaskState } from './states.js';
+import {
+  JsonValueSchema,
+  RetryPolicySchema,
+  type JsonValue,
+  type Lease,
+  type LeaseProvider,
+  type LeaseRequest,
+  type LogEvent,
+  type LogStream,
+  type RetryPolicy,
+  type TaskContext,
+  type TaskExecutor,
+  type TaskRecord,
+  type TaskResult,
+  type TaskTrigger,
+  type TransitionEvent,
+} from './types.js';
+
+/** Options of {@link TaskQueue}. */
+export const TaskQueueOptionsSchema = z.object({
+  /** Attempts running at once. */
+  concurrency: z.number().int().min(1).max(10_000).default(4),
+  /** Root of per-task workspaces (`<dataDir>/<taskId>/`). Default: a new temp directory. */
+  dataDir: z.string().min(1).optional(),
+  /** Timeout applied to tasks that set none. */
+  defaultTimeoutMs: z.number().positive().optional(),
+  /** Default grace between SIGTERM and SIGKILL (executors receive it as `ctx.killAfterMs`). */
+  killAfterMs: z.number().min(0).default(5000),
+  /** What to do with tasks found `starting`/`running` in the store at start: run them again or fail them. */
+  recovery: z.enum(['requeue', 'fail']).default('requeue'),
+  /** What `close()` does with running tasks: `requeue` (needs persistence) or `cancel`. Default: requeue with persistence, else cancel. */
+  onClose: z.enum(['requeue', 'cancel']).optional(),
+  /** Run `clean` + `archive` (executor cleanup) right after the triggers of every finished task. */
+  archiveOnFinish: z.boolean().default(false),
+  /** Finished tasks kept in memory (oldest forgotten first; the store keeps them all). */
+  keepFinished: z.number().int().min(0).default(10_000),
+  /** Durable task records; see `StoreTaskPersistence` in `smoothtask/store`. */
+  persistence: z.custom<TaskPersistence>((v) => v != null && typeof (v as TaskPersistence).save === 'function').optional(),
+  /** Lease provider for `resources` and `ctx.leases` (e.g. `ResourceLeaseManager` from `smoothtask/process`). */
+  leases: z.custom<LeaseProvider>((v) => v != null && typeof (v as LeaseProvider).tryAcquire === 'function').optional(),
+  /** Triggers applied to every task. */
+  triggers: z.array(z.custom<TaskTrigger>((v) => v != null && typeof (v as TaskTrigger).run === 'function')).default([]),
+});
+/** Options of {@link TaskQueue}. */
+export type TaskQueueOptions = z.input<typeof TaskQueueOptionsSchema>;
+
+/** Options of {@link TaskQueue.submit}. */
+export const SubmitOptionsSchema = z.object({
+  /** Executor kind (registered with `registerExecutor`). */
+  kind: z.string().min(1),
+  /** Executor-specific spec (JSON); validated by the executor's `specSchema`. */
+  spec: z.unknown().optional(),
+  /** Task id; default a random UUID. */
+  id: z.string().min(1).max(200).regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only').optional(),
+  /** Higher runs first; FIFO within a priority. */
+  priority: z.number().default(0),
+  /** Free-form labels (persisted, sent with webhooks). */
+  labels: z.record(z.string(), z.string()).default({}),
+  /** Per-attempt time limit. */
+  timeoutMs: z.number().positive().optional(),
+  /** Grace between SIGTERM and SIGKILL for this task. */
+  killAfterMs: z.number().min(0).optional(),
+  /** Opt into retries: `true` for defaults, or a policy. */
+  retry: z.union([z.literal(true), RetryPolicySchema]).optional(),
+  /** Resources leased before the task starts; it waits in the queue until they are free. */
+  resources: z
+    .array(z.object({ resource: z.string().min(1), count: z.number().int().positive().optional(), amount: z.number().positive().optional() }))
+    .default([]),
+  /** Triggers for this task only (not persisted: a recovered task runs only the queue's triggers). */
+  triggers: z.array(z.custom<TaskTrigger>((v) => v != null && typeof (v as TaskTrigger).run === 'function')).default([]),
+  /** Cancels the task when aborted. */
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
+});
+/** Options of {@link TaskQueue.submit}. */
+export type SubmitOptions = z.input<typeof SubmitOptionsSchema>;
+
+/** What `submit()` returns at once. */
+export interface TaskHandle {
+  /** The task id. */
+  readonly id: string;
+  /**
+   * Settles when the task reached an outcome and its triggers ran (resolves with the final
+   * record; never rejects). After `close()` it resolves with the record as it was left.
+   */
+  readonly done: Promise<TaskRecord>;
+  /** Same as `queue.cancel(id, reason)`. */
+  cancel(reason?: string): Promise<boolean>;
+}
+
+type Phase = 'new' | 'pending' | 'active' | 'retry-wait' | 'finished' | 'closed';
+
+interface Entry {
+  rec: TaskRecord;
+  seq: number;
+  phase: Phase;
+  triggers: TaskTrigger[];
+  controller?: AbortController;
+  retryTimer?: NodeJS.Timeout;
+  cancelReason?: string;
+  done: Promise<TaskRecord>;
+  resolve: (r: TaskRecord) => void;
+  chain: Promise<unknown>;
+  preLeases?: Lease[];
+  detachSignal?: () => void;
+}
+
+const deepFreeze = <T>(v: T): T => {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
+  }
+  return v;
+};
+
+const errInfo = (e: unknown): { code?: string; message: string } => {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return typeof code === 'string' ? { code, message: e.message } : { message: e.message };
+  }
+  return { message: String(e) };
+};
+
+/**
+ * The in-process task queue.
+ *
+ * @example
+ * ```ts
+ * const queue = new TaskQueue({ concurrency: 8, persistence: await StoreTaskPersistence.open(store) });
+ * queue.registerExecutor('process', new ProcessExecutor());
+ * await queue.ready;
+ * const h = queue.submit({ kind: 'process', spec: { command: 'make' }, timeoutMs: 60_000 });
+ * const rec = await h.done; // rec.state: 'succeeded' | 'failed' | 'timed_out' | 'cancelled'
+ * ```
+ */
+export class TaskQueue {
+  /** Resolves once recorded tasks were loaded and recovered (at once without persistence). Rejects if loading failed. */
+  readonly ready: Promise<void>;
+  readonly #opts: z.output<typeof TaskQueueOptionsSchema>;
+  readonly #executors = new Map<string, TaskExecutor<never>>();
+  readonly #entries = new Map<string, Entry>();
+  readonly #pending: Entry[] = [];
+  readonly #finishedOrder: string[] = [];
+  readonly #transitionListeners = new Set<(e: TransitionEvent) => void>();
+  readonly #logListeners = new Set<(e: LogEvent) => void>();
+  readonly #errorListeners = new Set<(e: { taskId?: string; error: unknown; where: string }) => void>();
+  #seq = 0;
+  #active = 0;
+  #isReady = false;
+  #closed = false;
+  #dataDir: Promise<string> | undefined;
+  #unsubscribeLeases: (() => void) | undefined;
+  #activeDone = new Set<Promise<unknown>>();
+
+  constructor(options: TaskQueueOptions = {}) {
+    this.#opts = validate(TaskQueueOptionsSchema, options, 'task queue options');
+    if (this.#opts.leases) this.#unsubscribeLeases = this.#opts.leases.onRelease(() => this.#pump());
+    this.ready = this.#recover().then(
+      () => {
+        this.#isReady = true;
+        this.#pump();
+      },
+      (e: unknown) => {
+        this.#report(undefined, e, 'recovery');
+        throw e;
+      },
+    );
+    this.ready.catch(() => {});
+  }
+
+  /** Registers the executor of a task kind (replacing a previous one). */
+  registerExecutor<Spec>(kind: string, executor: TaskExecutor<Spec>): this {
+    if (!kind) throw new ConfigError('registerExecutor: kind must be a non-empty string');
+    if (typeof executor?.run !== 'function') throw new ConfigError(`registerExecutor('${kind}'): executor.run must be a function`);
+    this.#executors.set(kind, executor as TaskExecutor<never>);
+    this.#pump();
+    return this;
+  }
+
+  /** Whether an executor is registered for `kind`. */
+  hasExecutor(kind: string): boolean {
+    return this.#executors.has(kind);
+  }
+
+  /**
+   * Submits a task and returns at once. The spec is validated now (throws `ConfigError` or
+   * {@link UnknownTaskKindError}); everything else happens in the background.
+   */
+  submit(options: SubmitOptions): TaskHandle {
+    if (this.#closed) throw new QueueClosedError();
+    const o = validate(SubmitOptionsSchema, options, 'task submit options');
+    const executor = this.#executors.get(o.kind);
+    if (!executor) throw new UnknownTaskKindError(o.kind);
+    let spec: JsonValue = null;
+    const rawSpec = o.spec ?? null;
+    if (executor.specSchema) validate(executor.specSchema, rawSpec, `'${o.kind}' task spec`);
+    spec = validate(JsonValueSchema, rawSpec, `'${o.kind}' task spec (must be JSON)`);
+    const id = o.id ?? randomUUID();
+    if (this.#entries.has(id)) throw new ConfigError(`A task with id '${id}' already exists`);
+    if (o.resources.length && !this.#opts.leases) throw new ConfigError('Task declares resources but the queue has no lease provider');
+    const now = Date.now();
+    const rec: TaskRecord = {
+      id,
+      kind: o.kind,
+      spec,
+      state: 'created',
+      priority: o.priority,
+      labels: o.labels,
+      attempt: 0,
+      ...(o.retry === undefined ? {} : { retry: RetryPolicySchema.parse(o.retry === true ? {} : o.retry) }),
+      ...((o.timeoutMs ?? this.#opts.defaultTimeoutMs) === undefined ? {} : { timeoutMs: o.timeoutMs ?? this.#opts.defaultTimeoutMs }),
+      killAfterMs: o.killAfterMs ?? this.#opts.killAfterMs,
+      resources: o.resources,
+      history: [],
+      exitCode: null,
+      signal: null,
+      timings: { createdAt: now },
+      outputs: [],
+      artifacts: [],
+      info: {},
+      leases: [],
+      triggers: [],
+    };
+    const e = this.#newEntry(rec, o.triggers);
+    if (o.signal) {
+      const sig = o.signal;
+      const onAbort = () => void this.cancel(id, 'submit signal aborted');
+      if (sig.aborted) queueMicrotask(onAbort);
+      else {
+        sig.addEventListener('abort', onAbort, { once: true });
+        e.detachSignal = () => sig.removeEventListener('abort', onAbort);
+      }
+    }
+    e.chain = (async () => {
+      await this.#save(e, rec);
+      await this.ready.catch(() => {});
+      if (e.cancelReason !== undefined) return this.#finishWaiting(e, e.cancelReason);
+      await this.#transition(e, 'enqueue');
+      if (e.cancelReason !== undefined) return this.#finishWaiting(e, e.cancelReason);
+      this.#enqueue(e);
+    })().catch((err: unknown) => this.#report(id, err, 'submit'));
+    return this.#handle(e);
+  }
+
+  /** A handle for an existing task. */
+  handle(id: string): TaskHandle {
+    const e = this.#entries.get(id);
+    if (!e) throw new TaskNotFoundError(id);
+    return this.#handle(e);
+  }
+
+  /** A frozen snapshot of a task, or `undefined`. */
+  get(id: string): Readonly<TaskRecord> | undefined {
+    return this.#entries.get(id)?.rec;
+  }
+
+  /** Snapshots of the tasks in memory, optionally filtered by state or labels. */
+  list(filter: { state?: TaskState | TaskState[]; labels?: Record<string, string> } = {}): Readonly<TaskRecord>[] {
+    const states = filter.state === undefined ? undefined : Array.isArray(filter.state) ? filter.state : [filter.state];
+    const out: TaskRecord[] = [];
+    for (const { rec } of this.#entries.values()) {
+      if (states && !states.includes(rec.state)) continue;
+      if (filter.labels && !Object.entries(filter.labels).every(([k, v]) => rec.labels[k] === v)) continue;
+      out.push(rec);
+    }
+    return out;
+  }
+
+  /** Counts: attempts running, tasks waiting for a slot, tasks waiting to retry. */
+  stats(): { active: number; pending: number; retrying: number; total: number } {
+    let retrying = 0;
+    for (const e of this.#entries.values()) if (e.phase === 'retry-wait') retrying++;
+    return { active: this.#active, pending: this.#pending.length, retrying, total: this.#entries.size };
+  }
+
+  /** Waits for a task's outcome (see {@link TaskHandle.done}). */
+  wait(id: string): Promise<TaskRecord> {
+    const e = this.#entries.get(id);
+    if (!e) return Promise.reject(new TaskNotFoundError(id));
+    return e.done;
+  }
+
+  /**
+   * Cancels a task. A waiting task is cancelled at once; a running one has its signal
+   * aborted and is recorded `cancelled` once its executor has stopped. Resolves `false` if
+   * the task had already finished.
+   */
+  async cancel(id: string, reason?: string): Promise<boolean> {
+    const e = this.#entries.get(id);
+    if (!e) throw new TaskNotFoundError(id);
+    switch (e.phase) {
+      case 'new':
+        e.cancelReason ??= reason ?? 'cancelled';
+        return true;
+      case 'pending': {
+        const i = this.#pending.indexOf(e);
+        if (i >= 0) this.#pending.splice(i, 1);
+        e.phase = 'new';
+        e.cancelReason = reason ?? 'cancelled';
+        e.chain = e.chain.then(() => this.#finishWaiting(e, e.cancelReason)).catch((err: unknown) => this.#report(id, err, 'cancel'));
+        return true;
+      }
+      case 'retry-wait':
+        clearTimeout(e.retryTimer);
+        e.phase = 'new';
+        e.cancelReason = reason ?? 'cancelled';
+        e.chain = e.chain.then(() => this.#finishWaiting(e, e.cancelReason)).catch((err: unknown) => this.#report(id, err, 'cancel'));
+        return true;
+      case 'active':
+        if (e.controller && !e.controller.signal.aborted) e.controller.abort(new TaskCancelledError(id, reason));
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /**
+   * Runs the executor's cleanup for a finished task: `clean` (state `cleaning`), cleanup,
+   * then `archive` (state `archived`). Cleanup errors are recorded in `task.triggers` under
+   * the name `cleanup`.
+   */
+  async archive(id: string): Promise<TaskRecord> {
+    const e = this.#entries.get(id);
+    if (!e) throw new TaskNotFoundError(id);
+    await e.done;
+    const run = e.chain.then(() => this.#archive(e));
+    e.chain = run.catch(() => {});
+    return run;
+  }
+
+  /** Listens to persisted transitions. Returns an unsubscribe function. */
+  onTransition(fn: (e: TransitionEvent) => void): () => void {
+    this.#transitionListeners.add(fn);
+    return () => this.#transitionListeners.delete(fn);
+  }
+
+  /** Listens to log chunks of every task. Returns an unsubscribe function. */
+  onLog(fn: (e: LogEvent) => void): () => void {
+    this.#logListeners.add(fn);
+    return () => this.#logListeners.delete(fn);
+  }
+
+  /** Listens to errors that have no caller (persistence failures, listener exceptions). */
+  onError(fn: (e: { taskId?: string; error: unknown; where: string }) => void): () => void {
+    this.#errorListeners.add(fn);
+    return () => this.#errorListeners.delete(fn);
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Stops the queue: no new submissions, waiting tasks stay recorded as they are, pending
+   * retries are dropped (left `retrying` in the store), running attempts are aborted with
+   * {@link QueueClosedError} and recorded `queued` again (policy `requeue`) or `cancelled`.
+   * Resolves when every attempt has settled. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#unsubscribeLeases?.();
+      for (const e of this.#entries.values()) {
+        if (e.phase === 'retry-wait') {
+          clearTimeout(e.retryTimer);
+          e.phase = 'closed';
+          e.resolve(e.rec);
+        } else if (e.phase === 'pending') {
+          e.phase = 'closed';
+          e.resolve(e.rec);
+        } else if (e.phase === 'active') {
+          e.controller?.abort(new QueueClosedError('The task queue closed while the task was running'));
+        }
+        e.detachSignal?.();
+      }
+      this.#pending.length = 0;
+    }
+    await Promise.allSettled([...this.#activeDone]);
+    await Promise.allSettled([...this.#entries.values()].map((e) => e.chain));
+  }
+
+  /** Same as `close()`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #newEntry(rec: TaskRecord, triggers: TaskTrigger[]): Entry {
+    let resolve!: (r: TaskRecord) => void;
+    const done = new Promise<TaskRecord>((r) => (resolve = r));
+    const e: Entry = { rec: deepFreeze(rec), seq: this.#seq++, phase: 'new', triggers, done, resolve, chain: Promise.resolve() };
+    this.#entries.set(rec.id, e);
+    return e;
+  }
+
+  #handle(e: Entry): TaskHandle {
+    return { id: e.rec.id, done: e.done, cancel: (reason?: string) => this.cancel(e.rec.id, reason) };
+  }
+
+  #report(taskId: string | undefined, error: unknown, where: string): void {
+    const msg = taskId === undefined ? { error, where } : { taskId, error, where };
+    if (errorChannel.hasSubscribers) errorChannel.publish(msg);
+    for (const fn of this.#errorListeners) {
+      try {
+        fn(msg);
+      } catch {
+        /* an error listener must not break the queue */
+      }
+    }
+  }
+
+  async #save(e: Entry, rec: TaskRecord): Promise<void> {
+    const p = this.#opts.persistence;
+    if (!p) return;
+    let lastErr: unknown;
+    for (let i = 0; i < 3; i++) {
+      try {
+        await p.save(rec);
+        return;
+      } catch (err) {
+        lastErr = err;
+        await new Promise((r) => setTimeout(r, 20 * (i + 1)));
+      }
+    }
+    this.#report(e.rec.id, lastErr, 'persistence');
+  }
+
+  /** Applies an event: persist first, then publish. */
+  async #transition(e: Entry, event: TaskEvent, reason?: string, patch: Partial<TaskRecord> = {}): Promise<void> {
+    const from = e.rec.state;
+    const to = nextState(from, event, e.rec.id);
+    const at = Date.now();
+    const timings = { ...e.rec.timings };
+    if (to === 'queued') timings.queuedAt = at;
+    if (to === 'starting') timings.startedAt = at;
+    if (to === 'running') timings.runningAt = at;
+    if (isOutcome(to)) timings.endedAt = at;
+    const next: TaskRecord = {
+      ...e.rec,
+      ...patch,
+      state: to,
+      timings: { ...timings, ...patch.timings },
+      history: [...e.rec.history, { from, to, event, at, ...(reason === undefined ? {} : { reason }), attempt: patch.attempt ?? e.rec.attempt }],
+    };
+    if (isOutcome(to)) next.outcome = to;
+    await this.#save(e, next);
+    e.rec = deepFreeze(next);
+    const ev: TransitionEvent = { task: e.rec, from, to, event, at, reason };
+    if (transitionChannel.hasSubscribers) transitionChannel.publish(ev);
+    for (const fn of this.#transitionListeners) {
+      try {
+        fn(ev);
+      } catch (err) {
+        this.#report(e.rec.id, err, 'transition listener');
+      }
+    }
+  }
+
+  #enqueue(e: Entry): void {
+    if (this.#closed) {
+      e.phase = 'closed';
+      e.resolve(e.rec);
+      return;
+    }
+    e.phase = 'pending';
+    // Sorted by priority desc, then seq asc; binary search for the insertion point.
+    let lo = 0;
+    let hi = this.#pending.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const m = this.#pending[mid]!;
+      if (m.rec.priority > e.rec.priority || (m.rec.priority === e.rec.priority && m.seq < e.seq)) lo = mid + 1;
+      else hi = mid;
+    }
+    this.#pending.splice(lo, 0, e);
+    this.#pump();
+  }
+
+  #pump(): void {
+    if (!this.#isReady || this.#closed) return;
+    while (this.#active < this.#opts.concurrency && this.#pending.length > 0) {
+      let picked = -1;
+      let leases: Lease[] = [];
+      for (let i = 0; i < this.#pending.length; i++) {
+        const cand = this.#pending[i]!;
+        const got = this.#tryLeases(cand);
+        if (got) {
+          picked = i;
+          leases = got;
+          break;
+        }
+      }
+      if (picked < 0) return;
+      const e = this.#pending.splice(picked, 1)[0]!;
+      e.phase = 'active';
+      e.preLeases = leases;
+      e.controller = new AbortController();
+      this.#active++;
+      const p = this.#runAttempt(e).catch((err: unknown) => this.#report(e.rec.id, err, 'attempt'));
+      this.#activeDone.add(p);
+      void p.finally(() => this.#activeDone.delete(p));
+    }
+  }
+
+  #tryLeases(e: Entry): Lease[] | undefined {
+    const reqs = e.rec.resources;
+    if (!reqs.length) return [];
+    const lp = this.#opts.leases;
+    if (!lp) return undefined;
+    const got: Lease[] = [];
+    for (const r of reqs) {
+      const l = lp.tryAcquire(e.rec.id, r);
+      if (!l) {
+        for (const g of got) lp.release(g.id);
+        return undefined;
+      }
+      got.push(l);
+    }
+    return got;
+  }
+
+  #workspaceRoot(): Promise<string> {
+    this.#dataDir ??= this.#opts.dataDir
+      ? mkdir(this.#opts.dataDir, { recursive: true }).then(() => this.#opts.dataDir!)
+      : mkdtemp(join(tmpdir(), 'smoothtask-tasks-'));
+    return this.#dataDir;
+  }
+
+  async #runAttempt(e: Entry): Promise<void> {
+    const id = e.rec.id;
+    const controller = e.controller!;
+    const signal = controller.signal;
+    const lp = this.#opts.leases;
+    const held: Lease[] = [...(e.preLeases ?? [])];
+    e.preLeases = undefined;
+    const attempt = e.rec.attempt + 1;
+    let timer: NodeJS.Timeout | undefined;
+    let sink: LogSink | undefined;
+    let result: TaskResult | undefined;
+    let failure: unknown;
+    let ran = false;
+    const t0 = Date.now();
+    const info: Record<string, JsonValue> = { ...e.rec.info };
+    let infoDirty = false;
+    try {
+      const root = await this.#workspaceRoot();
+      const workspace = join(root, id);
+      const logs = { stdout: join(workspace, 'stdout.log'), stderr: join(workspace, 'stderr.log'), system: join(workspace, 'system.log') };
+      const leaseRecords = held.map((l) => ({ id: l.id, resource: l.resource, ids: [...l.ids], amount: l.amount }));
+      await this.#transition(e, 'start', attempt > 1 ? `attempt ${attempt}` : undefined, {
+        attempt,
+        workspace,
+        logs,
+        logPath: join(workspace, 'output.log'),
+        leases: [...e.rec.leases, ...leaseRecords],
+      });
+      await mkdir(workspace, { recursive: true });
+      sink = new LogSink(logs, join(workspace, 'output.log'), (stream, chunk) => {
+        const ev: LogEvent = { taskId: id, stream, chunk, at: Date.now() };
+        if (logChannel.hasSubscribers) logChannel.publish(ev);
+        for (const fn of this.#logListeners) {
+          try {
+            fn(ev);
+          } catch (err) {
+            this.#report(id, err, 'log listener');
+          }
+        }
+      });
+      const executor = this.#executors.get(e.rec.kind);
+      if (!executor) throw new UnknownTaskKindError(e.rec.kind);
+      const spec = executor.specSchema ? (validate(executor.specSchema, e.rec.spec, `'${e.rec.kind}' task spec`) as never) : (e.rec.spec as never);
+      if (e.rec.timeoutMs !== undefined) {
+        const ms = e.rec.timeoutMs;
+        timer = setTimeout(() => controller.abort(new TaskTimeoutError(id, ms)), ms);
+        timer.unref();
+      }
+      if (signal.aborted) throw signal.reason;
+      await this.#transition(e, 'run');
+      const s = sink;
+      const ctx: TaskContext<never> = {
+        task: e.rec,
+        spec,
+        attempt,
+        signal,
+        killAfterMs: e.rec.killAfterMs,
+        workspace,
+        log: (stream, chunk) => s.write(stream, chunk),
+        setInfo: (patch) => {
+          Object.assign(info, patch);
+          infoDirty = true;
+        },
+        leases: {
+          get held() {
+            return held;
+          },
+          tryAcquire: (req: LeaseRequest) => {
+            if (!lp) throw new ConfigError('The queue has no lease provider');
+            const l = lp.tryAcquire(id, req);
+            if (l) held.push(l);
+            return l;
+          },
+          acquire: async (req: LeaseRequest, o: { timeoutMs?: number } = {}) => {
+            if (!lp) throw new ConfigError('The queue has no lease provider');
+            const l = await lp.acquire(id, req, { signal, ...o });
+            held.push(l);
+            return l;
+          },
+          release: (l: Lease) => {
+            lp?.release(l.id);
+          },
+        },
+      };
+      ran = true;
+      result = await executor.run(ctx);
+    } catch (err) {
+      failure = err;
+    }
+    clearTimeout(timer);
+    await sink?.close().catch((err: unknown) => this.#report(id, err, 'log close'));
+    if (lp) for (const l of held) lp.release(l.id);
+    const releasedAt = Date.now();
+    const heldIds = new Set(held.map((l) => l.id));
+    const leases = e.rec.leases.map((l) => (heldIds.has(l.id) && l.releasedAt === undefined ? { ...l, releasedAt } : l));
+    for (const l of held) {
+      if (!leases.some((r) => r.id === l.id)) leases.push({ id: l.id, resource: l.resource, ids: [...l.ids], amount: l.amount, releasedAt });
+    }
+
+    // Decide the ending. An abort that happened before the work settled wins: the work was stopped.
+    let event: TaskEvent;
+    let reason: string | undefined;
+    const patch: Partial<TaskRecord> = { leases, timings: { ...e.rec.timings, durationMs: Date.now() - t0 } };
+    if (infoDirty) patch.info = info;
+    if (result) {
+      patch.exitCode = result.exitCode ?? (result.signal ? null : 0);
+      patch.signal = result.signal ?? null;
+      if (result.outputs) patch.outputs = result.outputs;
+      if (result.artifacts) patch.artifacts = result.artifacts;
+      if (result.result !== undefined) patch.result = result.result;
+    }
+    if (signal.aborted) {
+      const r: unknown = signal.reason;
+      if (r instanceof TaskTimeoutError) {
+        event = 'time_out';
+        reason = r.message;
+      } else if (r instanceof QueueClosedError) {
+        const policy = this.#opts.onClose ?? (this.#opts.persistence ? 'requeue' : 'cancel');
+        event = policy === 'requeue' ? 'requeue' : 'cancel';
+        reason = r.message;
+      } else {
+        event = 'cancel';
+        reason = r instanceof Error ? r.message : 'cancelled';
+      }
+      patch.error = errInfo(r);
+    } else if (failure !== undefined) {
+      event = 'fail';
+      patch.error = errInfo(failure);
+      reason = patch.error.message;
+      if (!ran) reason = `could not start: ${reason}`;
+    } else if (result && (result.error !== undefined || (result.exitCode ?? 0) !== 0 || (result.signal && result.exitCode == null))) {
+      event = 'fail';
+      reason = result.error ?? (result.signal ? `killed by ${result.signal}` : `exit code ${result.exitCode}`);
+      patch.error = { message: reason };
+    } else {
+      event = 'succeed';
+    }
+    const retry = e.rec.retry;
+    const outcomeOf = event === 'time_out' ? 'timed_out' : event === 'fail' ? 'failed' : undefined;
+    const willRetry = retry && outcomeOf && retry.on.includes(outcomeOf) && attempt < retry.maxAttempts && !this.#closed;
+    if (willRetry) {
+      reason = `attempt ${attempt}/${retry.maxAttempts} ${outcomeOf}${reason ? `: ${reason}` : ''}`;
+      event = 'retry';
+    }
+    try {
+      await this.#transition(e, event, reason, patch);
+    } finally {
+      this.#active--;
+      e.controller = undefined;
+      this.#pump();
+    }
+
+    if (event === 'retry' && retry) {
+      e.phase = 'retry-wait';
+      const delay = backoffDelay(attempt - 1, { baseMs: retry.baseMs, maxMs: retry.maxMs, factor: retry.factor });
+      // Ref'd on purpose: a pending retry is the user's work and should keep a script alive.
+      e.retryTimer = setTimeout(() => {
+        e.retryTimer = undefined;
+        if (e.phase !== 'retry-wait') return;
+        e.phase = 'new';
+        e.chain = e.chain
+          .then(async () => {
+            if (e.cancelReason !== undefined) return this.#finishWaiting(e, e.cancelReason);
+            await this.#transition(e, 'enqueue', 'retry backoff elapsed');
+            if (e.cancelReason !== undefined) return this.#finishWaiting(e, e.cancelReason);
+            this.#enqueue(e);
+          })
+          .catch((err: unknown) => this.#report(id, err, 'retry'));
+      }, delay);
+      return;
+    }
+    if (event === 'requeue') {
+      e.phase = 'closed';
+      e.resolve(e.rec);
+      return;
+    }
+    await this.#finish(e);
+  }
+
+  /** Cancels a task that is not running (created/queued/retrying). */
+  async #finishWaiting(e: Entry, reason: string | undefined): Promise<void> {
+    if (isOutcome(e.rec.state)) return;
+    await this.#transition(e, 'cancel', reason, { error: errInfo(new TaskCancelledError(e.rec.id, reason)) });
+    await this.#finish(e);
+  }
+
+  async #finish(e: Entry): Promise<void> {
+    e.phase = 'finished';
+    e.detachSignal?.();
+    const outcome = e.rec.state as OutcomeState;
+    const records = await this.#runTriggers(e, outcome);
+    if (records.length) {
+      e.rec = deepFreeze({ ...e.rec, triggers: [...e.rec.triggers, ...records] });
+      await this.#save(e, e.rec);
+    }
+    if (this.#opts.archiveOnFinish) await this.#archive(e).catch((err: unknown) => this.#report(e.rec.id, err, 'archive'));
+    e.resolve(e.rec);
+    this.#finishedOrder.push(e.rec.id);
+    while (this.#finishedOrder.length > this.#opts.keepFinished) {
+      const old = this.#finishedOrder.shift()!;
+      this.#entries.delete(old);
+    }
+  }
+
+  async #runTriggers(e: Entry, outcome: OutcomeState): Promise<TaskRecord['triggers']> {
+    const key = ({ succeeded: 'success', failed: 'failure', timed_out: 'timeout', cancelled: 'cancel' } as const)[outcome];
+    const all = [...this.#opts.triggers, ...e.triggers].filter((t) => t.on.includes(key));
+    const out: TaskRecord['triggers'] = [];
+    for (const t of all) {
+      const at = Date.now();
+      const ms = t.timeoutMs ?? 30_000;
+      const ac = new AbortController();
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          Promise.resolve().then(() => t.run(e.rec, { outcome, signal: ac.signal })),
+          new Promise((_, rej) => {
+            timer = setTimeout(() => {
+              const err = new TriggerTimeoutError(t.name, ms);
+              ac.abort(err);
+              rej(err);
+            }, ms);
+            timer.unref();
+          }),
+        ]);
+        out.push({ name: t.name, on: outcome, at, ok: true, durationMs: Date.now() - at });
+      } catch (err) {
+        out.push({ name: t.name, on: outcome, at, ok: false, durationMs: Date.now() - at, error: errInfo(err) });
+        this.#report(e.rec.id, err, `trigger ${t.name}`);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    return out;
+  }
+
+  async #archive(e: Entry): Promise<TaskRecord> {
+    if (e.rec.state === 'archived') return e.rec;
+    if (e.rec.state !== 'cleaning') await this.#transition(e, 'clean');
+    const ex = this.#executors.get(e.rec.kind);
+    let rec: TaskRecord['triggers'][number] | undefined;
+    if (ex?.cleanup) {
+      const at = Date.now();
+      try {
+        await ex.cleanup(e.rec);
+        rec = { name: 'cleanup', on: e.rec.outcome ?? 'failed', at, ok: true, durationMs: Date.now() - at };
+      } catch (err) {
+        rec = { name: 'cleanup', on: e.rec.outcome ?? 'failed', at, ok: false, durationMs: Date.now() - at, error: errInfo(err) };
+        this.#report(e.rec.id, err, 'cleanup');
+      }
+    }
+    await this.#transition(e, 'archive', undefined, rec ? { triggers: [...e.rec.triggers, rec] } : {});
+    return e.rec;
+  }
+
+  async #recover(): Promise<void> {
+    const p = this.#opts.persistence;
+    if (!p) return;
+    const records = await p.loadAll();
+    records.sort((a, b) => a.timings.createdAt - b.timings.createdAt);
+    for (const rec of records) {
+      if (this.#entries.has(rec.id)) continue;
+      const e = this.#newEntry(rec, []);
+      switch (rec.state) {
+        case 'starting':
+        case 'running':
+          if (this.#opts.recovery === 'requeue') {
+            await this.#transition(e, 'requeue', `recovered after restart: was ${rec.state}`);
+            this.#enqueue(e);
+          } else {
+            await this.#transition(e, 'abandon', `recovered after restart: was ${rec.state}, policy fail`, {
+              error: { code: 'ERR_TASK_INTERRUPTED', message: `interrupted while ${rec.state}` },
+            });
+            await this.#finish(e);
+          }
+          break;
+        case 'created':
+        case 'retrying':
+          await this.#transition(e, 'enqueue', 'recovered after restart');
+          this.#enqueue(e);
+          break;
+        case 'queued':
+          this.#enqueue(e);
+          break;
+        case 'cleaning':
+          e.phase = 'finished';
+          e.resolve(e.rec);
+          break;
+        default:
+          e.phase = 'finished';
+          e.resolve(e.rec);
+          this.#finishedOrder.push(rec.id);
+      }
+    }
+  }
+}
+
+/** Per-task log files, opened lazily; also feeds listeners. */
+class LogSink {
+  readonly #paths: Record<LogStream, string>;
+  readonly #combined: string;
+  readonly #emit: (stream: LogStream, chunk: string) => void;
+  readonly #streams = new Map<string, WriteStream>();
+  #closed = false;
+  constructor(paths: Record<LogStream, string>, combined: string, emit: (stream: LogStream, chunk: string) => void) {
+    this.#paths = paths;
+    this.#combined = combined;
+    this.#emit = emit;
+  }
+  #open(path: string): WriteStream {
+    let s = this.#streams.get(path);
+    if (!s) {
+      s = createWriteStream(path, { flags: 'a' });
+      s.on('error', () => {});
+      this.#streams.set(path, s);
+    }
+    return s;
+  }
+  write(stream: LogStream, chunk: string | Uint8Array): void {
+    if (this.#closed) return;
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    this.#open(this.#paths[stream]).write(buf);
+    if (stream !== 'system') this.#open(this.#combined).write(buf);
+    this.#emit(stream, buf.toString('utf8'));
+  }
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(
+      [...this.#streams.values()].map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            if (s.destroyed) return resolve();
+            s.end(() => resolve());
+            s.once('error', () => resolve());
+          }),
+      ),
+    );
+  }
+}

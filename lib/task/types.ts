@@ -1,0 +1,286 @@
+/**
+ * The task record and the executor seam.
+ * @module
+ */
+import { z } from 'zod';
+import { TASK_EVENTS, TASK_STATES, OUTCOME_STATES } from './states.js';
+import type { OutcomeState, TaskState, TaskEvent } from './states.js';
+
+/** A JSON value (what a task spec, result and info may hold, since they are persisted). */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** Zod schema of {@link JsonValue}. */
+export const JsonValueSchema: z.ZodType<JsonValue> = z.lazy(() =>
+  z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(JsonValueSchema), z.record(z.string(), JsonValueSchema)]),
+);
+
+/** One entry of a task's history. */
+export const TransitionRecordSchema = z.object({
+  from: z.enum(TASK_STATES),
+  to: z.enum(TASK_STATES),
+  event: z.enum(TASK_EVENTS),
+  /** Epoch milliseconds. */
+  at: z.number(),
+  reason: z.string().optional(),
+  attempt: z.number().int().optional(),
+});
+/** One entry of a task's history: `{ from, to, event, at, reason }`. */
+export type TransitionRecord = z.infer<typeof TransitionRecordSchema>;
+
+/** Retry policy of a task that opts into retries. */
+export const RetryPolicySchema = z.object({
+  /** Total attempts including the first (1 = no retry). */
+  maxAttempts: z.number().int().min(1).max(1000).default(3),
+  /** Base delay of the exponential backoff. */
+  baseMs: z.number().min(0).default(500),
+  /** Cap of the backoff delay. */
+  maxMs: z.number().min(0).default(60_000),
+  /** Growth factor per attempt. */
+  factor: z.number().min(1).default(2),
+  /** Which endings are retried. */
+  on: z.array(z.enum(['failed', 'timed_out'])).default(['failed', 'timed_out']),
+});
+/** Retry policy (input form). */
+export type RetryPolicy = z.input<typeof RetryPolicySchema>;
+
+/** Record of one trigger run. */
+export const TriggerRecordSchema = z.object({
+  name: z.string(),
+  on: z.enum(OUTCOME_STATES),
+  at: z.number(),
+  ok: z.boolean(),
+  durationMs: z.number(),
+  error: z.object({ code: z.string().optional(), message: z.string() }).optional(),
+});
+/** Record of one trigger run, kept on the task (errors included, never lost). */
+export type TriggerRecord = z.infer<typeof TriggerRecordSchema>;
+
+/** Record of one resource lease held by the task. */
+export const LeaseRecordSchema = z.object({
+  id: z.string(),
+  resource: z.string(),
+  ids: z.array(z.string()).optional(),
+  amount: z.number().optional(),
+  releasedAt: z.number().optional(),
+});
+/** A lease held (or once held) by a task. */
+export type LeaseRecord = z.infer<typeof LeaseRecordSchema>;
+
+/** The persisted task record. */
+export const TaskRecordSchema = z.object({
+  id: z.string().min(1),
+  kind: z.string().min(1),
+  spec: JsonValueSchema,
+  state: z.enum(TASK_STATES),
+  /** The outcome reached (kept through `cleaning`/`archived`). */
+  outcome: z.enum(OUTCOME_STATES).optional(),
+  priority: z.number(),
+  labels: z.record(z.string(), z.string()),
+  /** 1-based attempt number of the current or last run. */
+  attempt: z.number().int().min(0),
+  retry: RetryPolicySchema.optional(),
+  timeoutMs: z.number().optional(),
+  killAfterMs: z.number(),
+  resources: z.array(z.object({ resource: z.string(), count: z.number().optional(), amount: z.number().optional() })).default([]),
+  history: z.array(TransitionRecordSchema),
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  error: z.object({ code: z.string().optional(), message: z.string() }).optional(),
+  timings: z.object({
+    createdAt: z.number(),
+    queuedAt: z.number().optional(),
+    startedAt: z.number().optional(),
+    runningAt: z.number().optional(),
+    endedAt: z.number().optional(),
+    /** Wall time of the last attempt, start to settle. */
+    durationMs: z.number().optional(),
+  }),
+  workspace: z.string().optional(),
+  /** Combined stdout+stderr log, in arrival order. */
+  logPath: z.string().optional(),
+  logs: z.object({ stdout: z.string(), stderr: z.string(), system: z.string() }).optional(),
+  outputs: z.array(z.string()),
+  artifacts: z.array(z.string()),
+  result: JsonValueSchema.optional(),
+  info: z.record(z.string(), JsonValueSchema),
+  leases: z.array(LeaseRecordSchema),
+  triggers: z.array(TriggerRecordSchema),
+});
+/** The task record: everything known about a task, persisted on every transition. */
+export type TaskRecord = z.infer<typeof TaskRecordSchema>;
+
+/** What an executor's `run()` resolves with. */
+export interface TaskResult {
+  /** Process-style exit code; non-zero (or `null` with a signal) means failure. Omitted = success. */
+  exitCode?: number | null;
+  /** Signal name that ended the work, if any (e.g. `SIGKILL`). */
+  signal?: string | null;
+  /** Files the task produced (absolute paths), e.g. under its workspace. */
+  outputs?: string[];
+  /** Archives or other artifacts built from the outputs (absolute paths). */
+  artifacts?: string[];
+  /** Executor-defined JSON result, persisted on the task. */
+  result?: JsonValue;
+  /** A failure message; when set the attempt fails even with exit code 0. */
+  error?: string;
+}
+
+/** Stream names accepted by {@link TaskContext.log}. */
+export type LogStream = 'stdout' | 'stderr' | 'system';
+
+/** A lease request made by a task. */
+export interface LeaseRequest {
+  /** Resource name registered with the lease manager (e.g. `gpu`, `port`, `memory`). */
+  resource: string;
+  /** For discrete resources: how many ids. Default 1. */
+  count?: number;
+  /** For discrete resources: exactly these ids. */
+  ids?: string[];
+  /** For quantity resources (e.g. memory bytes): how much. */
+  amount?: number;
+}
+
+/** A granted lease. */
+export interface Lease {
+  /** Unique lease id. */
+  readonly id: string;
+  /** Resource name. */
+  readonly resource: string;
+  /** Who holds it (a task id for task leases). */
+  readonly holder: string;
+  /** Ids granted (discrete resources). */
+  readonly ids: readonly string[];
+  /** Amount granted (quantity resources). */
+  readonly amount: number;
+}
+
+/**
+ * What the queue needs from a lease manager. `ResourceLeaseManager` in `smoothtask/process`
+ * implements it.
+ */
+export interface LeaseProvider {
+  /** Grants the lease now or returns `undefined` (never partially). */
+  tryAcquire(holder: string, request: LeaseRequest): Lease | undefined;
+  /** Waits until the lease can be granted. */
+  acquire(holder: string, request: LeaseRequest, options?: { signal?: AbortSignal; timeoutMs?: number }): Promise<Lease>;
+  /** Returns a lease; idempotent. */
+  release(leaseId: string): void;
+  /** Subscribes to "something was released" (the queue re-tries waiting tasks). Returns an unsubscribe. */
+  onRelease(fn: () => void): () => void;
+}
+
+/** Lease helpers handed to an executor; every lease is returned when the task's attempt ends. */
+export interface TaskLeases {
+  /** Leases granted to this attempt so far (including those declared in the task's `resources`). */
+  readonly held: readonly Lease[];
+  /** Grants a lease now or returns `undefined`. */
+  tryAcquire(request: LeaseRequest): Lease | undefined;
+  /** Waits for a lease (aborted with the task). */
+  acquire(request: LeaseRequest, options?: { timeoutMs?: number }): Promise<Lease>;
+  /** Returns a lease early (otherwise it is returned when the attempt ends). */
+  release(lease: Lease): void;
+}
+
+/**
+ * What an executor gets for one attempt of one task.
+ *
+ * The contract:
+ * - `signal` aborts on cancel (`reason` is a `TaskCancelledError`), on timeout (a
+ *   `TaskTimeoutError`) and when the queue closes (a `QueueClosedError`). On abort the executor
+ *   must stop the work (for processes: SIGTERM to the group, then SIGKILL after `killAfterMs`)
+ *   and only then settle `run()`. The queue records `timed_out`/`cancelled` after `run()` has
+ *   settled and frees the slot then: the slot is held as long as the work exists.
+ * - `log()` appends to the task's log files (`stdout.log`, `stderr.log`, `system.log` and the
+ *   combined `output.log` in the workspace) and feeds the queue's log listeners live.
+ * - `workspace` is a directory created for this task (kept across attempts); put outputs there.
+ */
+export interface TaskContext<Spec = JsonValue> {
+  /** A read-only snapshot of the task at the start of this attempt. */
+  readonly task: Readonly<TaskRecord>;
+  /** The validated spec (as the executor's `specSchema` parsed it). */
+  readonly spec: Spec;
+  /** 1-based attempt number. */
+  readonly attempt: number;
+  /** Aborted on cancel, timeout or queue close, with a typed reason. */
+  readonly signal: AbortSignal;
+  /** Grace between the polite stop (SIGTERM) and the forced one (SIGKILL), in ms. */
+  readonly killAfterMs: number;
+  /** Per-task working directory (exists). */
+  readonly workspace: string;
+  /** Appends a chunk to the task's logs and publishes it to log listeners. */
+  log(stream: LogStream, chunk: string | Uint8Array): void;
+  /** Records executor facts on the task (`task.info`, e.g. `{ pid }` or `{ containerId }`); persisted with the next save. */
+  setInfo(patch: Record<string, JsonValue>): void;
+  /** Lease helpers; leases are returned when the attempt ends, whatever the ending. */
+  readonly leases: TaskLeases;
+}
+
+/**
+ * The executor seam: one executor per task kind, registered with
+ * `queue.registerExecutor(kind, executor)`.
+ *
+ * @example
+ * ```ts
+ * queue.registerExecutor('sleep', {
+ *   specSchema: z.object({ ms: z.number() }),
+ *   async run(ctx) {
+ *     await setTimeout(ctx.spec.ms, undefined, { signal: ctx.signal }).catch(() => {});
+ *     return { exitCode: ctx.signal.aborted ? null : 0 };
+ *   },
+ * });
+ * ```
+ */
+export interface TaskExecutor<Spec = JsonValue> {
+  /** Validates (and may default) the spec at submit time; invalid specs throw `ConfigError`. */
+  readonly specSchema?: z.ZodType<Spec>;
+  /**
+   * Runs one attempt. Resolve with the result (non-zero `exitCode` or `error` = failure) or
+   * reject (failure). Must settle only once the work is really gone, including after abort.
+   */
+  run(ctx: TaskContext<Spec>): Promise<TaskResult>;
+  /**
+   * Optional cleanup, run while the task is `cleaning` (after `queue.archive(id)` or with
+   * `archiveOnFinish`): remove containers, temp files, ... Errors are recorded on the task.
+   */
+  cleanup?(task: Readonly<TaskRecord>): Promise<void>;
+}
+
+/** A trigger: runs after a task reaches an outcome. Its errors are recorded on the task. */
+export interface TaskTrigger {
+  /** Name recorded in `task.triggers`. */
+  name: string;
+  /** Outcomes that fire it: `success` (succeeded), `failure` (failed, e.g. non-zero exit), `timeout`, `cancel`. */
+  on: Array<'success' | 'failure' | 'timeout' | 'cancel'>;
+  /** The hook. A thrown error or rejection is recorded, never lost, and does not change the outcome. */
+  run(task: Readonly<TaskRecord>, info: { outcome: OutcomeState; signal: AbortSignal }): unknown;
+  /** Time limit for the hook (default 30 s). */
+  timeoutMs?: number;
+}
+
+/** A transition as heard by listeners (after it was persisted). */
+export interface TransitionEvent {
+  /** The task after the transition (a frozen snapshot). */
+  readonly task: Readonly<TaskRecord>;
+  /** From state. */
+  readonly from: TaskState;
+  /** To state. */
+  readonly to: TaskState;
+  /** The event. */
+  readonly event: TaskEvent;
+  /** Epoch ms. */
+  readonly at: number;
+  /** Why, when known. */
+  readonly reason: string | undefined;
+}
+
+/** A log chunk as heard by listeners. */
+export interface LogEvent {
+  /** Task id. */
+  readonly taskId: string;
+  /** Stream. */
+  readonly stream: LogStream;
+  /** The chunk, as text (UTF-8). */
+  readonly chunk: string;
+  /** Epoch ms. */
+  readonly at: number;
+}

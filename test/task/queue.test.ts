@@ -1,0 +1,218 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readFile, rm } from 'node:fs/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  TaskQueue,
+  TaskTimeoutError,
+  TaskCancelledError,
+  UnknownTaskKindError,
+  type TaskExecutor,
+  type TaskRecord,
+  type TransitionEvent,
+} from 'smoothtask/task';
+import { ConfigError } from '../../lib/errors/index.js';
+
+/** An executor that honours abort the way the seam asks: stop, then settle. */
+const sleepExec: TaskExecutor<{ ms: number; exit?: number; throws?: boolean }> = {
+  specSchema: z.object({ ms: z.number(), exit: z.number().optional(), throws: z.boolean().optional() }),
+  async run(ctx) {
+    ctx.log('stdout', `start ${ctx.spec.ms}\n`);
+    try {
+      await sleep(ctx.spec.ms, undefined, { signal: ctx.signal });
+    } catch {
+      ctx.log('system', 'aborted\n');
+      return { exitCode: null, signal: 'SIGTERM' };
+    }
+    if (ctx.spec.throws) throw new Error('boom');
+    return { exitCode: ctx.spec.exit ?? 0 };
+  },
+};
+
+const queues: TaskQueue[] = [];
+function makeQueue(opts: ConstructorParameters<typeof TaskQueue>[0] = {}): TaskQueue {
+  const q = new TaskQueue(opts);
+  q.registerExecutor('sleep', sleepExec);
+  queues.push(q);
+  return q;
+}
+afterAll(async () => {
+  for (const q of queues) await q.close();
+});
+
+const states = (r: TaskRecord) => r.history.map((h) => h.to);
+
+describe('TaskQueue', () => {
+  it('submit returns at once; success path records history, timings and logs', async () => {
+    const q = makeQueue();
+    const seen: TransitionEvent[] = [];
+    q.onTransition((e) => seen.push(e));
+    const logs: string[] = [];
+    q.onLog((e) => logs.push(e.chunk));
+    const t0 = performance.now();
+    const h = q.submit({ kind: 'sleep', spec: { ms: 30 } });
+    expect(performance.now() - t0).toBeLessThan(50);
+    expect(q.get(h.id)?.state).toBe('created');
+    const r = await h.done;
+    expect(r.state).toBe('succeeded');
+    expect(states(r)).toEqual(['queued', 'starting', 'running', 'succeeded']);
+    expect(r.exitCode).toBe(0);
+    expect(r.attempt).toBe(1);
+    expect(r.timings.endedAt! >= r.timings.runningAt!).toBe(true);
+    expect(seen.map((e) => e.to)).toEqual(states(r));
+    expect(logs).toEqual(['start 30\n']);
+    expect(await readFile(r.logs!.stdout, 'utf8')).toBe('start 30\n');
+    expect(await readFile(r.logPath!, 'utf8')).toBe('start 30\n');
+    expect(Object.isFrozen(r)).toBe(true);
+    await rm(r.workspace!, { recursive: true, force: true });
+  });
+
+  it('validates at submit: unknown kind, bad spec', () => {
+    const q = makeQueue();
+    expect(() => q.submit({ kind: 'nope' })).toThrow(UnknownTaskKindError);
+    expect(() => q.submit({ kind: 'sleep', spec: { ms: 'x' } })).toThrow(ConfigError);
+    expect(() => q.submit({ kind: 'sleep', spec: { ms: 1 }, priority: 'high' as never })).toThrow(/priority/);
+  });
+
+  it('non-zero exit and thrown errors fail; error recorded', async () => {
+    const q = makeQueue();
+    const a = await q.submit({ kind: 'sleep', spec: { ms: 1, exit: 3 } }).done;
+    expect(a.state).toBe('failed');
+    expect(a.exitCode).toBe(3);
+    expect(a.error?.message).toBe('exit code 3');
+    const b = await q.submit({ kind: 'sleep', spec: { ms: 1, throws: true } }).done;
+    expect(b.state).toBe('failed');
+    expect(b.error?.message).toBe('boom');
+  });
+
+  it('timeout aborts with TaskTimeoutError and records timed_out only after run settled', async () => {
+    const q = makeQueue({ concurrency: 1 });
+    let reason: unknown;
+    let settledAt = 0;
+    q.registerExecutor('slowstop', {
+      async run(ctx) {
+        await new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r(), { once: true }));
+        reason = ctx.signal.reason;
+        await sleep(80); // the work takes a while to go away
+        settledAt = Date.now();
+        return { exitCode: null, signal: 'SIGTERM' };
+      },
+    });
+    const h = q.submit({ kind: 'slowstop', timeoutMs: 40 });
+    const next = q.submit({ kind: 'sleep', spec: { ms: 1 } });
+    const r = await h.done;
+    expect(reason).toBeInstanceOf(TaskTimeoutError);
+    expect(r.state).toBe('timed_out');
+    expect(r.timings.endedAt!).toBeGreaterThanOrEqual(settledAt);
+    // concurrency 1: the next task may only start after the timed-out work is gone
+    const n = await next.done;
+    expect(n.timings.startedAt!).toBeGreaterThanOrEqual(settledAt);
+  });
+
+  it('cancel: waiting task at once, running task through its signal, submit signal', async () => {
+    const q = makeQueue({ concurrency: 1 });
+    const running = q.submit({ kind: 'sleep', spec: { ms: 5000 } });
+    const waiting = q.submit({ kind: 'sleep', spec: { ms: 5000 } });
+    const ac = new AbortController();
+    const viaSignal = q.submit({ kind: 'sleep', spec: { ms: 5000 }, signal: ac.signal });
+    while (q.get(running.id)?.state !== 'running') await sleep(2);
+    expect(await waiting.cancel('not needed')).toBe(true);
+    const w = await waiting.done;
+    expect(w.state).toBe('cancelled');
+    expect(states(w)).toEqual(['queued', 'cancelled']);
+    ac.abort();
+    expect((await viaSignal.done).state).toBe('cancelled');
+    await q.cancel(running.id);
+    const r = await running.done;
+    expect(r.state).toBe('cancelled');
+    expect(r.error?.code).toBe(new TaskCancelledError('x').code);
+    expect(await q.cancel(running.id)).toBe(false);
+  });
+
+  it('priorities: higher first, FIFO within a priority', async () => {
+    const q = makeQueue({ concurrency: 1 });
+    const order: string[] = [];
+    q.registerExecutor('rec', {
+      async run(ctx) {
+        order.push(ctx.task.id);
+        return {};
+      },
+    });
+    const block = q.submit({ kind: 'sleep', spec: { ms: 50 } });
+    while (q.get(block.id)?.state !== 'running') await sleep(2);
+    const hs = [
+      q.submit({ kind: 'rec', id: 'low1', priority: -1 }),
+      q.submit({ kind: 'rec', id: 'mid1' }),
+      q.submit({ kind: 'rec', id: 'high', priority: 5 }),
+      q.submit({ kind: 'rec', id: 'mid2' }),
+      q.submit({ kind: 'rec', id: 'low2', priority: -1 }),
+    ];
+    await Promise.all(hs.map((h) => h.done));
+    expect(order).toEqual(['high', 'mid1', 'mid2', 'low1', 'low2']);
+  });
+
+  it('retries with backoff until success, history keeps each failure', async () => {
+    const q = makeQueue();
+    let n = 0;
+    q.registerExecutor('flaky', {
+      async run() {
+        n++;
+        return { exitCode: n < 3 ? 1 : 0 };
+      },
+    });
+    const r = await q.submit({ kind: 'flaky', retry: { maxAttempts: 5, baseMs: 5, maxMs: 20 } }).done;
+    expect(r.state).toBe('succeeded');
+    expect(r.attempt).toBe(3);
+    expect(states(r).filter((s) => s === 'retrying')).toHaveLength(2);
+    const exhausted = await q.submit({ kind: 'sleep', spec: { ms: 1, exit: 2 }, retry: { maxAttempts: 2, baseMs: 1 } }).done;
+    expect(exhausted.state).toBe('failed');
+    expect(exhausted.attempt).toBe(2);
+  });
+
+  it('triggers run per outcome; their errors are recorded, not lost', async () => {
+    const q = makeQueue({
+      triggers: [
+        { name: 'always-bad', on: ['success', 'failure', 'timeout', 'cancel'], run: () => { throw new Error('trigger broke'); } },
+      ],
+    });
+    const hits: string[] = [];
+    const r = await q.submit({
+      kind: 'sleep',
+      spec: { ms: 1, exit: 1 },
+      triggers: [
+        { name: 'on-fail', on: ['failure'], run: (t) => void hits.push(`fail:${t.exitCode}`) },
+        { name: 'on-ok', on: ['success'], run: () => void hits.push('ok') },
+        { name: 'slow', on: ['failure'], timeoutMs: 20, run: () => sleep(1000) },
+      ],
+    }).done;
+    expect(hits).toEqual(['fail:1']);
+    expect(r.triggers.map((t) => [t.name, t.ok])).toEqual([
+      ['always-bad', false],
+      ['on-fail', true],
+      ['slow', false],
+    ]);
+    expect(r.triggers[0]!.error?.message).toBe('trigger broke');
+    expect(r.triggers[2]!.error?.code).toBe('ERR_TASK_TRIGGER_TIMEOUT');
+  });
+
+  it('archive runs executor cleanup through cleaning -> archived', async () => {
+    const q = makeQueue();
+    const cleaned: string[] = [];
+    q.registerExecutor('c', { run: async () => ({}), cleanup: async (t) => void cleaned.push(t.id) });
+    const h = q.submit({ kind: 'c' });
+    const r = await q.archive(h.id);
+    expect(r.state).toBe('archived');
+    expect(r.outcome).toBe('succeeded');
+    expect(cleaned).toEqual([h.id]);
+    expect(states(r).slice(-2)).toEqual(['cleaning', 'archived']);
+  });
+
+  it('close aborts running attempts and waits for them', async () => {
+    const q = makeQueue();
+    const h = q.submit({ kind: 'sleep', spec: { ms: 10_000 } });
+    while (q.get(h.id)?.state !== 'running') await sleep(2);
+    await q.close();
+    expect(q.get(h.id)?.state).toBe('cancelled');
+    expect(() => q.submit({ kind: 'sleep', spec: { ms: 1 } })).toThrow(/closed/);
+  });
+});
