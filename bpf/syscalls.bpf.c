@@ -9,15 +9,15 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u32);	// tid
-	__type(value, struct syscall_start);
+	__type(value, struct st_syscall_start);
 } syscall_start SEC(".maps");
 
 // Entries churn with processes: LRU keeps the busiest (process, syscall) pairs.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
-	__type(key, struct syscall_key);
-	__type(value, struct syscall_stats);
+	__type(key, struct st_syscall_key);
+	__type(value, struct st_syscall_stats);
 } syscall_stats SEC(".maps");
 
 // Load-time switch: when false only counts are kept (no per-thread start, about half the cost).
@@ -27,8 +27,8 @@ SEC("tp_btf/sys_enter")
 int BPF_PROG(st_sys_enter, struct pt_regs *regs, long id)
 {
 	__u64 pid_tgid;
-	struct syscall_key key;
-	struct syscall_stats zero = {}, *s;
+	struct st_syscall_key key;
+	struct st_syscall_stats zero = {}, *s;
 
 	if (!st_filter_pass())
 		return 0;
@@ -39,7 +39,7 @@ int BPF_PROG(st_sys_enter, struct pt_regs *regs, long id)
 	if (s)
 		__sync_fetch_and_add(&s->count, 1);
 	if (measure_latency) {
-		struct syscall_start st = { .ts = bpf_ktime_get_ns(), .nr = key.nr, .tgid = key.tgid };
+		struct st_syscall_start st = { .ts = bpf_ktime_get_ns(), .nr = key.nr, .tgid = key.tgid };
 		__u32 tid = (__u32)pid_tgid;
 
 		bpf_map_update_elem(&syscall_start, &tid, &st, BPF_ANY);
@@ -51,9 +51,9 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(st_sys_exit, struct pt_regs *regs, long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct syscall_start *st;
-	struct syscall_stats *s;
-	struct syscall_key key;
+	struct st_syscall_start *st;
+	struct st_syscall_stats *s;
+	struct st_syscall_key key;
 	__u64 delta;
 
 	if (!measure_latency)

@@ -4,13 +4,13 @@
 #define __ST_SYSCALLS_H
 
 // Key of syscall_stats: one entry per (process, syscall number).
-struct syscall_key {
+struct st_syscall_key {
 	__u32 tgid;
 	__u32 nr;
 };
 
 // Value of syscall_stats. Latency is measured from sys_enter to sys_exit.
-struct syscall_stats {
+struct st_syscall_stats {
 	__u64 count;		// entries (counted at sys_enter, so exit/exit_group count too)
 	__u64 errors;		// exits with a negative return value
 	__u64 total_ns;		// summed latency of completed calls
@@ -18,7 +18,7 @@ struct syscall_stats {
 };
 
 // Value of syscall_start (per thread in a syscall).
-struct syscall_start {
+struct st_syscall_start {
 	__u64 ts;
 	__u32 nr;
 	__u32 tgid;

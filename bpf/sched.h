@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// Structs shared between sched.bpf.c and user space (lib/metrics/cpu).
+#ifndef __ST_SCHED_H
+#define __ST_SCHED_H
+
+#define ST_SCHED_HIST_SLOTS 32
+
+// Value of thread_cpu (key: tid) and of exited_cpu (key: tgid, threads already gone).
+struct st_sched_cpu {
+	__u32 tgid;
+	__u32 pad;
+	__u64 oncpu_ns;		// time on CPU
+	__u64 voluntary;	// switches out while blocking (nvcsw)
+	__u64 involuntary;	// switches out while runnable (preempted, nivcsw)
+	__u64 runq_ns;		// time waiting on a run queue after a wakeup or preemption
+	__u64 runq_count;	// waits measured
+};
+
+// Value of runq_hist[0]: run-queue latency, log2 slots of microseconds.
+struct st_sched_hist {
+	__u64 slots[ST_SCHED_HIST_SLOTS];
+};
+
+#endif /* __ST_SCHED_H */
