@@ -1,0 +1,7 @@
+/**
+ * The `thermal` family: thermal zones, cooling devices and hwmon sensors from sysfs, and CPU
+ * frequency / idle residency and temperature events from the thermal and power tracepoints.
+ * @module
+ */
+export * from './zones.js';
+export * from './hwmon.js';
