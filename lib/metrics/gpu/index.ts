@@ -1,0 +1,6 @@
+/**
+ * The `gpu` family: CUDA driver API activity per process (eBPF uprobes on libcuda.so),
+ * dma-fence jobs per process (open DRM drivers), and device metrics from NVML.
+ * @module
+ */
+export * from './nvml.js';
