@@ -86,6 +86,8 @@ export interface ResolvedFilter {
   readonly cgroupIds: readonly bigint[];
   /** Depth of each cgroup in `cgroupIds` (root = 0), same order: lets the kernel check ancestors cheaply. */
   readonly cgroupLevels: readonly number[];
+  /** Path of each cgroup in `cgroupIds` relative to the cgroup2 mount (`/docker/<id>`), same order; '' when unknown. */
+  readonly cgroupPaths?: readonly string[];
   /** Command name prefix, or undefined for any. */
   readonly comm?: string;
 }
