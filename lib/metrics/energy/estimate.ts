@@ -1,0 +1,189 @@
+/**
+ * Per-process power and energy estimate, the Kepler approach: the package power measured by
+ * RAPL is shared among processes in proportion to the CPU time each used in the interval.
+ *
+ *   process watts = (package watts − idleWatts) × (process CPU time / busy CPU time of the node)
+ *
+ * Busy CPU time comes from `/proc/stat` (user+nice+system+irq+softirq+steal), process CPU time
+ * from `/proc/<pid>/stat` (utime+stime) or from any {@link CpuTimeSource} (e.g. the eBPF
+ * scheduler reader). Limits: CPU time is not energy — a process stalled on memory, running
+ * AVX-512 or at a higher frequency costs more per second than the model says; GPU, disk and
+ * network energy are not in the package counter; IRQ and kernel-thread time stay unattributed.
+ * @module
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { validate } from '../../errors/validate.js';
+import { RaplSampler } from '../power/rapl.js';
+
+/** USER_HZ: the unit of /proc/<pid>/stat and /proc/stat times (100 on every mainstream Linux ABI). */
+export const USER_HZ = 100;
+const NS_PER_TICK = 1e9 / USER_HZ;
+
+/** Cumulative CPU time of one process. */
+export interface CpuTimeSample {
+  pid: number;
+  comm: string;
+  /** CPU time since the process started (or since the source began counting), ns. */
+  cpuNs: number;
+}
+
+/** Where process CPU times come from: a function returning cumulative times. */
+export type CpuTimeSource = () => Promise<Iterable<CpuTimeSample>>;
+
+/** Parses one `/proc/<pid>/stat` line: comm and utime+stime in ns; null when malformed. */
+export function parseProcStat(line: string): { comm: string; cpuNs: number } | null {
+  const open = line.indexOf('(');
+  const close = line.lastIndexOf(')'); // comm may itself contain ')'
+  if (open < 0 || close < open) return null;
+  const rest = line.slice(close + 2).split(' ');
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) return null;
+  return { comm: line.slice(open + 1, close), cpuNs: (utime + stime) * NS_PER_TICK };
+}
+
+/** CPU time of every process (or of `pids`) from procfs. */
+export function procfsCpuTimes(options: { procRoot?: string; pids?: readonly number[] } = {}): CpuTimeSource {
+  const root = options.procRoot ?? '/proc';
+  return async () => {
+    const pids = options.pids ?? (await readdir(root)).filter((n) => /^\d+$/.test(n)).map(Number);
+    const out = await Promise.all(
+      pids.map(async (pid) => {
+        try {
+          const p = parseProcStat(await readFile(join(root, String(pid), 'stat'), 'utf8'));
+          return p ? { pid, ...p } : null;
+        } catch {
+          return null; // exited between readdir and read
+        }
+      }),
+    );
+    return out.filter((x): x is CpuTimeSample => x !== null);
+  };
+}
+
+/** Busy and total CPU time of the node from the `cpu` line of /proc/stat, ns. */
+export async function readNodeCpuNs(procRoot = '/proc'): Promise<{ busyNs: number; totalNs: number }> {
+  const text = await readFile(join(procRoot, 'stat'), 'utf8');
+  const line = text.split('\n').find((l) => l.startsWith('cpu '));
+  if (!line) throw new Error(`no cpu line in ${join(procRoot, 'stat')}`);
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busyNs: busy * NS_PER_TICK, totalNs: (busy + idle + iowait) * NS_PER_TICK };
+}
+
+/** Options of {@link EnergyEstimator}. */
+export const EnergyEstimatorOptionsSchema = z
+  .object({
+    /** sysfs root for RAPL (default `/sys`). */
+    sysfsRoot: z.string().min(1).optional(),
+    /** procfs root (default `/proc`). */
+    procRoot: z.string().min(1).optional(),
+    /** Only these processes (default every process). */
+    pids: z.array(z.number().int().positive()).optional(),
+    /** Package power when the node idles, W: only power above it is attributed (default 0: all of it). */
+    idleWatts: z.number().nonnegative().default(0),
+  })
+  .strict();
+/** Options of {@link EnergyEstimator}. */
+export type EnergyEstimatorOptions = z.input<typeof EnergyEstimatorOptionsSchema> & {
+  /** Process CPU times (default procfs). */
+  cpuTimes?: CpuTimeSource;
+  /** Package power in W (default: sum of the top-level RAPL `package-*` zones); null when unknown. */
+  packageWatts?: (nowNs: bigint) => Promise<number | null>;
+};
+
+/** Estimated power of one process over the last interval. */
+export interface ProcessEnergy {
+  pid: number;
+  comm: string;
+  /** CPU time used in the interval, s. */
+  cpuSeconds: number;
+  /** Share of the node's busy CPU time, 0..1. */
+  share: number;
+  /** Estimated power over the interval, W (null when package power is unknown). */
+  watts: number | null;
+  /** Estimated energy since the estimator first saw the process, J. */
+  joules: number;
+}
+
+/** One estimate. */
+export interface EnergyEstimate {
+  /** Interval covered, s (0 on the first sample). */
+  intervalSeconds: number;
+  /** Measured package power, W; null without RAPL. */
+  packageWatts: number | null;
+  idleWatts: number;
+  /** Sum over processes, W. */
+  attributedWatts: number;
+  /** Busy CPU time of the node in the interval, s. */
+  busyCpuSeconds: number;
+  /** Processes that used CPU in the interval, most power first. */
+  processes: ProcessEnergy[];
+}
+
+/** Per-process power/energy estimator. Call {@link sample} periodically (e.g. each second). */
+export class EnergyEstimator {
+  readonly #idleWatts: number;
+  readonly #cpuTimes: CpuTimeSource;
+  readonly #packageWatts: (nowNs: bigint) => Promise<number | null>;
+  readonly #procRoot: string;
+  #prevCpu = new Map<number, number>();
+  #prevBusyNs: number | null = null;
+  #prevT: bigint | null = null;
+  readonly #joules = new Map<number, number>();
+
+  constructor(options: EnergyEstimatorOptions = {}) {
+    const { cpuTimes, packageWatts, ...rest } = options;
+    const o = validate(EnergyEstimatorOptionsSchema, rest, 'energy estimator options');
+    this.#idleWatts = o.idleWatts;
+    this.#procRoot = o.procRoot ?? '/proc';
+    this.#cpuTimes = cpuTimes ?? procfsCpuTimes({ procRoot: this.#procRoot, ...(o.pids ? { pids: o.pids } : {}) });
+    if (packageWatts) this.#packageWatts = packageWatts;
+    else {
+      const rapl = new RaplSampler(o.sysfsRoot ? { sysfsRoot: o.sysfsRoot } : {});
+      this.#packageWatts = async (nowNs) => {
+        const pkgs = (await rapl.sample(nowNs)).filter((z) => z.parent === null && z.name.startsWith('package'));
+        if (!pkgs.length || pkgs.some((z) => z.watts === null)) return null;
+        return pkgs.reduce((s, z) => s + (z.watts ?? 0), 0);
+      };
+    }
+  }
+
+  /** Takes a sample; the first one only sets the baseline (empty `processes`). */
+  async sample(nowNs: bigint = process.hrtime.bigint()): Promise<EnergyEstimate> {
+    const [watts, times, node] = await Promise.all([this.#packageWatts(nowNs), this.#cpuTimes(), readNodeCpuNs(this.#procRoot)]);
+    const first = this.#prevBusyNs === null || this.#prevT === null;
+    const interval = first ? 0 : Number(nowNs - this.#prevT!) / 1e9;
+    const busyDelta = first ? 0 : Math.max(0, node.busyNs - this.#prevBusyNs!);
+    const dynamic = watts === null ? null : Math.max(0, watts - this.#idleWatts);
+    const next = new Map<number, number>();
+    const processes: ProcessEnergy[] = [];
+    for (const t of times) {
+      next.set(t.pid, t.cpuNs);
+      const prev = this.#prevCpu.get(t.pid);
+      if (first || prev === undefined) continue;
+      const d = Math.max(0, t.cpuNs - prev);
+      if (d === 0) continue;
+      const share = busyDelta > 0 ? Math.min(1, d / busyDelta) : 0;
+      const w = dynamic === null ? null : dynamic * share;
+      const j = (this.#joules.get(t.pid) ?? 0) + (w ?? 0) * interval;
+      this.#joules.set(t.pid, j);
+      processes.push({ pid: t.pid, comm: t.comm, cpuSeconds: d / 1e9, share, watts: w, joules: j });
+    }
+    for (const pid of this.#joules.keys()) if (!next.has(pid)) this.#joules.delete(pid);
+    this.#prevCpu = next;
+    this.#prevBusyNs = node.busyNs;
+    this.#prevT = nowNs;
+    processes.sort((a, b) => (b.watts ?? b.share) - (a.watts ?? a.share) || b.share - a.share);
+    return {
+      intervalSeconds: interval,
+      packageWatts: watts,
+      idleWatts: this.#idleWatts,
+      attributedWatts: processes.reduce((s, p) => s + (p.watts ?? 0), 0),
+      busyCpuSeconds: busyDelta / 1e9,
+      processes,
+    };
+  }
+}
