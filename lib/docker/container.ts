@@ -50,6 +50,8 @@ export interface DockerRunContext extends TaskPaths {
   onStarted?: (info: RunningContainer) => void;
   /** Port leases shared with other tasks (default: a private book, i.e. only host sockets are checked). */
   portLeases?: PortLeaseBook;
+  /** Grace between SIGTERM and SIGKILL when the spec sets no `stopGraceMs` (default 2000). */
+  defaultStopGraceMs?: number;
 }
 
 /** A running task container. */
@@ -97,7 +99,8 @@ export interface ContainerRunResult {
 
 /** Whether an abort reason means "timed out". @internal */
 export function isTimeoutReason(reason: unknown): boolean {
-  return (reason as { name?: string } | undefined)?.name === 'TimeoutError';
+  const r = reason as { name?: string; code?: string } | undefined;
+  return r?.name === 'TimeoutError' || r?.name === 'TaskTimeoutError' || r?.code === 'ERR_TASK_TIMEOUT';
 }
 
 function abortOutcome(signal: AbortSignal | undefined, internal: AbortSignal | undefined): RunOutcome | undefined {
@@ -228,7 +231,7 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
 
     let stopping: Promise<void> | undefined;
     const onAbort = (): void => {
-      stopping ??= stopContainer(container!, cfg.stopGraceMs, waited);
+      stopping ??= stopContainer(container!, cfg.stopGraceMs ?? ctx.defaultStopGraceMs ?? 2_000, waited);
     };
     stopSignal?.addEventListener('abort', onAbort, { once: true });
     if (stopSignal?.aborted) onAbort();

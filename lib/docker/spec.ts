@@ -96,8 +96,8 @@ export const ContainerTaskSpecSchema = z
     user: z.string().optional(),
     /** Wall-clock timeout of the run in ms (when run outside a queue that enforces it). */
     timeoutMs: z.number().int().positive().optional(),
-    /** Grace between stop (SIGTERM) and kill when stopping on timeout or cancel, ms. */
-    stopGraceMs: z.number().int().min(0).default(2_000),
+    /** Grace between stop (SIGTERM) and kill when stopping on timeout or cancel, ms. Default: the queue's `killAfterMs`, else 2000. */
+    stopGraceMs: z.number().int().min(0).optional(),
     /** Outputs archiving. */
     outputs: OutputsSchema.default({ dir: 'out', maxBytes: 256 * 1024 * 1024 }),
   })
@@ -129,8 +129,8 @@ export const ComposeTaskSpecSchema = z
     removeImages: z.boolean().default(true),
     /** Wall-clock timeout of the run in ms (when run outside a queue that enforces it). */
     timeoutMs: z.number().int().positive().optional(),
-    /** Grace for `down` to stop containers before killing them, ms. */
-    stopGraceMs: z.number().int().min(0).default(2_000),
+    /** Grace for stopping containers before killing them, ms. Default: the queue's `killAfterMs`, else 2000. */
+    stopGraceMs: z.number().int().min(0).optional(),
     /** Outputs archiving (the workspace is offered to the compose file as `${SMOOTHTASK_WORKSPACE}`). */
     outputs: OutputsSchema.default({ dir: 'out', maxBytes: 256 * 1024 * 1024 }),
   })

@@ -1,0 +1,293 @@
+import { channel } from 'node:diagnostics_channel';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import type Docker from 'dockerode';
+import { validate } from '../errors/validate.js';
+import { zipDirectory } from './artifacts.js';
+import { tagSafe } from './build.js';
+import { composeFailed, detectCompose, labelOverride, parseComposeConfig, runCli } from './compose-cli.js';
+import { cgroupIdOfPid } from './cgroup.js';
+import { type DockerRunContext, isTimeoutReason, type RunOutcome, stopContainer } from './container.js';
+import type { ArchiveInfo } from './artifacts.js';
+import { DockerDemuxer } from './demux.js';
+import type { DockerEngine } from './engine.js';
+import { ComposeError, OutputTooLargeError } from './errors.js';
+import { taskLabels } from './labels.js';
+import { TaskLogWriter } from './logs.js';
+import { type ComposeTaskConfig, type ComposeTaskSpec, ComposeTaskSpecSchema } from './spec.js';
+
+/** diagnostics_channel on which compose lifecycle events are published. */
+export const composeChannel = channel('smoothtask:docker:compose');
+
+/** Label compose itself puts on a project's resources. */
+const PROJECT_LABEL = 'com.docker.compose.project';
+const SERVICE_LABEL = 'com.docker.compose.service';
+
+/** One service's ending in a compose task. */
+export interface ServiceResult {
+  /** Service name. */
+  service: string;
+  /** Container id (removed by `down`). */
+  containerId: string;
+  /** Exit code, or null when it was still running at `down`. */
+  exitCode: number | null;
+  /** cgroup id while it ran. */
+  cgroupId?: bigint;
+  /** Its log files. */
+  logs: { stdout: string; stderr: string };
+}
+
+/** The result of {@link runCompose}. */
+export interface ComposeRunResult {
+  /** Outcome. */
+  outcome: RunOutcome;
+  /** Exit code of `exitFrom`, or the first non-zero exit among services, or 0. */
+  exitCode: number | null;
+  /** Project name used with `-p`. */
+  project: string;
+  /** Per-service results. */
+  services: ServiceResult[];
+  /** Log directory (one file per service and stream, plus `compose.stdout.log` for the CLI). */
+  logsDir: string;
+  /** Outputs archive, when the project wrote to `${SMOOTHTASK_OUTPUTS}`. */
+  archive?: ArchiveInfo;
+  /** Set when the outputs exceeded the cap. */
+  archiveError?: OutputTooLargeError;
+  /** Output of `down` when it failed (resources were then removed through the Engine API). */
+  downError?: string;
+  /** Wall time, ms. */
+  durationMs: number;
+}
+
+/** Compose project name for a task: lower-case, `[a-z0-9-]`. */
+export function composeProjectName(taskId: string): string {
+  return `smoothtask-${tagSafe(taskId).replace(/[^a-z0-9-]/g, '-')}`.slice(0, 60);
+}
+
+/**
+ * Runs a compose project as a task: validate the files (`config`), label every service,
+ * network, volume and built image through an override file, `up -d`, follow each service's
+ * logs into per-service files, wait for `exitFrom` (or every service) to exit, and ALWAYS
+ * `down -v --remove-orphans` (plus `--rmi local` when configured) — after success, failure,
+ * timeout, cancel or a failed `up`. What `down` leaves (it can fail) is removed through the
+ * Engine API by label.
+ *
+ * @throws {@link ComposeError} for an invalid compose file, a failed build or `up`, or
+ *   services that are not ready within `waitTimeoutMs`; nothing of the project is left then.
+ */
+export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ctx: DockerRunContext): Promise<ComposeRunResult> {
+  const cfg: ComposeTaskConfig = validate(ComposeTaskSpecSchema, spec, 'compose task spec');
+  const grace = cfg.stopGraceMs ?? ctx.defaultStopGraceMs ?? 2_000;
+  const t0 = performance.now();
+  const cli = await detectCompose();
+  const project = composeProjectName(ctx.taskId);
+  const timeout = cfg.timeoutMs !== undefined ? AbortSignal.timeout(cfg.timeoutMs) : undefined;
+  const signals = [ctx.signal, timeout].filter((s): s is AbortSignal => s !== undefined);
+  const stopSignal = signals.length ? AbortSignal.any(signals) : undefined;
+  const logs = await new TaskLogWriter(ctx.logsDir).init();
+  const unsub = ctx.onLog ? logs.subscribe(ctx.onLog) : undefined;
+  const outputsDir = join(ctx.workspaceDir, cfg.outputs.dir);
+  const files = cfg.files.map((f) => resolve(f));
+  const projectDir = resolve(cfg.projectDir ?? dirname(files[0]!));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...cfg.env,
+    SMOOTHTASK_WORKSPACE: ctx.workspaceDir,
+    SMOOTHTASK_OUTPUTS: outputsDir,
+    SMOOTHTASK_TASK_ID: ctx.taskId,
+    DOCKER_HOST: `unix://${engine.socketPath}`,
+  };
+  const cliLog = (s: string): void => void logs.write('compose', 'stdout', Buffer.from(s));
+  const base = [...cli.argv, '-p', project, '--project-directory', projectDir, ...files.flatMap((f) => ['-f', f])];
+  const overridePath = join(ctx.logsDir, 'compose.smoothtask-labels.json');
+  let upAttempted = false;
+  const followers: Promise<unknown>[] = [];
+  const services: ServiceResult[] = [];
+  let result: ComposeRunResult | undefined;
+  let downError: string | undefined;
+  try {
+    await mkdir(outputsDir, { recursive: true });
+    await chmod(ctx.workspaceDir, 0o777);
+    await chmod(outputsDir, 0o777);
+
+    const conf = await runCli([...base, 'config'], { env, cwd: projectDir });
+    if (conf.code !== 0) composeFailed(`Invalid compose file ${cfg.files.join(', ')}`, conf);
+    const model = parseComposeConfig(conf.stdout);
+    if (model.services.size === 0) throw new ComposeError(`Compose file ${cfg.files.join(', ')} defines no services`, conf.output);
+    for (const s of [...cfg.services, ...(cfg.exitFrom ? [cfg.exitFrom] : [])]) {
+      if (!model.services.has(s)) throw new ComposeError(`Service '${s}' is not in ${cfg.files.join(', ')} (has: ${[...model.services.keys()].join(', ')})`, conf.output);
+    }
+    await writeFile(overridePath, labelOverride(model, taskLabels(ctx.taskId, engine.ownerId, 'compose')));
+    stopSignal?.throwIfAborted();
+
+    upAttempted = true;
+    const up = await runCli([...base, '-f', overridePath, 'up', '-d', '--remove-orphans', ...(cfg.build ? ['--build'] : ['--no-build']), ...cfg.services], {
+      env,
+      cwd: projectDir,
+      onOutput: cliLog,
+      ...(stopSignal ? { signal: stopSignal } : {}),
+    });
+    stopSignal?.throwIfAborted();
+    if (up.code !== 0) composeFailed(`docker compose up failed for project ${project}`, up);
+
+    const containers = await engine.docker.listContainers({ all: true, filters: { label: [`${PROJECT_LABEL}=${project}`] } });
+    const byService = new Map<string, Docker.Container>();
+    for (const info of containers) {
+      const svc = info.Labels[SERVICE_LABEL] ?? info.Names[0] ?? info.Id;
+      byService.set(svc, engine.docker.getContainer(info.Id));
+    }
+    if (byService.size === 0) throw new ComposeError(`docker compose up created no containers for project ${project}`, up.output);
+
+    const waits = new Map<string, Promise<{ StatusCode: number }>>();
+    for (const [svc, c] of byService) {
+      const sr: ServiceResult = { service: svc, containerId: c.id, exitCode: null, logs: { stdout: logs.path(svc, 'stdout'), stderr: logs.path(svc, 'stderr') } };
+      services.push(sr);
+      const stream = (await c.logs({ follow: true, stdout: true, stderr: true })) as unknown as Readable;
+      const demux = new DockerDemuxer((st, chunk) => logs.write(svc, st, chunk));
+      followers.push(new Promise((r) => { demux.on('finish', r); demux.on('error', r); stream.on('error', r); }));
+      stream.pipe(demux);
+      const w = c.wait() as Promise<{ StatusCode: number }>;
+      w.then((s) => (sr.exitCode = s.StatusCode), () => undefined);
+      waits.set(svc, w);
+    }
+    await waitReady(engine, byService, services, cfg.waitTimeoutMs, stopSignal);
+    composeChannel.publish({ phase: 'started', taskId: ctx.taskId, project, services: services.map((s) => s.service) });
+
+    // Run until exitFrom (or all services) exit, or until the abort.
+    const target = cfg.exitFrom ? [waits.get(cfg.exitFrom)!] : [...waits.values()];
+    const done = Promise.all(target.map((w) => w.catch(() => ({ StatusCode: -1 }))));
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<'aborted'>((r) => {
+      onAbort = () => r('aborted');
+      if (stopSignal?.aborted) r('aborted');
+      stopSignal?.addEventListener('abort', onAbort, { once: true });
+    });
+    const first = await Promise.race([done, aborted]);
+    if (onAbort) stopSignal?.removeEventListener('abort', onAbort);
+    if (first === 'aborted') {
+      await Promise.all([...byService.entries()].map(([svc, c]) => stopContainer(c, grace, waits.get(svc)!)));
+      await Promise.all([...waits.values()].map((w) => w.catch(() => undefined)));
+    }
+    const outcomeOnAbort: RunOutcome | undefined = timeout?.aborted ? 'timed_out' : ctx.signal?.aborted ? (isTimeoutReason(ctx.signal.reason) ? 'timed_out' : 'cancelled') : undefined;
+    const codes = cfg.exitFrom ? [services.find((s) => s.service === cfg.exitFrom)?.exitCode ?? null] : services.map((s) => s.exitCode);
+    const exitCode = codes.find((c) => c !== 0 && c !== null) ?? (codes.every((c) => c === 0) ? 0 : null);
+    result = {
+      outcome: outcomeOnAbort ?? (exitCode === 0 ? 'succeeded' : 'failed'),
+      exitCode,
+      project,
+      services,
+      logsDir: ctx.logsDir,
+      durationMs: 0,
+    };
+  } catch (e) {
+    if (stopSignal?.aborted && !(e instanceof ComposeError)) {
+      result = {
+        outcome: timeout?.aborted || isTimeoutReason(ctx.signal?.reason) ? 'timed_out' : 'cancelled',
+        exitCode: null,
+        project,
+        services,
+        logsDir: ctx.logsDir,
+        durationMs: 0,
+      };
+    } else {
+      throw e;
+    }
+  } finally {
+    if (upAttempted) downError = await composeDown(engine, base, overridePath, project, cfg, grace, env, projectDir, cliLog);
+    let lt: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(followers), new Promise((r) => (lt = setTimeout(r, 5_000)))]);
+    clearTimeout(lt);
+    unsub?.();
+    await logs.close();
+  }
+  if (downError !== undefined) result.downError = downError;
+  try {
+    const a = await zipDirectory(outputsDir, ctx.archivePath, { maxBytes: cfg.outputs.maxBytes });
+    if (a) result.archive = a;
+  } catch (e) {
+    if (e instanceof OutputTooLargeError) result.archiveError = e;
+    else throw e;
+  }
+  result.durationMs = performance.now() - t0;
+  composeChannel.publish({ phase: 'ended', taskId: ctx.taskId, project, outcome: result.outcome, exitCode: result.exitCode });
+  return result;
+}
+
+async function waitReady(
+  engine: DockerEngine,
+  byService: Map<string, Docker.Container>,
+  services: ServiceResult[],
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const pending = new Set(byService.keys());
+  while (pending.size) {
+    for (const svc of [...pending]) {
+      const info = await byService.get(svc)!.inspect().catch(() => undefined);
+      if (!info) {
+        pending.delete(svc);
+        continue;
+      }
+      const health = info.State.Health?.Status;
+      if (info.State.Running && info.State.Pid > 0) {
+        const sr = services.find((s) => s.service === svc);
+        if (sr && sr.cgroupId === undefined) {
+          try {
+            const id = cgroupIdOfPid(info.State.Pid);
+            if (id !== undefined) sr.cgroupId = id;
+          } catch {
+            // Exited meanwhile.
+          }
+        }
+      }
+      // Ready: running without a health check, healthy, or already exited (one-shot service).
+      if ((info.State.Running && (health === undefined || health === 'healthy')) || !info.State.Running) pending.delete(svc);
+      else if (health === 'unhealthy') throw new ComposeError(`Service '${svc}' is unhealthy`, JSON.stringify(info.State.Health?.Log ?? []).slice(-4096));
+    }
+    if (!pending.size) return;
+    if (signal?.aborted) return;
+    if (Date.now() > deadline) throw new ComposeError(`Services not ready within ${timeoutMs} ms: ${[...pending].join(', ')}`, '');
+    await new Promise((r) => setTimeout(r, 100).unref());
+  }
+}
+
+/**
+ * `down -v --remove-orphans [--rmi local]`, then removal by label of anything left (a failing
+ * `down` must not leave resources). Returns the CLI output when `down` itself failed.
+ */
+async function composeDown(
+  engine: DockerEngine,
+  base: string[],
+  overridePath: string,
+  project: string,
+  cfg: ComposeTaskConfig,
+  graceMs: number,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  cliLog: (s: string) => void,
+): Promise<string | undefined> {
+  const grace = String(Math.max(0, Math.ceil(graceMs / 1000)));
+  const args = [...base, '-f', overridePath, 'down', '-v', '--remove-orphans', '-t', grace, ...(cfg.removeImages ? ['--rmi', 'local'] : [])];
+  let failed: string | undefined;
+  try {
+    const r = await runCli(args, { env, cwd, onOutput: cliLog });
+    if (r.code !== 0) failed = r.output;
+  } catch (e) {
+    failed = (e as Error).message;
+  }
+  await removeProjectLeftovers(engine, project);
+  return failed;
+}
+
+/** Removes containers, networks and volumes of a compose project by its label. @internal */
+export async function removeProjectLeftovers(engine: DockerEngine, project: string): Promise<void> {
+  const filter = { label: [`${PROJECT_LABEL}=${project}`] };
+  const d = engine.docker;
+  for (const c of await d.listContainers({ all: true, filters: filter }).catch(() => [])) await d.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
+  for (const n of await d.listNetworks({ filters: filter }).catch(() => [])) await d.getNetwork(n.Id).remove().catch(() => undefined);
+  const vols = await d.listVolumes({ filters: filter }).catch(() => ({ Volumes: [] }));
+  for (const v of vols.Volumes ?? []) await d.getVolume(v.Name).remove().catch(() => undefined);
+}
+

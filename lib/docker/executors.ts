@@ -1,0 +1,212 @@
+import { join } from 'node:path';
+import type { JsonValue, TaskContext, TaskExecutor, TaskRecord, TaskResult, TaskTrigger } from '../task/index.js';
+import { type ContainerRunResult, type DockerRunContext, runContainer } from './container.js';
+import { type ComposeRunResult, runCompose } from './compose.js';
+import type { DockerEngine } from './engine.js';
+import type { LogChunk } from './logs.js';
+import { InMemoryPortLeases, type PortLeaseBook } from './ports.js';
+import { reapLeftovers } from './reaper.js';
+import { type ComposeTaskConfig, ComposeTaskSpecSchema, type ContainerTaskConfig, ContainerTaskSpecSchema } from './spec.js';
+
+/** Options of {@link createDockerExecutors}. */
+export interface DockerExecutorOptions {
+  /** The connected engine. */
+  engine: DockerEngine;
+  /** Port leases shared by every task of these executors (default: one in-memory book). */
+  portLeases?: PortLeaseBook;
+}
+
+/**
+ * Layout inside the queue's per-task workspace: `work/` is what the container sees (mounted
+ * at `workspaceMount`, outputs under `work/out`), `docker-logs/` holds per-source log files
+ * the container cannot touch, `outputs.zip` the archive. The queue's own `stdout.log`,
+ * `stderr.log` and `output.log` sit beside them, fed through `ctx.log`.
+ */
+export function dockerTaskLayout(workspace: string): Pick<DockerRunContext, 'workspaceDir' | 'logsDir' | 'archivePath'> {
+  return { workspaceDir: join(workspace, 'work'), logsDir: join(workspace, 'docker-logs'), archivePath: join(workspace, 'outputs.zip') };
+}
+
+/** Splits chunks per source into lines and prefixes them (`web | ...`) for the combined task log. */
+function linePrefixer(emit: (stream: 'stdout' | 'stderr', text: string) => void): { push(c: LogChunk): void; flush(): void } {
+  const partial = new Map<string, string>();
+  return {
+    push(c) {
+      const key = `${c.source}\0${c.stream}`;
+      const text = (partial.get(key) ?? '') + c.data.toString('utf8');
+      const cut = text.lastIndexOf('\n');
+      if (cut < 0) {
+        partial.set(key, text);
+        return;
+      }
+      partial.set(key, text.slice(cut + 1));
+      emit(c.stream, text.slice(0, cut + 1).replace(/^(?=.)/gm, `${c.source} | `));
+    },
+    flush() {
+      for (const [key, text] of partial) {
+        if (!text) continue;
+        const [source, stream] = key.split('\0') as [string, 'stdout' | 'stderr'];
+        emit(stream, `${source} | ${text}\n`);
+      }
+      partial.clear();
+    },
+  };
+}
+
+function runContext(ctx: TaskContext<unknown>, leases: PortLeaseBook): DockerRunContext {
+  return {
+    taskId: ctx.task.id,
+    ...dockerTaskLayout(ctx.workspace),
+    signal: ctx.signal,
+    portLeases: leases,
+    defaultStopGraceMs: ctx.killAfterMs,
+  };
+}
+
+function containerResult(r: ContainerRunResult): TaskResult {
+  const result: Record<string, JsonValue> = {
+    containerId: r.containerId,
+    oomKilled: r.oomKilled,
+    logsDir: r.logs.dir,
+    stdoutLog: r.logs.stdout,
+    stderrLog: r.logs.stderr,
+    ports: r.ports.map((p) => ({ container: p.container, host: p.host, protocol: p.protocol, ...(p.requested ? { requested: p.requested } : {}) })),
+    durationMs: r.durationMs,
+  };
+  if (r.cgroupId !== undefined) result.cgroupId = r.cgroupId.toString();
+  if (r.archive) result.archive = { path: r.archive.path, files: r.archive.files, bytes: r.archive.bytes, zipBytes: r.archive.zipBytes };
+  if (r.builtImage) result.builtImage = r.builtImage;
+  const out: TaskResult = { exitCode: r.exitCode, result, artifacts: r.archive ? [r.archive.path] : [] };
+  if (r.archiveError) out.error = r.archiveError.message;
+  if (r.oomKilled) out.error = `container was OOM-killed (exit ${r.exitCode})`;
+  return out;
+}
+
+function composeResult(r: ComposeRunResult): TaskResult {
+  const result: Record<string, JsonValue> = {
+    project: r.project,
+    logsDir: r.logsDir,
+    services: r.services.map((s) => ({
+      service: s.service,
+      containerId: s.containerId,
+      exitCode: s.exitCode,
+      stdoutLog: s.logs.stdout,
+      stderrLog: s.logs.stderr,
+      ...(s.cgroupId !== undefined ? { cgroupId: s.cgroupId.toString() } : {}),
+    })),
+    durationMs: r.durationMs,
+  };
+  if (r.archive) result.archive = { path: r.archive.path, files: r.archive.files, bytes: r.archive.bytes, zipBytes: r.archive.zipBytes };
+  if (r.downError) result.downError = r.downError.slice(-2000);
+  const out: TaskResult = { exitCode: r.exitCode, result, artifacts: r.archive ? [r.archive.path] : [] };
+  if (r.archiveError) out.error = r.archiveError.message;
+  return out;
+}
+
+/** The `container` and `compose` executors for `TaskQueue.registerExecutor`. */
+export interface DockerExecutors {
+  /** Executor of container tasks (spec: {@link ContainerTaskSpecSchema}). */
+  container: TaskExecutor<ContainerTaskConfig>;
+  /** Executor of compose tasks (spec: {@link ComposeTaskSpecSchema}). */
+  compose: TaskExecutor<ComposeTaskConfig>;
+  /** The port lease book both executors share. */
+  portLeases: PortLeaseBook;
+}
+
+/**
+ * Creates the `container` and `compose` executors on the task core's executor seam.
+ *
+ * - `run(ctx)` streams output through `ctx.log` (compose lines prefixed `service | `), records
+ *   `containerId`/`cgroupId`/`pid`/`ports` with `ctx.setInfo` as soon as the container runs,
+ *   stops the work on `ctx.signal` (SIGTERM, then SIGKILL after `ctx.killAfterMs`) and settles
+ *   only when the container or project is gone. The queue then records `timed_out` or
+ *   `cancelled`; a non-zero exit becomes `failed` with the exit code.
+ * - The outputs ZIP is the task's artifact; the result holds log paths and per-service details.
+ * - `cleanup(task)` removes anything still labeled with the task id (idempotent).
+ *
+ * @example
+ * ```ts
+ * const engine = await connectDocker();
+ * await reapLeftovers(engine);            // what a crashed earlier run left
+ * const queue = new TaskQueue({ concurrency: 4 });
+ * registerDockerExecutors(queue, { engine });
+ * const h = queue.submit({ kind: 'container', spec: { image: 'busybox', command: ['true'] }, timeoutMs: 10_000 });
+ * ```
+ */
+export function createDockerExecutors(options: DockerExecutorOptions): DockerExecutors {
+  const { engine } = options;
+  const leases = options.portLeases ?? new InMemoryPortLeases();
+  const cleanup = async (task: Readonly<TaskRecord>): Promise<void> => {
+    const r = await reapLeftovers(engine, { scope: 'all', taskIds: [task.id], images: true });
+    if (r.errors.length) throw new Error(`cleanup of task ${task.id} left: ${r.errors.join('; ')}`);
+  };
+  return {
+    portLeases: leases,
+    container: {
+      specSchema: ContainerTaskSpecSchema as unknown as TaskExecutor<ContainerTaskConfig>['specSchema'],
+      async run(ctx) {
+        const rc = runContext(ctx, leases);
+        rc.onLog = (c) => ctx.log(c.source === 'build' ? 'system' : c.stream, c.data);
+        rc.onStarted = (info) => {
+          ctx.setInfo({
+            containerId: info.containerId,
+            pid: info.pid,
+            ...(info.cgroupId !== undefined ? { cgroupId: info.cgroupId.toString() } : {}),
+            ports: info.ports.map((p) => ({ container: p.container, host: p.host })),
+          });
+        };
+        return containerResult(await runContainer(engine, ctx.spec, rc));
+      },
+      cleanup,
+    },
+    compose: {
+      specSchema: ComposeTaskSpecSchema as unknown as TaskExecutor<ComposeTaskConfig>['specSchema'],
+      async run(ctx) {
+        const rc = runContext(ctx, leases);
+        const lines = linePrefixer((stream, text) => ctx.log(stream, text));
+        rc.onLog = (c) => (c.source === 'compose' ? ctx.log('system', c.data) : lines.push(c));
+        try {
+          const r = await runCompose(engine, ctx.spec, rc);
+          ctx.setInfo({ project: r.project });
+          return composeResult(r);
+        } finally {
+          lines.flush();
+        }
+      },
+      cleanup,
+    },
+  };
+}
+
+/** Minimal view of `TaskQueue` needed by {@link registerDockerExecutors}. */
+export interface ExecutorRegistry {
+  /** Registers an executor for a kind. */
+  registerExecutor<Spec>(kind: string, executor: TaskExecutor<Spec>): unknown;
+}
+
+/** Registers the executors as kinds `container` and `compose` (or custom names). */
+export function registerDockerExecutors(
+  queue: ExecutorRegistry,
+  options: DockerExecutorOptions & { kinds?: { container?: string; compose?: string } },
+): DockerExecutors {
+  const ex = createDockerExecutors(options);
+  queue.registerExecutor(options.kinds?.container ?? 'container', ex.container);
+  queue.registerExecutor(options.kinds?.compose ?? 'compose', ex.compose);
+  return ex;
+}
+
+/**
+ * A trigger that removes whatever is still labeled with the task's id after every outcome
+ * (success, failure, timeout, cancel). Runs anyway; the executors already clean up, so it
+ * normally finds nothing, and records an error on the task when something could not be removed.
+ */
+export function dockerCleanupTrigger(engine: DockerEngine): TaskTrigger {
+  return {
+    name: 'docker-cleanup',
+    on: ['success', 'failure', 'timeout', 'cancel'],
+    async run(task) {
+      const r = await reapLeftovers(engine, { scope: 'all', taskIds: [task.id], images: true });
+      if (r.errors.length) throw new Error(`docker cleanup of ${task.id}: ${r.errors.join('; ')}`);
+      return r;
+    },
+  };
+}

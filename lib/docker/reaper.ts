@@ -1,0 +1,144 @@
+import { channel } from 'node:diagnostics_channel';
+import { z } from 'zod';
+import { validate } from '../errors/validate.js';
+import type { DockerEngine } from './engine.js';
+import { toDockerError } from './engine.js';
+import { LABELS, ownerAlive } from './labels.js';
+
+/** diagnostics_channel on which the reaper publishes what it removed. */
+export const reaperChannel = channel('smoothtask:docker:reaper');
+
+/** Options of {@link reapLeftovers}. */
+export const ReapOptionsSchema = z
+  .object({
+    /**
+     * Which owners' resources to remove:
+     * - `dead` (default): owners whose process is gone (same host, pid no longer alive with the
+     *   same start time). Resources of live owners, this process included, are kept.
+     * - `others`: everything not owned by this process (use only when one smoothtask runs per host).
+     * - `all`: everything labeled `smoothtask.managed=true`, this process's own included.
+     */
+    scope: z.enum(['dead', 'others', 'all']).default('dead'),
+    /** Also remove images built for tasks (label `smoothtask.managed`). */
+    images: z.boolean().default(false),
+    /** Restrict to these task ids. */
+    taskIds: z.array(z.string()).optional(),
+  })
+  .strict();
+/** Input type of {@link ReapOptionsSchema}. */
+export type ReapOptions = z.input<typeof ReapOptionsSchema>;
+
+/** What {@link reapLeftovers} removed. */
+export interface ReapReport {
+  /** Removed container ids. */
+  containers: string[];
+  /** Removed network names. */
+  networks: string[];
+  /** Removed volume names. */
+  volumes: string[];
+  /** Removed image ids. */
+  images: string[];
+  /** Task ids whose resources were found (removed or not). */
+  taskIds: string[];
+  /** Removals that failed, as `kind id: message`. */
+  errors: string[];
+}
+
+/**
+ * Removes what a crashed earlier run left behind: containers (forced, with anonymous
+ * volumes), then networks and volumes, then optionally images, all found by the
+ * `smoothtask.managed=true` label and filtered by owner.
+ *
+ * @example
+ * ```ts
+ * const report = await reapLeftovers(engine); // at startup
+ * ```
+ */
+export async function reapLeftovers(engine: DockerEngine, options: ReapOptions = {}): Promise<ReapReport> {
+  const o = validate(ReapOptionsSchema, options, 'reaper options');
+  const d = engine.docker;
+  const report: ReapReport = { containers: [], networks: [], volumes: [], images: [], taskIds: [], errors: [] };
+  const tasks = new Set<string>();
+  const selected = (labels: Record<string, string> | undefined): boolean => {
+    if (!labels || labels[LABELS.managed] !== 'true') return false;
+    const owner = labels[LABELS.owner] ?? '';
+    const task = labels[LABELS.taskId] ?? '';
+    if (o.taskIds && !o.taskIds.includes(task)) return false;
+    let ok: boolean;
+    if (o.scope === 'all') ok = true;
+    else if (owner === engine.ownerId) ok = false;
+    else ok = o.scope === 'others' || !ownerAlive(owner);
+    if (ok && task) tasks.add(task);
+    return ok;
+  };
+  const filters = { label: [`${LABELS.managed}=true`] };
+  const fail = (kind: string, id: string, e: unknown): void => {
+    if ((e as { statusCode?: number }).statusCode === 404) return;
+    report.errors.push(`${kind} ${id}: ${toDockerError(e, engine.socketPath, 'remove').message}`);
+  };
+
+  let containers;
+  try {
+    containers = await d.listContainers({ all: true, filters });
+  } catch (e) {
+    throw toDockerError(e, engine.socketPath, 'list containers');
+  }
+  await Promise.all(
+    containers
+      .filter((c) => selected(c.Labels))
+      .map(async (c) => {
+        try {
+          await d.getContainer(c.Id).remove({ force: true, v: true });
+          report.containers.push(c.Id);
+        } catch (e) {
+          fail('container', c.Id, e);
+        }
+      }),
+  );
+  for (const n of await d.listNetworks({ filters })) {
+    if (!selected(n.Labels)) continue;
+    try {
+      await d.getNetwork(n.Id).remove();
+      report.networks.push(n.Name);
+    } catch (e) {
+      fail('network', n.Name, e);
+    }
+  }
+  const vols = await d.listVolumes({ filters });
+  for (const v of vols.Volumes ?? []) {
+    if (!selected(v.Labels ?? undefined)) continue;
+    try {
+      await d.getVolume(v.Name).remove();
+      report.volumes.push(v.Name);
+    } catch (e) {
+      fail('volume', v.Name, e);
+    }
+  }
+  if (o.images) {
+    for (const img of await d.listImages({ filters })) {
+      if (!selected(img.Labels ?? undefined)) continue;
+      try {
+        await d.getImage(img.Id).remove({ force: true });
+        report.images.push(img.Id);
+      } catch (e) {
+        fail('image', img.Id, e);
+      }
+    }
+  }
+  report.taskIds = [...tasks];
+  reaperChannel.publish(report);
+  return report;
+}
+
+/** Counts of resources carrying the module's labels (all owners). Useful to assert a clean engine. */
+export async function managedResources(engine: DockerEngine): Promise<{ containers: string[]; networks: string[]; volumes: string[]; images: string[] }> {
+  const d = engine.docker;
+  const filters = { label: [`${LABELS.managed}=true`] };
+  const [c, n, v, i] = await Promise.all([d.listContainers({ all: true, filters }), d.listNetworks({ filters }), d.listVolumes({ filters }), d.listImages({ filters })]);
+  return {
+    containers: c.map((x) => x.Id),
+    networks: n.map((x) => x.Name),
+    volumes: (v.Volumes ?? []).map((x) => x.Name),
+    images: i.map((x) => x.Id),
+  };
+}

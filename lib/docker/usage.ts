@@ -1,0 +1,24 @@
+import { type CgroupUsage, cgroupUsageOfPid } from './cgroup.js';
+import type { DockerEngine } from './engine.js';
+import { toDockerError } from './engine.js';
+
+/**
+ * CPU, memory and I/O of a running container (by id or name), read from its cgroup files.
+ * Resolves `undefined` when the container is not running.
+ */
+export async function containerUsage(engine: DockerEngine, containerId: string): Promise<(CgroupUsage & { pid: number }) | undefined> {
+  let info;
+  try {
+    info = await engine.docker.getContainer(containerId).inspect();
+  } catch (e) {
+    if ((e as { statusCode?: number }).statusCode === 404) return undefined;
+    throw toDockerError(e, engine.socketPath, `inspect ${containerId}`);
+  }
+  const pid = info.State.Pid;
+  if (!info.State.Running || pid <= 0) return undefined;
+  try {
+    return { ...cgroupUsageOfPid(pid), pid };
+  } catch {
+    return undefined;
+  }
+}
