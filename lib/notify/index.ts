@@ -1,5 +1,49 @@
 /**
- * smoothtask/notify (work in progress).
+ * `smoothtask/notify`: alert rules over any reader's values and over eBPF event streams
+ * (threshold, rate, percentile, absence, event counts, or a function), with `for` durations,
+ * hysteresis and labels; Prometheus' alert states; grouped, deduplicated, throttled
+ * notifications to callbacks, emitters, log lines and signed webhooks.
  * @module
  */
-export {};
+export {
+  parseDuration,
+  compare,
+  DurationSchema,
+  OpSchema,
+  MatchersSchema,
+  SelectorSchema,
+  ResolveSchema,
+  ThresholdExprSchema,
+  RateExprSchema,
+  PercentileExprSchema,
+  AbsentExprSchema,
+  FnExprSchema,
+  EventExprSchema,
+  ExprSchema,
+  RuleSchema,
+  RouteSchema,
+  NotifyConfigSchema,
+} from './schema.js';
+export type { Op, RuleConfig, Rule, Expr, RouteConfig, Route, NotifyConfig, RuleContext, RuleFnResult } from './schema.js';
+export { NotificationDispatcher } from './dispatcher.js';
+export type { NotifiedAlert, Notification } from './dispatcher.js';
+export { AlertEngine, NOTIFY_CHANNELS, expand } from './engine.js';
+export type { AlertState, Alert, AlertTransition, Notifier, AlertEngineOptions, SampleFn } from './engine.js';
+export {
+  callbackNotifier,
+  emitterNotifier,
+  logNotifier,
+  formatNotificationLines,
+  webhookKey,
+  signWebhook,
+  standardWebhookSender,
+  webhookNotifier,
+  WebhookDeliveryError,
+} from './notifiers.js';
+export type {
+  LogNotifierOptions,
+  WebhookMessage,
+  WebhookSender,
+  StandardWebhookSenderOptions,
+  WebhookNotifierOptions,
+} from './notifiers.js';
