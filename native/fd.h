@@ -44,6 +44,10 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+// Registers an fd the data path hands to JS with the current environment, so the env cleanup
+// hook closes it if JS never does (worker threads). Returns it as a JS number. (map.cc)
+Napi::Value TrackFd(Napi::Env env, int fd);
+
 // The data path's exports live under `exports.dp` so they never collide with the loader's.
 inline Napi::Object DpExports(Napi::Env env, Napi::Object exports) {
   if (!exports.Has("dp")) exports.Set("dp", Napi::Object::New(env));

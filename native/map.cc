@@ -19,25 +19,10 @@
 #include "module.h"
 
 namespace smoothtask {
-namespace {
-
-int FdArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "fd must be a number");
-  return info[i].As<Napi::Number>().Int32Value();
-}
-
-Napi::Buffer<uint8_t> BufArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsBuffer()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a Buffer");
-  return info[i].As<Napi::Buffer<uint8_t>>();
-}
-
-uint64_t U64Arg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || info[i].IsUndefined()) return 0;
-  return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
-}
 
 // Fds handed to JS per environment: a worker thread that ends without closing its maps still
 // gives their fds back (env cleanup hook), not only the main thread at process exit.
+namespace {
 std::mutex g_fdsMu;
 std::unordered_map<napi_env, std::set<int>> g_fds;
 
@@ -53,6 +38,8 @@ void CloseEnvFds(void* arg) {
   for (int fd : fds) ::close(fd);
 }
 
+}  // namespace
+
 Napi::Value TrackFd(Napi::Env env, int fd) {
   std::lock_guard<std::mutex> lk(g_fdsMu);
   auto it = g_fds.find(env);
@@ -62,6 +49,23 @@ Napi::Value TrackFd(Napi::Env env, int fd) {
   }
   it->second.insert(fd);
   return Napi::Number::New(env, fd);
+}
+
+namespace {
+
+int FdArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "fd must be a number");
+  return info[i].As<Napi::Number>().Int32Value();
+}
+
+Napi::Buffer<uint8_t> BufArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsBuffer()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a Buffer");
+  return info[i].As<Napi::Buffer<uint8_t>>();
+}
+
+uint64_t U64Arg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined()) return 0;
+  return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
 }
 
 Napi::Value DupFd(const Napi::CallbackInfo& info) {

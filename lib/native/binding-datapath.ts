@@ -85,6 +85,22 @@ export interface DatapathNative {
   mapUpdateMany(fd: number, keys: Uint8Array, values: Uint8Array, count: number, flags?: number): void;
   objGet(path: string): number;
   objPin(fd: number, path: string): void;
+
+  progInfo(fd: number): NativeProgInfo;
+  /** libbpf's program and expected attach type for a section name ('' when unknown). */
+  sectionTypes(section: string): { type: string; attachType: string };
+  attachTracepoint(progFd: number, category: string, name: string): number[];
+  /** raw_tp when `name` is set; tp_btf/fentry/fexit/fmod_ret/lsm with name '' (feature names the kind). */
+  attachRawTracepoint(progFd: number, name: string, feature: string): number[];
+  resolveSymbol(binary: string, symbol: string): number;
+  attachProbe(progFd: number, pmu: 'uprobe' | 'kprobe', target: string, offset: number, pid: number, retprobe: boolean): number[];
+  attachPerfEvent(progFd: number, type: number, config: number, useFreq: boolean, sampleValue: number, cpus: number[], pid: number): number[];
+  attachCgroup(progFd: number, cgroupPath: string, attachType: string): number[];
+  attachIter(progFd: number, mapFd: number, pid: number): number[];
+  iterRead(linkFd: number): Promise<Buffer>;
+  linkPin(linkFd: number, path: string): void;
+  testRun(progFd: number, repeat: number, cpu: number, ctx?: Uint8Array): Promise<{ retval: number; durationNs: number }>;
+  attachFeatures(): { uprobe: boolean; kprobe: boolean; tracefs: boolean };
 }
 
 /** Exports of the data path's native files. */
