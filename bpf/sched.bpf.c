@@ -6,7 +6,7 @@
 // prev (plus the cgroup counter and one run-queue lookup for next).
 #include "vmlinux.h"
 #include "common.bpf.h"
-#include "sched.h"
+#include "sched_cpu.h"
 
 // When the task now on each CPU got it (no per-task state needed for on-CPU time).
 struct {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-// Structs shared between sched.bpf.c and user space (lib/metrics/cpu).
-#ifndef __ST_SCHED_H
-#define __ST_SCHED_H
+// Structs shared between sched.bpf.c (named sched_cpu.h: a bpf/sched.h would shadow libc <sched.h> for the addon, which has -Ibpf) and user space (lib/metrics/cpu).
+#ifndef __ST_SCHED_CPU_H
+#define __ST_SCHED_CPU_H
 
 #define ST_SCHED_HIST_SLOTS 32
 
@@ -21,4 +21,4 @@ struct st_sched_hist {
 	__u64 slots[ST_SCHED_HIST_SLOTS];
 };
 
-#endif /* __ST_SCHED_H */
+#endif /* __ST_SCHED_CPU_H */
