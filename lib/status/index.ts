@@ -1,5 +1,27 @@
 /**
- * smoothtask/status (work in progress).
+ * `smoothtask/status`: one call returns what a load balancer needs about this node (tasks,
+ * memory, disks, CPU, GPUs, health), with a zod schema and a ready `node:http` handler.
  * @module
  */
-export {};
+export {
+  HealthLevelSchema,
+  NodeStatusSchema,
+  NodeStatusOptionsSchema,
+  createNodeStatus,
+  getNodeStatus,
+  parseMeminfo,
+} from './status.js';
+export type {
+  HealthLevel,
+  NodeStatus,
+  TaskLike,
+  TaskListProvider,
+  GpuInfo,
+  HealthCheckResult,
+  HealthCheck,
+  NodeStatusOptions,
+  NodeStatusProvider,
+} from './status.js';
+export { createStatusHandler, StatusHandlerOptionsSchema } from './http.js';
+export type { StatusHandlerOptions, StatusHandler } from './http.js';
+export { alertEngineCheck, loadSamplerCheck } from './checks.js';
