@@ -14,6 +14,10 @@
 
 #define PWR_EVENT_EXIT ((__u32)-1)
 
+// Keeps struct thermal_event in the object's BTF (ring buffers carry no value type), so
+// user space can check its decoder against it.
+struct thermal_event *st_thermal_event_btf __attribute__((unused));
+
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
   __uint(max_entries, 64 * 1024);

@@ -4,3 +4,6 @@
  * @module
  */
 export * from './nvml.js';
+export * from './libcuda.js';
+export * from './schema.js';
+export * from './reader.js';
