@@ -4,6 +4,7 @@
  * `/metrics` with `registry.metrics()`.
  * @module
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Metric, Registry } from 'prom-client';
 import { cumulativeBuckets, histogramMean, histogramCount } from './histogram.js';
 import { flattenSnapshot, type FlattenOptions, type Labels, type Sample, type SnapshotSource } from './samples.js';
@@ -161,4 +162,24 @@ export async function registerSamples(
  */
 export function registerReader(registry: Registry, reader: SnapshotSource, opts: PrometheusExportOptions = {}): Promise<PrometheusBinding> {
   return registerSamples(registry, async () => flattenSnapshot(await reader.read(), opts.flatten), opts);
+}
+
+/**
+ * A `node:http` handler answering GET/HEAD with `registry.metrics()` in the registry's
+ * content type (mount it on `/metrics`; it does not route).
+ */
+export function createMetricsHandler(registry: Registry): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    registry.metrics().then(
+      (text) => {
+        res.writeHead(200, { 'content-type': registry.contentType, 'content-length': Buffer.byteLength(text) });
+        res.end(req.method === 'HEAD' ? undefined : text);
+      },
+      (e: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(e instanceof Error ? e.message : String(e)),
+    );
+  };
 }

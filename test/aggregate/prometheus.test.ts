@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { flattenSnapshot, histogramOf, promName, registerReader } from 'smoothtask/aggregate';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createMetricsHandler, flattenSnapshot, histogramOf, promName, registerReader } from 'smoothtask/aggregate';
+import { ProcfsCpuReader } from '../../lib/metrics/procfs-readers.js';
 
 /** Parses Prometheus text exposition format back into series (a strict little parser). */
 function parseProm(text: string) {
@@ -94,5 +97,34 @@ describe('Prometheus export', () => {
     expect(b.metricNames.length).toBe(5);
     b.unregister();
     expect(await registry.metrics()).toBe('\n');
+  });
+
+  it('exports the real procfs CPU reader over HTTP; this process\'s CPU time matches process.cpuUsage()', async () => {
+    const registry = new Registry();
+    const reader = new ProcfsCpuReader({ tgids: [process.pid], cgroupIds: [], cgroupLevels: [] });
+    await registerReader(registry, reader, { types: { 'cpu.processes.cpuNs': 'counter' }, cacheMs: 0 });
+    const server = createServer(createMetricsHandler(registry));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const spinStart = Date.now();
+      while (Date.now() - spinStart < 50); // some CPU time of our own
+      const before = process.cpuUsage();
+      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`);
+      const after = process.cpuUsage();
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toContain('text/plain');
+      const { types, series } = parseProm(await res.text());
+      expect(types.get('smoothtask_cpu_processes_cpu_ns_total')).toBe('counter');
+      const mine = series.find((s) => s.name === 'smoothtask_cpu_processes_cpu_ns_total' && s.labels.tgid === String(process.pid));
+      expect(mine).toBeDefined();
+      // procfs counts in 10 ms ticks: within a tick (+ rounding) of what Node reports
+      const lo = (before.user + before.system) * 1000 - 20e6;
+      const hi = (after.user + after.system) * 1000 + 20e6;
+      expect(mine!.value).toBeGreaterThan(lo);
+      expect(mine!.value).toBeLessThan(hi);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+      reader.close();
+    }
   });
 });

@@ -1,34 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { ProcfsCpuReader } from '../../lib/metrics/procfs-readers.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AlertEngine, callbackNotifier, type AlertTransition, type Notification } from 'smoothtask/notify';
 
-// A tiny procfs reader with the metrics readers' snapshot shape ({ family, backend, timestamp,
-// processes: [{ pid, comm, cpuTimeNs }] }). lib/metrics' procfs CPU reader was not committed
-// when this test was written; it can replace this one without changing the rule.
-const TICK_NS = 1e9 / 100; // USER_HZ is 100 on Linux x86
-function procCpuReader(pids: () => number[]) {
-  return {
-    async read() {
-      const processes = [];
-      for (const pid of pids()) {
-        try {
-          const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-          const close = stat.lastIndexOf(')');
-          const comm = stat.slice(stat.indexOf('(') + 1, close);
-          const f = stat.slice(close + 2).split(' ');
-          const utime = Number(f[11]);
-          const stime = Number(f[12]);
-          processes.push({ pid, comm, cpuTimeNs: (utime + stime) * TICK_NS });
-        } catch {
-          /* exited */
-        }
-      }
-      return { family: 'cpu', backend: 'procfs' as const, timestamp: Date.now(), processes };
-    },
-  };
-}
-
+// The real reader: lib/metrics' procfs CPU reader (imported from its file, which is committed;
+// the barrel may be mid-change by its owner), filtered to the burner's tgid.
 const children: ChildProcess[] = [];
 afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
@@ -58,20 +34,21 @@ describe('CPU rule driven by a real reader', () => {
           name: 'ProcessBurnsCpu',
           // more than 0.1 of a core over the last second, for a second: low because 2 cores are shared
           // with other work on this machine (an idle sh uses 0; a SIGSTOPped one exactly 0)
-          expr: { rate: { metric: 'cpu.processes.cpuTimeNs', window: '1s' }, op: '>', value: 0.1e9, resolve: { value: 0.03e9 } },
+          expr: { rate: { metric: 'cpu.processes.cpuNs', window: '1s' }, op: '>', value: 0.1e9, resolve: { value: 0.03e9 } },
           for: '1s',
-          annotations: { summary: '{{ $labels.comm }} ({{ $labels.pid }}) uses {{ $value }} ns/s' },
+          annotations: { summary: '{{ $labels.comm }} ({{ $labels.tgid }}) uses {{ $value }} ns/s' },
         },
       ],
       notifiers: [callbackNotifier((n) => void notes.push(n))],
     });
     engine.on('alert', (t: AlertTransition) => transitions.push(t));
-    engine.addSource('cpu', procCpuReader(() => [pid]));
+    const reader = new ProcfsCpuReader({ tgids: [pid], cgroupIds: [], cgroupLevels: [] });
+    engine.addSource('cpu', reader);
     engine.start();
     try {
       expect(await until(() => engine.alerts().some((a) => a.state === 'firing'), 20_000)).toBe(true);
       const a = engine.alerts()[0]!;
-      expect(a.labels).toMatchObject({ alertname: 'ProcessBurnsCpu', pid: String(pid), comm: 'sh' });
+      expect(a.labels).toMatchObject({ alertname: 'ProcessBurnsCpu', tgid: String(pid), comm: 'sh' });
       expect(a.value).toBeGreaterThan(0.1e9);
       expect(a.firedAt! - a.activeAt).toBeGreaterThanOrEqual(1000);
       burner.kill('SIGSTOP'); // the process stays, its CPU rate falls to 0
@@ -82,6 +59,7 @@ describe('CPU rule driven by a real reader', () => {
       expect(notes[0]!.alerts[0]!.annotations.summary).toMatch(new RegExp(`^sh \\(${pid}\\) uses \\d`));
     } finally {
       await engine.close();
+      reader.close();
       burner.kill('SIGKILL');
     }
   });
