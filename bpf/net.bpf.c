@@ -35,6 +35,9 @@ struct {
 
 ST_DECLARE_DROPS()
 
+// Ring buffer record type, kept in the object's BTF.
+struct st_tcp_event *st_btf_tcp_event __attribute__((unused));
+
 // Scratch for a new entry (too big for the 512-byte stack together with the rest).
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -13,6 +13,11 @@ struct {
 
 ST_DECLARE_DROPS()
 
+// Records that only travel through the ring buffer and the iterator: globals so their types
+// reach the object's BTF (type generation and the layout tests read them from there).
+struct st_proc_event *st_btf_proc_event __attribute__((unused));
+struct st_proc_task *st_btf_proc_task __attribute__((unused));
+
 // User page faults per process; removed at exit. Sparse: no prealloc.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
