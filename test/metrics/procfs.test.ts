@@ -1,0 +1,132 @@
+// The procfs backend against ground truth the test creates: a busy child, a sleeping child,
+// TCP connections on loopback, a direct-I/O write.
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
+import { resolveFilter } from '../../lib/metrics/cgroup.js';
+import { ProcfsCpuReader, ProcfsDiskReader, ProcfsNetworkReader, ProcfsProcessReader } from '../../lib/metrics/procfs-readers.js';
+import { blockDeviceName, formatIpv6, parseStat, readStat } from '../../lib/metrics/procfs.js';
+import { CpuSnapshotSchema, DiskSnapshotSchema, NetworkSnapshotSchema, ProcessSnapshotSchema } from '../../lib/metrics/schemas.js';
+import { ClosedError } from '../../lib/ebpf/errors.js';
+import { fileDisk, kill, run, sleep, spawnBusy, spawnSleeper, tempDir } from './helpers.js';
+
+describe('procfs parsers', () => {
+  it('parses stat lines with spaces and parens in comm', () => {
+    const s = parseStat('42 (a (b) c) S 1 42 42 0 -1 4194560 10 0 3 0 150 50 0 0 20 0 2 0 1000 1048576 25 18446744073709551615');
+    expect(s).toMatchObject({ pid: 42, comm: 'a (b) c', state: 'S', ppid: 1, minorFaults: 10, majorFaults: 3, threads: 2, vmBytes: 1048576 });
+    expect(s!.userNs).toBeCloseTo(1.5e9, -6);
+    expect(s!.systemNs).toBeCloseTo(0.5e9, -6);
+  });
+
+  it('formats IPv6 addresses', () => {
+    const b = new Uint8Array(16);
+    expect(formatIpv6(b)).toBe('::');
+    b[15] = 1;
+    expect(formatIpv6(b)).toBe('::1');
+    b.set([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1]);
+    expect(formatIpv6(b)).toBe('::ffff:127.0.0.1');
+    b.set([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10]);
+    expect(formatIpv6(b)).toBe('2001:db8::10');
+  });
+
+  it('reads its own stat', () => {
+    const s = readStat(process.pid);
+    expect(s?.pid).toBe(process.pid);
+    expect(s!.rssBytes).toBeGreaterThan(10 << 20);
+    expect(readStat(2 ** 22 + 7)).toBeNull();
+  });
+});
+
+describe('procfs readers', () => {
+  const children: ReturnType<typeof spawnBusy>[] = [];
+  afterAll(async () => {
+    for (const c of children) await kill(c);
+  });
+
+  it('cpu: a busy child is charged about the wall time it ran, threads and switches per thread', async () => {
+    const busy = spawnBusy();
+    children.push(busy);
+    await sleep(50);
+    const r = new ProcfsCpuReader(resolveFilter({ tgids: [busy.pid!] }));
+    const a = await r.read();
+    await sleep(1000);
+    const b = await r.read();
+    CpuSnapshotSchema.parse(b);
+    expect(b.backend).toBe('procfs');
+    expect(b.processes.map((p) => p.tgid)).toEqual([busy.pid]);
+    const d = b.processes[0]!.cpuNs - a.processes[0]!.cpuNs;
+    // A shared 2-core machine gives no lower bound from wall time; an upper one it does.
+    expect(d).toBeGreaterThan(0);
+    expect(d).toBeLessThan(1.2e9);
+    const st = readStat(busy.pid!)!;
+    expect(Math.abs(b.processes[0]!.cpuNs - (st.userNs + st.systemNs))).toBeLessThanOrEqual(0.05e9);
+    expect(b.threads).toHaveLength(1);
+    expect(b.threads[0]!.involuntary).toBeGreaterThan(0);
+    r.close();
+    r.close();
+    await expect(r.read()).rejects.toBeInstanceOf(ClosedError);
+  });
+
+  it('process: sees a sleeping child with its parent, comm and memory', async () => {
+    const s = spawnSleeper();
+    children.push(s);
+    await sleep(100);
+    const r = new ProcfsProcessReader(resolveFilter({}));
+    const snap = await r.read();
+    ProcessSnapshotSchema.parse(snap);
+    const me = snap.processes.find((p) => p.tgid === s.pid);
+    expect(me).toMatchObject({ ppid: process.pid, comm: 'busybox', state: 'S', threads: 1 });
+    expect(me!.rssBytes).toBeGreaterThan(0);
+    expect(me!.lifetimeNs).toBeGreaterThan(50e6);
+    expect(me!.lifetimeNs).toBeLessThan(60e9);
+    expect(snap.processes.length).toBeGreaterThan(10);
+    // Filter by comm prefix.
+    r.setFilter(resolveFilter({ comm: 'busy', tgids: [s.pid!] }));
+    expect((await r.read()).processes.map((p) => p.tgid)).toEqual([s.pid]);
+    r.close();
+  });
+
+  it('network: loopback connections with ports and the owning process', async () => {
+    const server: Server = createServer((sock) => sock.on('data', () => {}));
+    await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+    const port = (server.address() as { port: number }).port;
+    const clients: Socket[] = [];
+    for (let i = 0; i < 5; i++) {
+      const c = connect(port, '127.0.0.1');
+      await new Promise<void>((res) => c.once('connect', () => res()));
+      clients.push(c);
+    }
+    const r = new ProcfsNetworkReader(resolveFilter({ tgids: [process.pid] }));
+    const snap = await r.read();
+    NetworkSnapshotSchema.parse(snap);
+    const out = snap.connections.filter((c) => c.remotePort === port);
+    const inn = snap.connections.filter((c) => c.localPort === port);
+    expect(out).toHaveLength(5);
+    expect(inn).toHaveLength(5);
+    expect(new Set(out.map((c) => c.localPort))).toEqual(new Set(clients.map((c) => c.localPort)));
+    for (const c of [...out, ...inn]) expect(c).toMatchObject({ state: 'ESTABLISHED', tgid: process.pid, localAddress: '127.0.0.1', bytesSent: null });
+    expect(snap.processes.find((p) => p.tgid === process.pid)?.connections).toBeGreaterThanOrEqual(10);
+    for (const c of clients) c.destroy();
+    await new Promise((res) => server.close(res));
+    r.close();
+  });
+
+  it('disk: a direct write shows in diskstats on the file\'s disk', async () => {
+    const { dir, cleanup } = tempDir('st-procfs-disk-');
+    try {
+      const r = new ProcfsDiskReader(resolveFilter({}));
+      const before = await r.read();
+      const size = 4 << 20;
+      const dev = fileDisk(dir);
+      expect(await run('dd', ['if=/dev/zero', `of=${dir}/direct`, 'bs=1M', 'count=4', 'oflag=direct', 'status=none'])).toBe(0);
+      const after = await r.read();
+      DiskSnapshotSchema.parse(after);
+      const disk = (s: typeof after) => s.devices.find((d) => d.dev === dev);
+      expect(disk(after), `disk ${dev} in ${after.devices.map((d) => d.dev).join(',')}`).toBeDefined();
+      expect(disk(after)!.writeBytes - disk(before)!.writeBytes).toBeGreaterThanOrEqual(size);
+      expect(disk(after)!.name).toBe(blockDeviceName(dev));
+      r.close();
+    } finally {
+      cleanup();
+    }
+  });
+});
