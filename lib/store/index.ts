@@ -1,5 +1,12 @@
 /**
- * smoothtask/store (work in progress).
+ * smoothtask/store: crash-safe JSON documents validated with zod (temp file + fsync +
+ * rename + directory fsync), an inter-process lock per document with stale-lock recovery,
+ * corrupt files moved aside, and the task queue's persistence on top.
  * @module
  */
-export {};
+export { JsonStore, JsonStoreOptionsSchema, STORE_CHANNELS } from './store.js';
+export type { JsonStoreOptions } from './store.js';
+export { writeFileDurable, fsyncDir, mkdirDurable } from './atomic.js';
+export type { DurableWriteOptions } from './atomic.js';
+export { StoreCorruptError, StoreLockError, StoreClosedError } from './errors.js';
+export { StoreTaskPersistence } from './task-persistence.js';

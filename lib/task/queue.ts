@@ -126,6 +126,8 @@ interface Entry {
   resolve: (r: TaskRecord) => void;
   chain: Promise<unknown>;
   preLeases?: Lease[];
+  /** The 'enqueue' transition is recorded: the entry may be dispatched. */
+  enqueued: boolean;
   detachSignal?: () => void;
 }
 
@@ -255,13 +257,17 @@ export class TaskQueue {
         e.detachSignal = () => sig.removeEventListener('abort', onAbort);
       }
     }
+    // In the pending list at once (so submission order and priority hold), but not
+    // dispatched before its 'enqueue' transition is recorded.
+    this.#enqueue(e, false);
     e.chain = (async () => {
       await this.#save(e, rec);
       await this.ready.catch(() => {});
       if (e.cancelReason !== undefined) return this.#finishWaiting(e, e.cancelReason);
       await this.#transition(e, 'enqueue');
       if (e.cancelReason !== undefined) return this.#finishWaiting(e, e.cancelReason);
-      this.#enqueue(e);
+      e.enqueued = true;
+      this.#pump();
     })().catch((err: unknown) => this.#report(id, err, 'submit'));
     return this.#handle(e);
   }
@@ -321,6 +327,7 @@ export class TaskQueue {
         if (i >= 0) this.#pending.splice(i, 1);
         e.phase = 'new';
         e.cancelReason = reason ?? 'cancelled';
+        if (!e.enqueued) return true; // the submit chain sees cancelReason
         e.chain = e.chain.then(() => this.#finishWaiting(e, e.cancelReason)).catch((err: unknown) => this.#report(id, err, 'cancel'));
         return true;
       }
@@ -414,7 +421,7 @@ export class TaskQueue {
   #newEntry(rec: TaskRecord, triggers: TaskTrigger[]): Entry {
     let resolve!: (r: TaskRecord) => void;
     const done = new Promise<TaskRecord>((r) => (resolve = r));
-    const e: Entry = { rec: deepFreeze(rec), seq: this.#seq++, phase: 'new', triggers, done, resolve, chain: Promise.resolve() };
+    const e: Entry = { rec: deepFreeze(rec), seq: this.#seq++, phase: 'new', triggers, done, resolve, chain: Promise.resolve(), enqueued: false };
     this.#entries.set(rec.id, e);
     return e;
   }
@@ -482,7 +489,8 @@ export class TaskQueue {
     }
   }
 
-  #enqueue(e: Entry): void {
+  #enqueue(e: Entry, enqueued = true): void {
+    e.enqueued = enqueued;
     if (this.#closed) {
       e.phase = 'closed';
       e.resolve(e.rec);
@@ -509,6 +517,8 @@ export class TaskQueue {
       let leases: Lease[] = [];
       for (let i = 0; i < this.#pending.length; i++) {
         const cand = this.#pending[i]!;
+        // Strict order: wait for an earlier entry whose 'enqueue' is still being recorded.
+        if (!cand.enqueued) break;
         const got = this.#tryLeases(cand);
         if (got) {
           picked = i;

@@ -1,0 +1,233 @@
+import { mkdtemp, readFile, readdir, rm, writeFile, stat, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { JsonStore, StoreCorruptError, StoreTaskPersistence, writeFileDurable } from 'smoothtask/store';
+import { TaskQueue, TaskRecordSchema, type TaskRecord } from 'smoothtask/task';
+import { ConfigError } from '../../lib/errors/index.js';
+import { bundleChild, exited, startChild } from './helpers.js';
+
+const Doc = z.object({ n: z.number().int(), writer: z.number(), pad: z.string() });
+let root: string;
+let bundle: string;
+let light: string;
+const children = new Set<import('node:child_process').ChildProcess>();
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'st-store-'));
+  bundle = await bundleChild();
+  light = await bundleChild('light-writer');
+});
+afterAll(async () => {
+  for (const c of children) c.kill('SIGKILL');
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('JsonStore basics', () => {
+  it('writes, reads, updates, lists, deletes; validates both ways', async () => {
+    const s = await JsonStore.open({ dir: join(root, 'basic') });
+    const S = z.object({ a: z.number() });
+    expect(await s.read('x/one', S)).toBeUndefined();
+    await s.write('x/one', S, { a: 1 });
+    expect(await s.read('x/one', S)).toEqual({ a: 1 });
+    expect(await s.update('x/one', S, (c) => ({ a: c!.a + 1 }))).toEqual({ a: 2 });
+    await s.write('x/two', S, { a: 9 });
+    expect(await s.list('x')).toEqual(['x/one', 'x/two']);
+    await expect(s.write('x/one', S, { a: 'no' } as never)).rejects.toBeInstanceOf(ConfigError);
+    expect(() => s.path('../escape')).toThrow(ConfigError);
+    expect(await s.delete('x/two')).toBe(true);
+    expect(await s.delete('x/two')).toBe(false);
+    expect(await s.list('x')).toEqual(['x/one']);
+    // No temp files or lock dirs left behind.
+    expect((await readdir(join(s.dir, 'x'))).sort()).toEqual(['one.json']);
+    s.close();
+    await expect(s.read('x/one', S)).rejects.toThrow(/closed/);
+  });
+
+  it('corrupt documents are moved aside with a typed error, never overwritten', async () => {
+    const s = await JsonStore.open({ dir: join(root, 'corrupt') });
+    const S = z.object({ a: z.number() });
+    await writeFile(join(s.dir, 'bad.json'), '{"a": 1, trunc');
+    const err = await s.read('bad', S).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreCorruptError);
+    const ce = err as StoreCorruptError;
+    expect(ce.kind).toBe('json');
+    expect(ce.movedTo).toMatch(/bad\.json\.corrupt-\d+$/);
+    expect(await readFile(ce.movedTo!, 'utf8')).toBe('{"a": 1, trunc');
+    expect(await s.read('bad', S)).toBeUndefined();
+
+    await writeFile(join(s.dir, 'wrong.json'), '{"a": "string"}');
+    const e2 = (await s.update('wrong', S, () => ({ a: 5 })).catch((e: unknown) => e)) as StoreCorruptError;
+    expect(e2).toBeInstanceOf(StoreCorruptError);
+    expect(e2.kind).toBe('schema');
+    expect(await readFile(e2.movedTo!, 'utf8')).toBe('{"a": "string"}');
+    // the update did not write over it: the key is absent until someone writes again
+    expect(await s.read('wrong', S)).toBeUndefined();
+  });
+
+  it('sweeps temp files of dead writers at open', async () => {
+    const dir = join(root, 'sweep');
+    await mkdir(dir, { recursive: true });
+    const dead = join(dir, '.a.json.tmp-999999-0123abcd');
+    const mine = join(dir, `.a.json.tmp-${process.pid}-0123abcd`);
+    await writeFile(dead, 'x');
+    await writeFile(mine, 'x');
+    const old = new Date(Date.now() - 60_000);
+    await import('node:fs/promises').then((f) => Promise.all([f.utimes(dead, old, old), f.utimes(mine, old, old)]));
+    await JsonStore.open({ dir });
+    const left = await readdir(dir);
+    expect(left).not.toContain('.a.json.tmp-999999-0123abcd');
+    expect(left).toContain(`.a.json.tmp-${process.pid}-0123abcd`);
+  });
+
+  it('writeFileDurable replaces content and leaves no temp file', async () => {
+    const p = join(root, 'durable.txt');
+    await writeFileDurable(p, 'one');
+    await writeFileDurable(p, 'two');
+    expect(await readFile(p, 'utf8')).toBe('two');
+    expect((await readdir(root)).filter((n) => n.includes('.tmp-'))).toEqual([]);
+  });
+});
+
+describe('crash safety with real processes', () => {
+  // Each trial is one interrupted document. Node start-up dominates the cost on 2 shared
+  // cores, so each SIGKILLed writer runs FILES concurrent write loops (each interrupted at its
+  // own point): 500 documents with 125 kills by default.
+  const TRIALS = Number(process.env.SMOOTHTASK_STORE_KILL_TRIALS ?? 500);
+  const FILES = Number(process.env.SMOOTHTASK_STORE_KILL_FILES ?? 4);
+  it(`${TRIALS} documents interrupted by SIGKILLs of their writer at random points are never unreadable`, async () => {
+    const dir = join(root, 'kill');
+    await mkdir(dir, { recursive: true });
+    const BATCH = 6;
+    const kills = Math.ceil(TRIALS / FILES);
+    let advanced = 0;
+    let checked = 0;
+    for (let b = 0; b < kills; b += BATCH) {
+      await Promise.all(
+        Array.from({ length: Math.min(BATCH, kills - b) }, async (_, j) => {
+          const files = Array.from({ length: FILES }, (_, f) => join(dir, `doc-${b + j}-${f}.json`));
+          for (const file of files) await writeFileDurable(file, JSON.stringify({ n: 0, writer: 0, pad: '' }));
+          const child = await startChild(light, files, 'ready', 60_000);
+          children.add(child);
+          await sleep(Math.random() * 40);
+          child.kill('SIGKILL');
+          await exited(child);
+          children.delete(child);
+          for (const file of files) {
+            const d = Doc.parse(JSON.parse(await readFile(file, 'utf8'))); // throws if torn
+            checked++;
+            if (d.n > 0) advanced++;
+            expect(d.pad.length === 0 || d.pad.length === 16 * 1024).toBe(true);
+          }
+        }),
+      );
+    }
+    expect(checked).toBe(kills * FILES);
+    // the kills landed while the children were writing (not all before the first write)
+    expect(advanced).toBeGreaterThan(checked / 20);
+    console.log(`kill trials: ${kills} SIGKILLs, ${checked} documents checked, ${advanced} advanced by the child before its kill`);
+  }, 170_000);
+
+  it('20 SIGKILLs of a full store.update() writer (lock + validation) leave a readable document', async () => {
+    const dir = join(root, 'kill-full');
+    const s = await JsonStore.open({ dir });
+    let advanced = 0;
+    await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const key = `doc-${i}`;
+        await s.write(key, Doc, { n: 0, writer: 0, pad: '' });
+        const child = await startChild(bundle, ['loop', dir, key], 'ready', 60_000);
+        children.add(child);
+        await sleep(20 + Math.random() * 40);
+        child.kill('SIGKILL');
+        await exited(child);
+        children.delete(child);
+        const d = await s.read(key, Doc);
+        if (d!.n > 0) advanced++;
+      }),
+    );
+    expect(advanced).toBeGreaterThan(0);
+  }, 90_000);
+
+  it('two processes updating the same document concurrently lose no update', async () => {
+    const dir = join(root, 'concurrent');
+    const N = 150;
+    const a = startChild(bundle, ['incr', dir, 'counter', String(N)], 'done', 60_000);
+    const b = startChild(bundle, ['incr', dir, 'counter', String(N)], 'done', 60_000);
+    await Promise.all([a, b]);
+    const s = await JsonStore.open({ dir });
+    expect((await s.read('counter', Doc))!.n).toBe(2 * N);
+  }, 60_000);
+
+  it('a stale lock left by a SIGKILLed holder is recovered', async () => {
+    const dir = join(root, 'stale');
+    const holder = await startChild(bundle, ['hold', dir, 'held'], 'locked', 60_000);
+    children.add(holder);
+    expect((await stat(join(dir, 'held.json.lock'))).isDirectory()).toBe(true);
+    holder.kill('SIGKILL');
+    await exited(holder);
+    children.delete(holder);
+    const s = await JsonStore.open({ dir, lock: { staleMs: 2000, updateMs: 1000, waitMs: 20_000 } });
+    const t0 = Date.now();
+    await s.write('held', Doc, { n: 1, writer: process.pid, pad: '' });
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect((await s.read('held', Doc))!.n).toBe(1);
+  }, 30_000);
+});
+
+describe('task persistence', () => {
+  it('every transition is on disk before listeners hear of it', async () => {
+    const s = await JsonStore.open({ dir: join(root, 'tp') });
+    const q = new TaskQueue({ persistence: new StoreTaskPersistence(s), dataDir: join(root, 'tp-work') });
+    q.registerExecutor('ok', { run: async () => ({}) });
+    const mismatches: string[] = [];
+    let checked = 0;
+    q.onTransition((e) => {
+      // synchronous read in the listener: what was recorded must already be the new state
+      const onDisk = TaskRecordSchema.parse(JSON.parse(require('node:fs').readFileSync(s.path(`tasks/${e.task.id}`), 'utf8')));
+      checked++;
+      if (onDisk.state !== e.to || onDisk.history.length !== e.task.history.length) mismatches.push(`${e.to} vs ${onDisk.state}`);
+    });
+    await Promise.all([q.submit({ kind: 'ok' }).done, q.submit({ kind: 'ok' }).done]);
+    await q.close();
+    expect(checked).toBe(8);
+    expect(mismatches).toEqual([]);
+  });
+
+  it('a queue process SIGKILLed mid-task: restart requeues (or fails) what was running, never leaves it running', async () => {
+    for (const policy of ['requeue', 'fail'] as const) {
+      const dir = join(root, `crash-${policy}`);
+      const child = await startChild(bundle, ['queue', dir], 'running crashy', 60_000);
+      children.add(child);
+      child.kill('SIGKILL');
+      await exited(child);
+      children.delete(child);
+      const s = await JsonStore.open({ dir });
+      const persistence = new StoreTaskPersistence(s);
+      const before = new Map((await persistence.loadAll()).map((r) => [r.id, r]));
+      expect(before.get('crashy')?.state).toBe('running');
+      expect(before.get('waiting')?.state).toBe('queued');
+      const q = new TaskQueue({ persistence, recovery: policy, dataDir: join(dir, 'work2') });
+      const ran: string[] = [];
+      q.registerExecutor('sleep', { run: async (ctx) => { ran.push(ctx.task.id); return {}; } });
+      await q.ready;
+      const recs: TaskRecord[] = await Promise.all(['crashy', 'waiting', 'waiting2'].map((id) => q.wait(id)));
+      await q.close();
+      const crashy = recs[0]!;
+      if (policy === 'requeue') {
+        expect(crashy.state).toBe('succeeded');
+        expect(crashy.history.map((h) => h.event)).toContain('requeue');
+        expect(ran.sort()).toEqual(['crashy', 'waiting', 'waiting2']);
+      } else {
+        expect(crashy.state).toBe('failed');
+        expect(crashy.error?.code).toBe('ERR_TASK_INTERRUPTED');
+        expect(ran.sort()).toEqual(['waiting', 'waiting2']);
+      }
+      expect(recs.slice(1).map((r) => r.state)).toEqual(['succeeded', 'succeeded']);
+      const after = await persistence.loadAll();
+      expect(after.filter((r) => r.state === 'running' || r.state === 'starting')).toEqual([]);
+    }
+  }, 60_000);
+});
