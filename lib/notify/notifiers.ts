@@ -38,7 +38,7 @@ export function formatNotificationLines(n: Notification): string[] {
     const ann = Object.entries(a.annotations)
       .map(([k, v]) => ` ${k}=${JSON.stringify(v)}`)
       .join('');
-    return `[${a.status.toUpperCase()}] ${a.labels.alertname ?? '?'} {${labels}} value=${a.value}${ann}`;
+    return `[${a.status.toUpperCase()}] ${a.labels.alertname ?? '?'} {${labels}} value=${Number(a.value.toPrecision(6))}${ann}`;
   });
 }
 
