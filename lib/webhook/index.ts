@@ -1,5 +1,21 @@
 /**
- * smoothtask/webhook (work in progress).
+ * smoothtask/webhook: Standard Webhooks signing and verification, and a durable dispatcher
+ * (ordered per key, at-least-once, retried with backoff, Retry-After, 410 disables, SSRF
+ * guard in the connect-time lookup) shared by task events and alert notifications.
  * @module
  */
-export {};
+export { generateWebhookSecret, signWebhook, webhookHeaders, verifyWebhook } from './signature.js';
+export type { VerifyWebhookOptions, VerifiedWebhook } from './signature.js';
+export { WebhookVerificationError, SsrfBlockedError, WebhookDeliveryError } from './errors.js';
+export { NetworkPolicySchema, createAddressGuard, guardedLookup, checkLiteralHost } from './ssrf.js';
+export type { NetworkPolicy, AddressGuard } from './ssrf.js';
+export {
+  WebhookDispatcher,
+  WebhookDispatcherOptionsSchema,
+  EndpointSchema,
+  WEBHOOK_CHANNELS,
+  parseRetryAfter,
+} from './dispatcher.js';
+export type { WebhookDispatcherOptions, Endpoint, EndpointInput, DeliveryEvent, WebhookEvent } from './dispatcher.js';
+export { forwardTaskEvents } from './task-events.js';
+export type { TaskWebhookData } from './task-events.js';

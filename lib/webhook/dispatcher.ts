@@ -1,0 +1,536 @@
+/**
+ * WebhookDispatcher: durable, signed, ordered, at-least-once delivery of JSON events to
+ * subscribed endpoints.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
+import http from 'node:http';
+import https from 'node:https';
+import { z } from 'zod';
+import { ConfigError } from '../errors/index.js';
+import { validate } from '../errors/validate.js';
+import type { JsonStore } from '../store/store.js';
+import { StoreCorruptError } from '../store/errors.js';
+import { backoffDelay } from '../task/backoff.js';
+import { JsonValueSchema, type JsonValue } from '../task/types.js';
+import { SsrfBlockedError, WebhookDeliveryError } from './errors.js';
+import { generateWebhookSecret, webhookHeaders } from './signature.js';
+import { checkLiteralHost, createAddressGuard, guardedLookup, NetworkPolicySchema, type AddressGuard } from './ssrf.js';
+
+/** Channel names (`node:diagnostics_channel`). */
+export const WEBHOOK_CHANNELS = {
+  /** {@link DeliveryEvent} after every attempt. */
+  delivery: 'smoothtask:webhook:delivery',
+  /** `{ endpointId, reason }` when an endpoint is disabled (HTTP 410). */
+  disabled: 'smoothtask:webhook:disabled',
+} as const;
+const deliveryCh = channel(WEBHOOK_CHANNELS.delivery);
+const disabledCh = channel(WEBHOOK_CHANNELS.disabled);
+
+/** A subscription: where to POST which events. */
+export const EndpointSchema = z.object({
+  /** Stable id (letters, digits, `._-`). Default: random. */
+  id: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(100),
+  /** http(s) URL. */
+  url: z.url({ protocol: /^https?$/ }),
+  /** `whsec_<base64>` signing secret. Default: generated. */
+  secret: z.string().min(10),
+  /** Only events whose subject is listed (e.g. one task id). Default: all subjects. */
+  subjects: z.array(z.string()).optional(),
+  /** Only these event types; a trailing `*` matches a prefix (`task.*`). Default: all. */
+  types: z.array(z.string()).optional(),
+  /** Set when the receiver answered 410 Gone. */
+  disabled: z.object({ at: z.number(), reason: z.string() }).optional(),
+  createdAt: z.number(),
+});
+/** A stored endpoint. */
+export type Endpoint = z.infer<typeof EndpointSchema>;
+/** What {@link WebhookDispatcher.addEndpoint} accepts. */
+export type EndpointInput = Omit<z.input<typeof EndpointSchema>, 'id' | 'secret' | 'createdAt' | 'disabled'> & { id?: string; secret?: string };
+
+const MessageSchema = z.object({
+  msgId: z.string(),
+  seq: z.number().int(),
+  endpointId: z.string(),
+  orderingKey: z.string(),
+  type: z.string(),
+  body: z.string(),
+  createdAt: z.number(),
+  attempts: z.number().int(),
+  nextAttemptAt: z.number(),
+  lastError: z.string().optional(),
+});
+type Message = z.infer<typeof MessageSchema>;
+
+/** Options of {@link WebhookDispatcher.open}. */
+export const WebhookDispatcherOptionsSchema = z.object({
+  /** Where endpoints and pending deliveries are kept (under `<prefix>/`). */
+  store: z.custom<JsonStore>((v) => v != null && typeof (v as JsonStore).update === 'function'),
+  /** Store key prefix. */
+  prefix: z.string().default('webhooks'),
+  /** Per-request time limit (connect to end of response). */
+  timeoutMs: z.number().positive().default(10_000),
+  /** Backoff between attempts of one message. */
+  backoff: z
+    .object({ baseMs: z.number().min(0).default(1000), maxMs: z.number().min(0).default(300_000), factor: z.number().min(1).default(2) })
+    .default({ baseMs: 1000, maxMs: 300_000, factor: 2 }),
+  /** Upper bound applied to a receiver's `Retry-After`. */
+  maxRetryAfterMs: z.number().min(0).default(3_600_000),
+  /** Give up on a message after this many attempts (moved to `<prefix>/dead/`). Default: never. */
+  maxAttempts: z.number().int().positive().optional(),
+  /** Requests in flight at once, over all endpoints. */
+  maxInFlight: z.number().int().positive().default(16),
+  /** Network policy (SSRF guard). Default: public addresses only. */
+  network: NetworkPolicySchema.default({ allowPrivate: false, allow: [], block: [] }),
+  /** `User-Agent` header. */
+  userAgent: z.string().default('smoothtask-webhooks/0.1'),
+});
+/** Options of {@link WebhookDispatcher.open}. */
+export type WebhookDispatcherOptions = z.input<typeof WebhookDispatcherOptionsSchema>;
+
+/** One delivery attempt, as heard by listeners. */
+export interface DeliveryEvent {
+  /** Endpoint. */
+  endpointId: string;
+  /** The `webhook-id` (stable across attempts). */
+  msgId: string;
+  /** Event type. */
+  type: string;
+  /** Ordering key. */
+  orderingKey: string;
+  /** 1-based attempt. */
+  attempt: number;
+  /** Delivered (2xx). */
+  ok: boolean;
+  /** HTTP status, when a response came. */
+  status?: number;
+  /** Why it failed. */
+  error?: string;
+  /** When the next attempt is due (epoch ms), if any. */
+  nextAttemptAt?: number;
+  /** Request duration. */
+  durationMs: number;
+}
+
+/** An event to send. */
+export interface WebhookEvent {
+  /** Event type, e.g. `task.succeeded` or `alert.firing`. */
+  type: string;
+  /** JSON payload, sent as `{ type, timestamp, data }`. */
+  data: JsonValue;
+  /** What the event is about (e.g. a task id); endpoints can subscribe to subjects. */
+  subject?: string;
+}
+
+interface Lane {
+  endpointId: string;
+  key: string;
+  msgs: Array<Message & { persisted: Promise<void> }>;
+  running: boolean;
+  wake?: () => void;
+}
+
+const PAD = 16;
+
+/**
+ * Durable webhook delivery. Messages are written to the store before `send()` resolves and
+ * removed only after a 2xx answer; a dispatcher opened over the same store after a crash or
+ * restart resumes them. Per (endpoint, ordering key) delivery is strictly in order: a message
+ * waits until every earlier one with the same key was delivered. Failed attempts are retried
+ * with exponential backoff and full jitter, or after the receiver's `Retry-After`; 410 Gone
+ * disables the endpoint (its pending messages are dropped). Each request has a time limit and
+ * connects only to addresses the network policy allows (checked in the connect-time lookup).
+ *
+ * Generic: `send()` takes any JSON payload and an ordering key, so alerts and task events
+ * share it.
+ */
+export class WebhookDispatcher {
+  readonly #opts: z.output<typeof WebhookDispatcherOptionsSchema>;
+  readonly #store: JsonStore;
+  readonly #guard: AddressGuard;
+  readonly #lookup: ReturnType<typeof guardedLookup>;
+  readonly #endpoints = new Map<string, Endpoint>();
+  readonly #lanes = new Map<string, Lane>();
+  readonly #listeners = new Set<(e: DeliveryEvent) => void>();
+  readonly #inflight = new Set<AbortController>();
+  readonly #laneRuns = new Set<Promise<void>>();
+  #slots: number;
+  #slotWaiters: Array<() => void> = [];
+  #seq = 0;
+  #closed = false;
+  readonly #agents: { http: http.Agent; https: https.Agent };
+
+  private constructor(opts: z.output<typeof WebhookDispatcherOptionsSchema>) {
+    this.#opts = opts;
+    this.#store = opts.store;
+    this.#guard = createAddressGuard(opts.network);
+    this.#lookup = guardedLookup(this.#guard);
+    this.#slots = opts.maxInFlight;
+    // The lookup is on the agent so every connection the agent opens goes through the guard.
+    this.#agents = {
+      http: new http.Agent({ keepAlive: true, lookup: this.#lookup } as http.AgentOptions),
+      https: new https.Agent({ keepAlive: true, lookup: this.#lookup } as https.AgentOptions),
+    };
+  }
+
+  /** Opens a dispatcher over a store and resumes pending deliveries. */
+  static async open(options: WebhookDispatcherOptions): Promise<WebhookDispatcher> {
+    const d = new WebhookDispatcher(validate(WebhookDispatcherOptionsSchema, options, 'webhook dispatcher options'));
+    await d.#load();
+    return d;
+  }
+
+  /** Subscribes an endpoint (persisted). Returns it, with its secret. */
+  async addEndpoint(input: EndpointInput): Promise<Endpoint> {
+    this.#check();
+    const ep = validate(
+      EndpointSchema,
+      { ...input, id: input.id ?? `ep_${randomBytes(6).toString('hex')}`, secret: input.secret ?? generateWebhookSecret(), createdAt: Date.now() },
+      'webhook endpoint',
+    );
+    await this.#store.write(this.#key('endpoints', ep.id), EndpointSchema, ep);
+    this.#endpoints.set(ep.id, ep);
+    return ep;
+  }
+
+  /** Unsubscribes an endpoint and drops its pending messages. */
+  async removeEndpoint(id: string): Promise<boolean> {
+    this.#check();
+    const had = this.#endpoints.delete(id);
+    await this.#dropPending(id);
+    await this.#store.delete(this.#key('endpoints', id));
+    return had;
+  }
+
+  /** Subscribed endpoints (secrets included). */
+  endpoints(): Endpoint[] {
+    return [...this.#endpoints.values()];
+  }
+
+  /** Messages not yet delivered, per endpoint. */
+  pending(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const l of this.#lanes.values()) out[l.endpointId] = (out[l.endpointId] ?? 0) + l.msgs.length;
+    return out;
+  }
+
+  /** Listens to delivery attempts. Returns an unsubscribe function. */
+  onDelivery(fn: (e: DeliveryEvent) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /**
+   * Queues an event for every matching, enabled endpoint. The order of `send()` calls is the
+   * delivery order per ordering key (default: the subject, else `default`). Resolves with the
+   * message ids once every copy is durably stored.
+   */
+  async send(event: WebhookEvent, options: { orderingKey?: string } = {}): Promise<string[]> {
+    this.#check();
+    if (!event || typeof event.type !== 'string' || !event.type) throw new ConfigError('webhook event needs a type');
+    validate(JsonValueSchema, event.data, 'webhook event data');
+    const key = options.orderingKey ?? event.subject ?? 'default';
+    const now = Date.now();
+    const body = JSON.stringify({ type: event.type, timestamp: new Date(now).toISOString(), data: event.data });
+    const writes: Promise<void>[] = [];
+    const ids: string[] = [];
+    for (const ep of this.#endpoints.values()) {
+      if (ep.disabled || !matches(ep, event)) continue;
+      // seq is taken synchronously, so the call order is the delivery order.
+      const msg: Message = {
+        msgId: `msg_${randomBytes(12).toString('hex')}`,
+        seq: this.#seq++,
+        endpointId: ep.id,
+        orderingKey: key,
+        type: event.type,
+        body,
+        createdAt: now,
+        attempts: 0,
+        nextAttemptAt: now,
+      };
+      const persisted = this.#store.write(this.#msgKey(msg), MessageSchema, msg);
+      persisted.catch(() => {});
+      this.#laneFor(ep.id, key).msgs.push({ ...msg, persisted });
+      writes.push(persisted);
+      ids.push(msg.msgId);
+    }
+    await Promise.all(writes);
+    for (const l of this.#lanes.values()) this.#kick(l);
+    return ids;
+  }
+
+  /** Waits until nothing is pending (or the timeout passes). Resolves `true` when drained. */
+  async drain(timeoutMs = 30_000): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      if ([...this.#lanes.values()].every((l) => l.msgs.length === 0)) return true;
+      await new Promise((r) => setTimeout(r, 10).unref());
+    }
+    return false;
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Stops delivering (requests in flight are aborted; their messages stay stored for the next start). Idempotent. */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      for (const ac of this.#inflight) ac.abort();
+      for (const l of this.#lanes.values()) l.wake?.();
+      for (const w of this.#slotWaiters.splice(0)) w();
+    }
+    await Promise.allSettled([...this.#laneRuns]);
+    this.#agents.http.destroy();
+    this.#agents.https.destroy();
+  }
+
+  /** Same as `close()`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  #check(): void {
+    if (this.#closed) throw new ConfigError('The webhook dispatcher is closed');
+  }
+
+  #key(kind: 'endpoints' | 'outbox' | 'dead', id: string): string {
+    return `${this.#opts.prefix}/${kind}/${id}`;
+  }
+
+  #msgKey(m: Pick<Message, 'endpointId' | 'seq'>, kind: 'outbox' | 'dead' = 'outbox'): string {
+    return `${this.#opts.prefix}/${kind}/${m.endpointId}/${String(m.seq).padStart(PAD, '0')}`;
+  }
+
+  #laneFor(endpointId: string, key: string): Lane {
+    const id = `${endpointId}\u0000${key}`;
+    let l = this.#lanes.get(id);
+    if (!l) {
+      l = { endpointId, key, msgs: [], running: false };
+      this.#lanes.set(id, l);
+    }
+    return l;
+  }
+
+  #kick(l: Lane): void {
+    if (l.running || this.#closed || l.msgs.length === 0) return;
+    l.running = true;
+    const run = this.#runLane(l)
+      .catch(() => {})
+      .finally(() => {
+        l.running = false;
+        this.#laneRuns.delete(run);
+        if (l.msgs.length === 0) this.#lanes.delete(`${l.endpointId}\u0000${l.key}`);
+        else this.#kick(l);
+      });
+    this.#laneRuns.add(run);
+  }
+
+  async #sleep(l: Lane, ms: number): Promise<void> {
+    if (ms <= 0) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        l.wake = undefined;
+        resolve();
+      }, ms);
+      t.unref();
+      l.wake = () => {
+        clearTimeout(t);
+        l.wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  async #acquireSlot(): Promise<void> {
+    while (this.#slots <= 0) {
+      if (this.#closed) return;
+      await new Promise<void>((r) => this.#slotWaiters.push(r));
+    }
+    this.#slots--;
+  }
+
+  #releaseSlot(): void {
+    this.#slots++;
+    this.#slotWaiters.shift()?.();
+  }
+
+  async #runLane(l: Lane): Promise<void> {
+    while (!this.#closed && l.msgs.length > 0) {
+      const m = l.msgs[0]!;
+      await m.persisted;
+      const ep = this.#endpoints.get(m.endpointId);
+      if (!ep || ep.disabled) {
+        l.msgs.length = 0;
+        return;
+      }
+      await this.#sleep(l, m.nextAttemptAt - Date.now());
+      if (this.#closed) return;
+      await this.#acquireSlot();
+      if (this.#closed) {
+        this.#releaseSlot();
+        return;
+      }
+      const attempt = m.attempts + 1;
+      const t0 = performance.now();
+      let res: { status: number; retryAfterMs?: number } | undefined;
+      let err: unknown;
+      try {
+        res = await this.#post(ep, m);
+      } catch (e) {
+        err = e;
+      } finally {
+        this.#releaseSlot();
+      }
+      if (this.#closed && !res) return; // aborted by close: stays stored for the next start
+      const durationMs = performance.now() - t0;
+      const base: DeliveryEvent = { endpointId: ep.id, msgId: m.msgId, type: m.type, orderingKey: m.orderingKey, attempt, ok: false, durationMs };
+      if (res && res.status >= 200 && res.status < 300) {
+        l.msgs.shift();
+        await this.#store.delete(this.#msgKey(m)).catch(() => {});
+        this.#emit({ ...base, ok: true, status: res.status });
+        continue;
+      }
+      if (res && res.status === 410) {
+        this.#emit({ ...base, status: 410, error: 'endpoint gone (410): disabled' });
+        await this.#disable(ep, 'receiver answered 410 Gone');
+        return;
+      }
+      const error =
+        res !== undefined ? `HTTP ${res.status}` : err instanceof Error ? err.message : String(err);
+      if (this.#opts.maxAttempts !== undefined && attempt >= this.#opts.maxAttempts) {
+        l.msgs.shift();
+        const dead = { ...m, attempts: attempt, lastError: error };
+        delete (dead as { persisted?: unknown }).persisted;
+        await this.#store.write(this.#msgKey(m, 'dead'), MessageSchema, dead).catch(() => {});
+        await this.#store.delete(this.#msgKey(m)).catch(() => {});
+        this.#emit({ ...base, ...(res ? { status: res.status } : {}), error: `${error}; gave up after ${attempt} attempts` });
+        continue;
+      }
+      let delay = backoffDelay(attempt - 1, this.#opts.backoff);
+      if (res?.retryAfterMs !== undefined) delay = Math.max(delay, Math.min(res.retryAfterMs, this.#opts.maxRetryAfterMs));
+      if (err instanceof SsrfBlockedError) delay = Math.max(delay, this.#opts.backoff.maxMs);
+      m.attempts = attempt;
+      m.nextAttemptAt = Date.now() + delay;
+      m.lastError = error;
+      const { persisted: _p, ...stored } = m;
+      await this.#store.write(this.#msgKey(m), MessageSchema, stored).catch(() => {});
+      this.#emit({ ...base, ...(res ? { status: res.status } : {}), error, nextAttemptAt: m.nextAttemptAt });
+    }
+  }
+
+  #emit(e: DeliveryEvent): void {
+    if (deliveryCh.hasSubscribers) deliveryCh.publish(e);
+    for (const fn of this.#listeners) {
+      try {
+        fn(e);
+      } catch {
+        /* listeners must not break delivery */
+      }
+    }
+  }
+
+  async #disable(ep: Endpoint, reason: string): Promise<void> {
+    const next: Endpoint = { ...ep, disabled: { at: Date.now(), reason } };
+    this.#endpoints.set(ep.id, next);
+    await this.#store.write(this.#key('endpoints', ep.id), EndpointSchema, next).catch(() => {});
+    await this.#dropPending(ep.id);
+    if (disabledCh.hasSubscribers) disabledCh.publish({ endpointId: ep.id, reason });
+  }
+
+  async #dropPending(endpointId: string): Promise<void> {
+    for (const l of this.#lanes.values()) if (l.endpointId === endpointId) l.msgs.length = 0;
+    for (const k of await this.#store.list(`${this.#opts.prefix}/outbox/${endpointId}`)) await this.#store.delete(k).catch(() => {});
+  }
+
+  #post(ep: Endpoint, m: Message): Promise<{ status: number; retryAfterMs?: number }> {
+    const url = new URL(ep.url);
+    checkLiteralHost(this.#guard, url.hostname);
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': this.#opts.userAgent,
+      ...webhookHeaders(ep.secret, m.msgId, m.body),
+    };
+    const ac = new AbortController();
+    this.#inflight.add(ac);
+    const lib = url.protocol === 'https:' ? https : http;
+    return new Promise<{ status: number; retryAfterMs?: number }>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        ac.abort();
+        reject(new WebhookDeliveryError(`request timed out after ${this.#opts.timeoutMs} ms`));
+      }, this.#opts.timeoutMs);
+      timer.unref();
+      const req = lib.request(
+        url,
+        {
+          method: 'POST',
+          headers: { ...headers, 'content-length': Buffer.byteLength(m.body) },
+          agent: url.protocol === 'https:' ? this.#agents.https : this.#agents.http,
+          lookup: this.#lookup as never,
+          signal: ac.signal,
+        },
+        (res) => {
+          res.on('data', () => {});
+          res.on('error', (e) => reject(e));
+          res.on('end', () => {
+            clearTimeout(timer);
+            const ra = parseRetryAfter(res.headers['retry-after']);
+            resolve(ra === undefined ? { status: res.statusCode ?? 0 } : { status: res.statusCode ?? 0, retryAfterMs: ra });
+          });
+        },
+      );
+      req.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      req.end(m.body);
+    }).finally(() => this.#inflight.delete(ac));
+  }
+
+  async #load(): Promise<void> {
+    const p = this.#opts.prefix;
+    for (const k of await this.#store.list(`${p}/endpoints`)) {
+      const ep = await this.#store.read(k, EndpointSchema).catch((e: unknown) => {
+        if (e instanceof StoreCorruptError) return undefined;
+        throw e;
+      });
+      if (ep) this.#endpoints.set(ep.id, ep);
+    }
+    const msgs: Message[] = [];
+    for (const ep of this.#endpoints.values()) {
+      for (const k of await this.#store.list(`${p}/outbox/${ep.id}`)) {
+        const m = await this.#store.read(k, MessageSchema).catch((e: unknown) => {
+          if (e instanceof StoreCorruptError) return undefined;
+          throw e;
+        });
+        if (m) msgs.push(m);
+      }
+    }
+    msgs.sort((a, b) => a.seq - b.seq);
+    for (const m of msgs) {
+      this.#seq = Math.max(this.#seq, m.seq + 1);
+      this.#laneFor(m.endpointId, m.orderingKey).msgs.push({ ...m, persisted: Promise.resolve() });
+    }
+    for (const l of this.#lanes.values()) this.#kick(l);
+  }
+}
+
+function matches(ep: Endpoint, e: WebhookEvent): boolean {
+  if (ep.subjects && (e.subject === undefined || !ep.subjects.includes(e.subject))) return false;
+  if (ep.types && !ep.types.some((t) => (t.endsWith('*') ? e.type.startsWith(t.slice(0, -1)) : t === e.type))) return false;
+  return true;
+}
+
+/** Parses `Retry-After` (seconds or an HTTP date) into ms. */
+export function parseRetryAfter(v: string | string[] | undefined): number | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  if (!s) return undefined;
+  if (/^\d+$/.test(s.trim())) return Number(s.trim()) * 1000;
+  const t = Date.parse(s);
+  return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now());
+}

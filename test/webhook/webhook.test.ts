@@ -1,0 +1,279 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JsonStore } from 'smoothtask/store';
+import { TaskQueue } from 'smoothtask/task';
+import {
+  WebhookDispatcher,
+  WebhookVerificationError,
+  createAddressGuard,
+  forwardTaskEvents,
+  generateWebhookSecret,
+  parseRetryAfter,
+  signWebhook,
+  verifyWebhook,
+  webhookHeaders,
+  type DeliveryEvent,
+  type TaskWebhookData,
+} from 'smoothtask/webhook';
+
+let root: string;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'st-webhook-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+type Handler = (req: IncomingMessage, body: Buffer, res: ServerResponse) => void;
+/** A loopback receiver that can go down and come back on the same port. */
+class Receiver {
+  server: Server | undefined;
+  port = 0;
+  constructor(public handler: Handler) {}
+  async up(): Promise<void> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => this.handler(req, Buffer.concat(chunks), res));
+    });
+    await new Promise<void>((r) => this.server!.listen(this.port, '127.0.0.1', () => r()));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+  async down(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+  get url(): string {
+    return `http://127.0.0.1:${this.port}/hook`;
+  }
+}
+
+const fast = { baseMs: 20, maxMs: 200, factor: 2 };
+const loopbackOnly = { allowPrivate: false, allow: ['127.0.0.1/32'] };
+
+describe('Standard Webhooks signatures', () => {
+  it('matches the Standard Webhooks reference vector', () => {
+    const sig = signWebhook('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}');
+    expect(sig).toBe('v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=');
+  });
+
+  it('verifies, and rejects tampering, wrong secrets and stale timestamps', () => {
+    const secret = generateWebhookSecret();
+    expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]+=*$/);
+    const body = JSON.stringify({ type: 't', data: { a: 1 } });
+    const h = webhookHeaders(secret, 'msg_1', body);
+    expect(verifyWebhook<{ data: { a: number } }>(secret, h, body).payload.data.a).toBe(1);
+    expect(verifyWebhook([generateWebhookSecret(), secret], h, Buffer.from(body)).id).toBe('msg_1');
+    expect(() => verifyWebhook(secret, h, body.replace('1', '2'))).toThrow(WebhookVerificationError);
+    expect(() => verifyWebhook(generateWebhookSecret(), h, body)).toThrow(/signature/);
+    expect(() => verifyWebhook(secret, { ...h, 'webhook-id': 'msg_2' }, body)).toThrow(WebhookVerificationError);
+    const old = webhookHeaders(secret, 'msg_1', body, Math.floor(Date.now() / 1000) - 3600);
+    expect(() => verifyWebhook(secret, old, body)).toThrow(/tolerance/);
+    expect(() => verifyWebhook(secret, {}, body)).toThrow(/Missing/);
+  });
+
+  it('parses Retry-After as seconds or HTTP date', () => {
+    expect(parseRetryAfter('3')).toBe(3000);
+    const d = parseRetryAfter(new Date(Date.now() + 5000).toUTCString())!;
+    expect(d).toBeGreaterThan(3000);
+    expect(d).toBeLessThanOrEqual(5000);
+    expect(parseRetryAfter('soon')).toBeUndefined();
+  });
+});
+
+describe('SSRF guard', () => {
+  it('classifies addresses by policy', () => {
+    const g = createAddressGuard();
+    for (const a of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '::1', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1', '0.0.0.0', '100.64.0.1'])
+      expect(g.allowed(a), a).toBe(false);
+    for (const a of ['8.8.8.8', '1.1.1.1', '2606:4700::1111']) expect(g.allowed(a), a).toBe(true);
+    expect(createAddressGuard({ allowPrivate: true }).allowed('10.0.0.1')).toBe(true);
+    expect(createAddressGuard({ allow: ['127.0.0.1/32'] }).allowed('127.0.0.1')).toBe(true);
+    expect(createAddressGuard({ allow: ['127.0.0.1/32'] }).allowed('127.0.0.2')).toBe(false);
+    expect(createAddressGuard({ allowPrivate: true, block: ['10.0.0.0/8'] }).allowed('10.0.0.1')).toBe(false);
+    expect(createAddressGuard({ block: ['1.1.1.1'] }).allowed('1.1.1.1')).toBe(false);
+  });
+
+  it('refuses private targets at connect time (name via lookup, and IP literal), never reaching the receiver', async () => {
+    let hits = 0;
+    const r = new Receiver((_q, _b, res) => {
+      hits++;
+      res.end();
+    });
+    await r.up();
+    const store = await JsonStore.open({ dir: join(root, 'ssrf') });
+    const d = await WebhookDispatcher.open({ store, backoff: fast }); // default policy: public only
+    const events: DeliveryEvent[] = [];
+    d.onDelivery((e) => events.push(e));
+    await d.addEndpoint({ id: 'byname', url: `http://localhost:${r.port}/x` });
+    await d.addEndpoint({ id: 'literal', url: r.url });
+    await d.send({ type: 'x', data: 1 });
+    for (let i = 0; i < 200 && events.length < 2; i++) await sleep(10);
+    await d.close();
+    await r.down();
+    expect(hits).toBe(0);
+    expect(events.map((e) => e.endpointId).sort()).toEqual(['byname', 'literal']);
+    for (const e of events) {
+      expect(e.ok).toBe(false);
+      expect(e.error).toMatch(/blocked by the webhook network policy/);
+    }
+  });
+});
+
+describe('WebhookDispatcher delivery', () => {
+  it('task transitions arrive signed, in order per task, through receiver downtime and a sender restart', async () => {
+    const secret = generateWebhookSecret();
+    const got = new Map<string, number[]>(); // task id -> seq numbers in arrival order
+    const ids = new Set<string>();
+    let bad = 0;
+    let accept = true;
+    const r = new Receiver((req, body, res) => {
+      try {
+        const v = verifyWebhook<{ type: string; data: TaskWebhookData }>(secret, req.headers, body);
+        if (!accept) {
+          res.statusCode = 503;
+          return res.end();
+        }
+        if (!ids.has(v.id)) {
+          ids.add(v.id);
+          const l = got.get(v.payload.data.id) ?? [];
+          l.push(v.payload.data.seq);
+          got.set(v.payload.data.id, l);
+        }
+        res.statusCode = 204;
+      } catch {
+        bad++;
+        res.statusCode = 400;
+      }
+      res.end();
+    });
+    await r.up();
+    const dir = join(root, 'restart');
+    const store = await JsonStore.open({ dir });
+    let d = await WebhookDispatcher.open({ store, backoff: fast, network: loopbackOnly, timeoutMs: 2000 });
+    await d.addEndpoint({ id: 'all', url: r.url, secret });
+    const q = new TaskQueue({ concurrency: 4 });
+    q.registerExecutor('work', {
+      run: async (ctx) => {
+        await sleep(5 + Math.random() * 20);
+        return { exitCode: ctx.task.labels.fail ? 1 : 0 };
+      },
+    });
+    const unforward = forwardTaskEvents(q, d);
+    // Phase 1: receiver up for a few tasks.
+    const first = Array.from({ length: 5 }, (_, i) => q.submit({ kind: 'work', id: `a${i}`, labels: i % 2 ? { fail: '1' } : {} }));
+    await Promise.all(first.map((h) => h.done));
+    // Phase 2: receiver goes down (connection refused), more tasks run, some 503s too.
+    await r.down();
+    const second = Array.from({ length: 10 }, (_, i) => q.submit({ kind: 'work', id: `b${i}` }));
+    await Promise.all(second.map((h) => h.done));
+    await sleep(100);
+    // Sender restart while everything is pending.
+    unforward();
+    await d.close();
+    const pendingFiles = await store.list('webhooks/outbox/all');
+    expect(pendingFiles.length).toBeGreaterThan(0);
+    d = await WebhookDispatcher.open({ store: await JsonStore.open({ dir }), backoff: fast, network: loopbackOnly, timeoutMs: 2000 });
+    accept = false;
+    await r.up(); // same port, answering 503 for a while
+    await sleep(150);
+    accept = true;
+    expect(await d.drain(20_000)).toBe(true);
+    await d.close();
+    await q.close();
+    await r.down();
+
+    expect(bad).toBe(0);
+    for (const h of [...first, ...second]) {
+      const rec = q.get(h.id)!;
+      const seqs = got.get(h.id) ?? [];
+      expect(seqs, h.id).toEqual(rec.history.map((_, i) => i));
+    }
+    expect(await store.list('webhooks/outbox/all')).toEqual([]);
+  }, 60_000);
+
+  it('honours Retry-After, then delivers', async () => {
+    const times: number[] = [];
+    const r = new Receiver((_q, _b, res) => {
+      times.push(Date.now());
+      if (times.length === 1) {
+        res.writeHead(503, { 'retry-after': '1' });
+        return res.end();
+      }
+      res.writeHead(200);
+      res.end();
+    });
+    await r.up();
+    const d = await WebhookDispatcher.open({ store: await JsonStore.open({ dir: join(root, 'ra') }), backoff: fast, network: loopbackOnly });
+    await d.addEndpoint({ url: r.url });
+    await d.send({ type: 'x', data: null });
+    expect(await d.drain(10_000)).toBe(true);
+    await d.close();
+    await r.down();
+    expect(times).toHaveLength(2);
+    expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(950);
+  });
+
+  it('410 disables the endpoint and drops its queue; a hung receiver hits the request timeout', async () => {
+    let hits = 0;
+    const gone = new Receiver((_q, _b, res) => {
+      hits++;
+      res.writeHead(410);
+      res.end();
+    });
+    await gone.up();
+    const hung = new Receiver(() => {
+      /* never answers */
+    });
+    await hung.up();
+    const d = await WebhookDispatcher.open({ store: await JsonStore.open({ dir: join(root, 'gone') }), backoff: fast, network: loopbackOnly, timeoutMs: 300 });
+    const events: DeliveryEvent[] = [];
+    d.onDelivery((e) => events.push(e));
+    await d.addEndpoint({ id: 'gone', url: gone.url });
+    await d.addEndpoint({ id: 'hung', url: hung.url });
+    for (let i = 0; i < 3; i++) await d.send({ type: 'x', data: i });
+    for (let i = 0; i < 300 && !events.some((e) => e.endpointId === 'hung'); i++) await sleep(10);
+    expect(hits).toBe(1);
+    expect(d.endpoints().find((e) => e.id === 'gone')?.disabled?.reason).toMatch(/410/);
+    expect(d.pending().gone ?? 0).toBe(0);
+    await d.send({ type: 'x', data: 9 });
+    const h = events.find((e) => e.endpointId === 'hung')!;
+    expect(h.error).toMatch(/timed out after 300 ms/);
+    expect(h.durationMs).toBeGreaterThanOrEqual(290);
+    await d.close();
+    await gone.down();
+    await hung.down();
+    expect(hits).toBe(1);
+  });
+
+  it('subscriptions: one task, or by type prefix', async () => {
+    const seen: Array<[string, string]> = [];
+    const r = new Receiver((req, body, res) => {
+      const p = JSON.parse(body.toString()) as { type: string };
+      seen.push([req.url!, p.type]);
+      res.end();
+    });
+    await r.up();
+    const d = await WebhookDispatcher.open({ store: await JsonStore.open({ dir: join(root, 'subs') }), network: loopbackOnly });
+    await d.addEndpoint({ id: 'one', url: `${r.url}/one`, subjects: ['t1'] });
+    await d.addEndpoint({ id: 'alerts', url: `${r.url}/alerts`, types: ['alert.*'] });
+    await d.send({ type: 'task.queued', subject: 't1', data: {} });
+    await d.send({ type: 'task.queued', subject: 't2', data: {} });
+    await d.send({ type: 'alert.firing', data: { rule: 'cpu' } }, { orderingKey: 'cpu' });
+    expect(await d.drain(5000)).toBe(true);
+    await d.close();
+    await r.down();
+    expect(seen.sort()).toEqual([
+      ['/hook/alerts', 'alert.firing'],
+      ['/hook/one', 'task.queued'],
+    ]);
+  });
+});
