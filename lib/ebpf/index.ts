@@ -7,3 +7,7 @@ export * from './errors.js';
 export * from './types.js';
 export * from './codec.js';
 export * from './map.js';
+export * from './load.js';
+export * from './object.js';
+export * from './cache.js';
+export * from './pin.js';

@@ -1,0 +1,418 @@
+/**
+ * Loading eBPF objects: {@link loadObject} and {@link loadObjects}.
+ *
+ * Loads run on the addon's own loader threads (never libuv's pool), with a timeout that
+ * interrupts the verifier inside the kernel, a cache of loaded objects with single-flight,
+ * and optional bpffs pinning that lets the next process skip the verifier.
+ * @module
+ */
+import { createHash } from 'node:crypto';
+import diagnostics_channel from 'node:diagnostics_channel';
+import { readFile, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../errors/index.js';
+import { validate } from '../errors/validate.js';
+import { loadAddon } from '../native/addon.js';
+import type { NativeObjectHandle } from '../native/binding-loader.js';
+import { programCache } from './cache.js';
+import { BpfError, fromNative, InvalidObjectError, LoadTimeoutError } from './errors.js';
+import { BpfObject, ObjectCore } from './object.js';
+import { pinCore, PinOptionsSchema, reusePins } from './pin.js';
+
+/** Published on `smoothtask:ebpf:load` after every load (success or failure). */
+export interface LoadEvent {
+  name: string;
+  hash: string;
+  fromCache: boolean;
+  fromPins: boolean;
+  /** Wall time of this call, in milliseconds. */
+  elapsedMs: number;
+  /** Error code on failure. */
+  error?: string;
+}
+
+/** diagnostics_channel on which every load is reported ({@link LoadEvent}). */
+export const loadChannel = diagnostics_channel.channel('smoothtask:ebpf:load');
+
+const ConstantSchema = z.union([z.number().int(), z.bigint(), z.boolean(), z.instanceof(Uint8Array)]);
+
+/** Options of {@link loadObject}. */
+export const LoadOptionsSchema = z
+  .object({
+    /** Object name (internal map names derive from it). Default: the file name without `.bpf.o`. */
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ - . only')
+      .optional(),
+    /** Give up after this many milliseconds: the verifier is interrupted and the promise rejects with LoadTimeoutError. */
+    timeoutMs: z.number().positive().max(2_147_483_647).optional(),
+    /** Names of the programs to load; the others get autoload off. Default: all. */
+    programs: z.array(z.string().min(1)).optional(),
+    /** Pin programs and maps under `<root>/<namespace>/<name>/` and reuse them. Default: false. */
+    pin: z.union([z.literal(false), PinOptionsSchema]).default(false),
+    /** Use the program cache. Default true. */
+    cache: z.boolean().default(true),
+    /** Verifier log level for every program (0: only on failure, 1: basic, 2: verbose, 4: stats). */
+    logLevel: z.number().int().min(0).max(7).default(0),
+    /** Values of `const volatile` globals (in `.rodata`), set by name before the load. */
+    constants: z.record(z.string().min(1), ConstantSchema).optional(),
+    /** `max_entries` overrides by map name. */
+    mapSizes: z.record(z.string().min(1), z.number().int().min(1).max(0xffffffff)).optional(),
+    /** BTF file to use for CO-RE relocations instead of the kernel's (e.g. a `bpftool gen min_core_btf` output). */
+    btfCustomPath: z.string().min(1).optional(),
+    /** Stop waiting when aborted (a load already verifying completes in the background and is cached). */
+    signal: z.instanceof(AbortSignal).optional(),
+  })
+  .strict();
+/** Options of {@link loadObject}. */
+export type LoadOptions = z.input<typeof LoadOptionsSchema>;
+type ParsedLoadOptions = z.output<typeof LoadOptionsSchema>;
+
+/** What {@link loadObject} accepts: a path to an ELF file or its bytes. */
+export type ObjectSource = string | Uint8Array;
+
+/** Object name from a path: `dir/runqlat.bpf.o` → `runqlat`. */
+export function objectNameOf(source: ObjectSource): string {
+  if (typeof source !== 'string') return 'object';
+  const n = basename(source)
+    .replace(/\.bpf\.o$|\.o$/, '')
+    .replace(/[^A-Za-z0-9_.-]/g, '_');
+  return n.slice(0, 64) || 'object';
+}
+
+function canonical(v: unknown): unknown {
+  if (typeof v === 'bigint') return `${v}n`;
+  if (v instanceof Uint8Array) return `hex:${Buffer.from(v).toString('hex')}`;
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+    );
+  }
+  return v;
+}
+
+/**
+ * The object hash: sha256 of the ELF bytes and every option that changes what is loaded
+ * (name, programs, constants, map sizes, log level, BTF path). Timeouts and pins do not.
+ */
+export function objectHash(elf: Uint8Array, name: string, o: Pick<ParsedLoadOptions, 'programs' | 'constants' | 'mapSizes' | 'logLevel' | 'btfCustomPath'>): string {
+  const norm = canonical({
+    name,
+    programs: o.programs ? [...new Set(o.programs)].sort() : null,
+    constants: o.constants ?? null,
+    mapSizes: o.mapSizes ?? null,
+    logLevel: o.logLevel,
+    btfCustomPath: o.btfCustomPath ?? null,
+  });
+  return createHash('sha256').update(elf).update('\0').update(JSON.stringify(norm)).digest('hex');
+}
+
+// How long past its timeout the owner of a load waits for the addon's own timeout before
+// giving up in JS (the addon normally answers within a few ms of the deadline).
+const OWNER_GRACE_MS = 2000;
+
+// Last load time by hash, so loadObjects can start the slowest objects first.
+const history = new Map<string, number>();
+
+async function readSource(source: ObjectSource): Promise<Uint8Array> {
+  if (source instanceof Uint8Array) return source;
+  try {
+    return await readFile(source);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT' || err.code === 'EISDIR')
+      throw new InvalidObjectError(`cannot read BPF object ${source}: ${err.message}`, { cause: e });
+    throw new BpfError('ERR_BPF_SYSTEM', `cannot read BPF object ${source}: ${err.message}`, { cause: e });
+  }
+}
+
+function convert(e: unknown, stackFrom: Error): Error {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (code === 'ERR_CONFIG') {
+    const message = (e as Error).message;
+    const err = new ConfigError(`Invalid load options: ${message}`, [message], { cause: e });
+    return err;
+  }
+  return fromNative(e, stackFrom);
+}
+
+async function nativeLoad(elf: Uint8Array, name: string, hash: string, o: ParsedLoadOptions, stackFrom: Error): Promise<ObjectCore> {
+  let native: NativeObjectHandle;
+  try {
+    native = await loadAddon().loader.load(elf, {
+      name,
+      ...(o.programs ? { programs: o.programs } : {}),
+      logLevel: o.logLevel,
+      ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+      ...(o.btfCustomPath ? { btfCustomPath: o.btfCustomPath } : {}),
+      ...(o.mapSizes ? { mapSizes: o.mapSizes } : {}),
+      ...(o.constants ? { constants: o.constants } : {}),
+    });
+  } catch (e) {
+    throw convert(e, stackFrom);
+  }
+  const meta = native.meta();
+  const loadTimeMs = meta.openMs + meta.loadMs;
+  history.set(hash, loadTimeMs);
+  return new ObjectCore(native, hash, name, loadTimeMs, false, () => native.btf());
+}
+
+/** Waits for `p`, giving up on `timeoutMs` or `signal`; a result that comes later is released. */
+function waitFor(
+  p: Promise<{ core: ObjectCore; hit: boolean }>,
+  name: string,
+  timeoutMs: number | undefined,
+  signal: AbortSignal | undefined,
+  started: number,
+  graceMs: number,
+): Promise<{ core: ObjectCore; hit: boolean }> {
+  if (!timeoutMs && !signal) return p;
+  return new Promise((resolve, reject) => {
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = (): void => finish(signal?.reason ?? new DOMException('aborted', 'AbortError'));
+    const finish = (err?: unknown, v?: { core: ObjectCore; hit: boolean }): void => {
+      if (done) {
+        v?.core.release();
+        return;
+      }
+      done = true;
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if (v) resolve(v);
+      else reject(err);
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (timeoutMs) {
+      // The addon interrupts the loading thread itself; this timer answers callers that joined
+      // a shared load, and is a last resort (after `graceMs`) for the caller that owns it.
+      const left = Math.max(0, timeoutMs - (performance.now() - started)) + graceMs;
+      timer = setTimeout(() => {
+        const elapsed = performance.now() - started;
+        finish(new LoadTimeoutError(`loading '${name}' timed out after ${timeoutMs} ms (waiting for a shared load)`, timeoutMs, elapsed));
+      }, left);
+      timer.unref();
+    }
+    p.then(
+      (v) => finish(undefined, v),
+      (e: unknown) => finish(e),
+    );
+  });
+}
+
+/**
+ * Loads an eBPF object (a path or the ELF bytes) into the kernel, off the main thread.
+ *
+ * Rejects with {@link VerifierError} (with the log), {@link PermissionError} (naming the
+ * capability), {@link UnsupportedError}, {@link LoadTimeoutError}, {@link InvalidObjectError}
+ * or `ConfigError` (bad options, unknown program, map or constant names).
+ *
+ * @example
+ * ```ts
+ * using obj = await loadObject('build/bpf/counter.bpf.o', { timeoutMs: 5000 });
+ * const links = obj.attach();
+ * ```
+ */
+export async function loadObject(source: ObjectSource, options: LoadOptions = {}): Promise<BpfObject> {
+  const stackFrom = new Error();
+  const started = performance.now();
+  const o = validate(LoadOptionsSchema, options, 'load options');
+  if (typeof source !== 'string' && !(source instanceof Uint8Array))
+    throw new ConfigError('Invalid load source: expected a path or a Uint8Array', ['source: expected string | Uint8Array']);
+  const elf = await readSource(source);
+  const name = o.name ?? objectNameOf(source);
+  const hash = objectHash(elf, name, o);
+  const pin = o.pin === false ? undefined : o.pin;
+  const pinDir = pin ? `${pin.root}/${pin.namespace}/${name}` : undefined;
+
+  const loadCore = async (): Promise<ObjectCore> => {
+    if (pin && pinDir) {
+      const btf = lazyBtf(elf, name);
+      const reused = reusePins(pinDir, hash, name, btf);
+      if (reused) return reused;
+    }
+    const core = await nativeLoad(elf, name, hash, o, stackFrom);
+    if (pin && pinDir) {
+      try {
+        pinCore(core, pin.root, pinDir);
+      } catch (e) {
+        core.destroy();
+        throw e;
+      }
+    }
+    return core;
+  };
+
+  let result: { core: ObjectCore; hit: boolean };
+  try {
+    if (o.cache) {
+      const key = `${hash}|${pinDir ?? ''}`;
+      const joining = programCache.inFlight(key);
+      result = await waitFor(programCache.get(key, loadCore), name, o.timeoutMs, o.signal, started, joining ? 0 : OWNER_GRACE_MS);
+    } else {
+      const p = loadCore().then((core) => {
+        core.acquire();
+        return { core, hit: false };
+      });
+      result = await waitFor(p, name, o.timeoutMs, o.signal, started, OWNER_GRACE_MS);
+    }
+  } catch (e) {
+    if (loadChannel.hasSubscribers) {
+      loadChannel.publish({ name, hash, fromCache: false, fromPins: false, elapsedMs: performance.now() - started, error: (e as { code?: string }).code ?? 'ERR' } satisfies LoadEvent);
+    }
+    throw e;
+  }
+  const obj = new BpfObject(result.core, result.hit);
+  if (loadChannel.hasSubscribers) {
+    loadChannel.publish({ name, hash, fromCache: result.hit, fromPins: obj.fromPins, elapsedMs: performance.now() - started } satisfies LoadEvent);
+  }
+  return obj;
+}
+
+function lazyBtf(elf: Uint8Array, name: string): () => Uint8Array | undefined {
+  let btf: Uint8Array | undefined;
+  let done = false;
+  return () => {
+    if (!done) {
+      try {
+        btf = loadAddon().loader.inspect(elf, name).btf;
+      } catch {
+        btf = undefined;
+      }
+      done = true;
+    }
+    return btf;
+  };
+}
+
+/** One entry of {@link loadObjects}: a source, or a source with its own options. */
+export type LoadObjectsEntry = ObjectSource | { source: ObjectSource; options?: LoadOptions };
+
+/** Options of {@link loadObjects}. */
+export const LoadObjectsOptionsSchema = z
+  .object({
+    /** Most loads at once. Default: the loader pool size (number of cores). */
+    concurrency: z.number().int().min(1).max(1024).optional(),
+  })
+  .strict();
+/** Options of {@link loadObjects}: shared load options plus `concurrency`. */
+export type LoadObjectsOptions = LoadOptions & z.input<typeof LoadObjectsOptionsSchema>;
+
+/**
+ * Loads many objects in parallel. Each settles on its own: one bad object does not fail the
+ * others. The objects expected to be slowest (by a previous load time, else size) start first,
+ * so the total is close to the slowest load rather than the sum.
+ *
+ * @returns one `PromiseSettledResult` per source, in input order.
+ */
+export async function loadObjects(sources: readonly LoadObjectsEntry[], options: LoadObjectsOptions = {}): Promise<PromiseSettledResult<BpfObject>[]> {
+  const { concurrency, ...shared } = options;
+  const c = validate(LoadObjectsOptionsSchema, { concurrency }, 'loadObjects options');
+  validate(LoadOptionsSchema, shared, 'load options');
+  const limit = c.concurrency ?? loaderPoolSize();
+  const entries = sources.map((s) => (typeof s === 'string' || s instanceof Uint8Array ? { source: s, options: {} } : { source: s.source, options: s.options ?? {} }));
+  // expected cost: last load time of the same bytes, else ELF size
+  const costs = await Promise.all(
+    entries.map(async (e) => {
+      try {
+        const size = typeof e.source === 'string' ? (await stat(e.source)).size : e.source.byteLength;
+        return size;
+      } catch {
+        return 0;
+      }
+    }),
+  );
+  const order = entries.map((_, i) => i).sort((a, b) => (costs[b] ?? 0) - (costs[a] ?? 0));
+  const results: PromiseSettledResult<BpfObject>[] = new Array(entries.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const k = next++;
+      if (k >= order.length) return;
+      const i = order[k] as number;
+      const e = entries[i] as { source: ObjectSource; options: LoadOptions };
+      try {
+        results[i] = { status: 'fulfilled', value: await loadObject(e.source, { ...shared, ...e.options }) };
+      } catch (err) {
+        results[i] = { status: 'rejected', reason: err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, entries.length) }, worker));
+  return results;
+}
+
+/** Options of the loader thread pool. */
+export const LoaderConfigSchema = z
+  .object({
+    /** Loader threads (bounded concurrency of loads). Default: number of cores. */
+    threads: z.number().int().min(1).max(256).optional(),
+  })
+  .strict();
+/** Options of {@link configureLoader}. */
+export type LoaderConfig = z.input<typeof LoaderConfigSchema>;
+
+/** State of the loader thread pool. */
+export interface LoaderPoolState {
+  /** Most loader threads. */
+  threads: number;
+  /** Threads alive now (idle ones exit after 30 s). */
+  running: number;
+  /** Loads waiting for a thread. */
+  queued: number;
+  /** The real-time signal used to interrupt the verifier. */
+  signal: number;
+}
+
+/** Sets the size of the loader thread pool; returns its state. */
+export function configureLoader(config: LoaderConfig = {}): LoaderPoolState {
+  const c = validate(LoaderConfigSchema, config, 'loader config');
+  return loadAddon().loader.configure(c.threads ? { threads: c.threads } : {});
+}
+
+function loaderPoolSize(): number {
+  try {
+    return loadAddon().loader.configure().threads;
+  } catch {
+    return 2;
+  }
+}
+
+/** Runs `fn` while kernel BPF run-time statistics are on; see {@link enableBpfStats}. */
+export interface BpfStatsHandle extends Disposable {
+  close(): void;
+}
+
+/**
+ * Turns on kernel run-time statistics for BPF programs (run_time_ns, run_cnt) until the
+ * returned handle is closed (BPF_ENABLE_STATS; needs CAP_SYS_ADMIN).
+ */
+export function enableBpfStats(): BpfStatsHandle {
+  let fd: number;
+  try {
+    fd = loadAddon().loader.enableStats();
+  } catch (e) {
+    throw fromNative(e, new Error());
+  }
+  let open = true;
+  const close = (): void => {
+    if (!open) return;
+    open = false;
+    loadAddon().loader.closeFd(fd);
+  };
+  return { close, [Symbol.dispose]: close };
+}
+
+/**
+ * Time to parse the kernel's BTF once. libbpf 1.1 parses it again inside every
+ * `bpf_object__load` that needs it (CO-RE relocations, tp_btf/fentry targets) and offers no
+ * way to share a parsed copy; see docs/ebpf-loader.md.
+ */
+export function kernelBtfParseCost(): { ms: number; types: number } {
+  return loadAddon().loader.kernelBtfCost();
+}

@@ -1,0 +1,176 @@
+/**
+ * bpffs pinning of whole objects: programs and maps under `<root>/<namespace>/<object>/`,
+ * with a metadata record (object hash, program names, tags and types) pinned beside them as
+ * `meta`. A later process that asks for the same object (same hash) reopens the pins with
+ * `bpf_obj_get` and skips the verifier; pins from a different object are replaced.
+ * @module
+ */
+import { mkdirSync, rmSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { validate } from '../errors/validate.js';
+import { loadAddon } from '../native/addon.js';
+import { BpfError, fromNative, PermissionError } from './errors.js';
+import { ObjectCore } from './object.js';
+
+/** The bpffs magic number (statfs f_type). */
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+/** Where an object's pins live. */
+export const PinOptionsSchema = z
+  .object({
+    /** A bpffs mount. Default `/sys/fs/bpf`. */
+    root: z.string().min(1).default('/sys/fs/bpf'),
+    /** Your application's directory under the root (letters, digits, `_`, `-`, `.`). */
+    namespace: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'letters, digits, _ - . only'),
+  })
+  .strict();
+/** Options of pinning. */
+export type PinOptions = z.input<typeof PinOptionsSchema>;
+
+/** What is pinned beside an object's pins (as JSON in a one-entry array map called `meta`). */
+export interface PinMeta {
+  version: 1;
+  /** The object hash ({@link BpfObject.hash}) the pins were made from. */
+  hash: string;
+  name: string;
+  /** When the pins were made (ISO time). */
+  createdAt: string;
+  programs: { name: string; section: string; type: string; attachType: string; tag: string; pinned: boolean }[];
+  maps: { name: string; type: string; keySize: number; valueSize: number; maxEntries: number }[];
+}
+
+const PinMetaSchema = z.object({
+  version: z.literal(1),
+  hash: z.string(),
+  name: z.string(),
+  createdAt: z.string(),
+  programs: z.array(
+    z.object({ name: z.string(), section: z.string(), type: z.string(), attachType: z.string(), tag: z.string(), pinned: z.boolean() }),
+  ),
+  maps: z.array(z.object({ name: z.string(), type: z.string(), keySize: z.number(), valueSize: z.number(), maxEntries: z.number() })),
+});
+
+/** Directory of an object's pins. */
+export function pinDirectory(pin: PinOptions, objectName: string): string {
+  const p = validate(PinOptionsSchema, pin, 'pin options');
+  return join(p.root, p.namespace, objectName);
+}
+
+/** Reads the metadata pinned in `dir`, or undefined when absent or unreadable. */
+export function readPinMeta(dir: string): PinMeta | undefined {
+  let raw: Buffer | undefined;
+  try {
+    raw = loadAddon().loader.readMeta(join(dir, 'meta'));
+  } catch {
+    return undefined;
+  }
+  if (!raw) return undefined;
+  try {
+    const r = PinMetaSchema.safeParse(JSON.parse(raw.toString('utf8')));
+    return r.success ? (r.data as PinMeta) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes pins: one object's directory, or a whole namespace. Missing paths are fine. */
+export function unpin(pin: PinOptions, objectName?: string): void {
+  const p = validate(PinOptionsSchema, pin, 'pin options');
+  const dir = objectName ? join(p.root, p.namespace, objectName) : join(p.root, p.namespace);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function checkBpffs(root: string): void {
+  let type: number;
+  try {
+    type = statfsSync(root).type;
+  } catch (e) {
+    throw new BpfError('ERR_BPF_SYSTEM', `pin root ${root} is not usable: ${(e as Error).message}`, { cause: e });
+  }
+  if (type !== BPF_FS_MAGIC) throw new BpfError('ERR_BPF_SYSTEM', `pin root ${root} is not a bpffs mount (mount -t bpf bpf ${root})`);
+}
+
+/**
+ * Reopens the pins in `dir` when their metadata says they were made from `hash`; returns
+ * undefined (after removing them) when they are stale or broken.
+ * @internal
+ */
+export function reusePins(dir: string, hash: string, name: string, btf: () => Uint8Array | undefined): ObjectCore | undefined {
+  const meta = readPinMeta(dir);
+  if (!meta) {
+    rmSync(dir, { recursive: true, force: true });
+    return undefined;
+  }
+  if (meta.hash !== hash) {
+    rmSync(dir, { recursive: true, force: true }); // stale: made from another object or other options
+    return undefined;
+  }
+  const t0 = performance.now();
+  let native;
+  try {
+    native = loadAddon().loader.openPinned({
+      name,
+      programs: meta.programs.map((p) => ({
+        name: p.name,
+        section: p.section,
+        type: p.type,
+        attachType: p.attachType,
+        ...(p.pinned ? { path: join(dir, `prog.${p.name}`) } : {}),
+      })),
+      maps: meta.maps.map((m) => ({ name: m.name, path: join(dir, `map.${m.name}`) })),
+    });
+  } catch (e) {
+    const err = fromNative(e);
+    if (err instanceof PermissionError) throw err;
+    rmSync(dir, { recursive: true, force: true }); // a pin is missing or of the wrong kind
+    return undefined;
+  }
+  // the tag is a hash of the program's instructions: a mismatch means someone else's pins
+  const progs = native.programs();
+  const bad = meta.programs.find((p) => p.pinned && progs.find((q) => q.name === p.name)?.tag !== p.tag);
+  const maps = native.maps();
+  const badMap = meta.maps.find((m) => {
+    const q = maps.find((x) => x.name === m.name);
+    return !q || q.type !== m.type || q.keySize !== m.keySize || q.valueSize !== m.valueSize;
+  });
+  if (bad || badMap) {
+    native.close();
+    rmSync(dir, { recursive: true, force: true });
+    return undefined;
+  }
+  return new ObjectCore(native, hash, name, performance.now() - t0, true, btf);
+}
+
+/**
+ * Pins a freshly loaded object into `dir` (replacing whatever is there) and writes its
+ * metadata last, so a reader never sees metadata for incomplete pins.
+ * @internal
+ */
+export function pinCore(core: ObjectCore, root: string, dir: string): void {
+  checkBpffs(root);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  try {
+    core.native.pin(dir);
+    const meta: PinMeta = {
+      version: 1,
+      hash: core.hash,
+      name: core.name,
+      createdAt: new Date().toISOString(),
+      programs: core.programs.map((p) => ({
+        name: p.name,
+        section: p.section,
+        type: p.type,
+        attachType: p.attachType,
+        tag: p.tag,
+        pinned: p.loaded,
+      })),
+      maps: core.maps.map((m) => ({ name: m.name, type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries })),
+    };
+    loadAddon().loader.writeMeta(join(dir, 'meta'), Buffer.from(JSON.stringify(meta)));
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw fromNative(e);
+  }
+}

@@ -1,0 +1,796 @@
+// Loading BPF objects off the main thread, on the addon's own thread pool (never libuv's:
+// a load can take seconds and would starve fs and DNS work), with a timeout that really
+// stops the verifier.
+//
+// Timeout: the verifier returns -EAGAIN when a signal is pending, but libbpf retries
+// BPF_PROG_LOAD on EAGAIN, so one signal only restarts the work. A watchdog thread
+// therefore signals the loading thread every ~0.5 ms from the deadline until
+// bpf_object__load returns. The signal is the addon's own (SIGRTMAX-5, empty handler,
+// installed without SA_RESTART); loader threads block every other signal so a host
+// application's profiler signals cannot disturb a load.
+//
+// libbpf_set_print is global and not thread-safe in libbpf 1.1: it is set once and routes
+// messages to the load running on the calling thread through a thread_local.
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "errors.h"
+#include "module.h"
+#include "object.h"
+
+namespace smoothtask {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// strerror that also knows libbpf's own error numbers (LIBBPF_ERRNO__*, 4000+)
+std::string ErrText(int err) {
+  if (err < 0) err = -err;
+  char buf[256];
+  if (libbpf_strerror(err, buf, sizeof(buf)) == 0) return buf;
+  return std::strerror(err);
+}
+
+double MsSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+int LoaderSignal() { return SIGRTMAX - 5; }
+
+// ---------------------------------------------------------------------------- libbpf print
+
+struct PrintSink {
+  std::string text;
+  bool debug = false;
+};
+thread_local PrintSink* t_sink = nullptr;
+
+int PrintRoute(enum libbpf_print_level level, const char* fmt, va_list ap) {
+  PrintSink* sink = t_sink;
+  if (!sink) return 0;  // not a load of ours (or a probe): drop
+  if (level == LIBBPF_DEBUG && !sink->debug) return 0;
+  va_list cp;
+  va_copy(cp, ap);
+  char small[512];
+  int n = std::vsnprintf(small, sizeof(small), fmt, cp);
+  va_end(cp);
+  if (n < 0) return 0;
+  if (static_cast<size_t>(n) < sizeof(small)) {
+    sink->text.append(small, n);
+  } else {
+    std::string big(static_cast<size_t>(n) + 1, '\0');
+    std::vsnprintf(&big[0], big.size(), fmt, ap);
+    big.resize(n);
+    sink->text += big;
+  }
+  return n;
+}
+
+struct PrintScope {
+  explicit PrintScope(PrintSink* s) { t_sink = s; }
+  ~PrintScope() { t_sink = nullptr; }
+};
+
+// ---------------------------------------------------------------------------- watchdog
+
+struct Slot {
+  pthread_t tid{};
+  bool inLoad = false;
+  Clock::time_point deadline{};
+  bool hasDeadline = false;
+  bool fired = false;
+};
+
+class Watchdog {
+ public:
+  static Watchdog& Get() {
+    static Watchdog* w = new Watchdog();  // leaked on purpose: threads outlive static destructors
+    return *w;
+  }
+  void Enter(Slot* s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    s->inLoad = true;
+    s->fired = false;
+    slots_.push_back(s);
+    cv_.notify_all();
+  }
+  // Returns whether the slot was signalled.
+  bool Leave(Slot* s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    s->inLoad = false;
+    for (size_t i = 0; i < slots_.size(); i++)
+      if (slots_[i] == s) {
+        slots_.erase(slots_.begin() + i);
+        break;
+      }
+    return s->fired;
+  }
+
+ private:
+  Watchdog() {
+    std::thread([this] { Run(); }).detach();
+  }
+  void Run() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      bool any = false;
+      Clock::time_point earliest = Clock::time_point::max();
+      for (Slot* s : slots_)
+        if (s->inLoad && s->hasDeadline) {
+          any = true;
+          if (s->deadline < earliest) earliest = s->deadline;
+        }
+      if (!any) {
+        cv_.wait(lock);
+        continue;
+      }
+      Clock::time_point now = Clock::now();
+      if (now < earliest) {
+        cv_.wait_until(lock, earliest);
+        continue;
+      }
+      for (Slot* s : slots_)
+        if (s->inLoad && s->hasDeadline && s->deadline <= now) {
+          s->fired = true;
+          pthread_kill(s->tid, LoaderSignal());
+        }
+      // keep signalling: libbpf retries BPF_PROG_LOAD on EAGAIN
+      cv_.wait_for(lock, std::chrono::microseconds(500));
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Slot*> slots_;
+};
+
+void EmptyHandler(int) {}
+
+void InstallSignal() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = EmptyHandler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: the verifier must see the signal and return
+    sigaction(LoaderSignal(), &sa, nullptr);
+  });
+}
+
+// ---------------------------------------------------------------------------- pool
+
+class Pool {
+ public:
+  static Pool& Get() {
+    static Pool* p = new Pool();  // leaked on purpose (detached threads)
+    return *p;
+  }
+  void Submit(std::function<void()> fn) {
+    std::lock_guard<std::mutex> lock(mu_);
+    q_.push_back(std::move(fn));
+    if (q_.size() > idle_ && threads_ < size_) Spawn();
+    cv_.notify_one();
+  }
+  void Resize(unsigned n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_ = n < 1 ? 1 : n;
+    cv_.notify_all();  // extra threads exit when idle
+  }
+  unsigned size() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return size_;
+  }
+  unsigned threads() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return threads_;
+  }
+  unsigned queued() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<unsigned>(q_.size());
+  }
+
+ private:
+  Pool() {
+    unsigned hw = std::thread::hardware_concurrency();
+    size_ = hw ? hw : 2;
+  }
+  void Spawn() {  // mu_ held
+    threads_++;
+    std::thread([this] { Run(); }).detach();
+  }
+  void Run() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    sigset_t own;
+    sigemptyset(&own);
+    sigaddset(&own, LoaderSignal());
+    pthread_sigmask(SIG_UNBLOCK, &own, nullptr);
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (threads_ > size_) break;
+      if (q_.empty()) {
+        idle_++;
+        // idle threads go away after a while so a quiet process holds no loader threads
+        bool woke = cv_.wait_for(lock, std::chrono::seconds(30), [this] { return !q_.empty() || threads_ > size_; });
+        idle_--;
+        if (!woke) break;
+        continue;
+      }
+      auto fn = std::move(q_.front());
+      q_.pop_front();
+      lock.unlock();
+      fn();
+      lock.lock();
+    }
+    threads_--;
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> q_;
+  unsigned size_ = 2, threads_ = 0, idle_ = 0;
+};
+
+// ---------------------------------------------------------------------------- load job
+
+struct Constant {
+  std::string name;
+  bool isBytes = false;
+  std::vector<uint8_t> bytes;
+  uint64_t value = 0;
+};
+
+struct LoadJob {
+  // inputs (copied on the main thread)
+  std::vector<uint8_t> elf;
+  std::string name;
+  bool selectPrograms = false;
+  std::vector<std::string> programs;
+  std::vector<Constant> constants;
+  std::vector<std::pair<std::string, uint32_t>> mapSizes;
+  uint32_t logLevel = 0;
+  double timeoutMs = 0;
+  std::string btfCustomPath;
+  Clock::time_point submitted;
+  // outputs
+  ObjectState* state = nullptr;
+  NativeError error;
+  std::string configError;
+  // plumbing
+  Napi::Promise::Deferred deferred;
+  explicit LoadJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  ~LoadJob() { delete state; }
+};
+
+bool Contains(const std::string& hay, const char* needle) { return hay.find(needle) != std::string::npos; }
+
+// The lines of `log` that mention a needle, for error messages.
+std::string LinesWith(const std::string& log, const char* needle, size_t max = 4) {
+  std::istringstream in(log);
+  std::string line, out;
+  size_t n = 0;
+  while (std::getline(in, line))
+    if (line.find(needle) != std::string::npos && n++ < max) out += (out.empty() ? "" : "; ") + line;
+  return out;
+}
+
+std::string LastWarning(const std::string& log) {
+  std::istringstream in(log);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    if (line.find("BEGIN PROG LOAD LOG") != std::string::npos) break;
+    if (line.find("libbpf:") != std::string::npos && !line.empty()) last = line;
+  }
+  return last;
+}
+
+uint64_t CapEff() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("CapEff:", 0) == 0) return std::strtoull(line.c_str() + 7, nullptr, 16);
+  return 0;
+}
+
+// Which capability is missing for loading a program of `type` (best effort).
+std::string MissingCapability(const std::string& progType) {
+  uint64_t caps = CapEff();
+  auto has = [caps](int c) { return (caps >> c) & 1ULL; };
+  const int kSysAdmin = 21, kPerfmon = 38, kBpf = 39;
+  if (!has(kBpf) && !has(kSysAdmin)) return "CAP_BPF";
+  bool tracing = progType == "kprobe" || progType == "tracepoint" || progType == "raw_tracepoint" ||
+                 progType == "raw_tracepoint_writable" || progType == "tracing" || progType == "perf_event";
+  if (tracing && !has(kPerfmon) && !has(kSysAdmin)) return "CAP_PERFMON";
+  if (!has(kSysAdmin)) return "CAP_SYS_ADMIN";
+  std::ifstream f("/proc/sys/kernel/unprivileged_bpf_disabled");
+  return "CAP_BPF";
+}
+
+// Extracts "prog 'x': -- BEGIN PROG LOAD LOG --\n...-- END PROG LOAD LOG --" blocks.
+std::map<std::string, std::string> VerifierLogs(const std::string& log) {
+  std::map<std::string, std::string> out;
+  const std::string begin = "': -- BEGIN PROG LOAD LOG --\n";
+  const std::string end = "-- END PROG LOAD LOG --";
+  size_t pos = 0;
+  for (;;) {
+    size_t b = log.find(begin, pos);
+    if (b == std::string::npos) break;
+    size_t q = log.rfind("prog '", b);
+    std::string prog = q == std::string::npos ? "" : log.substr(q + 6, b - q - 6);
+    size_t start = b + begin.size();
+    size_t e = log.find(end, start);
+    if (e == std::string::npos) e = log.size();
+    out[prog] = log.substr(start, e - start);
+    pos = e;
+  }
+  return out;
+}
+
+std::string FailedProgram(const std::string& log) {
+  const std::string marker = "': BPF program load failed";
+  size_t m = log.find(marker);
+  if (m == std::string::npos) m = log.find("': failed to load");
+  if (m == std::string::npos) return "";
+  size_t q = log.rfind("prog '", m);
+  if (q == std::string::npos) return "";
+  return log.substr(q + 6, m - q - 6);
+}
+
+// Writes load-time constants into .rodata/.data/.bss initial values, located by BTF DATASEC.
+std::string ApplyConstants(bpf_object* obj, const std::vector<Constant>& constants) {
+  if (constants.empty()) return "";
+  const struct btf* btf = bpf_object__btf(obj);
+  if (!btf) return "the object has no BTF: constants cannot be located";
+  std::vector<std::string> known;
+  for (const Constant& c : constants) {
+    bool found = false;
+    uint32_t n = btf__type_cnt(btf);
+    for (uint32_t id = 1; id < n && !found; id++) {
+      const btf_type* t = btf__type_by_id(btf, id);
+      if (!t || !btf_is_datasec(t)) continue;
+      const char* sec = btf__name_by_offset(btf, t->name_off);
+      if (!sec || (std::strncmp(sec, ".rodata", 7) != 0 && std::strncmp(sec, ".data", 5) != 0 && std::strcmp(sec, ".bss") != 0))
+        continue;
+      const btf_var_secinfo* vsi = btf_var_secinfos(t);
+      for (uint32_t i = 0; i < btf_vlen(t); i++, vsi++) {
+        const btf_type* var = btf__type_by_id(btf, vsi->type);
+        if (!var) continue;
+        const char* vname = btf__name_by_offset(btf, var->name_off);
+        if (!vname) continue;
+        if (known.size() < 64 && std::strcmp(sec, ".bss") != 0) known.push_back(vname);
+        if (c.name != vname) continue;
+        bpf_map* map = nullptr;
+        bpf_map* m;
+        bpf_object__for_each_map(m, obj) {
+          if (bpf_map__is_internal(m) && MapRealName(obj, m) == sec) map = m;
+        }
+        if (!map) return std::string("section ") + sec + " of constant '" + c.name + "' has no map";
+        size_t size = 0;
+        const void* init = bpf_map__initial_value(map, &size);
+        if (!init || vsi->offset + vsi->size > size) return "constant '" + c.name + "' lies outside its section";
+        std::vector<uint8_t> data(static_cast<const uint8_t*>(init), static_cast<const uint8_t*>(init) + size);
+        if (c.isBytes) {
+          if (c.bytes.size() != vsi->size)
+            return "constant '" + c.name + "' is " + std::to_string(vsi->size) + " bytes, got " + std::to_string(c.bytes.size());
+          std::memcpy(data.data() + vsi->offset, c.bytes.data(), vsi->size);
+        } else {
+          if (vsi->size != 1 && vsi->size != 2 && vsi->size != 4 && vsi->size != 8)
+            return "constant '" + c.name + "' is " + std::to_string(vsi->size) + " bytes: pass a Uint8Array";
+          for (uint32_t b = 0; b < vsi->size; b++) data[vsi->offset + b] = static_cast<uint8_t>(c.value >> (8 * b));  // LE
+        }
+        if (bpf_map__set_initial_value(map, data.data(), data.size()) != 0) return "cannot set constant '" + c.name + "'";
+        found = true;
+        break;
+      }
+    }
+    if (!found) {
+      std::string list;
+      for (auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      return "unknown constant '" + c.name + "'" + (list.empty() ? " (the object has no global variables)" : "; the object has: " + list);
+    }
+  }
+  return "";
+}
+
+void Classify(LoadJob& job, int err, const std::string& log, bool timedOut, double elapsedMs, const std::string& progType) {
+  NativeError& e = job.error;
+  if (err < 0) err = -err;
+  e.err = err;
+  if (timedOut) {
+    e.code = kErrTimeout;
+    e.timeoutMs = job.timeoutMs;
+    e.elapsedMs = elapsedMs;
+    e.message = "loading '" + job.name + "' timed out after " + std::to_string(static_cast<long>(job.timeoutMs)) +
+                " ms; the verifier was interrupted";
+    return;
+  }
+  auto logs = VerifierLogs(log);
+  std::string prog = FailedProgram(log);
+  std::string vlog = logs.count(prog) ? logs[prog] : (logs.empty() ? "" : logs.begin()->second);
+  if (prog.empty() && !logs.empty()) prog = logs.begin()->first;
+  // CO-RE: libbpf poisons unresolvable relocations with a call to 0xbad2310 (195896080)
+  if (Contains(vlog, "195896080") || Contains(log, "failed to resolve CO-RE relocation") ||
+      Contains(log, "invalid CO-RE relocation") || Contains(log, "relo #") ) {
+    if (Contains(vlog, "195896080") || Contains(log, "CO-RE relocation") || Contains(log, "failed to relocate")) {
+      e.code = kErrInvalid;
+      std::string detail = LinesWith(log, "relo #");
+      if (detail.empty()) detail = LinesWith(log, "CO-RE");
+      e.message = "CO-RE relocation failed for '" + job.name + "'" + (prog.empty() ? "" : " program '" + prog + "'") +
+                  ": the kernel lacks a type or field the program needs" + (detail.empty() ? "" : " (" + detail + ")");
+      e.program = prog;
+      e.log = vlog;
+      return;
+    }
+  }
+  if (Contains(log, "failed to find kernel BTF type ID") || Contains(log, "failed to find BTF for extern")) {
+    e.code = kErrUnsupported;
+    e.feature = progType.empty() ? "attach target" : progType;
+    e.message = "'" + job.name + "': the kernel lacks the attach target of program '" + prog + "' (" +
+                LinesWith(log, "failed to find") + ")";
+    return;
+  }
+  if (!vlog.empty() && err != EPERM) {
+    e.code = kErrVerifier;
+    e.program = prog;
+    const size_t kMax = 64u << 20;
+    if (vlog.size() > kMax) {
+      e.truncated = true;
+      vlog.erase(0, vlog.size() - kMax);
+    }
+    e.log = vlog;
+    // the last non-empty log line usually says why
+    std::string tail;
+    {
+      std::istringstream in(vlog);
+      std::string line;
+      while (std::getline(in, line))
+        if (!line.empty() && line.rfind("processed ", 0) != 0 && line.rfind("verification time", 0) != 0 &&
+            line.rfind("stack depth", 0) != 0)
+          tail = line;
+    }
+    e.message = "the verifier rejected program '" + prog + "' of '" + job.name + "': " + tail;
+    return;
+  }
+  if (err == EPERM || err == EACCES) {
+    std::string cap = MissingCapability(progType);
+    uint64_t caps = CapEff();
+    bool allCaps = ((caps >> 39) & 1) && ((caps >> 38) & 1) && ((caps >> 21) & 1);
+    if (allCaps && progType == "tracing") {
+      // fentry/fexit refused although the process holds every capability: the kernel does
+      // not offer BPF trampolines here (e.g. lockdown or an arch/config without them).
+      e.code = kErrUnsupported;
+      e.feature = "fentry";
+      e.message = "'" + job.name + "': the kernel refuses tracing (fentry/fexit) program '" + prog +
+                  "' with EPERM although the process holds CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN: BPF trampolines are unavailable on this host";
+      return;
+    }
+    e.code = kErrPermission;
+    e.capability = cap;
+    e.message = "loading '" + job.name + "' needs " + cap + " (" + std::strerror(err) + ")";
+    return;
+  }
+  if (err == EOPNOTSUPP || err == 524 || err == ENOSYS) {
+    e.code = kErrUnsupported;
+    e.feature = progType.empty() ? "program type" : progType;
+    e.message = "'" + job.name + "': the kernel does not support " + e.feature + ": " + LastWarning(log);
+    return;
+  }
+  e.code = kErrSystem;
+  std::string w = LastWarning(log);
+  e.message = "loading '" + job.name + "' failed: " + ErrText(err) + (w.empty() ? "" : " (" + w + ")");
+  if (!vlog.empty()) e.log = vlog;
+}
+
+void RunLoad(LoadJob& job, Slot& slot) {
+  Clock::time_point start = Clock::now();
+  PrintSink sink;
+  sink.debug = job.logLevel > 0;
+  PrintScope scope(&sink);
+  auto* state = new ObjectState();
+  state->name = job.name;
+
+  if (job.timeoutMs > 0 && MsSince(job.submitted) >= job.timeoutMs) {
+    job.error.code = kErrTimeout;
+    job.error.timeoutMs = job.timeoutMs;
+    job.error.elapsedMs = MsSince(job.submitted);
+    job.error.message = "loading '" + job.name + "' timed out while waiting for a loader thread";
+    delete state;
+    return;
+  }
+
+  LIBBPF_OPTS(bpf_object_open_opts, opts);
+  opts.object_name = job.name.c_str();
+  opts.kernel_log_level = job.logLevel;
+  if (!job.btfCustomPath.empty()) opts.btf_custom_path = job.btfCustomPath.c_str();
+  errno = 0;
+  bpf_object* obj = bpf_object__open_mem(job.elf.data(), job.elf.size(), &opts);
+  long operr = libbpf_get_error(obj);
+  state->openMs = MsSince(start);
+  if (!obj || operr) {
+    int err = operr ? static_cast<int>(-operr) : (errno ? errno : EINVAL);
+    job.error.code = kErrInvalid;
+    job.error.err = err;
+    std::string w = LastWarning(sink.text);
+    job.error.message = "'" + job.name + "' is not a usable BPF object: " + ErrText(err) + (w.empty() ? "" : " (" + w + ")");
+    delete state;
+    return;
+  }
+  state->obj = obj;
+
+  // selective loading
+  if (job.selectPrograms) {
+    std::vector<std::string> missing = job.programs;
+    bpf_program* prog;
+    std::string all;
+    bpf_object__for_each_program(prog, obj) {
+      std::string n = bpf_program__name(prog);
+      all += (all.empty() ? "" : ", ") + n;
+      bool want = false;
+      for (auto it = missing.begin(); it != missing.end(); ++it)
+        if (*it == n) {
+          want = true;
+          missing.erase(it);
+          break;
+        }
+      bool dup = false;
+      for (auto& p : job.programs) dup = dup || p == n;
+      bpf_program__set_autoload(prog, want || dup);
+    }
+    if (!missing.empty()) {
+      job.configError = "unknown program '" + missing.front() + "' in '" + job.name + "'; it has: " + all;
+      delete state;
+      return;
+    }
+  }
+  for (auto& [mapName, size] : job.mapSizes) {
+    bpf_map* m = nullptr;
+    {
+      bpf_map* it;
+      bpf_object__for_each_map(it, obj) {
+        if (MapRealName(obj, it) == mapName) m = it;
+      }
+    }
+    if (!m) {
+      std::string all;
+      bpf_map* it;
+      bpf_object__for_each_map(it, obj) { all += (all.empty() ? "" : ", ") + MapRealName(obj, it); }
+      job.configError = "unknown map '" + mapName + "' in mapSizes of '" + job.name + "'; it has: " + all;
+      delete state;
+      return;
+    }
+    if (bpf_map__set_max_entries(m, size) != 0) {
+      job.configError = "cannot set max_entries of map '" + mapName + "'";
+      delete state;
+      return;
+    }
+  }
+  std::string cerr = ApplyConstants(obj, job.constants);
+  if (!cerr.empty()) {
+    job.configError = cerr + " ('" + job.name + "')";
+    delete state;
+    return;
+  }
+
+  Clock::time_point loadStart = Clock::now();
+  slot.hasDeadline = job.timeoutMs > 0;
+  if (slot.hasDeadline)
+    slot.deadline = job.submitted + std::chrono::microseconds(static_cast<int64_t>(job.timeoutMs * 1000.0));
+  Watchdog::Get().Enter(&slot);
+  errno = 0;
+  int ret = bpf_object__load(obj);
+  int savedErrno = errno;
+  bool fired = Watchdog::Get().Leave(&slot);
+  state->loadMs = MsSince(loadStart);
+  if (ret != 0) {
+    std::string failed = FailedProgram(sink.text);
+    std::string progType;
+    if (!failed.empty()) {
+      bpf_program* p = bpf_object__find_program_by_name(obj, failed.c_str());
+      if (p) {
+        const char* t = libbpf_bpf_prog_type_str(bpf_program__type(p));
+        progType = t ? t : "";
+      }
+    }
+    Classify(job, ret ? ret : -savedErrno, sink.text, fired, MsSince(job.submitted), progType);
+    delete state;  // closes the object: every fd libbpf opened goes with it
+    return;
+  }
+  state->log = sink.text;
+  state->Describe();
+  job.state = state;
+}
+
+void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, LoadJob* job);
+using LoadTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, LoadJob, Settle>;
+
+void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, LoadJob* job) {
+  if (env == nullptr) {  // environment going away: just free
+    delete job;
+    return;
+  }
+  try {
+    Napi::HandleScope scope(env);
+    if (!job->configError.empty()) {
+      Napi::Error e = Napi::Error::New(env, job->configError);
+      e.Value().Set("code", "ERR_CONFIG");
+      job->deferred.Reject(e.Value());
+    } else if (!job->state) {
+      job->deferred.Reject(job->error.ToJs(env).Value());
+    } else {
+      ObjectState* s = job->state;
+      job->state = nullptr;
+      job->deferred.Resolve(NewNativeObject(env, s));
+    }
+  } catch (const Napi::Error& e) {
+    job->deferred.Reject(e.Value());
+  }
+  delete job;
+}
+
+// load(elf: Uint8Array, opts): Promise<NativeObject>
+Napi::Value Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsObject())
+    throw Napi::TypeError::New(env, "load(elf: Uint8Array, options: object)");
+  InstallSignal();
+  auto* job = new LoadJob(env);
+  Napi::Promise promise = job->deferred.Promise();
+  try {
+    Napi::Uint8Array elf = info[0].As<Napi::Uint8Array>();
+    job->elf.assign(elf.Data(), elf.Data() + elf.ByteLength());
+    Napi::Object o = info[1].As<Napi::Object>();
+    job->name = o.Has("name") && o.Get("name").IsString() ? o.Get("name").As<Napi::String>().Utf8Value() : "object";
+    if (o.Has("programs") && o.Get("programs").IsArray()) {
+      job->selectPrograms = true;
+      Napi::Array a = o.Get("programs").As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) job->programs.push_back(a.Get(i).ToString().Utf8Value());
+    }
+    if (o.Has("logLevel") && o.Get("logLevel").IsNumber()) job->logLevel = o.Get("logLevel").As<Napi::Number>().Uint32Value();
+    if (o.Has("timeoutMs") && o.Get("timeoutMs").IsNumber()) job->timeoutMs = o.Get("timeoutMs").As<Napi::Number>().DoubleValue();
+    if (o.Has("btfCustomPath") && o.Get("btfCustomPath").IsString())
+      job->btfCustomPath = o.Get("btfCustomPath").As<Napi::String>().Utf8Value();
+    if (o.Has("mapSizes") && o.Get("mapSizes").IsObject()) {
+      Napi::Object ms = o.Get("mapSizes").As<Napi::Object>();
+      Napi::Array keys = ms.GetPropertyNames();
+      for (uint32_t i = 0; i < keys.Length(); i++) {
+        std::string k = keys.Get(i).ToString().Utf8Value();
+        job->mapSizes.emplace_back(k, ms.Get(k).As<Napi::Number>().Uint32Value());
+      }
+    }
+    if (o.Has("constants") && o.Get("constants").IsObject()) {
+      Napi::Object cs = o.Get("constants").As<Napi::Object>();
+      Napi::Array keys = cs.GetPropertyNames();
+      for (uint32_t i = 0; i < keys.Length(); i++) {
+        Constant c;
+        c.name = keys.Get(i).ToString().Utf8Value();
+        Napi::Value v = cs.Get(c.name);
+        if (v.IsTypedArray()) {
+          Napi::Uint8Array b = v.As<Napi::Uint8Array>();
+          c.isBytes = true;
+          c.bytes.assign(b.Data(), b.Data() + b.ByteLength());
+        } else if (v.IsBigInt()) {
+          bool lossless;
+          c.value = v.As<Napi::BigInt>().Uint64Value(&lossless);
+        } else if (v.IsBoolean()) {
+          c.value = v.As<Napi::Boolean>().Value() ? 1 : 0;
+        } else {
+          c.value = static_cast<uint64_t>(v.As<Napi::Number>().Int64Value());
+        }
+        job->constants.push_back(std::move(c));
+      }
+    }
+  } catch (...) {
+    delete job;
+    throw;
+  }
+  job->submitted = Clock::now();
+  LoadTsfn tsfn = LoadTsfn::New(env, "smoothtask.load", 0, 1);
+  Pool::Get().Submit([job, tsfn]() mutable {
+    static thread_local Slot slot;
+    slot.tid = pthread_self();
+    try {
+      RunLoad(*job, slot);
+    } catch (const std::exception& ex) {
+      job->error.code = kErrSystem;
+      job->error.message = std::string("load failed: ") + ex.what();
+    } catch (...) {
+      job->error.code = kErrSystem;
+      job->error.message = "load failed";
+    }
+    if (tsfn.BlockingCall(job) != napi_ok) delete job;
+    tsfn.Release();
+  });
+  return promise;
+}
+
+// configure({ threads }): size of the loader pool.
+Napi::Value Configure(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() > 0 && info[0].IsObject()) {
+    Napi::Object o = info[0].As<Napi::Object>();
+    if (o.Has("threads") && o.Get("threads").IsNumber()) Pool::Get().Resize(o.Get("threads").As<Napi::Number>().Uint32Value());
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("threads", Pool::Get().size());
+  out.Set("running", Pool::Get().threads());
+  out.Set("queued", Pool::Get().queued());
+  out.Set("signal", LoaderSignal());
+  return out;
+}
+
+// progStats(fd): run time and count from bpf_prog_info (needs bpf_stats enabled).
+Napi::Value ProgStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  bpf_prog_info pi;
+  std::memset(&pi, 0, sizeof(pi));
+  uint32_t len = sizeof(pi);
+  if (bpf_obj_get_info_by_fd(fd, &pi, &len) != 0) Throw(env, ErrnoError(errno, "bpf_obj_get_info_by_fd"));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("runTimeNs", static_cast<double>(pi.run_time_ns));
+  o.Set("runCount", static_cast<double>(pi.run_cnt));
+  o.Set("verifiedInsns", pi.verified_insns);
+  return o;
+}
+
+// enableStats(): fd that keeps BPF_STATS_RUN_TIME on while open.
+Napi::Value EnableStats(const Napi::CallbackInfo& info) {
+  int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (fd < 0) Throw(info.Env(), ErrnoError(errno, "bpf_enable_stats", "CAP_SYS_ADMIN", "bpf_stats"));
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (fd >= 0) ::close(fd);
+  return info.Env().Undefined();
+}
+
+// kernelBtfCostMs(): time to parse the kernel's BTF once (what every bpf_object__load pays).
+Napi::Value KernelBtfCost(const Napi::CallbackInfo& info) {
+  Clock::time_point t = Clock::now();
+  struct btf* b = btf__load_vmlinux_btf();
+  double ms = MsSince(t);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("ms", ms);
+  o.Set("types", b && !libbpf_get_error(b) ? btf__type_cnt(b) : 0);
+  if (b && !libbpf_get_error(b)) btf__free(b);
+  return o;
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  static std::once_flag once;
+  std::call_once(once, [] { libbpf_set_print(PrintRoute); });
+  Napi::Object l = exports.Has("loader") ? exports.Get("loader").As<Napi::Object>() : Napi::Object::New(env);
+  l.Set("load", Napi::Function::New(env, Load, "load"));
+  l.Set("configure", Napi::Function::New(env, Configure, "configure"));
+  l.Set("progStats", Napi::Function::New(env, ProgStats, "progStats"));
+  l.Set("enableStats", Napi::Function::New(env, EnableStats, "enableStats"));
+  l.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  l.Set("kernelBtfCost", Napi::Function::New(env, KernelBtfCost, "kernelBtfCost"));
+  exports.Set("loader", l);
+}
+
+}  // namespace
+}  // namespace smoothtask
+
+SMOOTHTASK_MODULE(loader, smoothtask::Init);

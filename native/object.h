@@ -1,0 +1,83 @@
+// A loaded BPF object as plain data plus the resources it owns (a libbpf bpf_object, or the
+// fds of programs and maps reopened from bpffs pins). Built on loader threads without N-API,
+// handed to JS as a NativeObject (object.cc).
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+struct bpf_object;
+struct bpf_map;
+
+namespace smoothtask {
+
+struct ProgInfoN {
+  std::string name, section, type, attachType, tag;
+  bool loaded = false;
+  int fd = -1;
+  uint32_t id = 0;
+};
+
+struct MapInfoN {
+  std::string name, type;
+  int fd = -1;
+  uint32_t id = 0, keySize = 0, valueSize = 0, maxEntries = 0, flags = 0, btfKeyTypeId = 0, btfValueTypeId = 0;
+};
+
+struct ObjectState {
+  bpf_object* obj = nullptr;   // owns every prog/map fd when set
+  std::vector<int> ownedFds;   // fds owned directly (objects reopened from pins)
+  std::string name;
+  std::vector<ProgInfoN> progs;
+  std::vector<MapInfoN> maps;
+  std::vector<uint8_t> btf;    // raw BTF of the object ('' if none)
+  std::string log;             // libbpf messages of the load (debug level when logLevel > 0)
+  double openMs = 0, loadMs = 0;
+  uint64_t memlockBytes = 0;   // kernel memory of programs + maps (fdinfo memlock)
+
+  ObjectState() = default;
+  ObjectState(const ObjectState&) = delete;
+  ObjectState& operator=(const ObjectState&) = delete;
+  ~ObjectState() { Close(); }
+  // Frees every kernel resource; idempotent.
+  void Close();
+  // Fills progs/maps/btf/memlock from `obj` (after a successful load).
+  void Describe();
+};
+
+// A map's name as in the ELF: internal maps (.rodata, .data, .bss, .rodata.str1.1, ...) by
+// their section (libbpf 1.1 names them "<obj>.rodata"), others as bpf_map__name.
+std::string MapRealName(const bpf_object* obj, const bpf_map* map);
+
+// Reads `memlock:` from /proc/self/fdinfo/<fd>; 0 when unknown.
+uint64_t FdMemlock(int fd);
+// Program id and tag (hex) from the kernel.
+void ProgIdTag(int fd, uint32_t* id, std::string* tag);
+
+// JS wrapper around an ObjectState. Created only from C++ (NewNativeObject).
+class NativeObject : public Napi::ObjectWrap<NativeObject> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  explicit NativeObject(const Napi::CallbackInfo& info);
+  ~NativeObject() override;
+  ObjectState* state() { return state_; }
+
+ private:
+  Napi::Value Programs(const Napi::CallbackInfo& info);
+  Napi::Value Maps(const Napi::CallbackInfo& info);
+  Napi::Value Btf(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Closed(const Napi::CallbackInfo& info);
+  Napi::Value Meta(const Napi::CallbackInfo& info);
+  Napi::Value Pin(const Napi::CallbackInfo& info);
+
+  ObjectState* state_ = nullptr;
+};
+
+// Wraps `state` (takes ownership) into a new JS NativeObject.
+Napi::Object NewNativeObject(Napi::Env env, ObjectState* state);
+
+}  // namespace smoothtask
