@@ -449,7 +449,7 @@ class TestRunWorker : public Napi::AsyncWorker {
       opts.ctx_in = ctx_.data();
       opts.ctx_size_in = static_cast<__u32>(ctx_.size());
     }
-    opts.repeat = repeat_;
+    if (repeat_ > 1) opts.repeat = repeat_;  // raw_tp test runs reject any repeat (EINVAL)
     if (cpu_ >= 0) {
       opts.flags = BPF_F_TEST_RUN_ON_CPU;
       opts.cpu = cpu_;

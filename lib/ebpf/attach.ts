@@ -12,7 +12,6 @@ import { validate } from '../errors/validate.js';
 import { fromNative, UnsupportedError } from './errors.js';
 import { BpfIterLink, BpfLink } from './link.js';
 import { dp } from './map.js';
-import { registerDataPath } from './object.js';
 import type { AttachOptions, Link, ProgramInfo } from './types.js';
 
 const SOFTWARE_EVENTS: Record<string, number> = {
@@ -258,5 +257,3 @@ export async function testRunProgram(prog: Pick<ProgramInfo, 'fd' | 'name'>, opt
     throw fromNative(e, stack);
   }
 }
-
-registerDataPath({ attach: attachProgram });

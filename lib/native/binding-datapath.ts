@@ -45,6 +45,8 @@ export interface NativeRingStats {
   batches: number;
   pauses: number;
   pending: number;
+  /** Set when the consumer thread stopped on an error. */
+  errno?: number;
 }
 
 /** A native ring buffer consumer (native/ringbuf.cc). */
@@ -101,6 +103,8 @@ export interface DatapathNative {
   linkPin(linkFd: number, path: string): void;
   testRun(progFd: number, repeat: number, cpu: number, ctx?: Uint8Array): Promise<{ retval: number; durationNs: number }>;
   attachFeatures(): { uprobe: boolean; kprobe: boolean; tracefs: boolean };
+
+  RingBufferConsumer: NativeRingBufferCtor;
 }
 
 /** Exports of the data path's native files. */
