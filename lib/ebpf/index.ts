@@ -11,3 +11,6 @@ export * from './load.js';
 export * from './object.js';
 export * from './cache.js';
 export * from './pin.js';
+export * from './attach.js';
+export * from './link.js';
+export * from './ringbuf.js';
