@@ -10,6 +10,7 @@ export {
   createNodeStatus,
   getNodeStatus,
   parseMeminfo,
+  gpuInfoFromNvml,
 } from './status.js';
 export type {
   HealthLevel,
@@ -21,6 +22,7 @@ export type {
   HealthCheck,
   NodeStatusOptions,
   NodeStatusProvider,
+  NvmlSampleLike,
 } from './status.js';
 export { createStatusHandler, StatusHandlerOptionsSchema } from './http.js';
 export type { StatusHandlerOptions, StatusHandler } from './http.js';

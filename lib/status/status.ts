@@ -291,3 +291,29 @@ export function createNodeStatus(options: NodeStatusOptions = {}): NodeStatusPro
 export function getNodeStatus(options: NodeStatusOptions = {}): Promise<NodeStatus> {
   return createNodeStatus(options).get();
 }
+
+/** The part of an NVML sample (`sampleNvml()` in smoothtask/metrics) the status needs. */
+export interface NvmlSampleLike {
+  /** Devices; empty on a host without NVIDIA GPUs. */
+  devices: ReadonlyArray<{
+    index: number;
+    name: string;
+    memoryTotalBytes: number | null;
+    memoryFreeBytes: number | null;
+    utilizationGpuPercent: number | null;
+  }>;
+}
+
+/**
+ * Maps an NVML sample to the status' GPU entries:
+ * `createNodeStatus({ gpus: async () => gpuInfoFromNvml(await sampleNvml()) })`.
+ */
+export function gpuInfoFromNvml(sample: NvmlSampleLike): GpuInfo[] {
+  return sample.devices.map((d) => ({
+    index: d.index,
+    name: d.name,
+    ...(d.memoryTotalBytes !== null ? { memoryTotalBytes: d.memoryTotalBytes } : {}),
+    ...(d.memoryFreeBytes !== null ? { memoryFreeBytes: d.memoryFreeBytes } : {}),
+    ...(d.utilizationGpuPercent !== null ? { utilisation: d.utilizationGpuPercent / 100 } : {}),
+  }));
+}

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TaskQueue } from 'smoothtask/task';
 import { AlertEngine } from 'smoothtask/notify';
-import { alertEngineCheck, createNodeStatus, createStatusHandler, getNodeStatus, NodeStatusSchema, parseMeminfo } from 'smoothtask/status';
+import { alertEngineCheck, createNodeStatus, createStatusHandler, getNodeStatus, gpuInfoFromNvml, NodeStatusSchema, parseMeminfo } from 'smoothtask/status';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -106,6 +106,21 @@ describe('node status', () => {
     expect(e.health.status).toBe('degraded');
     expect(e.health.reasons).toEqual(['metrics source broken: no bpf', 'alert Crit firing']);
     await engine.close();
+  });
+
+  it('maps NVML samples to GPU entries (no GPU here: a sample shaped like sampleNvml()\'s)', async () => {
+    const sample = {
+      devices: [
+        { index: 0, name: 'A100', memoryTotalBytes: 40e9, memoryFreeBytes: 30e9, utilizationGpuPercent: 55 },
+        { index: 1, name: 'old', memoryTotalBytes: null, memoryFreeBytes: null, utilizationGpuPercent: null },
+      ],
+    };
+    const s = await getNodeStatus({ gpus: () => gpuInfoFromNvml(sample), cpuSampleMs: 0 });
+    expect(s.gpus).toEqual([
+      { index: 0, name: 'A100', memoryTotalBytes: 40e9, memoryFreeBytes: 30e9, utilisation: 0.55 },
+      { index: 1, name: 'old' },
+    ]);
+    expect(gpuInfoFromNvml({ devices: [] })).toEqual([]);
   });
 
   it('HTTP handler serves JSON on loopback, 503 when unhealthy (configurable), 405 otherwise', async () => {
