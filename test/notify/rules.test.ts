@@ -11,8 +11,8 @@ import {
 } from 'smoothtask/notify';
 
 /** A synthetic reader whose values the test sets. */
-function syntheticReader(init: Record<string, unknown>) {
-  const state = { ...init, fail: false };
+function syntheticReader<T extends Record<string, unknown>>(init: T) {
+  const state: T & { fail: boolean } = { ...init, fail: false };
   return {
     state,
     read: async () => {
@@ -135,7 +135,7 @@ describe('alert rules with a fake clock', () => {
 
   it('percentile rule on a log2 histogram, over the window increase', async () => {
     const fast = histogramOf(Array.from({ length: 100 }, () => 10));
-    const r = syntheticReader({ runqLatencyHist: fast });
+    const r = syntheticReader({ runqLatencyHist: fast as number[] });
     const h = harness({ rules: [{ name: 'Lat', expr: { percentile: { metric: 'node.runqLatencyHist', q: 0.99, window: '1s' }, op: '>', value: 1000 } }] });
     h.engine.addSource('node', r);
     await h.engine.evaluate(0);

@@ -139,7 +139,7 @@ describe('node status', () => {
     level = 'unhealthy';
     r = await fetch(base);
     expect(r.status).toBe(503);
-    expect((await r.json()).health).toEqual({ status: 'unhealthy', reasons: ['forced unhealthy'] });
+    expect(((await r.json()) as { health: unknown }).health).toEqual({ status: 'unhealthy', reasons: ['forced unhealthy'] });
     r = await fetch(base, { method: 'HEAD' });
     expect(r.status).toBe(503);
     expect(await r.text()).toBe('');
