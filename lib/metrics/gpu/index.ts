@@ -3,7 +3,10 @@
  * dma-fence jobs per process (open DRM drivers), and device metrics from NVML.
  * @module
  */
+import './register.js';
+
 export * from './nvml.js';
 export * from './libcuda.js';
 export * from './schema.js';
 export * from './reader.js';
+export * from './values.js';

@@ -3,4 +3,9 @@
  * power estimated from CPU time shares.
  * @module
  */
+import './register.js';
+
 export * from './rapl.js';
+export * from './schema.js';
+export * from './reader.js';
+export * from './values.js';

@@ -1,0 +1,19 @@
+/**
+ * Registers the `power` family with the metrics registry.
+ * @internal
+ */
+import { registerFamily } from '../family.js';
+import { openPowerReader } from './reader.js';
+import type { PowerSnapshot } from './schema.js';
+
+declare module '../family.js' {
+  interface FamilySnapshots {
+    /** Snapshot of the `power` family. */
+    power: PowerSnapshot;
+  }
+}
+
+registerFamily('power', (ctx) => openPowerReader({}, { filter: ctx.filter }), {
+  backends: ['sysfs'],
+  description: 'RAPL package/core/dram watts, hwmon power sensors, per-process power estimate',
+});

@@ -1,0 +1,250 @@
+/**
+ * The `thermal` reader: sysfs thermal zones, cooling devices and hwmon sensors on every read,
+ * plus (eBPF backend) CPU frequency and idle-state residency and temperature/trip events from
+ * the thermal and power tracepoints (bpf/thermal.bpf.c).
+ * @module
+ */
+import { join } from 'node:path';
+import { z } from 'zod';
+import { validate } from '../../errors/validate.js';
+import { loadObject, u32, type BpfObject, type Link, type RingBufferLike } from '../../ebpf/index.js';
+import '../../ebpf/attach.js'; // registers program.attach()
+import { RingBuffer } from '../../ebpf/ringbuf.js';
+import { bpfObjectDir } from '../../native/addon.js';
+import { EMPTY_FILTER, type Backend, type ResolvedFilter } from '../family.js';
+import { ReaderBase } from '../reader-base.js';
+import { objectMapBytes } from '../gpu/bpf-filter.js';
+import { cpuCurrent, cpuResidency, cpuStateKey, thermalConfig, thermalEvent, thermalProgStats, thermalZoneState } from '../gpu/structs.js';
+import { readHwmon } from './hwmon.js';
+import type { ThermalEvent, ThermalSnapshot } from './schema.js';
+import { readCoolingDevices, readThermalZones } from './zones.js';
+
+/** The tracepoints the eBPF backend attaches: program name → tracepoint. */
+export const THERMAL_TRACEPOINTS = {
+  thermal_temperature: ['thermal', 'thermal_temperature'],
+  thermal_zone_trip: ['thermal', 'thermal_zone_trip'],
+  cpu_frequency: ['power', 'cpu_frequency'],
+  cpu_idle: ['power', 'cpu_idle'],
+} as const;
+
+const TRIP_TYPES = ['active', 'passive', 'hot', 'critical'];
+
+/** Options of {@link openThermalReader}. */
+export const ThermalReaderOptionsSchema = z
+  .object({
+    /** sysfs root (default `/sys`), for fixture trees. */
+    sysfsRoot: z.string().min(1).optional(),
+    /** `ebpf` (sysfs + tracepoints, default) or `sysfs` (no eBPF). */
+    backend: z.enum(['ebpf', 'sysfs']).default('ebpf'),
+    /** Read hwmon sensors too (default true). */
+    hwmon: z.boolean().default(true),
+    /** The compiled thermal.bpf.o (default `<bpfObjectDir()>/thermal.bpf.o`). */
+    objectPath: z.string().min(1).optional(),
+    timeoutMs: z.number().positive().default(30_000),
+  })
+  .strict();
+/** Options of {@link openThermalReader}. */
+export type ThermalReaderOptions = z.input<typeof ThermalReaderOptionsSchema>;
+
+/** Reader of the `thermal` family. */
+export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
+  /** Family name. */
+  readonly family = 'thermal';
+  /** `ebpf` or `sysfs`. */
+  readonly backend: Backend;
+  /** Tracepoints attached (program names). */
+  readonly attached: readonly string[];
+  readonly #obj: BpfObject | undefined;
+  readonly #links: Link[];
+  readonly #sysfsRoot: string | undefined;
+  readonly #hwmon: boolean;
+  readonly #lacks: string[];
+  #eventConsumers = 0;
+  readonly #rings = new Set<RingBufferLike<unknown>>();
+
+  /** @internal use {@link openThermalReader} */
+  constructor(parts: { obj?: BpfObject; links: Link[]; attached: string[]; lacks: string[]; sysfsRoot?: string; hwmon: boolean }, filter: ResolvedFilter) {
+    super(filter);
+    this.#obj = parts.obj;
+    this.backend = parts.obj ? 'ebpf' : 'sysfs';
+    this.#links = parts.links;
+    this.attached = parts.attached;
+    this.#lacks = parts.lacks;
+    this.#sysfsRoot = parts.sysfsRoot;
+    this.#hwmon = parts.hwmon;
+  }
+
+  /** The loaded object (eBPF backend). @internal */
+  get object(): BpfObject | undefined {
+    return this.#obj;
+  }
+
+  /** Kernel memory of the object's maps, bytes. */
+  override memoryBytes(): number {
+    return this.#obj && !this.#obj.closed ? objectMapBytes(this.#obj) : 0;
+  }
+
+  protected async collect(): Promise<ThermalSnapshot> {
+    const opts = this.#sysfsRoot ? { sysfsRoot: this.#sysfsRoot } : {};
+    const [zones, cooling, hwmon] = await Promise.all([readThermalZones(opts), readCoolingDevices(opts), this.#hwmon ? readHwmon(opts) : Promise.resolve([])]);
+    this.check();
+    const kernel = this.#kernelState();
+    const lacks = [...this.#lacks];
+    if (!zones.length) lacks.push('no thermal zones in sysfs (/sys/class/thermal)');
+    if (this.#hwmon && !hwmon.length) lacks.push('no hwmon sensors in sysfs (/sys/class/hwmon)');
+    if (this.#obj) {
+      if (kernel.tracepoints.cpuIdle === 0) lacks.push('power/cpu_idle has not fired (no cpuidle driver, or a hypervisor idle path)');
+      if (kernel.tracepoints.cpuFrequency === 0) lacks.push('power/cpu_frequency has not fired (no cpufreq driver)');
+    }
+    return {
+      family: 'thermal',
+      backend: this.backend,
+      timestamp: Date.now(),
+      zones: zones.map((z) => {
+        const k = kernel.zones.get(z.id);
+        return { ...z, updates: k?.updates ?? 0, tripsCrossed: k?.trips ?? 0 };
+      }),
+      coolingDevices: cooling,
+      hwmon,
+      cpus: kernel.cpus,
+      tracepoints: kernel.tracepoints,
+      lacks,
+    };
+  }
+
+  #kernelState(): { zones: Map<number, { updates: number; trips: number }>; cpus: ThermalSnapshot['cpus']; tracepoints: ThermalSnapshot['tracepoints'] } {
+    const empty = { temperature: 0, trip: 0, cpuFrequency: 0, cpuIdle: 0, eventsDropped: 0 };
+    if (!this.#obj) return { zones: new Map(), cpus: [], tracepoints: empty };
+    const obj = this.#obj;
+    const prog = obj.map('thermal_prog', { key: u32, value: thermalProgStats });
+    const zonesMap = obj.map('thermal_zones', { key: u32, value: thermalZoneState });
+    const freq = obj.map('freq_residency', { key: cpuStateKey, value: cpuResidency });
+    const idle = obj.map('idle_residency', { key: cpuStateKey, value: cpuResidency });
+    const current = obj.map('cpu_current', { key: u32, value: cpuCurrent });
+    try {
+      const ps = prog.get(0);
+      const zones = new Map<number, { updates: number; trips: number }>();
+      for (const [id, z] of zonesMap.readAll()) zones.set(id | 0, { updates: z.updates, trips: z.trips });
+      const now = Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
+      const cpus = new Map<number, ThermalSnapshot['cpus'][number]>();
+      const cpu = (n: number) => {
+        let c = cpus.get(n);
+        if (!c) cpus.set(n, (c = { cpu: n, currentKhz: null, frequency: [], idle: [] }));
+        return c;
+      };
+      for (const [k, r] of freq.readAll()) cpu(k.cpu).frequency.push({ state: k.state, seconds: r.ns / 1e9, entries: r.count });
+      for (const [k, r] of idle.readAll()) cpu(k.cpu).idle.push({ state: k.state, seconds: r.ns / 1e9, entries: r.count });
+      // Open intervals: the state each CPU is in now has run since *_since_ns.
+      if (ps && (ps.freq_events > 0 || ps.idle_events > 0)) {
+        for (const [n, c] of current.readAll()) {
+          if (c.freq_since_ns) {
+            const e = cpu(n);
+            e.currentKhz = c.freq_khz;
+            const r = e.frequency.find((x) => x.state === c.freq_khz) ?? (e.frequency.push({ state: c.freq_khz, seconds: 0, entries: 0 }), e.frequency[e.frequency.length - 1]!);
+            r.seconds += Math.max(0, now - c.freq_since_ns) / 1e9;
+          }
+          if (c.idle_since_ns) {
+            const e = cpu(n);
+            const r = e.idle.find((x) => x.state === c.idle_state) ?? (e.idle.push({ state: c.idle_state, seconds: 0, entries: 0 }), e.idle[e.idle.length - 1]!);
+            r.seconds += Math.max(0, now - c.idle_since_ns) / 1e9;
+          }
+        }
+      }
+      const list = [...cpus.values()].sort((a, b) => a.cpu - b.cpu);
+      for (const c of list) {
+        c.frequency.sort((a, b) => a.state - b.state);
+        c.idle.sort((a, b) => a.state - b.state);
+      }
+      return {
+        zones,
+        cpus: list,
+        tracepoints: ps
+          ? { temperature: ps.temp_events, trip: ps.trip_events, cpuFrequency: ps.freq_events, cpuIdle: ps.idle_events, eventsDropped: ps.events_dropped }
+          : empty,
+      };
+    } finally {
+      for (const m of [prog, zonesMap, freq, idle, current]) m.close();
+    }
+  }
+
+  /**
+   * Temperature changes and trips as they happen (eBPF backend). The kernel side sends records
+   * only while at least one consumer iterates. Ends when the reader closes or `signal` aborts.
+   */
+  async *events(options: { signal?: AbortSignal } = {}): AsyncGenerator<ThermalEvent, void, undefined> {
+    this.check();
+    if (!this.#obj) return;
+    const ring = new RingBuffer(this.#obj.mapInfo('thermal_events'), { codec: thermalEvent });
+    this.#rings.add(ring as RingBufferLike<unknown>);
+    this.#setEmit(++this.#eventConsumers > 0);
+    const onAbort = () => ring.close();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const e of ring) {
+        yield {
+          type: e.kind === 2 ? 'trip' : 'temperature',
+          monotonicNs: e.ts_ns,
+          zoneId: e.zone_id,
+          zone: e.zone,
+          temperatureC: e.temp / 1000,
+          previousC: e.temp_prev / 1000,
+          trip: e.kind === 2 ? e.trip : -1,
+          tripType: e.kind === 2 ? (TRIP_TYPES[e.trip_type] ?? String(e.trip_type)) : '',
+        };
+      }
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      ring.close();
+      this.#rings.delete(ring as RingBufferLike<unknown>);
+      if (!this.closed) this.#setEmit(--this.#eventConsumers > 0);
+    }
+  }
+
+  #setEmit(on: boolean): void {
+    if (!this.#obj || this.#obj.closed) return;
+    const m = this.#obj.map('thermal_config', { key: u32, value: thermalConfig });
+    try {
+      m.set(0, { emit_events: on ? 1 : 0, pad: 0 });
+    } finally {
+      m.close();
+    }
+  }
+
+  protected override onClose(): void {
+    for (const r of this.#rings) r.close();
+    for (const l of this.#links) l.close();
+    this.#obj?.close();
+  }
+}
+
+/**
+ * Opens the thermal reader. With the eBPF backend, tracepoints the kernel lacks are listed in
+ * `snapshot.lacks` rather than failing the open; only a failure to load the object rejects.
+ */
+export async function openThermalReader(options: ThermalReaderOptions = {}, context: { filter?: ResolvedFilter; object?: Promise<unknown> } = {}): Promise<ThermalReader> {
+  const o = validate(ThermalReaderOptionsSchema, options, 'thermal reader options');
+  const filter = context.filter ?? EMPTY_FILTER;
+  const base = { sysfsRoot: o.sysfsRoot, hwmon: o.hwmon };
+  if (o.backend === 'sysfs' && !context.object) return new ThermalReader({ links: [], attached: [], lacks: [], ...base }, filter);
+  const obj = context.object
+    ? ((await context.object) as BpfObject)
+    : await loadObject(o.objectPath ?? join(bpfObjectDir(), 'thermal.bpf.o'), { cache: false, timeoutMs: o.timeoutMs });
+  const links: Link[] = [];
+  const attached: string[] = [];
+  const lacks: string[] = [];
+  try {
+    for (const [prog, [category, name]] of Object.entries(THERMAL_TRACEPOINTS)) {
+      try {
+        links.push(obj.program(prog).attach({ type: 'tracepoint', category, name }));
+        attached.push(prog);
+      } catch (e) {
+        lacks.push(`tracepoint ${category}/${name}: ${(e as Error).message}`);
+      }
+    }
+    return new ThermalReader({ obj, links, attached, lacks, ...base }, filter);
+  } catch (e) {
+    for (const l of links) l.close();
+    obj.close();
+    throw e;
+  }
+}

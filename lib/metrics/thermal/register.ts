@@ -1,0 +1,24 @@
+/**
+ * Registers the `thermal` family with the metrics registry.
+ * @internal
+ */
+import { registerFamily } from '../family.js';
+import { openThermalReader } from './reader.js';
+import type { ThermalSnapshot } from './schema.js';
+
+declare module '../family.js' {
+  interface FamilySnapshots {
+    /** Snapshot of the `thermal` family. */
+    thermal: ThermalSnapshot;
+  }
+}
+
+registerFamily(
+  'thermal',
+  (ctx) => openThermalReader({ backend: ctx.backend === 'sysfs' ? 'sysfs' : 'ebpf' }, { filter: ctx.filter, ...(ctx.backend === 'ebpf' && ctx.object ? { object: ctx.object } : {}) }),
+  {
+    backends: ['ebpf', 'sysfs'],
+    bpfObject: 'thermal.bpf.o',
+    description: 'thermal zones, hwmon sensors, CPU frequency/idle residency, temperature and trip events',
+  },
+);
