@@ -1,0 +1,82 @@
+// Kill the Node process mid-task (SIGKILL, no cleanup code runs), then restart: the reaper
+// removes the dead owner's containers, networks and volumes, and the store resolves the
+// interrupted tasks (policy `fail`), so nothing is left running or recorded as running.
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, describe, expect, it } from 'vitest';
+import { JsonStore, StoreTaskPersistence } from '../../lib/store/index.js';
+import { TaskQueue } from '../../lib/task/index.js';
+import { LABELS, ownerAlive, reapLeftovers } from '../../lib/docker/index.js';
+import { engineGate, probeEngine, tempDir } from './helpers.js';
+
+const probe = await probeEngine();
+const PREFIX = `crash-${process.pid}-`;
+const child = resolve(import.meta.dirname, '../fixtures/docker-crash/child.ts');
+
+describe.skipIf(engineGate(probe))('crash of the Node process mid-task', () => {
+  const engine = probe.engine!;
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterAll(async () => {
+    // Never leave the test's resources behind, even when an assertion failed.
+    await reapLeftovers(engine, { scope: 'all', taskIds: [`${PREFIX}container`, `${PREFIX}compose`] });
+    for (const c of cleanups) await c();
+  });
+
+  it('reaper and store resolve the leftover tasks after a SIGKILL', async () => {
+    const t = await tempDir('crash');
+    cleanups.push(t.cleanup);
+    const storeDir = join(t.dir, 'store');
+    const dataDir = join(t.dir, 'data');
+    const p = spawn(process.execPath, ['--import', 'tsx', child, storeDir, dataDir, PREFIX], { stdio: ['ignore', 'pipe', 'pipe'] });
+    cleanups.push(async () => void (p.exitCode === null && p.kill('SIGKILL')));
+    let stderr = '';
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const owner = await new Promise<string>((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`child did not start its tasks in time; stderr: ${stderr}`)), 100_000);
+      createInterface({ input: p.stdout }).on('line', (l) => {
+        if (l.startsWith('RUNNING ')) {
+          clearTimeout(timer);
+          res(l.slice(8));
+        }
+      });
+      p.on('exit', (code) => rej(new Error(`child exited early (${code}): ${stderr}`)));
+    });
+    expect(owner).toContain(`:${p.pid}:`);
+
+    p.kill('SIGKILL');
+    await new Promise((r) => p.once('exit', r));
+    expect(ownerAlive(owner)).toBe(false);
+
+    // The crash left resources behind, labeled with the dead owner.
+    const filters = { label: [`${LABELS.owner}=${owner}`] };
+    const left = await engine.docker.listContainers({ all: true, filters });
+    expect(left.map((c) => c.Labels[LABELS.taskId]).sort()).toEqual([`${PREFIX}compose`, `${PREFIX}container`]);
+    expect((await engine.docker.listNetworks({ filters })).length).toBeGreaterThanOrEqual(1);
+    expect((await engine.docker.listVolumes({ filters })).Volumes?.length).toBe(1);
+
+    // "Restart": reap first (resources of dead owners only), then open the store and the queue.
+    const report = await reapLeftovers(engine);
+    expect(report.errors).toEqual([]);
+    expect(report.containers.length).toBeGreaterThanOrEqual(2);
+    expect(report.taskIds).toEqual(expect.arrayContaining([`${PREFIX}container`, `${PREFIX}compose`]));
+    expect(report.networks.some((n) => n.includes('inner'))).toBe(true);
+    expect(report.volumes.some((n) => n.includes('state'))).toBe(true);
+
+    const store = await JsonStore.open({ dir: storeDir, lock: { staleMs: 2000, updateMs: 1000, waitMs: 10_000 } });
+    const queue = new TaskQueue({ persistence: new StoreTaskPersistence(store), dataDir, recovery: 'fail' });
+    await queue.ready;
+    for (const id of [`${PREFIX}container`, `${PREFIX}compose`]) {
+      const rec = queue.get(id);
+      expect(rec?.state, id).toBe('failed');
+      expect(rec?.error?.code).toBe('ERR_TASK_INTERRUPTED');
+      expect(rec?.history.at(-1)?.from).toBe('running');
+    }
+    await queue.close();
+    store.close();
+
+    // Nothing of the dead owner remains in the engine.
+    const [c2, n2, v2] = await Promise.all([engine.docker.listContainers({ all: true, filters }), engine.docker.listNetworks({ filters }), engine.docker.listVolumes({ filters })]);
+    expect([...c2.map((x) => x.Id), ...n2.map((x) => x.Name), ...(v2.Volumes ?? []).map((x) => x.Name)]).toEqual([]);
+  }, 180_000);
+});
