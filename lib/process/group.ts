@@ -1,0 +1,68 @@
+/**
+ * Process-group helpers: children are spawned `detached` (own process group, pgid = pid), so
+ * `kill(-pid)` reaches every descendant that did not leave the group.
+ * @module
+ */
+import type { ChildProcess } from 'node:child_process';
+
+/** Sends `signal` to the whole group of `pid`; `false` if the group is gone. */
+export function killGroup(pid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw e;
+  }
+}
+
+/** Whether any process of the group of `pid` is alive. */
+export function groupAlive(pid: number): boolean {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Resolves when the child has exited and its stdio closed: `{ code, signal }`. */
+export function childClosed(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve, reject) => {
+    child.once('error', (e) => {
+      if (child.pid === undefined) reject(e);
+    });
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  });
+}
+
+/**
+ * Stops a group politely: `signal` (default SIGTERM) to the group, then SIGKILL to the group
+ * after `graceMs` if the leader has not closed by then. Resolves with how it ended.
+ */
+export async function stopGroup(
+  child: ChildProcess,
+  closed: Promise<unknown>,
+  graceMs: number,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<'signal' | 'kill' | 'gone'> {
+  const pid = child.pid;
+  if (pid === undefined) return 'gone';
+  if (!killGroup(pid, signal)) {
+    await closed.catch(() => {});
+    return 'gone';
+  }
+  let killed = false;
+  const t = setTimeout(() => {
+    killed = true;
+    killGroup(pid, 'SIGKILL');
+  }, graceMs);
+  try {
+    await closed.catch(() => {});
+  } finally {
+    clearTimeout(t);
+  }
+  // Members that ignored the signal and outlived the leader go too.
+  killGroup(pid, 'SIGKILL');
+  return killed ? 'kill' : 'signal';
+}
