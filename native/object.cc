@@ -235,8 +235,16 @@ Napi::Value NativeObject::Meta(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// pin(dir): pins every loaded program as <dir>/prog.<name> and every map as <dir>/map.<name>.
-// The directory must exist on a bpffs mount. Returns what was pinned.
+// bpffs refuses names with a '.', which internal maps (.rodata, .bss) have.
+std::string PinName(const std::string& name) {
+  std::string s = name;
+  for (char& c : s)
+    if (c == '.') c = '-';
+  return s;
+}
+
+// pin(dir): pins every loaded program as <dir>/prog_<name> and every map as <dir>/map_<name>
+// ('.' becomes '-'). The directory must exist on a bpffs mount. Returns what was pinned.
 Napi::Value NativeObject::Pin(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "pin(dir: string)");
@@ -247,7 +255,7 @@ Napi::Value NativeObject::Pin(const Napi::CallbackInfo& info) {
   uint32_t np = 0, nm = 0;
   for (auto& p : state_->progs) {
     if (!p.loaded || p.fd < 0) continue;
-    std::string path = dir + "/prog." + p.name;
+    std::string path = dir + "/prog_" + PinName(p.name);
     if (bpf_obj_pin(p.fd, path.c_str()) != 0) Throw(env, ErrnoError(errno, "pin program '" + p.name + "' at " + path));
     Napi::Object e = Napi::Object::New(env);
     e.Set("name", p.name);
@@ -256,7 +264,7 @@ Napi::Value NativeObject::Pin(const Napi::CallbackInfo& info) {
   }
   for (auto& m : state_->maps) {
     if (m.fd < 0) continue;
-    std::string path = dir + "/map." + m.name;
+    std::string path = dir + "/map_" + PinName(m.name);
     if (bpf_obj_pin(m.fd, path.c_str()) != 0) Throw(env, ErrnoError(errno, "pin map '" + m.name + "' at " + path));
     Napi::Object e = Napi::Object::New(env);
     e.Set("name", m.name);

@@ -18,7 +18,7 @@ import type { NativeObjectHandle } from '../native/binding-loader.js';
 import { programCache } from './cache.js';
 import { BpfError, fromNative, InvalidObjectError, LoadTimeoutError } from './errors.js';
 import { BpfObject, ObjectCore } from './object.js';
-import { pinCore, PinOptionsSchema, reusePins } from './pin.js';
+import { pinCore, pinDirectory, PinOptionsSchema, reusePins } from './pin.js';
 
 /** Published on `smoothtask:ebpf:load` after every load (success or failure). */
 export interface LoadEvent {
@@ -228,7 +228,7 @@ export async function loadObject(source: ObjectSource, options: LoadOptions = {}
   const name = o.name ?? objectNameOf(source);
   const hash = objectHash(elf, name, o);
   const pin = o.pin === false ? undefined : o.pin;
-  const pinDir = pin ? `${pin.root}/${pin.namespace}/${name}` : undefined;
+  const pinDir = pin ? pinDirectory(pin, name) : undefined;
 
   const loadCore = async (): Promise<ObjectCore> => {
     if (pin && pinDir) {

@@ -1,5 +1,6 @@
 /**
- * bpffs pinning of whole objects: programs and maps under `<root>/<namespace>/<object>/`,
+ * bpffs pinning of whole objects: programs and maps under `<root>/<namespace>/<object>/`
+ * (as `prog_<name>` and `map_<name>`; bpffs refuses '.', so `.rodata` is pinned as `map_-rodata`),
  * with a metadata record (object hash, program names, tags and types) pinned beside them as
  * `meta`. A later process that asks for the same object (same hash) reopens the pins with
  * `bpf_obj_get` and skips the verifier; pins from a different object are replaced.
@@ -51,10 +52,15 @@ const PinMetaSchema = z.object({
   maps: z.array(z.object({ name: z.string(), type: z.string(), keySize: z.number(), valueSize: z.number(), maxEntries: z.number() })),
 });
 
-/** Directory of an object's pins. */
+/** A name as bpffs accepts it: bpffs refuses '.', which internal maps (`.rodata`) have. */
+export function pinName(name: string): string {
+  return name.replaceAll('.', '-');
+}
+
+/** Directory of an object's pins: `<root>/<namespace>/<object>` ('.' replaced by '-'). */
 export function pinDirectory(pin: PinOptions, objectName: string): string {
   const p = validate(PinOptionsSchema, pin, 'pin options');
-  return join(p.root, p.namespace, objectName);
+  return join(p.root, pinName(p.namespace), pinName(objectName));
 }
 
 /** Reads the metadata pinned in `dir`, or undefined when absent or unreadable. */
@@ -77,7 +83,7 @@ export function readPinMeta(dir: string): PinMeta | undefined {
 /** Removes pins: one object's directory, or a whole namespace. Missing paths are fine. */
 export function unpin(pin: PinOptions, objectName?: string): void {
   const p = validate(PinOptionsSchema, pin, 'pin options');
-  const dir = objectName ? join(p.root, p.namespace, objectName) : join(p.root, p.namespace);
+  const dir = objectName ? pinDirectory(p, objectName) : join(p.root, pinName(p.namespace));
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -116,9 +122,9 @@ export function reusePins(dir: string, hash: string, name: string, btf: () => Ui
         section: p.section,
         type: p.type,
         attachType: p.attachType,
-        ...(p.pinned ? { path: join(dir, `prog.${p.name}`) } : {}),
+        ...(p.pinned ? { path: join(dir, `prog_${pinName(p.name)}`) } : {}),
       })),
-      maps: meta.maps.map((m) => ({ name: m.name, path: join(dir, `map.${m.name}`) })),
+      maps: meta.maps.map((m) => ({ name: m.name, path: join(dir, `map_${pinName(m.name)}`) })),
     });
   } catch (e) {
     const err = fromNative(e);
