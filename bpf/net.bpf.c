@@ -20,6 +20,8 @@
 #define ST_TCP_SYN_RECV 3
 #define ST_TCP_CLOSE 7
 
+// Keyed by socket cookie, not by the sock address: a freed sock's memory is reused by the next
+// connection at once, which would overwrite a closed entry user space has not read yet.
 // Closed connections stay until user space has read them (it deletes them); LRU bounds it.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -103,12 +105,13 @@ static __always_inline void emit(__u32 type, __u64 key, int oldstate, int newsta
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(st_tcp_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-	__u64 key = (__u64)sk;
+	__u64 key;
 	struct st_tcp_conn *c;
 	__u32 zero = 0;
 
 	if (!is_tcp(sk))
 		return 0;
+	key = bpf_get_socket_cookie((void *)sk);
 	if (newstate == ST_TCP_SYN_SENT || newstate == ST_TCP_SYN_RECV) {
 		// connect() runs in the owner's context; SYN_RECV children do not.
 		if (newstate == ST_TCP_SYN_SENT && !st_filter_pass())
@@ -153,7 +156,7 @@ static __always_inline struct st_tcp_conn *conn_for_io(struct sock *sk, __u64 *k
 {
 	struct st_tcp_conn *c;
 
-	*key = (__u64)sk;
+	*key = bpf_get_socket_cookie(sk);
 	c = bpf_map_lookup_elem(&tcp_conns, key);
 	if (!c)
 		return 0;
@@ -199,7 +202,7 @@ int BPF_PROG(st_sock_recv, struct sock *sk, int ret, int flags)
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(st_tcp_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
-	__u64 key = (__u64)sk;
+	__u64 key = bpf_get_socket_cookie((void *)sk);
 	struct st_tcp_conn *c = bpf_map_lookup_elem(&tcp_conns, &key);
 
 	if (c)

@@ -12,7 +12,7 @@
 #define ST_TCP_EV_CLOSE 2	// reached CLOSE (totals final)
 #define ST_TCP_EV_STATE 3	// any other state change
 
-// Value of tcp_conns (key: kernel socket address, an opaque id).
+// Value of tcp_conns (key: socket cookie, unique per socket for the life of the system).
 struct st_tcp_conn {
 	__u8 saddr[16];		// local address (IPv4 in the first 4 bytes)
 	__u8 daddr[16];		// remote address
@@ -36,7 +36,7 @@ struct st_tcp_conn {
 // Ring buffer record (tcp_events), only while a consumer asked for events.
 struct st_tcp_event {
 	__u64 ts_ns;
-	__u64 sock;		// same id as the tcp_conns key
+	__u64 sock;		// socket cookie (the tcp_conns key)
 	__u32 type;		// ST_TCP_EV_*
 	__s32 oldstate;
 	__s32 newstate;

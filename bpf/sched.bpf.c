@@ -13,14 +13,14 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct st_sched_oncpu);
 } oncpu_since SEC(".maps");
 
 // Per-thread totals. Threads churn: LRU so a busy host can never fill it; entries are also
 // removed when the thread exits (folded into exited_cpu).
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
+	__uint(max_entries, 4096);
 	__type(key, __u32);
 	__type(value, struct st_sched_cpu);
 } thread_cpu SEC(".maps");
@@ -93,27 +93,38 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(st_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
 {
 	__u32 zero = 0, prev_tid = prev->pid, next_tid = next->pid;
-	__u64 now = bpf_ktime_get_ns(), *since, *rq, delta = 0;
+	__u64 now = bpf_ktime_get_ns(), *rq, delta = 0;
+	struct st_sched_oncpu *since;
 	struct st_sched_cpu *s, init = {};
 	bool involuntary = preempt || prev_state == TASK_RUNNING;
 
 	since = bpf_map_lookup_elem(&oncpu_since, &zero);
 	if (!since)
 		return 0;
-	if (*since)
-		delta = now - *since;
-	*since = now;
+	if (since->ts)
+		delta = now - since->ts;
+	since->ts = now;
+	since->tid = next_tid;
+	since->tgid = next->tgid;
 
 	// prev is current here, so the cheap current-task filter applies to it.
 	if (prev_tid && st_filter_pass()) {
-		init.tgid = prev->tgid;
+		// The kernel's own runtime (se.sum_exec_runtime, updated before this tracepoint)
+		// rather than our timestamps: the same number /proc reports, without IRQ time.
+		__u64 runtime = prev->se.sum_exec_runtime;
+
+		s = bpf_map_lookup_elem(&thread_cpu, &prev_tid);
 		// An exiting thread's last switches must not re-create the entry exit removed.
-		if (prev->flags & ST_PF_EXITING)
+		if (!s && !(prev->flags & ST_PF_EXITING)) {
+			init.tgid = prev->tgid;
+			init.oncpu_ns = runtime;
+			bpf_map_update_elem(&thread_cpu, &prev_tid, &init, BPF_NOEXIST);
 			s = bpf_map_lookup_elem(&thread_cpu, &prev_tid);
-		else
-			s = st_lookup_or_init(&thread_cpu, &prev_tid, &init);
+		} else if (s && runtime > s->oncpu_ns) {
+			delta = runtime - s->oncpu_ns;
+		}
 		if (s) {
-			s->oncpu_ns += delta;	// only this CPU writes a running thread's entry
+			s->oncpu_ns = runtime;	// only this CPU writes a running thread's entry
 			if (involuntary)
 				s->involuntary++;
 			else
@@ -172,6 +183,7 @@ int BPF_PROG(st_sched_exit, struct task_struct *p, bool group_dead)
 		bpf_map_delete_elem(&exited_cpu, &tgid);
 	} else if (s) {
 		e = bpf_map_lookup_elem(&exited_cpu, &tgid);
+		s->oncpu_ns = p->se.sum_exec_runtime;
 		if (!e) {
 			bpf_map_update_elem(&exited_cpu, &tgid, s, BPF_NOEXIST);
 		} else {

@@ -9,11 +9,19 @@
 struct st_sched_cpu {
 	__u32 tgid;
 	__u32 pad;
-	__u64 oncpu_ns;		// time on CPU
+	__u64 oncpu_ns;		// time on CPU (the thread's se.sum_exec_runtime at its last switch-out)
 	__u64 voluntary;	// switches out while blocking (nvcsw)
 	__u64 involuntary;	// switches out while runnable (preempted, nivcsw)
 	__u64 runq_ns;		// time waiting on a run queue after a wakeup or preemption
 	__u64 runq_count;	// waits measured
+};
+
+// Value of oncpu_since (per CPU): who is on this CPU since when, so readers can add the time
+// of a thread that has been running since its last switch.
+struct st_sched_oncpu {
+	__u64 ts;
+	__u32 tid;
+	__u32 tgid;
 };
 
 // Value of runq_hist[0]: run-queue latency, log2 slots of microseconds.

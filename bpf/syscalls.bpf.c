@@ -15,7 +15,7 @@ struct {
 // Entries churn with processes: LRU keeps the busiest (process, syscall) pairs.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
+	__uint(max_entries, 4096);
 	__type(key, struct st_syscall_key);
 	__type(value, struct st_syscall_stats);
 } syscall_stats SEC(".maps");

@@ -30,7 +30,7 @@ export const stFilterConfig = def('st_filter_config',
 /** Bits of st_filter_config.flags. */
 export const FILTER_FLAGS = { tgid: 1, cgroup: 2, comm: 4, events: 0x100 } as const;
 
-/** struct st_sched_cpu (sched.h). */
+/** struct st_sched_cpu (sched_cpu.h). */
 export const stSchedCpu = def('st_sched_cpu', 
   {
     tgid: field(u32, 0),
@@ -43,7 +43,10 @@ export const stSchedCpu = def('st_sched_cpu',
   48,
 );
 
-/** struct st_sched_hist (sched.h). */
+/** struct st_sched_oncpu (sched_cpu.h). */
+export const stSchedOncpu = def('st_sched_oncpu', { ts: field(u64n, 0), tid: field(u32, 8), tgid: field(u32, 12) }, 16);
+
+/** struct st_sched_hist (sched_cpu.h). */
 export const stSchedHist = def('st_sched_hist', { slots: field(array(u64n, 32), 0) }, 256);
 
 /** struct st_proc_event (proc.h). */

@@ -18,6 +18,7 @@ import {
   stProcTask,
   stSchedCpu,
   stSchedHist,
+  stSchedOncpu,
   stSyscallKey,
   stSyscallStats,
   stTcpConn,
@@ -101,6 +102,7 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
   readonly #exited: BpfMap<number, Decoded<typeof stSchedCpu>>;
   readonly #cgroups: BpfMap<bigint, number>;
   readonly #hist: BpfMap<number, Decoded<typeof stSchedHist>>;
+  readonly #oncpu: BpfMap<number, Decoded<typeof stSchedOncpu>>;
 
   constructor(o: BpfReaderOptions) {
     super(o);
@@ -108,6 +110,25 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     this.#exited = this.map('exited_cpu', { key: u32, value: stSchedCpu });
     this.#cgroups = this.map('cgroup_cpu', { key: u64, value: u64n });
     this.#hist = this.map('runq_hist', { key: u32, value: stSchedHist });
+    this.#oncpu = this.map('oncpu_since', { key: u32, value: stSchedOncpu });
+  }
+
+  /** Threads running right now have time not yet in the map (it is added at switch-out). */
+  #runningNow(threads: Map<number, Decoded<typeof stSchedCpu>>): void {
+    const now = monotonicNowNs();
+    const f = this.filter;
+    const onlyTgids = f.cgroupIds.length === 0 && f.comm === undefined;
+    for (const c of this.#oncpu.getPerCpu(0) ?? []) {
+      if (!c.tid || !c.ts || now <= c.ts) continue;
+      let t = threads.get(c.tid);
+      if (!t) {
+        // Never switched out since the reader opened: count it when the filter surely passes it.
+        if (!onlyTgids || (f.tgids.length && !f.tgids.includes(c.tgid))) continue;
+        t = { tgid: c.tgid, oncpu_ns: 0, voluntary: 0, involuntary: 0, runq_ns: 0, runq_count: 0 };
+        threads.set(c.tid, t);
+      }
+      t.oncpu_ns += now - c.ts;
+    }
   }
 
   protected collect(): CpuSnapshot {
@@ -126,7 +147,9 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
       p.runqNs = (p.runqNs ?? 0) + v.runq_ns;
       p.runqCount = (p.runqCount ?? 0) + v.runq_count;
     };
-    for (const [tid, v] of this.#threads.readAll()) {
+    const all = this.#threads.readAll();
+    this.#runningNow(all);
+    for (const [tid, v] of all) {
       threads.push({ tid, tgid: v.tgid, cpuNs: v.oncpu_ns, voluntary: v.voluntary, involuntary: v.involuntary, runqNs: v.runq_ns, runqCount: v.runq_count });
       add(v.tgid, v, true);
     }

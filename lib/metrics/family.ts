@@ -63,7 +63,7 @@ const cgroupId = z.union([z.bigint().positive(), z.number().int().positive()]);
 export const FilterSchema = z
   .object({
     /** Thread group ids (process ids) to watch. */
-    tgids: z.array(positiveInt).max(4096).optional(),
+    tgids: z.array(positiveInt).max(1024).optional(),
     /** Cgroup v2 ids (the inode number of the cgroup directory). Descendant cgroups match too. */
     cgroupIds: z.array(cgroupId).max(256).optional(),
     /** Cgroup v2 paths, absolute (`/sys/fs/cgroup/...`) or relative to the cgroup2 mount. */
