@@ -130,15 +130,22 @@ export async function reapLeftovers(engine: DockerEngine, options: ReapOptions =
   return report;
 }
 
-/** Counts of resources carrying the module's labels (all owners). Useful to assert a clean engine. */
-export async function managedResources(engine: DockerEngine): Promise<{ containers: string[]; networks: string[]; volumes: string[]; images: string[] }> {
+/**
+ * Resources carrying the module's labels (all owners), optionally only those of some tasks.
+ * Useful to assert a clean engine.
+ */
+export async function managedResources(
+  engine: DockerEngine,
+  options: { taskIds?: string[] } = {},
+): Promise<{ containers: string[]; networks: string[]; volumes: string[]; images: string[] }> {
   const d = engine.docker;
   const filters = { label: [`${LABELS.managed}=true`] };
+  const keep = (l: Record<string, string> | null | undefined): boolean => !options.taskIds || options.taskIds.includes(l?.[LABELS.taskId] ?? '');
   const [c, n, v, i] = await Promise.all([d.listContainers({ all: true, filters }), d.listNetworks({ filters }), d.listVolumes({ filters }), d.listImages({ filters })]);
   return {
-    containers: c.map((x) => x.Id),
-    networks: n.map((x) => x.Name),
-    volumes: (v.Volumes ?? []).map((x) => x.Name),
-    images: i.map((x) => x.Id),
+    containers: c.filter((x) => keep(x.Labels)).map((x) => x.Id),
+    networks: n.filter((x) => keep(x.Labels)).map((x) => x.Name),
+    volumes: (v.Volumes ?? []).filter((x) => keep(x.Labels)).map((x) => x.Name),
+    images: i.filter((x) => keep(x.Labels)).map((x) => x.Id),
   };
 }
