@@ -16,8 +16,10 @@
 #include <bpf/libbpf.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -250,6 +252,44 @@ class Pool {
   unsigned size_ = 2, threads_ = 0, idle_ = 0;
 };
 
+// ---------------------------------------------------------------------------- ELF pre-check
+
+// libbpf 1.1 crashes on some malformed ELF files while opening them (found by the fuzz
+// tests: out-of-range section and symbol indexes). So bytes not seen before are first opened
+// in a forked child: a crash there costs a child, not the Node process. glibc's fork keeps
+// malloc usable in the child; the child calls only libbpf/libelf and _exit.
+enum class PreCheck { kOk, kRejected, kCrashed, kTimedOut, kUnavailable };
+
+PreCheck ForkCheckOpen(const std::vector<uint8_t>& elf, double timeoutMs, int* signalOut) {
+  pid_t pid = fork();
+  if (pid < 0) return PreCheck::kUnavailable;
+  if (pid == 0) {
+    libbpf_set_print(nullptr);
+    LIBBPF_OPTS(bpf_object_open_opts, opts);
+    opts.object_name = "precheck";
+    bpf_object* obj = bpf_object__open_mem(elf.data(), elf.size(), &opts);
+    _exit(obj && !libbpf_get_error(obj) ? 0 : 1);
+  }
+  Clock::time_point start = Clock::now();
+  double limit = timeoutMs > 0 ? timeoutMs : 10000;
+  for (;;) {
+    int status = 0;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      if (WIFEXITED(status)) return WEXITSTATUS(status) == 0 ? PreCheck::kOk : PreCheck::kRejected;
+      if (WIFSIGNALED(status)) *signalOut = WTERMSIG(status);
+      return PreCheck::kCrashed;
+    }
+    if (r < 0 && errno != EINTR) return PreCheck::kUnavailable;
+    if (MsSince(start) > limit) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return PreCheck::kTimedOut;
+    }
+    usleep(100);
+  }
+}
+
 // ---------------------------------------------------------------------------- load job
 
 struct Constant {
@@ -269,6 +309,7 @@ struct LoadJob {
   std::vector<std::pair<std::string, uint32_t>> mapSizes;
   uint32_t logLevel = 0;
   double timeoutMs = 0;
+  bool trusted = false;  // bytes already opened safely in this process: skip the fork check
   std::string btfCustomPath;
   Clock::time_point submitted;
   // outputs
@@ -298,7 +339,7 @@ std::string LastWarning(const std::string& log) {
   std::string line, last;
   while (std::getline(in, line)) {
     if (line.find("BEGIN PROG LOAD LOG") != std::string::npos) break;
-    if (line.find("libbpf:") != std::string::npos && !line.empty()) last = line;
+    if (line.find("libbpf:") != std::string::npos && line.find("failed to load object") == std::string::npos) last = line;
   }
   return last;
 }
@@ -494,9 +535,14 @@ void Classify(LoadJob& job, int err, const std::string& log, bool timedOut, doub
     e.message = "'" + job.name + "': the kernel does not support " + e.feature + ": " + LastWarning(log);
     return;
   }
-  e.code = kErrSystem;
   std::string w = LastWarning(log);
-  e.message = "loading '" + job.name + "' failed: " + ErrText(err) + (w.empty() ? "" : " (" + w + ")");
+  // Resource exhaustion and interruptions are the system's; anything else the kernel or
+  // libbpf refused (bad map definitions, BTF, relocations, ELF content) is the object's.
+  bool system = err == ENOMEM || err == EMFILE || err == ENFILE || err == EBUSY || err == EAGAIN || err == EINTR ||
+                err == ENOSPC || err == EFAULT;
+  e.code = system ? kErrSystem : kErrInvalid;
+  e.message = (system ? "loading '" + job.name + "' failed: " : "'" + job.name + "' is not a usable BPF object: ") +
+              ErrText(err) + (w.empty() ? "" : " (" + w + ")");
   if (!vlog.empty()) e.log = vlog;
 }
 
@@ -515,6 +561,24 @@ void RunLoad(LoadJob& job, Slot& slot) {
     job.error.message = "loading '" + job.name + "' timed out while waiting for a loader thread";
     delete state;
     return;
+  }
+
+  if (!job.trusted) {
+    int sig = 0;
+    double left = job.timeoutMs > 0 ? job.timeoutMs - MsSince(job.submitted) : 0;
+    PreCheck pc = ForkCheckOpen(job.elf, job.timeoutMs > 0 ? std::max(left, 1.0) : 0, &sig);
+    if (pc == PreCheck::kCrashed || pc == PreCheck::kTimedOut) {
+      job.error.code = pc == PreCheck::kTimedOut && job.timeoutMs > 0 ? kErrTimeout : kErrInvalid;
+      job.error.timeoutMs = job.timeoutMs;
+      job.error.elapsedMs = MsSince(job.submitted);
+      job.error.message = pc == PreCheck::kCrashed
+                              ? "'" + job.name + "' is not a usable BPF object: parsing it crashed libbpf (signal " +
+                                    std::to_string(sig) + ") in an isolated child; the ELF is malformed"
+                              : "'" + job.name + "': parsing the ELF did not finish in time";
+      delete state;
+      return;
+    }
+    // kRejected: the open below fails the same way and reports why
   }
 
   LIBBPF_OPTS(bpf_object_open_opts, opts);
@@ -666,6 +730,7 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     }
     if (o.Has("logLevel") && o.Get("logLevel").IsNumber()) job->logLevel = o.Get("logLevel").As<Napi::Number>().Uint32Value();
     if (o.Has("timeoutMs") && o.Get("timeoutMs").IsNumber()) job->timeoutMs = o.Get("timeoutMs").As<Napi::Number>().DoubleValue();
+    if (o.Has("trusted") && o.Get("trusted").IsBoolean()) job->trusted = o.Get("trusted").As<Napi::Boolean>().Value();
     if (o.Has("btfCustomPath") && o.Get("btfCustomPath").IsString())
       job->btfCustomPath = o.Get("btfCustomPath").As<Napi::String>().Utf8Value();
     if (o.Has("mapSizes") && o.Get("mapSizes").IsObject()) {

@@ -13,10 +13,10 @@ import { basename } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
-import { loadAddon } from '../native/addon.js';
+import { bpfObjectDir, loadAddon } from '../native/addon.js';
 import type { NativeObjectHandle } from '../native/binding-loader.js';
 import { programCache } from './cache.js';
-import { BpfError, fromNative, InvalidObjectError, LoadTimeoutError } from './errors.js';
+import { BpfError, fromNative, InvalidObjectError, LoadTimeoutError, VerifierError } from './errors.js';
 import { BpfObject, ObjectCore } from './object.js';
 import { pinCore, pinDirectory, PinOptionsSchema, reusePins } from './pin.js';
 
@@ -108,7 +108,26 @@ export function objectHash(elf: Uint8Array, name: string, o: Pick<ParsedLoadOpti
     logLevel: o.logLevel,
     btfCustomPath: o.btfCustomPath ?? null,
   });
-  return createHash('sha256').update(elf).update('\0').update(JSON.stringify(norm)).digest('hex');
+  return createHash('sha256').update(elfDigest(elf)).update('\0').update(JSON.stringify(norm)).digest('hex');
+}
+
+const digests = new WeakMap<Uint8Array, string>();
+/** sha256 of the ELF bytes alone (memoised per buffer). */
+function elfDigest(elf: Uint8Array): string {
+  let d = digests.get(elf);
+  if (!d) {
+    d = createHash('sha256').update(elf).digest('hex');
+    digests.set(elf, d);
+  }
+  return d;
+}
+
+// ELF contents (by digest) that libbpf has opened without harm in this process: the addon
+// skips its fork-isolated pre-check for them (libbpf 1.1 can crash on malformed ELF).
+const trustedElf = new Set<string>();
+function trust(elf: Uint8Array): void {
+  if (trustedElf.size >= 4096) trustedElf.clear();
+  trustedElf.add(elfDigest(elf));
 }
 
 // How long past its timeout the owner of a load waits for the addon's own timeout before
@@ -140,11 +159,36 @@ function convert(e: unknown, stackFrom: Error): Error {
   return fromNative(e, stackFrom);
 }
 
+// libbpf 1.1 caches its kernel feature probes (global data, expected attach type, BTF
+// kinds, ...) process-wide, and a probe that a timeout signal interrupts would be cached as
+// "missing" for good. So before the first load with a timeout, loads run once without one:
+// the bundled counter object (program-side probes) and the object itself with every program
+// off (map, global-data and BTF probes). Neither counts against the caller's timeout.
+let warmedUp = false;
+async function warmUpFeatureProbes(elf: Uint8Array, name: string): Promise<void> {
+  if (warmedUp) return;
+  warmedUp = true;
+  const loader = loadAddon().loader;
+  const counter = `${bpfObjectDir()}/counter.bpf.o`;
+  try {
+    (await loader.load(await readFile(counter), { name: 'st_warmup', trusted: true })).close();
+  } catch {
+    /* not built or not permitted: the real load reports what matters */
+  }
+  try {
+    (await loader.load(elf, { name, programs: [] })).close();
+  } catch {
+    /* same */
+  }
+}
+
 async function nativeLoad(elf: Uint8Array, name: string, hash: string, o: ParsedLoadOptions, stackFrom: Error): Promise<ObjectCore> {
   let native: NativeObjectHandle;
+  if (o.timeoutMs) await warmUpFeatureProbes(elf, name);
   try {
     native = await loadAddon().loader.load(elf, {
       name,
+      trusted: trustedElf.has(elfDigest(elf)),
       ...(o.programs ? { programs: o.programs } : {}),
       logLevel: o.logLevel,
       ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
@@ -153,8 +197,12 @@ async function nativeLoad(elf: Uint8Array, name: string, hash: string, o: Parsed
       ...(o.constants ? { constants: o.constants } : {}),
     });
   } catch (e) {
-    throw convert(e, stackFrom);
+    const err = convert(e, stackFrom);
+    // a verifier or config failure means libbpf opened the bytes fine
+    if (err instanceof VerifierError || err instanceof ConfigError) trust(elf);
+    throw err;
   }
+  trust(elf);
   const meta = native.meta();
   const loadTimeMs = meta.openMs + meta.loadMs;
   history.set(hash, loadTimeMs);

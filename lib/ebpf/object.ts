@@ -9,7 +9,8 @@ import type { NativeObjectHandle } from '../native/binding-loader.js';
 import { ClosedError, fromNative } from './errors.js';
 import { attachProgram } from './attach.js';
 import { BpfMap } from './map.js';
-import type { AttachOptions, Codec, Link, MapInfo, ProgramInfo, RingBufferLike, RingBufferOptions } from './types.js';
+import { RingBuffer, type RingBufferExtraOptions } from './ringbuf.js';
+import type { AttachOptions, Codec, Link, MapInfo, ProgramInfo, RingBufferOptions } from './types.js';
 
 /**
  * One loaded object shared by its handles: the native object plus a reference count.
@@ -147,10 +148,6 @@ export class BpfProgram implements ProgramInfo {
   }
 }
 
-type RingBufferCtor = new (info: MapInfo, opts?: RingBufferOptions<unknown>) => unknown;
-
-// Until lib/ebpf/ringbuf.ts is in the tree, ringBuffer() explains what is missing.
-const ringBufferCtor: RingBufferCtor | undefined = undefined;
 
 /**
  * A loaded eBPF object: its programs and maps by name.
@@ -227,11 +224,12 @@ export class BpfObject implements Disposable {
     return new BpfMap<K, V>(this.mapInfo(name), codecs);
   }
 
-  /** A consumer of ring buffer map `mapName` (needs lib/ebpf/ringbuf.ts). */
-  ringBuffer<T = Buffer>(mapName: string, opts?: RingBufferOptions<T>): RingBufferLike<T> {
-    const info = this.mapInfo(mapName);
-    if (!ringBufferCtor) throw new Error('ring buffers need lib/ebpf/ringbuf.ts (not available in this build)');
-    return new ringBufferCtor(info, opts as RingBufferOptions<unknown> | undefined) as RingBufferLike<T>;
+  /**
+   * A consumer of ring buffer map `mapName` (its own thread, batches, backpressure). It owns
+   * a duplicate fd: close it yourself.
+   */
+  ringBuffer<T = Buffer>(mapName: string, opts?: RingBufferOptions<T> & RingBufferExtraOptions): RingBuffer<T> {
+    return new RingBuffer<T>(this.mapInfo(mapName), opts);
   }
 
   /** Attaches every loaded program as its section says; returns the links (close them to detach). */

@@ -26,6 +26,8 @@ export interface NativeLoadOptions {
   logLevel?: number;
   timeoutMs?: number;
   btfCustomPath?: string;
+  /** The bytes were opened safely before in this process: skip the fork-isolated pre-check. */
+  trusted?: boolean;
   mapSizes?: Record<string, number>;
   constants?: Record<string, number | bigint | boolean | Uint8Array>;
 }

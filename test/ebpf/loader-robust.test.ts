@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { programCache } from '../../lib/ebpf/cache.js';
+import { BpfError, InvalidObjectError, VerifierError } from '../../lib/ebpf/errors.js';
+import { loadObject } from '../../lib/ebpf/load.js';
+import { bundled, fdCount, rssBytes, testObject } from './helpers-loader.js';
+
+/** Deterministic PRNG (mulberry32) so a failing input can be reproduced from its index. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('resource use', () => {
+  it('1,000 load/close cycles leave no fds behind and RSS bounded', async () => {
+    const path = bundled('counter');
+    // warm-up: first-use allocations (threads, libbpf probes, V8 code) are not leaks
+    for (let i = 0; i < 50; i++) (await loadObject(path, { cache: false })).close();
+    const fds = fdCount();
+    const rss = rssBytes();
+    for (let i = 0; i < 1000; i++) {
+      const o = await loadObject(path, { cache: false });
+      o.close();
+    }
+    expect(fdCount()).toBe(fds);
+    // a leak of even one kernel object or ELF copy per cycle would be tens of MB here
+    expect(rssBytes() - rss).toBeLessThan(24 * 1024 * 1024);
+  }, 120_000);
+
+  it('1,000 cache hits and closes hold one object', async () => {
+    programCache.clear({ resetStats: true });
+    const fds0 = fdCount();
+    for (let i = 0; i < 1000; i++) (await loadObject(bundled('counter'))).close();
+    expect(programCache.stats()).toMatchObject({ misses: 1, hits: 999, entries: 1 });
+    programCache.clear();
+    expect(fdCount()).toBe(fds0);
+  }, 60_000);
+});
+
+describe('malformed objects', () => {
+  const sources = [bundled('counter'), testObject('consts')].map((p) => new Uint8Array(readFileSync(p)));
+
+  async function expectTyped(bytes: Uint8Array, what: string): Promise<string> {
+    try {
+      const o = await loadObject(bytes, { cache: false, name: 'fuzz' });
+      o.close(); // a mutation in bytes nobody reads can still load
+      return 'loaded';
+    } catch (e) {
+      if (!(e instanceof InvalidObjectError || e instanceof VerifierError)) {
+        throw new Error(`${what}: expected InvalidObjectError or VerifierError, got ${(e as Error).name} ${(e as BpfError).code}: ${(e as Error).message}`);
+      }
+      // libbpf 1.1 crashes on some inputs; the addon's fork-isolated pre-check turns that into an error
+      return /crashed libbpf/.test((e as Error).message) ? 'crashIsolated' : (e as Error).name;
+    }
+  }
+
+  it('truncated ELF files give typed errors, never a crash', async () => {
+    const rand = rng(1);
+    const seen: Record<string, number> = {};
+    for (let i = 0; i < 150; i++) {
+      const src = sources[i % sources.length] as Uint8Array;
+      const len = i < 20 ? i * 3 : Math.floor(rand() * src.length);
+      const r = await expectTyped(src.slice(0, len), `truncation #${i} to ${len} bytes`);
+      seen[r] = (seen[r] ?? 0) + 1;
+    }
+    expect(seen.InvalidObjectError).toBeGreaterThan(100);
+  }, 120_000);
+
+  it('byte-flipped ELF files give typed errors or load, never a crash', async () => {
+    const rand = rng(2);
+    const seen: Record<string, number> = {};
+    for (let i = 0; i < 300; i++) {
+      const src = sources[i % sources.length] as Uint8Array;
+      const b = src.slice();
+      const flips = 1 + Math.floor(rand() * 8);
+      // half the inputs hit the first 512 bytes (ELF and section headers), half anywhere
+      const span = i % 2 === 0 ? Math.min(512, b.length) : b.length;
+      for (let f = 0; f < flips; f++) b[Math.floor(rand() * span)] = Math.floor(rand() * 256);
+      const r = await expectTyped(b, `mutation #${i}`);
+      seen[r] = (seen[r] ?? 0) + 1;
+    }
+    expect(seen.InvalidObjectError).toBeGreaterThan(20);
+    // with this seed at least one input crashes libbpf 1.1.2 when opened in-process
+    expect(seen.crashIsolated ?? 0).toBeGreaterThanOrEqual(1);
+  }, 120_000);
+
+  it('random bytes and empty input', async () => {
+    const rand = rng(3);
+    await expect(loadObject(new Uint8Array(0), { cache: false })).rejects.toThrow(InvalidObjectError);
+    for (let i = 0; i < 20; i++) {
+      const b = new Uint8Array(64 + Math.floor(rand() * 4096)).map(() => Math.floor(rand() * 256));
+      if (i % 2) b.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]); // plausible ELF header start
+      await expect(loadObject(b, { cache: false })).rejects.toThrow(InvalidObjectError);
+    }
+  });
+});
