@@ -585,6 +585,10 @@ export class TaskQueue {
       const leaseRecords = held.map((l) => ({ id: l.id, resource: l.resource, ids: [...l.ids], amount: l.amount }));
       await this.#transition(e, 'start', attempt > 1 ? `attempt ${attempt}` : undefined, {
         attempt,
+        // A new attempt starts clean: the previous attempt's ending is in the history.
+        exitCode: null,
+        signal: null,
+        error: undefined,
         workspace,
         logs,
         logPath: join(workspace, 'output.log'),

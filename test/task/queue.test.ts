@@ -163,6 +163,11 @@ describe('TaskQueue', () => {
     const r = await q.submit({ kind: 'flaky', retry: { maxAttempts: 5, baseMs: 5, maxMs: 20 } }).done;
     expect(r.state).toBe('succeeded');
     expect(r.attempt).toBe(3);
+    expect(r.error).toBeUndefined(); // earlier attempts' errors stay in the history only
+    expect(r.history.filter((h) => h.event === 'retry').map((h) => h.reason)).toEqual([
+      'attempt 1/5 failed: exit code 1',
+      'attempt 2/5 failed: exit code 1',
+    ]);
     expect(states(r).filter((s) => s === 'retrying')).toHaveLength(2);
     const exhausted = await q.submit({ kind: 'sleep', spec: { ms: 1, exit: 2 }, retry: { maxAttempts: 2, baseMs: 1 } }).done;
     expect(exhausted.state).toBe('failed');
