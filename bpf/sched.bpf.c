@@ -2,13 +2,16 @@
 // CPU / scheduler family: on-CPU time per thread (and so per process), voluntary and
 // involuntary switches, run-queue latency (histogram and per thread), CPU time per cgroup.
 //
-// Cost model: sched_switch does one per-CPU array lookup, the filter, and one hash update for
-// prev (plus the cgroup counter and one run-queue lookup for next).
+// Cost model: the kernel already keeps exact per-thread counters (se.sum_exec_runtime,
+// nvcsw/nivcsw, sched_info.run_delay/pcount/last_queued). sched_switch copies prev's into
+// one hash entry and turns next's queueing time into a histogram slot, with no timestamp
+// helper, no wakeup programs and no per-wakeup map writes. One per-CPU array lookup, the
+// filter, one hash lookup for prev, one for its cgroup, one array slot for next.
 #include "vmlinux.h"
 #include "common.bpf.h"
 #include "sched_cpu.h"
 
-// When the task now on each CPU got it (no per-task state needed for on-CPU time).
+// Who is on each CPU now (user space reads the running threads' exact runtime from /proc).
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -16,8 +19,9 @@ struct {
 	__type(value, struct st_sched_oncpu);
 } oncpu_since SEC(".maps");
 
-// Per-thread totals. Threads churn: LRU so a busy host can never fill it; entries are also
-// removed when the thread exits (folded into exited_cpu).
+// Per-thread kernel counters at the thread's last switch-out. Threads churn: LRU so a busy
+// host can never fill it; entries are also removed when the thread exits (folded into
+// exited_cpu).
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
@@ -34,15 +38,7 @@ struct {
 	__type(value, struct st_sched_cpu);
 } exited_cpu SEC(".maps");
 
-// When each runnable thread became runnable. Written on every wakeup: preallocated LRU.
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u64);
-} runq_since SEC(".maps");
-
-// On-CPU nanoseconds per cgroup v2 id.
+// On-CPU nanoseconds per cgroup v2 id, since the object was attached.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -51,8 +47,9 @@ struct {
 	__type(value, __u64);
 } cgroup_cpu SEC(".maps");
 
+// Per CPU: no atomic increments on the switch path; user space sums the CPUs.
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct st_sched_hist);
@@ -60,110 +57,88 @@ struct {
 
 #define ST_PF_EXITING 0x00000004
 
-// Load-time switch: per-cgroup CPU time (one more hash update per switch).
-const volatile bool per_cgroup = true;
+// Load-time switch: per-cgroup CPU time aggregated in the kernel (one more hash update per
+// switch, ~100 ns here). Off by default: each thread entry carries its cgroup id and user
+// space sums threads per cgroup.
+const volatile bool per_cgroup = false;
 
-static __always_inline int on_wakeup(struct task_struct *p)
+static __always_inline void copy_counters(struct st_sched_cpu *s, struct task_struct *t)
 {
-	__u32 tid;
-	__u64 ts;
-
-	if (!st_filter_task(p))
-		return 0;
-	tid = BPF_CORE_READ(p, pid);
-	ts = bpf_ktime_get_ns();
-	bpf_map_update_elem(&runq_since, &tid, &ts, BPF_ANY);
-	return 0;
+	s->oncpu_ns = t->se.sum_exec_runtime;
+	s->voluntary = t->nvcsw;
+	s->involuntary = t->nivcsw;
+	s->runq_ns = t->sched_info.run_delay;
+	s->runq_count = t->sched_info.pcount;
 }
 
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(st_sched_wakeup, struct task_struct *p)
-{
-	return on_wakeup(p);
-}
-
-SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(st_sched_wakeup_new, struct task_struct *p)
-{
-	return on_wakeup(p);
-}
-
-// prev_state (the 4th argument) exists since 5.18 (commit fa2c3254d7cf).
 SEC("tp_btf/sched_switch")
-int BPF_PROG(st_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+int BPF_PROG(st_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	__u32 zero = 0, prev_tid = prev->pid, next_tid = next->pid;
-	__u64 now = bpf_ktime_get_ns(), *rq, delta = 0;
-	struct st_sched_oncpu *since;
-	struct st_sched_cpu *s, init = {};
-	bool involuntary = preempt || prev_state == TASK_RUNNING;
+	struct st_sched_oncpu *on;
+	struct st_filter_config *cfg;
+	struct st_sched_cpu *s;
 
-	since = bpf_map_lookup_elem(&oncpu_since, &zero);
-	if (!since)
+	on = bpf_map_lookup_elem(&oncpu_since, &zero);
+	if (on) {
+		on->tid = next_tid;
+		on->tgid = next->tgid;
+	}
+	cfg = st_config();
+	if (!cfg)
 		return 0;
-	if (since->ts)
-		delta = now - since->ts;
-	since->ts = now;
-	since->tid = next_tid;
-	since->tgid = next->tgid;
 
 	// prev is current here, so the cheap current-task filter applies to it.
-	if (prev_tid && st_filter_pass()) {
-		// The kernel's own runtime (se.sum_exec_runtime, updated before this tracepoint)
-		// rather than our timestamps: the same number /proc reports, without IRQ time.
-		__u64 runtime = prev->se.sum_exec_runtime;
+	if (prev_tid && st_filter_check(cfg, prev->tgid, 0)) {
+		__u64 delta = 0, runtime = prev->se.sum_exec_runtime;
 
 		s = bpf_map_lookup_elem(&thread_cpu, &prev_tid);
-		// An exiting thread's last switches must not re-create the entry exit removed.
-		if (!s && !(prev->flags & ST_PF_EXITING)) {
-			init.tgid = prev->tgid;
-			init.oncpu_ns = runtime;
-			bpf_map_update_elem(&thread_cpu, &prev_tid, &init, BPF_NOEXIST);
-			s = bpf_map_lookup_elem(&thread_cpu, &prev_tid);
-		} else if (s && runtime > s->oncpu_ns) {
-			delta = runtime - s->oncpu_ns;
-		}
 		if (s) {
-			s->oncpu_ns = runtime;	// only this CPU writes a running thread's entry
-			if (involuntary)
-				s->involuntary++;
-			else
-				s->voluntary++;
-		}
-		if (per_cgroup) {
-			__u64 cg = bpf_get_current_cgroup_id(), *c, z = 0;
+			if (runtime > s->oncpu_ns)
+				delta = runtime - s->oncpu_ns;
+			copy_counters(s, prev);	// only this CPU writes a running thread's entry
+		} else if (!(prev->flags & ST_PF_EXITING)) {
+			// (An exiting thread's last switches must not re-create the entry exit removed.)
+			struct st_sched_cpu init = { .tgid = prev->tgid, .cgroup_id = bpf_get_current_cgroup_id() };
 
-			c = st_lookup_or_init(&cgroup_cpu, &cg, &z);
+			copy_counters(&init, prev);
+			bpf_map_update_elem(&thread_cpu, &prev_tid, &init, BPF_NOEXIST);
+		}
+		if (per_cgroup && delta) {
+			__u64 cg = bpf_get_current_cgroup_id(), *c;
+
+			c = bpf_map_lookup_elem(&cgroup_cpu, &cg);
 			if (c)
 				__sync_fetch_and_add(c, delta);
-		}
-		// Preempted: it waits on the run queue from now on.
-		if (involuntary)
-			bpf_map_update_elem(&runq_since, &prev_tid, &now, BPF_ANY);
-	}
-
-	if (!next_tid)
-		return 0;
-	rq = bpf_map_lookup_elem(&runq_since, &next_tid);
-	if (!rq)
-		return 0;
-	if (now > *rq) {
-		__u64 wait = now - *rq;
-		struct st_sched_hist *h = bpf_map_lookup_elem(&runq_hist, &zero);
-
-		if (h) {
-			__u32 slot = st_hist_slot(wait / 1000);
-
-			if (slot < ST_SCHED_HIST_SLOTS)
-				__sync_fetch_and_add(&h->slots[slot], 1);
-		}
-		s = bpf_map_lookup_elem(&thread_cpu, &next_tid);
-		if (s) {
-			__sync_fetch_and_add(&s->runq_ns, wait);
-			__sync_fetch_and_add(&s->runq_count, 1);
+			else
+				bpf_map_update_elem(&cgroup_cpu, &cg, &delta, BPF_NOEXIST);
 		}
 	}
-	bpf_map_delete_elem(&runq_since, &next_tid);
+
+	// Run-queue latency of next: the kernel stamped when it was queued (sched_info), and
+	// accounts the wait right after this tracepoint.
+	if (next_tid && st_filter_check(cfg, next->tgid, next)) {
+		__u64 queued = next->sched_info.last_queued;
+		// This CPU's run-queue clock (the one last_queued was taken with), reached through
+		// next's cfs_rq: the runqueues per-CPU symbol is not in kallsyms without
+		// CONFIG_KALLSYMS_ALL. cfs_rq->rq exists with CONFIG_FAIR_GROUP_SCHED.
+		__u64 clock = 0;
+
+		if (bpf_core_field_exists(next->se.cfs_rq->rq)) {
+			struct cfs_rq *cr = next->se.cfs_rq;	// direct BTF loads: no helper calls
+
+			if (cr && cr->rq)
+				clock = cr->rq->clock;
+		}
+
+		if (queued && clock > queued) {
+			struct st_sched_hist *h = bpf_map_lookup_elem(&runq_hist, &zero);
+			__u32 slot = st_hist_slot((clock - queued) / 1000);
+
+			if (h && slot < ST_SCHED_HIST_SLOTS)
+				h->slots[slot]++;
+		}
+	}
 	return 0;
 }
 
@@ -173,25 +148,26 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(st_sched_exit, struct task_struct *p, bool group_dead)
 {
 	__u32 tid = p->pid, tgid = p->tgid;
-	struct st_sched_cpu *s, *e;
+	struct st_sched_cpu *s, *e, fin = { .tgid = tgid };
 
-	bpf_map_delete_elem(&runq_since, &tid);
 	s = bpf_map_lookup_elem(&thread_cpu, &tid);
 	if (!s && !group_dead)
 		return 0;
+	if (s)
+		fin.cgroup_id = s->cgroup_id;
 	if (group_dead) {
 		bpf_map_delete_elem(&exited_cpu, &tgid);
 	} else if (s) {
+		copy_counters(&fin, p);
 		e = bpf_map_lookup_elem(&exited_cpu, &tgid);
-		s->oncpu_ns = p->se.sum_exec_runtime;
 		if (!e) {
-			bpf_map_update_elem(&exited_cpu, &tgid, s, BPF_NOEXIST);
+			bpf_map_update_elem(&exited_cpu, &tgid, &fin, BPF_NOEXIST);
 		} else {
-			__sync_fetch_and_add(&e->oncpu_ns, s->oncpu_ns);
-			__sync_fetch_and_add(&e->voluntary, s->voluntary);
-			__sync_fetch_and_add(&e->involuntary, s->involuntary);
-			__sync_fetch_and_add(&e->runq_ns, s->runq_ns);
-			__sync_fetch_and_add(&e->runq_count, s->runq_count);
+			__sync_fetch_and_add(&e->oncpu_ns, fin.oncpu_ns);
+			__sync_fetch_and_add(&e->voluntary, fin.voluntary);
+			__sync_fetch_and_add(&e->involuntary, fin.involuntary);
+			__sync_fetch_and_add(&e->runq_ns, fin.runq_ns);
+			__sync_fetch_and_add(&e->runq_count, fin.runq_count);
 		}
 	}
 	bpf_map_delete_elem(&thread_cpu, &tid);

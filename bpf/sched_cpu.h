@@ -9,17 +9,18 @@
 struct st_sched_cpu {
 	__u32 tgid;
 	__u32 pad;
-	__u64 oncpu_ns;		// time on CPU (the thread's se.sum_exec_runtime at its last switch-out)
-	__u64 voluntary;	// switches out while blocking (nvcsw)
-	__u64 involuntary;	// switches out while runnable (preempted, nivcsw)
-	__u64 runq_ns;		// time waiting on a run queue after a wakeup or preemption
-	__u64 runq_count;	// waits measured
+	// The thread's own kernel counters at its last switch-out (cumulative since it started):
+	__u64 oncpu_ns;		// se.sum_exec_runtime
+	__u64 voluntary;	// nvcsw: switches out while blocking
+	__u64 involuntary;	// nivcsw: switches out while runnable (preempted)
+	__u64 runq_ns;		// sched_info.run_delay: time waiting on a run queue
+	__u64 runq_count;	// sched_info.pcount: times it ran on a CPU
+	__u64 cgroup_id;	// cgroup v2 id when the entry was made
 };
 
-// Value of oncpu_since (per CPU): who is on this CPU since when, so readers can add the time
-// of a thread that has been running since its last switch.
+// Value of oncpu_since (per CPU): who is on this CPU now, so readers can add the time of a
+// thread that has been running since its last switch.
 struct st_sched_oncpu {
-	__u64 ts;
 	__u32 tid;
 	__u32 tgid;
 };

@@ -154,6 +154,17 @@ export abstract class BpfReaderBase<S extends SnapshotBase, E = never> extends R
     return total;
   }
 
+  /**
+   * Kernel run-time statistics of each loaded program (run_time_ns, run_cnt; zero unless
+   * bpf_stats is enabled, see `enableBpfStats` of smoothtask/ebpf).
+   */
+  programStats(): Record<string, { runTimeNs: number; runCount: number }> {
+    this.check();
+    const r: Record<string, { runTimeNs: number; runCount: number }> = {};
+    for (const p of this.obj.programs.values()) if (p.loaded) r[p.name] = p.stats();
+    return r;
+  }
+
   /** Memory of each map, by name (bytes). */
   mapMemory(): Record<string, number> {
     const r: Record<string, number> = {};

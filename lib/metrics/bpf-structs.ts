@@ -39,12 +39,13 @@ export const stSchedCpu = def('st_sched_cpu',
     involuntary: field(u64n, 24),
     runq_ns: field(u64n, 32),
     runq_count: field(u64n, 40),
+    cgroup_id: field(u64n, 48),
   },
-  48,
+  56,
 );
 
 /** struct st_sched_oncpu (sched_cpu.h). */
-export const stSchedOncpu = def('st_sched_oncpu', { ts: field(u64n, 0), tid: field(u32, 8), tgid: field(u32, 12) }, 16);
+export const stSchedOncpu = def('st_sched_oncpu', { tid: field(u32, 0), tgid: field(u32, 4) }, 8);
 
 /** struct st_sched_hist (sched_cpu.h). */
 export const stSchedHist = def('st_sched_hist', { slots: field(array(u64n, 32), 0) }, 256);

@@ -27,7 +27,7 @@ import {
 } from './bpf-structs.js';
 import { cgroup2Mount } from './cgroup.js';
 import { perProcess } from './procfs-readers.js';
-import { blockDeviceName, formatIpv6, pageSize, readText } from './procfs.js';
+import { blockDeviceName, formatIpv6, pageSize, readSchedstat, readText } from './procfs.js';
 import {
   TCP_STATES,
   type CpuProcess,
@@ -113,21 +113,24 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     this.#oncpu = this.map('oncpu_since', { key: u32, value: stSchedOncpu });
   }
 
-  /** Threads running right now have time not yet in the map (it is added at switch-out). */
+  /**
+   * A thread running right now has run since its last switch-out, which is when the map
+   * entry was written: its exact current runtime is in /proc (at most one file per CPU).
+   */
   #runningNow(threads: Map<number, Decoded<typeof stSchedCpu>>): void {
-    const now = monotonicNowNs();
     const f = this.filter;
     const onlyTgids = f.cgroupIds.length === 0 && f.comm === undefined;
     for (const c of this.#oncpu.getPerCpu(0) ?? []) {
-      if (!c.tid || !c.ts || now <= c.ts) continue;
+      if (!c.tid) continue;
       let t = threads.get(c.tid);
       if (!t) {
         // Never switched out since the reader opened: count it when the filter surely passes it.
         if (!onlyTgids || (f.tgids.length && !f.tgids.includes(c.tgid))) continue;
-        t = { tgid: c.tgid, oncpu_ns: 0, voluntary: 0, involuntary: 0, runq_ns: 0, runq_count: 0 };
-        threads.set(c.tid, t);
+        t = { tgid: c.tgid, oncpu_ns: 0, voluntary: 0, involuntary: 0, runq_ns: 0, runq_count: 0, cgroup_id: 0 };
       }
-      t.oncpu_ns += now - c.ts;
+      const ss = readSchedstat(c.tgid, c.tid);
+      if (!ss || ss.cpuNs <= t.oncpu_ns) continue;
+      threads.set(c.tid, { ...t, oncpu_ns: ss.cpuNs, runq_ns: Math.max(t.runq_ns, ss.runqNs), runq_count: Math.max(t.runq_count, ss.slices) });
     }
   }
 
@@ -149,15 +152,28 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     };
     const all = this.#threads.readAll();
     this.#runningNow(all);
+    // Without the in-kernel per-cgroup map (per_cgroup off, the default), threads are summed
+    // by the cgroup id their entry carries.
+    const byCgroup = new Map<number, number>();
+    const addCg = (v: Decoded<typeof stSchedCpu>): void => {
+      if (v.cgroup_id) byCgroup.set(v.cgroup_id, (byCgroup.get(v.cgroup_id) ?? 0) + v.oncpu_ns);
+    };
     for (const [tid, v] of all) {
       threads.push({ tid, tgid: v.tgid, cpuNs: v.oncpu_ns, voluntary: v.voluntary, involuntary: v.involuntary, runqNs: v.runq_ns, runqCount: v.runq_count });
       add(v.tgid, v, true);
+      addCg(v);
     }
-    for (const [tgid, v] of this.#exited.readAll()) add(tgid, v, false);
+    for (const [tgid, v] of this.#exited.readAll()) {
+      add(tgid, v, false);
+      addCg(v);
+    }
     for (const p of procs.values()) p.comm = commOf(p.tgid);
     const cgroups: CpuSnapshot['cgroups'] = [];
-    for (const [id, cpuNs] of this.#cgroups.readAll()) cgroups.push({ cgroupId: id.toString(), path: cgroupPath(id.toString()), cpuNs });
-    const h = this.#hist.get(0);
+    const kernel = this.#cgroups.readAll();
+    if (kernel.size) for (const [id, cpuNs] of kernel) cgroups.push({ cgroupId: id.toString(), path: cgroupPath(id.toString()), cpuNs });
+    else for (const [id, cpuNs] of byCgroup) cgroups.push({ cgroupId: String(id), path: cgroupPath(String(id)), cpuNs });
+    const perCpu = this.#hist.getPerCpu(0) ?? [];
+    const h = perCpu.length ? { slots: perCpu.reduce<number[]>((acc, x) => acc.map((v, i) => v + (x.slots[i] ?? 0)), new Array<number>(32).fill(0)) } : undefined;
     return {
       family: 'cpu',
       backend: 'ebpf',
