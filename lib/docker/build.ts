@@ -31,6 +31,11 @@ async function listContext(root: string, dir = root, out: string[] = []): Promis
   return out;
 }
 
+/** Image ids the legacy builder printed as ` ---> <id>` (each finished step). @internal */
+export function builtLayerIds(output: string): string[] {
+  return [...output.matchAll(/^\s*---> ([0-9a-f]{12,64})\s*$/gm)].map((m) => m[1]!);
+}
+
 /** Lower-case tag-safe form of a task id. @internal */
 export function tagSafe(id: string): string {
   return id.toLowerCase().replace(/[^a-z0-9_.-]/g, '-').replace(/^[^a-z0-9]+/, '').slice(0, 100) || 'task';
@@ -88,8 +93,7 @@ export async function buildTaskImage(engine: DockerEngine, req: BuildRequest): P
     }
     if (ev.stream) {
       append(ev.stream);
-      const m = /^ ---> ([0-9a-f]{12,64})\s*$/m.exec(ev.stream);
-      if (m?.[1]) produced.push(m[1]);
+      produced.push(...builtLayerIds(ev.stream));
     }
     if (ev.aux?.ID) imageId = ev.aux.ID;
     if (ev.error || ev.errorDetail) {
@@ -121,8 +125,8 @@ export async function buildTaskImage(engine: DockerEngine, req: BuildRequest): P
   return { imageId, tag };
 }
 
-/** Removes images from `ids` that carry no tag (build leftovers), newest first. */
-async function removeUntagged(engine: DockerEngine, ids: string[]): Promise<void> {
+/** Removes images from `ids` that carry no tag (build leftovers), newest first. @internal */
+export async function removeUntagged(engine: DockerEngine, ids: string[]): Promise<void> {
   for (const id of [...new Set(ids)].reverse()) {
     try {
       const info = await engine.docker.getImage(id).inspect();

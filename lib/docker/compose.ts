@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { validate } from '../errors/validate.js';
 import { zipDirectory } from './artifacts.js';
-import { tagSafe } from './build.js';
+import { builtLayerIds, removeUntagged, tagSafe } from './build.js';
 import { composeFailed, detectCompose, labelOverride, parseComposeConfig, runCli } from './compose-cli.js';
 import { cgroupIdOfPid } from './cgroup.js';
 import { type DockerRunContext, isTimeoutReason, type RunOutcome, stopContainer } from './container.js';
@@ -98,7 +98,12 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
     SMOOTHTASK_TASK_ID: ctx.taskId,
     DOCKER_HOST: `unix://${engine.socketPath}`,
   };
-  const cliLog = (s: string): void => void logs.write('compose', 'stdout', Buffer.from(s));
+  let cliOutput = '';
+  const cliLog = (s: string): void => {
+    // Kept (bounded) for the layer ids a failed build leaves: the legacy builder keeps them as cache.
+    if (cliOutput.length < 1 << 20) cliOutput += s;
+    void logs.write('compose', 'stdout', Buffer.from(s));
+  };
   const base = [...cli.argv, '-p', project, '--project-directory', projectDir, ...files.flatMap((f) => ['-f', f])];
   const overridePath = join(ctx.logsDir, 'compose.smoothtask-labels.json');
   let upAttempted = false;
@@ -122,7 +127,20 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
     stopSignal?.throwIfAborted();
 
     upAttempted = true;
-    const up = await runCli([...base, '-f', overridePath, 'up', '-d', '--remove-orphans', ...(cfg.build ? ['--build'] : ['--no-build']), ...cfg.services], {
+    const toBuild = [...model.services].filter(([name, s]) => s.build && (cfg.services.length === 0 || cfg.services.includes(name))).map(([n]) => n);
+    if (cfg.build && toBuild.length) {
+      // A separate build with --force-rm: `up --build` keeps the container of a failed step
+      // (unlabeled, so nothing would ever remove it).
+      const b = await runCli([...base, '-f', overridePath, 'build', '--force-rm', ...toBuild], {
+        env,
+        cwd: projectDir,
+        onOutput: cliLog,
+        ...(stopSignal ? { signal: stopSignal } : {}),
+      });
+      stopSignal?.throwIfAborted();
+      if (b.code !== 0) composeFailed(`docker compose build failed for project ${project}`, b);
+    }
+    const up = await runCli([...base, '-f', overridePath, 'up', '-d', '--remove-orphans', '--no-build', ...cfg.services], {
       env,
       cwd: projectDir,
       onOutput: cliLog,
@@ -194,7 +212,11 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
       throw e;
     }
   } finally {
-    if (upAttempted) downError = await composeDown(engine, base, overridePath, project, cfg, grace, env, projectDir, cliLog);
+    if (upAttempted) {
+      downError = await composeDown(engine, base, overridePath, project, cfg, grace, env, projectDir, cliLog);
+      // Tagged images are `down --rmi local`'s; untagged layers of a build that failed are ours.
+      if (cfg.removeImages) await removeUntagged(engine, builtLayerIds(cliOutput));
+    }
     let lt: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(followers), new Promise((r) => (lt = setTimeout(r, 5_000)))]);
     clearTimeout(lt);
