@@ -28,7 +28,7 @@ export const ProcessSpecSchema = z.object({
   /** Files (relative to the workspace, or absolute) reported as outputs when they exist at the end. */
   outputs: z.array(z.string()).default([]),
   /** Signal for the polite stop (default SIGTERM). */
-  stopSignal: z.enum(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']).default('SIGTERM'),
+  stopSignal: z.literal(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']).default('SIGTERM'),
 });
 /** Spec of a `process` task (input form). */
 export type ProcessSpec = z.input<typeof ProcessSpecSchema>;

@@ -26,8 +26,16 @@ export function groupAlive(pid: number): boolean {
   }
 }
 
-/** Resolves when the child has exited and its stdio closed: `{ code, signal }`. */
-export function childClosed(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+/** How a child ended. */
+export interface ChildEnd {
+  /** Exit code, or null when a signal ended it. */
+  code: number | null;
+  /** Signal that ended it. */
+  signal: NodeJS.Signals | null;
+}
+
+/** Resolves when the child has exited and its stdio closed. */
+export function childClosed(child: ChildProcess): Promise<ChildEnd> {
   return new Promise((resolve, reject) => {
     child.once('error', (e) => {
       if (child.pid === undefined) reject(e);

@@ -15,5 +15,6 @@ export {
 } from './supervisor.js';
 export type { SupervisedSpec, HealthCheck, SupervisedState, SupervisorEvent } from './supervisor.js';
 export { ResourceLeaseManager, LeaseManagerOptionsSchema, ResourceDefinitionSchema, LeaseError } from './leases.js';
-export type { LeaseManagerOptions, ResourceDefinition } from './leases.js';
+export type { LeaseManagerOptions, ResourceDefinition, Availability } from './leases.js';
 export { killGroup, groupAlive, stopGroup, childClosed } from './group.js';
+export type { ChildEnd } from './group.js';

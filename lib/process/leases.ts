@@ -11,9 +11,24 @@ import type { Lease, LeaseProvider, LeaseRequest } from '../task/types.js';
 
 /** A resource definition: discrete ids (GPU ids), a port range, or a quantity (memory bytes). */
 export const ResourceDefinitionSchema = z.union([
-  z.object({ ids: z.array(z.union([z.string(), z.number()])).min(1) }).strict(),
-  z.object({ range: z.tuple([z.number().int().min(0), z.number().int().min(0)]) }).strict(),
-  z.object({ capacity: z.number().positive() }).strict(),
+  z
+    .object({
+      /** Discrete ids, e.g. GPU indexes. */
+      ids: z.array(z.union([z.string(), z.number()])).min(1),
+    })
+    .strict(),
+  z
+    .object({
+      /** Inclusive numeric range of ids, e.g. host ports `[20000, 20099]`. */
+      range: z.tuple([z.number().int().min(0), z.number().int().min(0)]),
+    })
+    .strict(),
+  z
+    .object({
+      /** A quantity, e.g. memory bytes. */
+      capacity: z.number().positive(),
+    })
+    .strict(),
 ]);
 /** A resource definition. */
 export type ResourceDefinition = z.input<typeof ResourceDefinitionSchema>;
@@ -32,6 +47,17 @@ export class LeaseError extends SmoothtaskError {
     super('ERR_LEASE', message);
   }
 }
+
+/** What {@link ResourceLeaseManager.available} returns. */
+export type Availability =
+  | {
+      /** Free ids (discrete resources). */
+      ids: string[];
+    }
+  | {
+      /** Free amount (quantity resources). */
+      amount: number;
+    };
 
 type Res = { kind: 'ids'; ids: string[]; holder: Map<string, string> } | { kind: 'qty'; capacity: number; used: number };
 
@@ -161,7 +187,7 @@ export class ResourceLeaseManager implements LeaseProvider {
   }
 
   /** What is free now: ids for discrete resources, amount for quantities. */
-  available(resource: string): { ids: string[] } | { amount: number } {
+  available(resource: string): Availability {
     const r = this.#res.get(resource);
     if (!r) throw new LeaseError(`Unknown resource '${resource}'`);
     return r.kind === 'ids' ? { ids: r.ids.filter((i) => !r.holder.has(i)) } : { amount: r.capacity - r.used };

@@ -32,10 +32,26 @@ const HealthBase = {
 
 /** Health check: a command (exit 0 = healthy), an HTTP GET (2xx = healthy) or a function (resolves truthy/void = healthy). */
 export const HealthCheckSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('command'), command: z.string().min(1), args: z.array(z.string()).default([]), ...HealthBase }),
-  z.object({ type: z.literal('http'), url: z.url({ protocol: /^https?$/ }), ...HealthBase }),
   z.object({
+    /** Run a command; exit 0 = healthy. */
+    type: z.literal('command'),
+    /** Executable. */
+    command: z.string().min(1),
+    /** Arguments. */
+    args: z.array(z.string()).default([]),
+    ...HealthBase,
+  }),
+  z.object({
+    /** HTTP GET; 2xx = healthy. */
+    type: z.literal('http'),
+    /** URL to GET. */
+    url: z.url({ protocol: /^https?$/ }),
+    ...HealthBase,
+  }),
+  z.object({
+    /** A function; resolving to anything but `false` = healthy. */
     type: z.literal('fn'),
+    /** The check (gets an AbortSignal that fires at the time limit). */
     check: z.custom<(signal: AbortSignal) => unknown>((v) => typeof v === 'function'),
     ...HealthBase,
   }),
@@ -62,24 +78,33 @@ export const SupervisedSpecSchema = z.object({
   /** Health check; default none (alive = healthy). */
   health: HealthCheckSchema.optional(),
   /** `always` restarts on any exit, `on-failure` only on non-zero/signal exits and health failures, `never` never. */
-  restart: z.enum(['always', 'on-failure', 'never']).default('always'),
+  restart: z.literal(['always', 'on-failure', 'never']).default('always'),
   /** Restart backoff. */
   backoff: z
     .object({
+      /** First delay. */
       baseMs: z.number().min(0).default(500),
+      /** Largest delay. */
       maxMs: z.number().min(0).default(30_000),
+      /** Growth per restart. */
       factor: z.number().min(1).default(2),
-      jitter: z.enum(['full', 'equal', 'none']).default('equal'),
+      /** Jitter (see `backoffDelay`); `equal` keeps delays growing yet spread. */
+      jitter: z.literal(['full', 'equal', 'none']).default('equal'),
     })
     .default({ baseMs: 500, maxMs: 30_000, factor: 2, jitter: 'equal' }),
   /** A run that lasted this long resets the backoff to its base. */
   resetAfterMs: z.number().min(0).default(30_000),
   /** At most `maxRestarts` restarts within `windowMs`; one more and the process is given up (`failed`). */
   budget: z
-    .object({ maxRestarts: z.number().int().min(0).default(10), windowMs: z.number().positive().default(600_000) })
+    .object({
+      /** Restarts allowed within the window. */
+      maxRestarts: z.number().int().min(0).default(10),
+      /** Sliding window. */
+      windowMs: z.number().positive().default(600_000),
+    })
     .default({ maxRestarts: 10, windowMs: 600_000 }),
   /** Signal of the polite stop. */
-  stopSignal: z.enum(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']).default('SIGTERM'),
+  stopSignal: z.literal(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']).default('SIGTERM'),
   /** Grace before SIGKILL on stop or replacement. */
   graceMs: z.number().min(0).default(5000),
 });

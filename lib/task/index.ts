@@ -33,6 +33,8 @@ export type {
   TriggerRecord,
   LeaseRecord,
   TaskRecord,
+  TaskTimings,
+  RecordedError,
   TaskResult,
   LogStream,
   LeaseRequest,
@@ -58,4 +60,4 @@ export type { BackoffOptions } from './backoff.js';
 export type { TaskPersistence } from './persistence.js';
 export { TASK_CHANNELS } from './diagnostics.js';
 export { TaskQueue, TaskQueueOptionsSchema, SubmitOptionsSchema } from './queue.js';
-export type { TaskQueueOptions, SubmitOptions, TaskHandle } from './queue.js';
+export type { TaskQueueOptions, SubmitOptions, TaskHandle, QueueStats } from './queue.js';

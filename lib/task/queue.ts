@@ -52,9 +52,9 @@ export const TaskQueueOptionsSchema = z.object({
   /** Default grace between SIGTERM and SIGKILL (executors receive it as `ctx.killAfterMs`). */
   killAfterMs: z.number().min(0).default(5000),
   /** What to do with tasks found `starting`/`running` in the store at start: run them again or fail them. */
-  recovery: z.enum(['requeue', 'fail']).default('requeue'),
+  recovery: z.literal(['requeue', 'fail']).default('requeue'),
   /** What `close()` does with running tasks: `requeue` (needs persistence) or `cancel`. Default: requeue with persistence, else cancel. */
-  onClose: z.enum(['requeue', 'cancel']).optional(),
+  onClose: z.literal(['requeue', 'cancel']).optional(),
   /** Run `clean` + `archive` (executor cleanup) right after the triggers of every finished task. */
   archiveOnFinish: z.boolean().default(false),
   /** Finished tasks kept in memory (oldest forgotten first; the store keeps them all). */
@@ -89,7 +89,16 @@ export const SubmitOptionsSchema = z.object({
   retry: z.union([z.literal(true), RetryPolicySchema]).optional(),
   /** Resources leased before the task starts; it waits in the queue until they are free. */
   resources: z
-    .array(z.object({ resource: z.string().min(1), count: z.number().int().positive().optional(), amount: z.number().positive().optional() }))
+    .array(
+      z.object({
+        /** Resource name. */
+        resource: z.string().min(1),
+        /** Ids wanted (discrete resources). */
+        count: z.number().int().positive().optional(),
+        /** Amount wanted (quantity resources). */
+        amount: z.number().positive().optional(),
+      }),
+    )
     .default([]),
   /** Triggers for this task only (not persisted: a recovered task runs only the queue's triggers). */
   triggers: z.array(z.custom<TaskTrigger>((v) => v != null && typeof (v as TaskTrigger).run === 'function')).default([]),
@@ -98,6 +107,18 @@ export const SubmitOptionsSchema = z.object({
 });
 /** Options of {@link TaskQueue.submit}. */
 export type SubmitOptions = z.input<typeof SubmitOptionsSchema>;
+
+/** Counts returned by {@link TaskQueue.stats}. */
+export interface QueueStats {
+  /** Attempts running. */
+  active: number;
+  /** Tasks waiting for a slot. */
+  pending: number;
+  /** Tasks waiting to retry. */
+  retrying: number;
+  /** Tasks in memory. */
+  total: number;
+}
 
 /** What `submit()` returns at once. */
 export interface TaskHandle {
@@ -297,7 +318,7 @@ export class TaskQueue {
   }
 
   /** Counts: attempts running, tasks waiting for a slot, tasks waiting to retry. */
-  stats(): { active: number; pending: number; retrying: number; total: number } {
+  stats(): QueueStats {
     let retrying = 0;
     for (const e of this.#entries.values()) if (e.phase === 'retry-wait') retrying++;
     return { active: this.#active, pending: this.#pending.length, retrying, total: this.#entries.size };

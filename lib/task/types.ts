@@ -14,60 +14,188 @@ export const JsonValueSchema: z.ZodType<JsonValue> = z.lazy(() =>
   z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(JsonValueSchema), z.record(z.string(), JsonValueSchema)]),
 );
 
-/** One entry of a task's history. */
-export const TransitionRecordSchema = z.object({
+/** One entry of a task's history: `{ from, to, event, at, reason }`. */
+export interface TransitionRecord {
+  /** State before. */
+  from: TaskState;
+  /** State after. */
+  to: TaskState;
+  /** Event applied. */
+  event: TaskEvent;
+  /** Epoch milliseconds. */
+  at: number;
+  /** Why, when known. */
+  reason?: string | undefined;
+  /** Attempt number at the time. */
+  attempt?: number | undefined;
+}
+
+/** Zod schema of {@link TransitionRecord}. */
+export const TransitionRecordSchema: z.ZodType<TransitionRecord> = z.object({
   from: z.enum(TASK_STATES),
   to: z.enum(TASK_STATES),
   event: z.enum(TASK_EVENTS),
-  /** Epoch milliseconds. */
   at: z.number(),
   reason: z.string().optional(),
   attempt: z.number().int().optional(),
 });
-/** One entry of a task's history: `{ from, to, event, at, reason }`. */
-export type TransitionRecord = z.infer<typeof TransitionRecordSchema>;
 
-/** Retry policy of a task that opts into retries. */
-export const RetryPolicySchema = z.object({
-  /** Total attempts including the first (1 = no retry). */
+/** Retry policy of a task that opts into retries (all fields have defaults). */
+export interface RetryPolicy {
+  /** Total attempts including the first (default 3; 1 = no retry). */
+  maxAttempts?: number;
+  /** Base delay of the exponential backoff (default 500 ms). */
+  baseMs?: number;
+  /** Cap of the backoff delay (default 60 s). */
+  maxMs?: number;
+  /** Growth factor per attempt (default 2). */
+  factor?: number;
+  /** Which endings are retried (default both). */
+  on?: Array<'failed' | 'timed_out'>;
+}
+
+/** Zod schema of {@link RetryPolicy}; parsing fills the defaults. */
+export const RetryPolicySchema: z.ZodType<Required<RetryPolicy>, RetryPolicy> = z.object({
   maxAttempts: z.number().int().min(1).max(1000).default(3),
-  /** Base delay of the exponential backoff. */
   baseMs: z.number().min(0).default(500),
-  /** Cap of the backoff delay. */
   maxMs: z.number().min(0).default(60_000),
-  /** Growth factor per attempt. */
   factor: z.number().min(1).default(2),
-  /** Which endings are retried. */
   on: z.array(z.enum(['failed', 'timed_out'])).default(['failed', 'timed_out']),
 });
-/** Retry policy (input form). */
-export type RetryPolicy = z.input<typeof RetryPolicySchema>;
 
-/** Record of one trigger run. */
-export const TriggerRecordSchema = z.object({
+/** An error as recorded on a task. */
+export interface RecordedError {
+  /** Stable code when the error had one (e.g. `ERR_TASK_TIMEOUT`). */
+  code?: string | undefined;
+  /** Message. */
+  message: string;
+}
+
+/** Record of one trigger run, kept on the task (errors included, never lost). */
+export interface TriggerRecord {
+  /** Trigger name (`cleanup` for the executor's cleanup). */
+  name: string;
+  /** The outcome that fired it. */
+  on: OutcomeState;
+  /** Epoch ms when it started. */
+  at: number;
+  /** Whether it completed without error. */
+  ok: boolean;
+  /** How long it ran. */
+  durationMs: number;
+  /** Its error, if any. */
+  error?: RecordedError | undefined;
+}
+
+const RecordedErrorSchema = z.object({ code: z.string().optional(), message: z.string() });
+
+/** Zod schema of {@link TriggerRecord}. */
+export const TriggerRecordSchema: z.ZodType<TriggerRecord> = z.object({
   name: z.string(),
   on: z.enum(OUTCOME_STATES),
   at: z.number(),
   ok: z.boolean(),
   durationMs: z.number(),
-  error: z.object({ code: z.string().optional(), message: z.string() }).optional(),
+  error: RecordedErrorSchema.optional(),
 });
-/** Record of one trigger run, kept on the task (errors included, never lost). */
-export type TriggerRecord = z.infer<typeof TriggerRecordSchema>;
 
-/** Record of one resource lease held by the task. */
-export const LeaseRecordSchema = z.object({
+/** A lease held (or once held) by a task. */
+export interface LeaseRecord {
+  /** Lease id. */
+  id: string;
+  /** Resource name. */
+  resource: string;
+  /** Ids granted (discrete resources). */
+  ids?: string[] | undefined;
+  /** Amount granted. */
+  amount?: number | undefined;
+  /** Epoch ms when it was returned. */
+  releasedAt?: number | undefined;
+}
+
+/** Zod schema of {@link LeaseRecord}. */
+export const LeaseRecordSchema: z.ZodType<LeaseRecord> = z.object({
   id: z.string(),
   resource: z.string(),
   ids: z.array(z.string()).optional(),
   amount: z.number().optional(),
   releasedAt: z.number().optional(),
 });
-/** A lease held (or once held) by a task. */
-export type LeaseRecord = z.infer<typeof LeaseRecordSchema>;
 
-/** The persisted task record. */
-export const TaskRecordSchema = z.object({
+/** Timings of a task (epoch ms). */
+export interface TaskTimings {
+  /** Submitted. */
+  createdAt: number;
+  /** Last entered `queued`. */
+  queuedAt?: number | undefined;
+  /** Last attempt left the queue (`starting`). */
+  startedAt?: number | undefined;
+  /** Last attempt's executor started (`running`). */
+  runningAt?: number | undefined;
+  /** Reached its outcome. */
+  endedAt?: number | undefined;
+  /** Wall time of the last attempt, start to settle. */
+  durationMs?: number | undefined;
+}
+
+/** The task record: everything known about a task, persisted on every transition. */
+export interface TaskRecord {
+  /** Unique id. */
+  id: string;
+  /** Executor kind. */
+  kind: string;
+  /** Executor spec (JSON). */
+  spec: JsonValue;
+  /** Current state. */
+  state: TaskState;
+  /** The outcome reached (kept through `cleaning`/`archived`). */
+  outcome?: OutcomeState | undefined;
+  /** Higher runs first. */
+  priority: number;
+  /** Free-form labels. */
+  labels: Record<string, string>;
+  /** 1-based number of the current or last attempt (0 before the first). */
+  attempt: number;
+  /** Retry policy, when the task opted in. */
+  retry?: Required<RetryPolicy> | undefined;
+  /** Per-attempt time limit. */
+  timeoutMs?: number | undefined;
+  /** Grace between the polite stop and SIGKILL. */
+  killAfterMs: number;
+  /** Resources leased before each attempt. */
+  resources: LeaseRequest[];
+  /** Every transition, in order. */
+  history: TransitionRecord[];
+  /** Exit code of the last attempt. */
+  exitCode: number | null;
+  /** Signal that ended the last attempt. */
+  signal: string | null;
+  /** Error of the last attempt. */
+  error?: RecordedError | undefined;
+  /** Timings. */
+  timings: TaskTimings;
+  /** Per-task working directory. */
+  workspace?: string | undefined;
+  /** Combined stdout+stderr log, in arrival order. */
+  logPath?: string | undefined;
+  /** Per-stream log files. */
+  logs?: Record<LogStream, string> | undefined;
+  /** Output files (absolute paths). */
+  outputs: string[];
+  /** Artifacts built from the outputs (absolute paths). */
+  artifacts: string[];
+  /** Executor-defined JSON result. */
+  result?: JsonValue | undefined;
+  /** Executor facts (`pid`, `containerId`, ...). */
+  info: Record<string, JsonValue>;
+  /** Leases held by attempts. */
+  leases: LeaseRecord[];
+  /** Trigger runs. */
+  triggers: TriggerRecord[];
+}
+
+/** Zod schema of {@link TaskRecord} (what the store validates). */
+export const TaskRecordSchema: z.ZodType<TaskRecord> = z.object({
   id: z.string().min(1),
   kind: z.string().min(1),
   spec: JsonValueSchema,
@@ -78,14 +206,14 @@ export const TaskRecordSchema = z.object({
   labels: z.record(z.string(), z.string()),
   /** 1-based attempt number of the current or last run. */
   attempt: z.number().int().min(0),
-  retry: RetryPolicySchema.optional(),
+  retry: (RetryPolicySchema as z.ZodType<Required<RetryPolicy>>).optional(),
   timeoutMs: z.number().optional(),
   killAfterMs: z.number(),
   resources: z.array(z.object({ resource: z.string(), count: z.number().optional(), amount: z.number().optional() })).default([]),
   history: z.array(TransitionRecordSchema),
   exitCode: z.number().int().nullable(),
   signal: z.string().nullable(),
-  error: z.object({ code: z.string().optional(), message: z.string() }).optional(),
+  error: RecordedErrorSchema.optional(),
   timings: z.object({
     createdAt: z.number(),
     queuedAt: z.number().optional(),
@@ -106,8 +234,6 @@ export const TaskRecordSchema = z.object({
   leases: z.array(LeaseRecordSchema),
   triggers: z.array(TriggerRecordSchema),
 });
-/** The task record: everything known about a task, persisted on every transition. */
-export type TaskRecord = z.infer<typeof TaskRecordSchema>;
 
 /** What an executor's `run()` resolves with. */
 export interface TaskResult {

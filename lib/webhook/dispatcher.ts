@@ -41,13 +41,32 @@ export const EndpointSchema = z.object({
   /** Only these event types; a trailing `*` matches a prefix (`task.*`). Default: all. */
   types: z.array(z.string()).optional(),
   /** Set when the receiver answered 410 Gone. */
-  disabled: z.object({ at: z.number(), reason: z.string() }).optional(),
+  disabled: z
+    .object({
+      /** Epoch ms. */
+      at: z.number(),
+      /** Why. */
+      reason: z.string(),
+    })
+    .optional(),
+  /** Epoch ms when it was added. */
   createdAt: z.number(),
 });
 /** A stored endpoint. */
 export type Endpoint = z.infer<typeof EndpointSchema>;
 /** What {@link WebhookDispatcher.addEndpoint} accepts. */
-export type EndpointInput = Omit<z.input<typeof EndpointSchema>, 'id' | 'secret' | 'createdAt' | 'disabled'> & { id?: string; secret?: string };
+export interface EndpointInput {
+  /** Stable id (letters, digits, `._-`). Default: random. */
+  id?: string;
+  /** http(s) URL. */
+  url: string;
+  /** `whsec_<base64>` signing secret. Default: generated. */
+  secret?: string;
+  /** Only events with one of these subjects (e.g. a task id). Default: all. */
+  subjects?: string[];
+  /** Only these event types; a trailing `*` matches a prefix. Default: all. */
+  types?: string[];
+}
 
 const MessageSchema = z.object({
   msgId: z.string(),
@@ -73,7 +92,14 @@ export const WebhookDispatcherOptionsSchema = z.object({
   timeoutMs: z.number().positive().default(10_000),
   /** Backoff between attempts of one message. */
   backoff: z
-    .object({ baseMs: z.number().min(0).default(1000), maxMs: z.number().min(0).default(300_000), factor: z.number().min(1).default(2) })
+    .object({
+      /** First delay. */
+      baseMs: z.number().min(0).default(1000),
+      /** Largest delay. */
+      maxMs: z.number().min(0).default(300_000),
+      /** Growth per attempt. */
+      factor: z.number().min(1).default(2),
+    })
     .default({ baseMs: 1000, maxMs: 300_000, factor: 2 }),
   /** Upper bound applied to a receiver's `Retry-After`. */
   maxRetryAfterMs: z.number().min(0).default(3_600_000),

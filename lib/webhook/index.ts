@@ -8,7 +8,7 @@ export { generateWebhookSecret, signWebhook, webhookHeaders, verifyWebhook } fro
 export type { VerifyWebhookOptions, VerifiedWebhook } from './signature.js';
 export { WebhookVerificationError, SsrfBlockedError, WebhookDeliveryError } from './errors.js';
 export { NetworkPolicySchema, createAddressGuard, guardedLookup, checkLiteralHost } from './ssrf.js';
-export type { NetworkPolicy, AddressGuard } from './ssrf.js';
+export type { NetworkPolicy, AddressGuard, LookupCb } from './ssrf.js';
 export {
   WebhookDispatcher,
   WebhookDispatcherOptionsSchema,

@@ -70,7 +70,8 @@ export function createAddressGuard(policy: NetworkPolicy = {}): AddressGuard {
   };
 }
 
-type LookupCb = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+/** Callback of a `dns.lookup`-style function. */
+export type LookupCb = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
 /** A `lookup` function for `http.request`/`net.connect` that refuses blocked addresses. */
 export function guardedLookup(guard: AddressGuard): (hostname: string, options: LookupOptions, cb: LookupCb) => void {
