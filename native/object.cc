@@ -110,6 +110,7 @@ void ObjectState::Describe() {
       memlockBytes += FdMemlock(m.fd);
     }
     maps.push_back(std::move(m));
+    memlockKnown = true;
   }
   btf.clear();
   if (const struct btf* b = bpf_object__btf(obj)) {
@@ -230,6 +231,12 @@ Napi::Value NativeObject::Meta(const Napi::CallbackInfo& info) {
   o.Set("name", state_->name);
   o.Set("openMs", state_->openMs);
   o.Set("loadMs", state_->loadMs);
+  if (!state_->memlockKnown) {
+    state_->memlockBytes = 0;
+    for (auto& p : state_->progs) state_->memlockBytes += FdMemlock(p.fd);
+    for (auto& m : state_->maps) state_->memlockBytes += FdMemlock(m.fd);
+    state_->memlockKnown = true;
+  }
   o.Set("memlockBytes", static_cast<double>(state_->memlockBytes));
   o.Set("log", state_->log);
   return o;

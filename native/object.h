@@ -37,6 +37,7 @@ struct ObjectState {
   std::string log;             // libbpf messages of the load (debug level when logLevel > 0)
   double openMs = 0, loadMs = 0;
   uint64_t memlockBytes = 0;   // kernel memory of programs + maps (fdinfo memlock)
+  bool memlockKnown = false;   // computed lazily for objects reopened from pins
 
   ObjectState() = default;
   ObjectState(const ObjectState&) = delete;

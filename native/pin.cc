@@ -58,7 +58,6 @@ Napi::Value OpenPinned(const Napi::CallbackInfo& info) {
         pi.fd = fd;
         pi.loaded = true;
         ProgIdTag(fd, &pi.id, &pi.tag);
-        state->memlockBytes += FdMemlock(fd);
       }
       state->progs.push_back(std::move(pi));
     }
@@ -85,7 +84,6 @@ Napi::Value OpenPinned(const Napi::CallbackInfo& info) {
       mi.flags = bi.map_flags;
       mi.btfKeyTypeId = bi.btf_key_type_id;
       mi.btfValueTypeId = bi.btf_value_type_id;
-      state->memlockBytes += FdMemlock(fd);
       state->maps.push_back(std::move(mi));
     }
     if (spec.Has("btf") && spec.Get("btf").IsTypedArray()) {

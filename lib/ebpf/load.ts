@@ -137,10 +137,21 @@ const OWNER_GRACE_MS = 2000;
 // Last load time by hash, so loadObjects can start the slowest objects first.
 const history = new Map<string, number>();
 
+// Files read before, by path: a file whose inode, size, mtime and ctime are unchanged is not
+// read (and hashed) again, so a cache hit or a pin reuse costs a stat, not a read.
+const fileMemo = new Map<string, { key: string; bytes: Uint8Array }>();
+
 async function readSource(source: ObjectSource): Promise<Uint8Array> {
   if (source instanceof Uint8Array) return source;
   try {
-    return await readFile(source);
+    const st = await stat(source, { bigint: true });
+    const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const memo = fileMemo.get(source);
+    if (memo?.key === key) return memo.bytes;
+    const bytes = await readFile(source);
+    if (fileMemo.size >= 256) fileMemo.clear();
+    fileMemo.set(source, { key, bytes });
+    return bytes;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOENT' || err.code === 'EISDIR')

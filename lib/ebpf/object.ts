@@ -24,7 +24,7 @@ export class ObjectCore {
   #closed = false;
   readonly programs: ProgramInfo[];
   readonly maps: MapInfo[];
-  readonly bytes: number;
+  #bytes: number | undefined;
 
   constructor(
     readonly native: NativeObjectHandle,
@@ -36,7 +36,12 @@ export class ObjectCore {
   ) {
     this.programs = native.programs();
     this.maps = native.maps();
-    this.bytes = native.meta().memlockBytes;
+  }
+
+  /** Kernel memory of the programs and maps (fdinfo memlock), read once on first use. */
+  get bytes(): number {
+    if (this.#bytes === undefined) this.#bytes = this.#closed ? 0 : this.native.meta().memlockBytes;
+    return this.#bytes;
   }
 
   get closed(): boolean {

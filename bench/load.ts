@@ -1,0 +1,151 @@
+/**
+ * Loader benchmark: the same set of objects loaded
+ *  - cold, one after the other (verifier every time)            = baseline
+ *  - cold, in parallel with loadObjects (loader thread pool)
+ *  - from the program cache (a hit skips the verifier)
+ *  - from bpffs pins, as a restarted process would (fresh handles, no verifier)
+ * plus what parsing the kernel BTF costs once (libbpf 1.1 pays it in every load that needs it).
+ *
+ *   npm run bench -- load [rounds]
+ *
+ * Uses every bundled object in the BPF dir (SMOOTHTASK_BPF_DIR) that loads on this host.
+ * Targets: parallel <= 0.6x sequential (2+ cores), cache hit and pinned start >= 100x faster.
+ */
+import { readdirSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import type { BenchResult } from './run.js';
+import { kernelBtfParseCost, loadObject, loadObjects, programCache, unpin } from '../lib/ebpf/index.js';
+import { bpfObjectDir } from '../lib/native/addon.js';
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+};
+
+async function time(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+export default async function bench(args: string[]): Promise<BenchResult> {
+  const rounds = Math.max(1, Number(args[0] ?? 3));
+  const dir = bpfObjectDir();
+  const candidates = readdirSync(dir)
+    .filter((f) => f.endsWith('.bpf.o'))
+    .map((f) => join(dir, f));
+  // keep the objects that load here (and warm up threads, probes and the pre-check)
+  const paths: string[] = [];
+  for (const p of candidates) {
+    try {
+      (await loadObject(p, { cache: false })).close();
+      paths.push(p);
+    } catch (e) {
+      console.error(`skipping ${p}: ${(e as Error).message}`);
+    }
+  }
+  if (paths.length < 2) throw new Error(`need at least 2 loadable objects in ${dir}`);
+  const closeAll = (objs: { close(): void }[]): void => objs.forEach((o) => o.close());
+
+  const seq: number[] = [];
+  const par: number[] = [];
+  // CPU the process got per wall-clock ms in each phase (the verifier runs as our system time):
+  // parallel loading can only win when the host gives the process more than one core.
+  const cpu = { seq: 0, par: 0 };
+  for (let r = 0; r < rounds; r++) {
+    let c0 = process.cpuUsage();
+    seq.push(
+      await time(async () => {
+        const objs = [];
+        for (const p of paths) objs.push(await loadObject(p, { cache: false }));
+        closeAll(objs);
+      }),
+    );
+    let c = process.cpuUsage(c0);
+    cpu.seq += (c.user + c.system) / 1000;
+    c0 = process.cpuUsage();
+    par.push(
+      await time(async () => {
+        const res = await loadObjects(paths, { cache: false });
+        closeAll(res.flatMap((x) => (x.status === 'fulfilled' ? [x.value] : [])));
+      }),
+    );
+    c = process.cpuUsage(c0);
+    cpu.par += (c.user + c.system) / 1000;
+  }
+  const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+
+  // cache: one miss per object, then hits
+  programCache.clear({ resetStats: true });
+  closeAll(await Promise.all(paths.map((p) => loadObject(p))));
+  const hit: number[] = [];
+  for (let r = 0; r < rounds * 5; r++) {
+    hit.push(
+      await time(async () => {
+        const objs = [];
+        for (const p of paths) objs.push(await loadObject(p));
+        closeAll(objs);
+      }),
+    );
+  }
+  const cacheStats = programCache.stats();
+  programCache.clear();
+
+  // pins: pin once, then reopen as a restarted process would (no cache, fresh handles)
+  const namespace = `st_bench_load_${process.pid}`;
+  const pinned: number[] = [];
+  try {
+    closeAll(await Promise.all(paths.map((p) => loadObject(p, { cache: false, pin: { namespace } }))));
+    for (let r = 0; r < rounds * 5; r++) {
+      pinned.push(
+        await time(async () => {
+          const objs = [];
+          for (const p of paths) {
+            const o = await loadObject(p, { cache: false, pin: { namespace } });
+            if (!o.fromPins) throw new Error(`${p} was not reopened from pins`);
+            objs.push(o);
+          }
+          closeAll(objs);
+        }),
+      );
+    }
+  } finally {
+    unpin({ namespace });
+  }
+
+  const btf = kernelBtfParseCost();
+  const seqMs = median(seq);
+  const parMs = median(par);
+  const hitMs = median(hit);
+  const pinMs = median(pinned);
+  return {
+    figures: {
+      objects: paths.length,
+      objectNames: paths.map((p) => p.split('/').pop()).join(','),
+      cores: cpus().length,
+      rounds,
+      coldSequentialMs: seqMs,
+      coldParallelMs: parMs,
+      cacheHitMs: hitMs,
+      pinnedWarmStartMs: pinMs,
+      cacheHits: cacheStats.hits,
+      cacheLoadTimeSavedMs: cacheStats.loadTimeSavedMs,
+      sequentialCpuMsPerWallMs: cpu.seq / sum(seq),
+      parallelCpuMsPerWallMs: cpu.par / sum(par),
+      hostLoadAverage1m: loadavg()[0] ?? 0,
+      kernelBtfParseMs: btf.ms,
+      kernelBtfTypes: btf.types,
+    },
+    ratios: {
+      parallelOverSequential: parMs / seqMs,
+      coldOverCacheHit: seqMs / hitMs,
+      coldOverPinned: seqMs / pinMs,
+    },
+    targets: {
+      parallelAtMost0_6xSequential: parMs / seqMs <= 0.6,
+      cacheHitAtLeast100xFaster: seqMs / hitMs >= 100,
+      pinnedAtLeast100xFaster: seqMs / pinMs >= 100,
+    },
+  };
+}
