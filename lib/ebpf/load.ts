@@ -9,7 +9,8 @@
 import { createHash } from 'node:crypto';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { readFile, stat } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
@@ -71,6 +72,27 @@ type ParsedLoadOptions = z.output<typeof LoadOptionsSchema>;
 
 /** What {@link loadObject} accepts: a path to an ELF file or its bytes. */
 export type ObjectSource = string | Uint8Array;
+
+/**
+ * Paths of the bundled eBPF objects (compiled from the package's `bpf/*.bpf.c`), or of one of
+ * them by name (`bundledObject('counter')`). The directory is `SMOOTHTASK_BPF_DIR` when set.
+ */
+export function bundledObjects(): string[] {
+  const dir = bpfObjectDir();
+  try {
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.bpf.o'))
+      .sort()
+      .map((f) => join(dir, f));
+  } catch {
+    return [];
+  }
+}
+
+/** Path of one bundled object by name (`counter` → `<dir>/counter.bpf.o`); it may not exist. */
+export function bundledObject(name: string): string {
+  return join(bpfObjectDir(), `${name}.bpf.o`);
+}
 
 /** Object name from a path: `dir/runqlat.bpf.o` → `runqlat`. */
 export function objectNameOf(source: ObjectSource): string {

@@ -9,7 +9,7 @@ import {
   UnsupportedError,
   VerifierError,
 } from '../../lib/ebpf/errors.js';
-import { configureLoader, loadObject, objectHash } from '../../lib/ebpf/load.js';
+import { configureLoader, loadChannel, loadObject, objectHash, type LoadEvent } from '../../lib/ebpf/load.js';
 import { programCache } from '../../lib/ebpf/cache.js';
 import { ConfigError } from '../../lib/errors/index.js';
 import { bundled, fdCount, getpidChild, progExists, testObject } from './helpers-loader.js';
@@ -161,10 +161,44 @@ describe('timeout', () => {
     expect(ok.program('count_getpid').loaded).toBe(true);
   });
 
-  it('lets a load without timeout run to completion', async () => {
-    using obj = await loadObject(testObject('slow_verify'), { cache: false });
-    expect(obj.program('slow_verify').loaded).toBe(true);
-    expect(obj.loadTimeMs).toBeGreaterThan(30);
+  it('runs off the main thread: the event loop keeps turning during a long verification', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    try {
+      using obj = await loadObject(testObject('slow_verify'), { cache: false });
+      expect(obj.program('slow_verify').loaded).toBe(true);
+      expect(obj.loadTimeMs).toBeGreaterThan(30);
+      // a blocked loop would have run the 5 ms timer at most once
+      expect(ticks).toBeGreaterThanOrEqual(Math.floor(obj.loadTimeMs / 5 / 4));
+      expect(ticks).toBeGreaterThan(2);
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
+  it('an aborted wait rejects with the abort reason; the load itself still completes and is released', async () => {
+    const ac = new AbortController();
+    const p = loadObject(testObject('slow_verify'), { cache: false, signal: ac.signal });
+    setTimeout(() => ac.abort(new Error('stop waiting')), 10);
+    await expect(p).rejects.toThrow('stop waiting');
+  });
+
+  it('publishes every load on diagnostics_channel', async () => {
+    const events: LoadEvent[] = [];
+    const onMessage = (m: unknown): void => {
+      events.push(m as LoadEvent);
+    };
+    loadChannel.subscribe(onMessage);
+    try {
+      (await loadObject(bundled('counter'), { cache: false })).close();
+      await loadObject(testObject('broken'), { cache: false }).catch(() => undefined);
+    } finally {
+      loadChannel.unsubscribe(onMessage);
+    }
+    expect(events.map((e) => [e.name, e.error])).toEqual([
+      ['counter', undefined],
+      ['broken', 'ERR_BPF_VERIFIER'],
+    ]);
   });
 });
 
