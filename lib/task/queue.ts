@@ -4,7 +4,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -186,7 +186,7 @@ export class TaskQueue {
   readonly #opts: z.output<typeof TaskQueueOptionsSchema>;
   readonly #executors = new Map<string, TaskExecutor<never>>();
   readonly #entries = new Map<string, Entry>();
-  readonly #pending: Entry[] = [];
+  readonly #pending = new PendingSet();
   readonly #finishedOrder: string[] = [];
   readonly #transitionListeners = new Set<(e: TransitionEvent) => void>();
   readonly #logListeners = new Set<(e: LogEvent) => void>();
@@ -321,7 +321,7 @@ export class TaskQueue {
   stats(): QueueStats {
     let retrying = 0;
     for (const e of this.#entries.values()) if (e.phase === 'retry-wait') retrying++;
-    return { active: this.#active, pending: this.#pending.length, retrying, total: this.#entries.size };
+    return { active: this.#active, pending: this.#pending.size, retrying, total: this.#entries.size };
   }
 
   /** Waits for a task's outcome (see {@link TaskHandle.done}). */
@@ -344,8 +344,7 @@ export class TaskQueue {
         e.cancelReason ??= reason ?? 'cancelled';
         return true;
       case 'pending': {
-        const i = this.#pending.indexOf(e);
-        if (i >= 0) this.#pending.splice(i, 1);
+        this.#pending.delete(e);
         e.phase = 'new';
         e.cancelReason = reason ?? 'cancelled';
         if (!e.enqueued) return true; // the submit chain sees cancelReason
@@ -426,7 +425,7 @@ export class TaskQueue {
         }
         e.detachSignal?.();
       }
-      this.#pending.length = 0;
+      this.#pending.clear();
     }
     await Promise.allSettled([...this.#activeDone]);
     await Promise.allSettled([...this.#entries.values()].map((e) => e.chain));
@@ -518,37 +517,28 @@ export class TaskQueue {
       return;
     }
     e.phase = 'pending';
-    // Sorted by priority desc, then seq asc; binary search for the insertion point.
-    let lo = 0;
-    let hi = this.#pending.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      const m = this.#pending[mid]!;
-      if (m.rec.priority > e.rec.priority || (m.rec.priority === e.rec.priority && m.seq < e.seq)) lo = mid + 1;
-      else hi = mid;
-    }
-    this.#pending.splice(lo, 0, e);
+    this.#pending.add(e);
     this.#pump();
   }
 
   #pump(): void {
     if (!this.#isReady || this.#closed) return;
-    while (this.#active < this.#opts.concurrency && this.#pending.length > 0) {
-      let picked = -1;
+    while (this.#active < this.#opts.concurrency && this.#pending.size > 0) {
+      let picked: Entry | undefined;
       let leases: Lease[] = [];
-      for (let i = 0; i < this.#pending.length; i++) {
-        const cand = this.#pending[i]!;
+      for (const cand of this.#pending.ordered()) {
         // Strict order: wait for an earlier entry whose 'enqueue' is still being recorded.
         if (!cand.enqueued) break;
         const got = this.#tryLeases(cand);
         if (got) {
-          picked = i;
+          picked = cand;
           leases = got;
           break;
         }
       }
-      if (picked < 0) return;
-      const e = this.#pending.splice(picked, 1)[0]!;
+      if (!picked) return;
+      const e = picked;
+      this.#pending.delete(e);
       e.phase = 'active';
       e.preLeases = leases;
       e.controller = new AbortController();
@@ -615,8 +605,16 @@ export class TaskQueue {
         logPath: join(workspace, 'output.log'),
         leases: [...e.rec.leases, ...leaseRecords],
       });
-      await mkdir(workspace, { recursive: true });
-      sink = new LogSink(logs, join(workspace, 'output.log'), (stream, chunk) => {
+      // Created on first use (most no-op tasks never touch it): the seam promises it exists when read.
+      let wsReady = false;
+      const ensureWorkspace = (): string => {
+        if (!wsReady) {
+          mkdirSync(workspace, { recursive: true });
+          wsReady = true;
+        }
+        return workspace;
+      };
+      sink = new LogSink(logs, join(workspace, 'output.log'), ensureWorkspace, (stream, chunk) => {
         const ev: LogEvent = { taskId: id, stream, chunk, at: Date.now() };
         if (logChannel.hasSubscribers) logChannel.publish(ev);
         for (const fn of this.#logListeners) {
@@ -644,7 +642,9 @@ export class TaskQueue {
         attempt,
         signal,
         killAfterMs: e.rec.killAfterMs,
-        workspace,
+        get workspace() {
+          return ensureWorkspace();
+        },
         log: (stream, chunk) => s.write(stream, chunk),
         setInfo: (patch) => {
           Object.assign(info, patch);
@@ -884,21 +884,76 @@ export class TaskQueue {
   }
 }
 
+/**
+ * Pending entries: priority descending, FIFO within a priority (by time of entry). Removal is
+ * O(1) and lazy (a ticket per insertion), so cancelling or dispatching from the middle of a
+ * long queue costs nothing.
+ */
+class PendingSet {
+  readonly #buckets = new Map<number, { items: Array<[Entry, number]>; head: number }>();
+  readonly #prios: number[] = [];
+  readonly #tickets = new Map<Entry, number>();
+  #next = 0;
+  get size(): number {
+    return this.#tickets.size;
+  }
+  add(e: Entry): void {
+    const ticket = this.#next++;
+    this.#tickets.set(e, ticket);
+    const p = e.rec.priority;
+    let b = this.#buckets.get(p);
+    if (!b) {
+      b = { items: [], head: 0 };
+      this.#buckets.set(p, b);
+      let i = 0;
+      while (i < this.#prios.length && this.#prios[i]! > p) i++;
+      this.#prios.splice(i, 0, p);
+    }
+    b.items.push([e, ticket]);
+  }
+  delete(e: Entry): boolean {
+    return this.#tickets.delete(e);
+  }
+  clear(): void {
+    this.#tickets.clear();
+    this.#buckets.clear();
+    this.#prios.length = 0;
+  }
+  *ordered(): Generator<Entry> {
+    for (const p of this.#prios) {
+      const b = this.#buckets.get(p)!;
+      const live = (x: [Entry, number]) => this.#tickets.get(x[0]) === x[1];
+      while (b.head < b.items.length && !live(b.items[b.head]!)) b.head++;
+      if (b.head > 1024 && b.head * 2 > b.items.length) {
+        b.items = b.items.slice(b.head);
+        b.head = 0;
+      }
+      for (let i = b.head; i < b.items.length; i++) {
+        const x = b.items[i]!;
+        if (live(x)) yield x[0];
+      }
+    }
+  }
+}
+
 /** Per-task log files, opened lazily; also feeds listeners. */
 class LogSink {
   readonly #paths: Record<LogStream, string>;
   readonly #combined: string;
   readonly #emit: (stream: LogStream, chunk: string) => void;
+  readonly #ensureDir: () => string;
   readonly #streams = new Map<string, WriteStream>();
   #closed = false;
-  constructor(paths: Record<LogStream, string>, combined: string, emit: (stream: LogStream, chunk: string) => void) {
+  constructor(paths: Record<LogStream, string>, combined: string, ensureDir: () => string, emit: (stream: LogStream, chunk: string) => void) {
     this.#paths = paths;
     this.#combined = combined;
+    this.#ensureDir = ensureDir;
     this.#emit = emit;
   }
   #open(path: string): WriteStream {
     let s = this.#streams.get(path);
     if (!s) {
+      this.#ensureDir();
       s = createWriteStream(path, { flags: 'a' });
       s.on('error', () => {});
       this.#streams.set(path, s);
