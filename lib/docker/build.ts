@@ -22,6 +22,14 @@ export interface BuildRequest {
   signal?: AbortSignal;
 }
 
+/** An image built for a task. */
+export interface BuiltImage {
+  /** Image id (`sha256:…`). */
+  imageId: string;
+  /** Tag given to it: `smoothtask-build:<task>`. */
+  tag: string;
+}
+
 async function listContext(root: string, dir = root, out: string[] = []): Promise<string[]> {
   for (const ent of await readdir(dir, { withFileTypes: true })) {
     const abs = join(dir, ent.name);
@@ -50,7 +58,7 @@ export function tagSafe(id: string): string {
  * @returns the image id.
  * @throws {@link DockerBuildError} with the build log when the Dockerfile is invalid or a step fails.
  */
-export async function buildTaskImage(engine: DockerEngine, req: BuildRequest): Promise<{ imageId: string; tag: string }> {
+export async function buildTaskImage(engine: DockerEngine, req: BuildRequest): Promise<BuiltImage> {
   const tag = `smoothtask-build:${tagSafe(req.taskId)}`;
   const src = await listContext(req.context);
   const labels = taskLabels(req.taskId, engine.ownerId, 'build');

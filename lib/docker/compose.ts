@@ -35,7 +35,12 @@ export interface ServiceResult {
   /** cgroup id while it ran. */
   cgroupId?: bigint;
   /** Its log files. */
-  logs: { stdout: string; stderr: string };
+  logs: {
+    /** stdout log file. */
+    stdout: string;
+    /** stderr log file. */
+    stderr: string;
+  };
 }
 
 /** The result of {@link runCompose}. */

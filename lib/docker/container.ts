@@ -83,8 +83,15 @@ export interface ContainerRunResult {
   containerId: string;
   /** cgroup id it ran in. */
   cgroupId: bigint | undefined;
-  /** Log files: stdout and stderr. */
-  logs: { stdout: string; stderr: string; dir: string };
+  /** Log files of the container's output. */
+  logs: {
+    /** stdout log file. */
+    stdout: string;
+    /** stderr log file. */
+    stderr: string;
+    /** Directory of all this task's log files (build output included). */
+    dir: string;
+  };
   /** Outputs archive, when the task wrote outputs. */
   archive?: ArchiveInfo;
   /** Set when the outputs exceeded the cap (no archive then). */

@@ -18,6 +18,7 @@ const HEADER = 8;
  * Unlike dockerode's `demuxStream`, it honours backpressure: the write callback is held until
  * the sink has accepted the payload, so a slow log file slows the read from the engine instead
  * of buffering without bound. Piping `stream.pipe(new DockerDemuxer(sink))` is enough.
+ * @internal Public API: {@link createDemuxer}.
  */
 export class DockerDemuxer extends Writable {
   #sink: ChunkSink;
@@ -34,11 +35,13 @@ export class DockerDemuxer extends Writable {
     return this.#stdin;
   }
 
+  /** @internal */
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.#pending = this.#pending.length ? Buffer.concat([this.#pending, chunk]) : chunk;
     this.#drain().then(() => cb(), cb);
   }
 
+  /** @internal */
   override _final(cb: (err?: Error | null) => void): void {
     // A truncated trailing frame (engine closed mid-frame) is delivered as-is rather than lost.
     if (this.#pending.length > HEADER) {
@@ -67,4 +70,12 @@ export class DockerDemuxer extends Writable {
       if (r instanceof Promise) await r;
     }
   }
+}
+
+/**
+ * Creates a Writable that demultiplexes Docker's attach/logs stream into `sink`, with
+ * backpressure (see the module docs): `engineStream.pipe(createDemuxer(sink))`.
+ */
+export function createDemuxer(sink: ChunkSink): Writable {
+  return new DockerDemuxer(sink);
 }

@@ -22,7 +22,7 @@ export type LogListener = (chunk: LogChunk) => void;
  *
  * Files: `<dir>/<source>.<stream>.log` (e.g. `main.stdout.log`, `web.stderr.log`). They stay
  * after the container is gone. Writes return a promise when the file stream's buffer is full,
- * which the {@link DockerDemuxer} turns into backpressure on the engine's socket.
+ * which the demuxer ({@link createDemuxer}) turns into backpressure on the engine's socket.
  */
 export class TaskLogWriter {
   /** Directory holding the log files. */

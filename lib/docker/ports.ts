@@ -34,8 +34,16 @@ export function listeningSockets(): ListeningSocket[] {
   return out;
 }
 
+/** A process holding a socket. */
+export interface SocketOwner {
+  /** Process id. */
+  pid: number;
+  /** Its command name (/proc/<pid>/comm). */
+  comm: string;
+}
+
 /** Finds the process holding a socket inode by scanning /proc/<pid>/fd; `undefined` if not visible. */
-export function socketOwner(inode: number): { pid: number; comm: string } | undefined {
+export function socketOwner(inode: number): SocketOwner | undefined {
   const needle = `socket:[${inode}]`;
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;

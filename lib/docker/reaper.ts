@@ -130,6 +130,18 @@ export async function reapLeftovers(engine: DockerEngine, options: ReapOptions =
   return report;
 }
 
+/** Resources carrying the module's labels. */
+export interface ManagedResources {
+  /** Container ids. */
+  containers: string[];
+  /** Network names. */
+  networks: string[];
+  /** Volume names. */
+  volumes: string[];
+  /** Image ids. */
+  images: string[];
+}
+
 /**
  * Resources carrying the module's labels (all owners), optionally only those of some tasks.
  * Useful to assert a clean engine.
@@ -137,7 +149,7 @@ export async function reapLeftovers(engine: DockerEngine, options: ReapOptions =
 export async function managedResources(
   engine: DockerEngine,
   options: { taskIds?: string[] } = {},
-): Promise<{ containers: string[]; networks: string[]; volumes: string[]; images: string[] }> {
+): Promise<ManagedResources> {
   const d = engine.docker;
   const filters = { label: [`${LABELS.managed}=true`] };
   const keep = (l: Record<string, string> | null | undefined): boolean => !options.taskIds || options.taskIds.includes(l?.[LABELS.taskId] ?? '');

@@ -80,7 +80,18 @@ export const ContainerTaskSpecSchema = z
     workspaceMount: z.string().startsWith('/').default('/work'),
     /** Extra bind mounts. */
     mounts: z
-      .array(z.object({ source: z.string().startsWith('/'), target: z.string().startsWith('/'), readOnly: z.boolean().default(true) }).strict())
+      .array(
+        z
+          .object({
+            /** Absolute host path. */
+            source: z.string().startsWith('/'),
+            /** Absolute path in the container. */
+            target: z.string().startsWith('/'),
+            /** Mount read-only (default). */
+            readOnly: z.boolean().default(true),
+          })
+          .strict(),
+      )
       .default([]),
     /** Published ports. */
     ports: z.array(PortSpecSchema).default([]),

@@ -2,11 +2,17 @@ import { type CgroupUsage, cgroupUsageOfPid } from './cgroup.js';
 import type { DockerEngine } from './engine.js';
 import { toDockerError } from './engine.js';
 
+/** Usage of a running container. */
+export interface ContainerUsage extends CgroupUsage {
+  /** Host pid of its init process. */
+  pid: number;
+}
+
 /**
  * CPU, memory and I/O of a running container (by id or name), read from its cgroup files.
  * Resolves `undefined` when the container is not running.
  */
-export async function containerUsage(engine: DockerEngine, containerId: string): Promise<(CgroupUsage & { pid: number }) | undefined> {
+export async function containerUsage(engine: DockerEngine, containerId: string): Promise<ContainerUsage | undefined> {
   let info;
   try {
     info = await engine.docker.getContainer(containerId).inspect();

@@ -11,7 +11,6 @@ import { ConfigError } from '../../lib/errors/index.js';
 import {
   ContainerTaskSpecSchema,
   ComposeTaskSpecSchema,
-  DockerDemuxer,
   InMemoryPortLeases,
   OutputTooLargeError,
   PortCollisionError,
@@ -23,6 +22,7 @@ import {
   zipDirectory,
 } from '../../lib/docker/index.js';
 import { labelOverride, parseComposeConfig } from '../../lib/docker/compose-cli.js';
+import { DockerDemuxer } from '../../lib/docker/demux.js';
 import { validate } from '../../lib/errors/validate.js';
 import { readZip, tempDir } from './helpers.js';
 
