@@ -23,9 +23,13 @@ import { pinCore, pinDirectory, PinOptionsSchema, reusePins } from './pin.js';
 
 /** Published on `smoothtask:ebpf:load` after every load (success or failure). */
 export interface LoadEvent {
+  /** Object name. */
   name: string;
+  /** Object hash (cache key without the pin directory). */
   hash: string;
+  /** Answered by the program cache. */
   fromCache: boolean;
+  /** Reopened from bpffs pins. */
   fromPins: boolean;
   /** Wall time of this call, in milliseconds. */
   elapsedMs: number;
@@ -68,7 +72,8 @@ export const LoadOptionsSchema = z
   .strict();
 /** Options of {@link loadObject}. */
 export type LoadOptions = z.input<typeof LoadOptionsSchema>;
-type ParsedLoadOptions = z.output<typeof LoadOptionsSchema>;
+/** Load options after validation and defaults. */
+export type ParsedLoadOptions = z.output<typeof LoadOptionsSchema>;
 
 /** What {@link loadObject} accepts: a path to an ELF file or its bytes. */
 export type ObjectSource = string | Uint8Array;
@@ -156,8 +161,8 @@ function trust(elf: Uint8Array): void {
 // giving up in JS (the addon normally answers within a few ms of the deadline).
 const OWNER_GRACE_MS = 2000;
 
-// Last load time by hash, so loadObjects can start the slowest objects first.
-const history = new Map<string, number>();
+// Last load time by ELF digest, so loadObjects can start the slowest objects first.
+const loadTimeByDigest = new Map<string, number>();
 
 // Files read before, by path: a file whose inode, size, mtime and ctime are unchanged is not
 // read (and hashed) again, so a cache hit or a pin reuse costs a stat, not a read.
@@ -238,7 +243,8 @@ async function nativeLoad(elf: Uint8Array, name: string, hash: string, o: Parsed
   trust(elf);
   const meta = native.meta();
   const loadTimeMs = meta.openMs + meta.loadMs;
-  history.set(hash, loadTimeMs);
+  if (loadTimeByDigest.size >= 4096) loadTimeByDigest.clear();
+  loadTimeByDigest.set(elfDigest(elf), loadTimeMs);
   return new ObjectCore(native, hash, name, loadTimeMs, false, () => native.btf());
 }
 
@@ -372,7 +378,14 @@ function lazyBtf(elf: Uint8Array, name: string): () => Uint8Array | undefined {
 }
 
 /** One entry of {@link loadObjects}: a source, or a source with its own options. */
-export type LoadObjectsEntry = ObjectSource | { source: ObjectSource; options?: LoadOptions };
+export type LoadObjectsEntry =
+  | ObjectSource
+  | {
+      /** Path or ELF bytes. */
+      source: ObjectSource;
+      /** Options of this object (over the shared ones). */
+      options?: LoadOptions;
+    };
 
 /** Options of {@link loadObjects}. */
 export const LoadObjectsOptionsSchema = z
@@ -397,17 +410,20 @@ export async function loadObjects(sources: readonly LoadObjectsEntry[], options:
   validate(LoadOptionsSchema, shared, 'load options');
   const limit = c.concurrency ?? loaderPoolSize();
   const entries = sources.map((s) => (typeof s === 'string' || s instanceof Uint8Array ? { source: s, options: {} } : { source: s.source, options: s.options ?? {} }));
-  // expected cost: last load time of the same bytes, else ELF size
-  const costs = await Promise.all(
+  // Expected cost: the last load time of the same bytes in this process when every object has
+  // one, else the ELF size. The most expensive start first, so the total is near the slowest.
+  const known = await Promise.all(
     entries.map(async (e) => {
       try {
-        const size = typeof e.source === 'string' ? (await stat(e.source)).size : e.source.byteLength;
-        return size;
+        const bytes = await readSource(e.source); // memoised: loadObject does not read it again
+        return { size: bytes.byteLength, ms: loadTimeByDigest.get(elfDigest(bytes)) };
       } catch {
-        return 0;
+        return { size: 0, ms: undefined };
       }
     }),
   );
+  const byTime = known.every((k) => k.ms !== undefined);
+  const costs = known.map((k) => (byTime ? (k.ms as number) : k.size));
   const order = entries.map((_, i) => i).sort((a, b) => (costs[b] ?? 0) - (costs[a] ?? 0));
   const results: PromiseSettledResult<BpfObject>[] = new Array(entries.length);
   let next = 0;
@@ -466,6 +482,7 @@ function loaderPoolSize(): number {
 
 /** Runs `fn` while kernel BPF run-time statistics are on; see {@link enableBpfStats}. */
 export interface BpfStatsHandle extends Disposable {
+  /** Turns the statistics off again (unless another holder keeps them on); idempotent. */
   close(): void;
 }
 
@@ -494,6 +511,11 @@ export function enableBpfStats(): BpfStatsHandle {
  * `bpf_object__load` that needs it (CO-RE relocations, tp_btf/fentry targets) and offers no
  * way to share a parsed copy; see docs/ebpf-loader.md.
  */
-export function kernelBtfParseCost(): { ms: number; types: number } {
+export function kernelBtfParseCost(): {
+  /** Milliseconds one parse took. */
+  ms: number;
+  /** Types in the kernel BTF. */
+  types: number;
+} {
   return loadAddon().loader.kernelBtfCost();
 }

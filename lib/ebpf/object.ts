@@ -264,6 +264,7 @@ export class BpfObject implements Disposable {
     this.#lease.core.release();
   }
 
+  /** Same as {@link BpfObject.close} (for `using`). */
   [Symbol.dispose](): void {
     this.close();
   }

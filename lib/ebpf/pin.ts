@@ -31,14 +31,48 @@ export type PinOptions = z.input<typeof PinOptionsSchema>;
 
 /** What is pinned beside an object's pins (as JSON in a one-entry array map called `meta`). */
 export interface PinMeta {
+  /** Format version of this record. */
   version: 1;
   /** The object hash ({@link BpfObject.hash}) the pins were made from. */
   hash: string;
+  /** Object name. */
   name: string;
   /** When the pins were made (ISO time). */
   createdAt: string;
-  programs: { name: string; section: string; type: string; attachType: string; tag: string; pinned: boolean }[];
-  maps: { name: string; type: string; keySize: number; valueSize: number; maxEntries: number }[];
+  /** Every program of the object; `pinned` is false for programs left out of the load. */
+  programs: PinnedProgramMeta[];
+  /** Every map of the object (all are pinned). */
+  maps: PinnedMapMeta[];
+}
+
+/** A program as recorded in {@link PinMeta}: what a reopened pin is checked against. */
+export interface PinnedProgramMeta {
+  /** Program name. */
+  name: string;
+  /** ELF section name. */
+  section: string;
+  /** Program type (libbpf's name). */
+  type: string;
+  /** Expected attach type (libbpf's name) or ''. */
+  attachType: string;
+  /** Kernel program tag (hash of the instructions). */
+  tag: string;
+  /** Whether it was loaded and pinned. */
+  pinned: boolean;
+}
+
+/** A map as recorded in {@link PinMeta}. */
+export interface PinnedMapMeta {
+  /** Map name as in the ELF (`.rodata` for internal maps). */
+  name: string;
+  /** Map type (libbpf's name). */
+  type: string;
+  /** Key size, bytes. */
+  keySize: number;
+  /** Value size, bytes. */
+  valueSize: number;
+  /** max_entries. */
+  maxEntries: number;
 }
 
 const PinMetaSchema = z.object({

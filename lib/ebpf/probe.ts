@@ -11,6 +11,7 @@ import { fromNative } from './errors.js';
 
 /** Whether one feature works, and why (or why not). */
 export interface FeatureSupport {
+  /** Whether the feature works here. */
   supported: boolean;
   /** What the probe did or what failed, e.g. `program load failed: Operation not permitted (errno 1)`. */
   reason: string;
@@ -23,8 +24,11 @@ export type ProbedAttachType = 'tracepoint' | 'raw_tp' | 'tp_btf' | 'fentry' | '
 export interface BpfCapabilities {
   /** Every effective capability, by name (`CAP_BPF`, ...). */
   effective: string[];
+  /** CAP_BPF is effective. */
   bpf: boolean;
+  /** CAP_PERFMON is effective. */
   perfmon: boolean;
+  /** CAP_SYS_ADMIN is effective. */
   sysAdmin: boolean;
   /** Enough to load tracing programs: (CAP_BPF and CAP_PERFMON) or CAP_SYS_ADMIN. */
   canLoadTracing: boolean;
@@ -32,11 +36,19 @@ export interface BpfCapabilities {
 
 /** What {@link probe} reports. */
 export interface ProbeResult {
+  /** Kernel release (`uname -r`). */
   kernel: string;
   /** libbpf version the addon was built against. */
   libbpf: string;
   /** Kernel BTF (needed for CO-RE and tp_btf) and what parsing it costs once. */
-  btf: { available: boolean; types: number; parseMs: number };
+  btf: {
+    /** `/sys/kernel/btf/vmlinux` is present and parses. */
+    available: boolean;
+    /** Types in the kernel BTF. */
+    types: number;
+    /** Milliseconds one parse took (libbpf 1.1 pays it again in each load that needs it). */
+    parseMs: number;
+  };
   /** Program types the kernel accepts (libbpf_probe_bpf_prog_type). */
   programTypes: Record<string, boolean>;
   /** Map types the kernel accepts (libbpf_probe_bpf_map_type). */
@@ -49,9 +61,17 @@ export interface ProbeResult {
   ringbuf: boolean;
   /** Batch map operations (BPF_MAP_LOOKUP_BATCH). */
   batchMapOps: FeatureSupport;
+  /** Capabilities of this process. */
   capabilities: BpfCapabilities;
   /** Relevant sysctls (undefined when unreadable). */
-  sysctl: { unprivilegedBpfDisabled?: number; bpfStatsEnabled?: number; jitEnable?: number };
+  sysctl: {
+    /** `kernel.unprivileged_bpf_disabled` (0: allowed, 1/2: only with capabilities). */
+    unprivilegedBpfDisabled?: number;
+    /** `kernel.bpf_stats_enabled` (1: run time statistics are collected). */
+    bpfStatsEnabled?: number;
+    /** `net.core.bpf_jit_enable`. */
+    jitEnable?: number;
+  };
 }
 
 const CAP_NAMES = [
