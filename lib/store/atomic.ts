@@ -39,8 +39,8 @@ export async function mkdirDurable(dir: string): Promise<void> {
 export interface DurableWriteOptions {
   /** File mode of a new file (default 0o644). */
   mode?: number;
-  /** Called after the temp file is synced and before the rename; throw to abort (the temp file is removed). */
-  beforeRename?: () => void;
+  /** Called after the temp file is synced and before the rename; throw (or reject) to abort (the temp file is removed). */
+  beforeRename?: () => void | Promise<void>;
 }
 
 /** The temp-file name used for `path` (`.<name>.tmp-<pid>-<random>`), so sweeps can find leftovers. */
@@ -63,7 +63,7 @@ export async function writeFileDurable(path: string, data: string | Uint8Array, 
     } finally {
       await fh.close();
     }
-    options.beforeRename?.();
+    await options.beforeRename?.();
     await rename(tmp, path);
     renamed = true;
     await fsyncDir(dirname(path));

@@ -4,8 +4,9 @@
  * @module
  */
 import { channel } from 'node:diagnostics_channel';
-import { readdir, readFile, rename, unlink, stat } from 'node:fs/promises';
-import { join, resolve, dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, rename, unlink, stat, writeFile } from 'node:fs/promises';
+import { basename, join, resolve, dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
@@ -210,14 +211,19 @@ export class JsonStore {
   async delete(key: string): Promise<boolean> {
     this.#check();
     const path = this.path(key);
+    const owner = join(dirname(path), `.${basename(path)}.lock-owner`);
     return this.#locked(path, async () => {
       try {
         await unlink(path);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+          await unlink(owner).catch(() => {});
+          return false;
+        }
         throw e;
       }
       await fsyncDir(dirname(path));
+      await unlink(owner).catch(() => {});
       return true;
     });
   }
@@ -268,7 +274,7 @@ export class JsonStore {
     return new StoreCorruptError(path, movedTo, kind, { cause });
   }
 
-  async #writeRaw(path: string, value: unknown, guard: () => void): Promise<void> {
+  async #writeRaw(path: string, value: unknown, guard: () => void | Promise<void>): Promise<void> {
     const t0 = performance.now();
     const dir = dirname(path);
     if (!this.#dirs.has(dir)) {
@@ -281,7 +287,7 @@ export class JsonStore {
   }
 
   /** Runs `fn` holding the in-process mutex and the inter-process lock of `path`. */
-  #locked<T>(path: string, fn: (guard: () => void) => Promise<T>): Promise<T> {
+  #locked<T>(path: string, fn: (guard: () => void | Promise<void>) => Promise<T>): Promise<T> {
     const lockOpts = this.#opts.lock;
     return serialize(path, async () => {
       if (lockOpts === false) return fn(() => {});
@@ -315,8 +321,17 @@ export class JsonStore {
           }
         }
       }
-      const guard = () => {
+      // Ownership token beside the lock: a process that took our lock over as stale (our event
+      // loop stalled past staleMs) overwrites it, and we see that before renaming, even if
+      // proper-lockfile's refresh timer has not noticed yet. (Not inside the lock directory:
+      // proper-lockfile removes stale locks with rmdir, which needs it empty.)
+      const ownerPath = join(dir, `.${basename(path)}.lock-owner`);
+      const token = `${process.pid}-${randomBytes(8).toString('hex')}`;
+      await writeFile(ownerPath, token);
+      const guard = async () => {
         if (compromised) throw new StoreLockError(path, `lock compromised, write abandoned: ${compromised.message}`, { cause: compromised });
+        const owner = await readFile(ownerPath, 'utf8').catch(() => undefined);
+        if (owner !== token) throw new StoreLockError(path, `lock compromised (taken over by ${owner ? `pid ${owner.split('-')[0]}` : 'another process'}), write abandoned`);
       };
       try {
         return await fn(guard);

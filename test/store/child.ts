@@ -17,6 +17,7 @@ if (mode === 'loop') {
   process.stdout.write('ready\n');
   for (;;) await store.update(key!, Doc, (d) => ({ n: (d?.n ?? 0) + 1, writer: process.pid, pad }));
 } else if (mode === 'incr') {
+    process.stdout.write('start\n');
   for (let i = 0; i < Number(arg); i++) await store.update(key!, Doc, (d) => ({ n: (d?.n ?? 0) + 1, writer: process.pid, pad: '' }));
   process.stdout.write('done\n');
 } else if (mode === 'hold') {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { JsonStore, StoreCorruptError, StoreTaskPersistence, writeFileDurable } from 'smoothtask/store';
+import { JsonStore, STORE_CHANNELS, StoreCorruptError, StoreLockError, StoreTaskPersistence, writeFileDurable } from 'smoothtask/store';
 import { TaskQueue, TaskRecordSchema, type TaskRecord } from 'smoothtask/task';
 import { ConfigError } from '../../lib/errors/index.js';
 import { bundleChild, exited, startChild } from './helpers.js';
@@ -40,8 +40,8 @@ describe('JsonStore basics', () => {
     expect(await s.delete('x/two')).toBe(true);
     expect(await s.delete('x/two')).toBe(false);
     expect(await s.list('x')).toEqual(['x/one']);
-    // No temp files or lock dirs left behind.
-    expect((await readdir(join(s.dir, 'x'))).sort()).toEqual(['one.json']);
+    // No temp files or lock dirs left behind (the ownership token file stays beside each document).
+    expect((await readdir(join(s.dir, 'x'))).sort()).toEqual(['.one.json.lock-owner', 'one.json']);
     s.close();
     await expect(s.read('x/one', S)).rejects.toThrow(/closed/);
   });
@@ -89,6 +89,26 @@ describe('JsonStore basics', () => {
     expect(await readFile(p, 'utf8')).toBe('two');
     expect((await readdir(root)).filter((n) => n.includes('.tmp-'))).toEqual([]);
   });
+  it('an event-loop stall alone does not lose the lock (mtime still ours) and never throws from a timer', async () => {
+    const s = await JsonStore.open({ dir: join(root, 'stall'), lock: { staleMs: 2000, updateMs: 1000, waitMs: 5000 } });
+    const S = z.object({ a: z.number() });
+    await s.write('doc', S, { a: 1 });
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    try {
+      await s.update('doc', S, async () => {
+        const end = Date.now() + 2300;
+        while (Date.now() < end); // stall past staleMs while holding the lock
+        await sleep(50);
+        return { a: 2 };
+      });
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(uncaught).toEqual([]);
+    expect(await s.read('doc', S)).toEqual({ a: 2 });
+  }, 30_000);
 });
 
 describe('crash safety with real processes', () => {
@@ -175,6 +195,37 @@ describe('crash safety with real processes', () => {
     expect(Date.now() - t0).toBeLessThan(15_000);
     expect((await s.read('held', Doc))!.n).toBe(1);
   }, 30_000);
+
+  it('a lock taken over during a stall (proper-lockfile #71): the stalled writer abandons its write, the other one wins', async () => {
+    const dir = join(root, 'takeover');
+    const s = await JsonStore.open({ dir, lock: { staleMs: 2000, updateMs: 1000, waitMs: 20_000 } });
+    await s.write('doc', Doc, { n: 10, writer: process.pid, pad: '' });
+    const compromised: unknown[] = [];
+    const dc = await import('node:diagnostics_channel');
+    const onC = (m: unknown) => compromised.push(m);
+    dc.subscribe(STORE_CHANNELS.lockCompromised, onC);
+    let other: import('node:child_process').ChildProcess | undefined;
+    const err = await s
+      .update('doc', Doc, async (d) => {
+        // Another process queues up for the lock while we hold it ...
+        other = await startChild(bundle, ['incr', dir, 'doc', '1'], 'start', 60_000);
+        children.add(other);
+        await sleep(300);
+        // ... then our event loop stalls past staleMs: it takes the lock over and writes.
+        const end = Date.now() + 4500;
+        while (Date.now() < end);
+        return { ...d!, n: d!.n + 100 };
+      })
+      .catch((e: unknown) => e);
+    await exited(other!);
+    children.delete(other!);
+    dc.unsubscribe(STORE_CHANNELS.lockCompromised, onC);
+    expect(err).toBeInstanceOf(StoreLockError);
+    expect((err as Error).message).toMatch(/compromised/);
+    const final = await s.read('doc', Doc);
+    expect(final!.n).toBe(11); // the other process's increment, not clobbered by ours
+    expect(final!.writer).toBe(other!.pid);
+  }, 60_000);
 });
 
 describe('task persistence', () => {
