@@ -7,7 +7,7 @@ import { validate } from '../errors/validate.js';
 import { zipDirectory } from './artifacts.js';
 import { builtLayerIds, removeUntagged, tagSafe } from './build.js';
 import { composeFailed, detectCompose, labelOverride, parseComposeConfig, runCli } from './compose-cli.js';
-import { cgroupIdOfPid } from './cgroup.js';
+import { cgroupIdOfPid, cgroupUsageOfPid } from './cgroup.js';
 import { type DockerRunContext, isTimeoutReason, type RunOutcome, stopContainer } from './container.js';
 import type { ArchiveInfo } from './artifacts.js';
 import { DockerDemuxer } from './demux.js';
@@ -114,6 +114,7 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
   let upAttempted = false;
   const followers: Promise<unknown>[] = [];
   const services: ServiceResult[] = [];
+  const started: string[] = [];
   let result: ComposeRunResult | undefined;
   let downError: string | undefined;
   try {
@@ -174,7 +175,10 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
       w.then((s) => (sr.exitCode = s.StatusCode), () => undefined);
       waits.set(svc, w);
     }
-    await waitReady(engine, byService, services, cfg.waitTimeoutMs, stopSignal);
+    await waitReady(engine, byService, services, cfg.waitTimeoutMs, stopSignal, (svc, pid, cgroupId, containerId) => {
+      started.push(containerId);
+      ctx.onStarted?.({ containerId, pid, cgroupId, ports: [], service: svc, usage: () => cgroupUsageOfPid(pid) });
+    });
     composeChannel.publish({ phase: 'started', taskId: ctx.taskId, project, services: services.map((s) => s.service) });
 
     // Run until exitFrom (or all services) exit, or until the abort.
@@ -222,6 +226,7 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
       // Tagged images are `down --rmi local`'s; untagged layers of a build that failed are ours.
       if (cfg.removeImages) await removeUntagged(engine, builtLayerIds(cliOutput));
     }
+    for (const id of started) ctx.onStopped?.(id);
     let lt: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(followers), new Promise((r) => (lt = setTimeout(r, 5_000)))]);
     clearTimeout(lt);
@@ -247,6 +252,7 @@ async function waitReady(
   services: ServiceResult[],
   timeoutMs: number,
   signal: AbortSignal | undefined,
+  onRunning: (service: string, pid: number, cgroupId: bigint | undefined, containerId: string) => void,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const pending = new Set(byService.keys());
@@ -261,11 +267,15 @@ async function waitReady(
       if (info.State.Running && info.State.Pid > 0) {
         const sr = services.find((s) => s.service === svc);
         if (sr && sr.cgroupId === undefined) {
+          let id: bigint | undefined;
           try {
-            const id = cgroupIdOfPid(info.State.Pid);
-            if (id !== undefined) sr.cgroupId = id;
+            id = cgroupIdOfPid(info.State.Pid);
           } catch {
             // Exited meanwhile.
+          }
+          if (id !== undefined) {
+            sr.cgroupId = id;
+            onRunning(svc, info.State.Pid, id, info.Id);
           }
         }
       }

@@ -46,8 +46,10 @@ export interface DockerRunContext extends TaskPaths {
   signal?: AbortSignal;
   /** Live output listener. */
   onLog?: LogListener;
-  /** Called once the container runs, with its id, init pid and cgroup id. */
+  /** Called once the container runs (for compose: once per service container), with its id, init pid and cgroup id. */
   onStarted?: (info: RunningContainer) => void;
+  /** Called when a container reported by `onStarted` is gone (exited and removed, or the task ended). */
+  onStopped?: (containerId: string) => void;
   /** Port leases shared with other tasks (default: a private book, i.e. only host sockets are checked). */
   portLeases?: PortLeaseBook;
   /** Grace between SIGTERM and SIGKILL when the spec sets no `stopGraceMs` (default 2000). */
@@ -64,6 +66,8 @@ export interface RunningContainer {
   cgroupId: bigint | undefined;
   /** Host ports in use. */
   ports: ResolvedPort[];
+  /** The compose service, for containers of compose tasks. */
+  service?: string;
   /** CPU, memory and I/O of the container right now, from cgroup files. */
   usage(): CgroupUsage;
 }
@@ -161,6 +165,7 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
   let container: Docker.Container | undefined;
   let builtImage: string | undefined;
   let ports: ResolvedPort[] = [];
+  let startedId: string | undefined;
   try {
     await mkdir(outputsDir, { recursive: true });
     // The container may run as another uid; the workspace is the task's to write.
@@ -256,6 +261,7 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
           }
           const running: RunningContainer = { containerId: container.id, pid, cgroupId, ports, usage: () => cgroupUsageOfPid(pid) };
           containerChannel.publish({ phase: 'started', taskId: ctx.taskId, containerId: container.id, pid, cgroupId });
+          startedId = container.id;
           ctx.onStarted?.(running);
         }
       } catch {
@@ -312,6 +318,7 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
     return result;
   } finally {
     if (container) await removeQuietly(container);
+    if (startedId) ctx.onStopped?.(startedId);
     leases.release(ctx.taskId);
     if (builtImage && cfg.build?.removeImage) {
       try {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { JsonValue, TaskContext, TaskExecutor, TaskRecord, TaskResult, TaskTrigger } from '../task/index.js';
-import { type ContainerRunResult, type DockerRunContext, runContainer } from './container.js';
+import { type ContainerRunResult, type DockerRunContext, type RunningContainer, runContainer } from './container.js';
 import { type ComposeRunResult, runCompose } from './compose.js';
 import type { DockerEngine } from './engine.js';
 import type { LogChunk } from './logs.js';
@@ -52,9 +52,16 @@ function linePrefixer(emit: (stream: 'stdout' | 'stderr', text: string) => void)
   };
 }
 
-function runContext(ctx: TaskContext<unknown>, leases: PortLeaseBook): DockerRunContext {
+function runContext(ctx: TaskContext<unknown>, leases: PortLeaseBook, live: Map<string, RunningContainer[]>): DockerRunContext {
+  const id = ctx.task.id;
   return {
-    taskId: ctx.task.id,
+    onStarted: (info) => live.set(id, [...(live.get(id) ?? []), info]),
+    onStopped: (containerId) => {
+      const left = (live.get(id) ?? []).filter((c) => c.containerId !== containerId);
+      if (left.length) live.set(id, left);
+      else live.delete(id);
+    },
+    taskId: id,
     ...dockerTaskLayout(ctx.workspace),
     signal: ctx.signal,
     portLeases: leases,
@@ -102,8 +109,34 @@ function composeResult(r: ComposeRunResult): TaskResult {
   return out;
 }
 
+/** CPU, memory and I/O of a running task, summed over its containers. */
+export interface TaskUsage {
+  /** CPU time, ns. */
+  cpuNs: number;
+  /** Memory charged, bytes (containers whose memory is not visible count 0). */
+  memoryBytes: number;
+  /** Bytes read from block devices. */
+  ioReadBytes: number;
+  /** Bytes written to block devices. */
+  ioWriteBytes: number;
+  /** Containers measured. */
+  containers: number;
+}
+
 /** The `container` and `compose` executors for `TaskQueue.registerExecutor`. */
 export interface DockerExecutors {
+  /**
+   * The containers of a task that run right now (one for a container task, one per started
+   * service for compose), with id, pid and cgroup id. Empty when the task is not running.
+   */
+  running(taskId: string): readonly RunningContainer[];
+  /**
+   * A filter for `smoothtask/metrics` readers (`FilterSchema.cgroupIds`) that selects the
+   * task's containers, or `undefined` when none runs.
+   */
+  metricsFilter(taskId: string): { cgroupIds: bigint[] } | undefined;
+  /** CPU, memory and I/O of a running task from its containers' cgroup files, or `undefined`. */
+  usage(taskId: string): TaskUsage | undefined;
   /** Executor of container tasks (spec: {@link ContainerTaskSpecSchema}). */
   container: TaskExecutor<ContainerTaskConfig>;
   /** Executor of compose tasks (spec: {@link ComposeTaskSpecSchema}). */
@@ -135,18 +168,44 @@ export interface DockerExecutors {
 export function createDockerExecutors(options: DockerExecutorOptions): DockerExecutors {
   const { engine } = options;
   const leases = options.portLeases ?? new InMemoryPortLeases();
+  const live = new Map<string, RunningContainer[]>();
   const cleanup = async (task: Readonly<TaskRecord>): Promise<void> => {
     const r = await reapLeftovers(engine, { scope: 'all', taskIds: [task.id], images: true });
     if (r.errors.length) throw new Error(`cleanup of task ${task.id} left: ${r.errors.join('; ')}`);
   };
   return {
     portLeases: leases,
+    running: (taskId) => live.get(taskId) ?? [],
+    metricsFilter(taskId) {
+      const ids = (live.get(taskId) ?? []).map((c) => c.cgroupId).filter((x): x is bigint => x !== undefined);
+      return ids.length ? { cgroupIds: ids } : undefined;
+    },
+    usage(taskId) {
+      const cs = live.get(taskId);
+      if (!cs?.length) return undefined;
+      const u: TaskUsage = { cpuNs: 0, memoryBytes: 0, ioReadBytes: 0, ioWriteBytes: 0, containers: 0 };
+      for (const c of cs) {
+        try {
+          const x = c.usage();
+          u.cpuNs += x.cpuNs;
+          u.memoryBytes += x.memoryBytes ?? 0;
+          u.ioReadBytes += x.ioReadBytes;
+          u.ioWriteBytes += x.ioWriteBytes;
+          u.containers++;
+        } catch {
+          // That container just exited.
+        }
+      }
+      return u.containers ? u : undefined;
+    },
     container: {
       specSchema: ContainerTaskSpecSchema as unknown as TaskExecutor<ContainerTaskConfig>['specSchema'],
       async run(ctx) {
-        const rc = runContext(ctx, leases);
+        const rc = runContext(ctx, leases, live);
         rc.onLog = (c) => ctx.log(c.source === 'build' ? 'system' : c.stream, c.data);
+        const track = rc.onStarted!;
         rc.onStarted = (info) => {
+          track(info);
           ctx.setInfo({
             containerId: info.containerId,
             pid: info.pid,
@@ -161,7 +220,7 @@ export function createDockerExecutors(options: DockerExecutorOptions): DockerExe
     compose: {
       specSchema: ComposeTaskSpecSchema as unknown as TaskExecutor<ComposeTaskConfig>['specSchema'],
       async run(ctx) {
-        const rc = runContext(ctx, leases);
+        const rc = runContext(ctx, leases, live);
         const lines = linePrefixer((stream, text) => ctx.log(stream, text));
         rc.onLog = (c) => (c.source === 'compose' ? ctx.log('system', c.data) : lines.push(c));
         try {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TaskQueue, type TaskRecord } from '../../lib/task/index.js';
-import { cgroupIdOfPid, containerUsage, freeTcpPort, registerDockerExecutors, runContainer, taskPaths } from '../../lib/docker/index.js';
+import { cgroupIdOfPid, containerUsage, type DockerExecutors, freeTcpPort, registerDockerExecutors, runContainer, taskPaths } from '../../lib/docker/index.js';
 import { engineGate, IMAGE, probeEngine, tempDir } from './helpers.js';
 
 const probe = await probeEngine();
@@ -42,13 +42,14 @@ const serve = (text: string) => ({
 describe.skipIf(engineGate(probe))('host port collisions', () => {
   const engine = probe.engine!;
   let queue: TaskQueue;
+  let executors: DockerExecutors;
   let data: { dir: string; cleanup: () => Promise<void> };
   let hostServer: Server;
 
   beforeAll(async () => {
     data = await tempDir('ports');
     queue = new TaskQueue({ concurrency: 4, dataDir: data.dir, killAfterMs: 300 });
-    registerDockerExecutors(queue, { engine });
+    executors = registerDockerExecutors(queue, { engine });
     await queue.ready;
   });
   // Asks the engine which host ports the task's running container publishes.
@@ -95,6 +96,30 @@ describe.skipIf(engineGate(probe))('host port collisions', () => {
     // Leases were returned: the port can be taken again.
     const again = await queue.submit({ id: `${PREFIX}d`, kind: 'container', spec: { image: IMAGE, command: ['true'], ports: [{ container: 8080, host: port }] } }).done;
     expect(again.state).toBe('succeeded');
+  });
+
+  it('exposes a running task\'s containers, a metrics filter on their cgroup ids, and usage', async () => {
+    const id = `${PREFIX}live`;
+    const h = queue.submit({ id, kind: 'container', spec: { image: IMAGE, command: ['sh', '-c', 'while true; do :; done'], limits: { cpus: 0.3 } }, timeoutMs: 60_000 });
+    const running = await waitFor(() => (executors.running(id).length ? executors.running(id) : undefined));
+    expect(running).toHaveLength(1);
+    const c = running[0]!;
+    expect(executors.metricsFilter(id)).toEqual({ cgroupIds: [c.cgroupId] });
+    const inspect = await engine.docker.getContainer(c.containerId).inspect();
+    expect(inspect.State.Pid).toBe(c.pid);
+    expect(inspect.Config.Labels['smoothtask.task-id']).toBe(id);
+    // CPU time grows while it spins (bounded wait, no timing assertion).
+    const first = executors.usage(id)!.cpuNs;
+    const later = await waitFor(() => {
+      const u = executors.usage(id);
+      return u && u.cpuNs > first ? u : undefined;
+    }, 20_000);
+    expect(later.containers).toBe(1);
+    expect(later.memoryBytes).toBeGreaterThan(0);
+    await queue.cancel(id);
+    expect((await h.done).state).toBe('cancelled');
+    expect(executors.running(id)).toEqual([]);
+    expect(executors.usage(id)).toBeUndefined();
   });
 
   it('refuses a port held by a listening socket on the host, naming the process', async () => {

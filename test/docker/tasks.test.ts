@@ -272,6 +272,9 @@ describe.skipIf(engineGate(probe))('30 docker tasks through the queue', () => {
     expect(await readFile(r.stdoutLog, 'utf8')).toBe('out-0\n');
     expect(await readFile(r.stderrLog, 'utf8')).toBe('err-0\n');
     expect(rec.info.containerId ?? r.containerId).toMatch(/^[0-9a-f]{64}$/);
+    // Compose records each service's cgroup id while it ran (the long-running `cache` always gets one).
+    const services = (results.get(`${PREFIX}compose-ok-0`)!.result as { services: { service: string; cgroupId?: string }[] }).services;
+    expect(services.find((s) => s.service === 'cache')?.cgroupId).toMatch(/^\d+$/);
     const broken = results.get(`${PREFIX}build-broken`)!;
     expect(broken.error?.message).toMatch(/exit.*7|returned a non-zero code: 7/);
     const bad = results.get(`${PREFIX}compose-broken`)!;
