@@ -109,6 +109,12 @@ function composeResult(r: ComposeRunResult): TaskResult {
   return out;
 }
 
+/** A `smoothtask/metrics` filter selecting a task's containers. */
+export interface TaskMetricsFilter {
+  /** cgroup v2 ids of the task's running containers. */
+  cgroupIds: bigint[];
+}
+
 /** CPU, memory and I/O of a running task, summed over its containers. */
 export interface TaskUsage {
   /** CPU time, ns. */
@@ -134,7 +140,7 @@ export interface DockerExecutors {
    * A filter for `smoothtask/metrics` readers (`FilterSchema.cgroupIds`) that selects the
    * task's containers, or `undefined` when none runs.
    */
-  metricsFilter(taskId: string): { cgroupIds: bigint[] } | undefined;
+  metricsFilter(taskId: string): TaskMetricsFilter | undefined;
   /** CPU, memory and I/O of a running task from its containers' cgroup files, or `undefined`. */
   usage(taskId: string): TaskUsage | undefined;
   /** Executor of container tasks (spec: {@link ContainerTaskSpecSchema}). */

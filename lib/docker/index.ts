@@ -48,6 +48,6 @@ export type { ComposeCli } from './compose-cli.js';
 export { reapLeftovers, managedResources, ReapOptionsSchema, reaperChannel } from './reaper.js';
 export type { ReapOptions, ReapReport, ManagedResources } from './reaper.js';
 export { createDockerExecutors, registerDockerExecutors, dockerCleanupTrigger, dockerTaskLayout } from './executors.js';
-export type { DockerExecutorOptions, DockerExecutors, ExecutorRegistry, TaskUsage } from './executors.js';
+export type { DockerExecutorOptions, DockerExecutors, ExecutorRegistry, TaskUsage, TaskMetricsFilter } from './executors.js';
 export { containerUsage } from './usage.js';
 export type { ContainerUsage } from './usage.js';
