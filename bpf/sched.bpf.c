@@ -142,6 +142,27 @@ int BPF_PROG(st_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	return 0;
 }
 
+// Run by the reader when it opens and when the filter changes: enters every thread the
+// filter passes, so a thread that has not switched out since then is not missing.
+SEC("iter/task")
+int st_sched_seed(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct st_sched_cpu init = {};
+	__u32 tid;
+
+	if (!task || !st_filter_task(task))
+		return 0;
+	tid = task->pid;
+	if (!tid)
+		return 0;
+	init.tgid = task->tgid;
+	init.cgroup_id = st_task_cgroup_id(task);
+	copy_counters(&init, task);
+	bpf_map_update_elem(&thread_cpu, &tid, &init, BPF_NOEXIST);
+	return 0;
+}
+
 // Fold an exiting thread into its process's exited totals; drop everything when the
 // process is gone (user space read it at its last snapshot or loses at most one interval).
 SEC("tp_btf/sched_process_exit")

@@ -134,7 +134,7 @@ export abstract class BpfReaderBase<S extends SnapshotBase, E = never> extends R
     return l;
   }
 
-  override setFilter(filter: ResolvedFilter): void {
+  override setFilter(filter: ResolvedFilter): void | Promise<void> {
     this.check();
     this.filterMaps.write(filter, this.wantEvents);
     this.filter = filter;

@@ -9,6 +9,7 @@ import { u32, u64, u64n } from '../ebpf/codec.js';
 import type { BpfMap } from '../ebpf/map.js';
 import type { IterLink, RingBufferLike } from '../ebpf/types.js';
 import { BpfReaderBase, monoToEpochMs, monotonicNowNs, type BpfReaderOptions } from './bpf-base.js';
+import type { ResolvedFilter } from './family.js';
 import {
   stBioDev,
   stBioProc,
@@ -77,19 +78,24 @@ function cgroupPath(id: string): string | null {
 /** Async iterable over a ring buffer, mapped, ending when `signal` aborts. */
 async function* mapEvents<R, E>(rb: RingBufferLike<R>, f: (r: R) => E | null, signal?: AbortSignal): AsyncGenerator<E> {
   const it = rb[Symbol.asyncIterator]();
-  const onAbort = (): void => void it.return?.();
-  signal?.addEventListener('abort', onAbort, { once: true });
+  // A pending next() may never settle when no record comes: race it with the abort.
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<{ done: true; value: undefined }>((res) => {
+    onAbort = () => res({ done: true, value: undefined });
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+  });
   try {
     for (;;) {
       if (signal?.aborted) return;
-      const n = await it.next();
+      const n = await Promise.race([it.next(), aborted]);
       if (n.done) return;
-      const e = f(n.value);
+      const e = f(n.value as R);
       if (e !== null) yield e;
     }
   } finally {
-    signal?.removeEventListener('abort', onAbort);
-    await it.return?.();
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+    void it.return?.();
   }
 }
 
@@ -134,7 +140,24 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     }
   }
 
-  protected collect(): CpuSnapshot {
+  #seeded: Promise<void> | undefined;
+
+  /** Enters every thread the filter passes (the seed iterator), once per filter. */
+  #seed(): Promise<void> {
+    this.#seeded ??= this.iterator('st_sched_seed')
+      .read()
+      .then(() => undefined);
+    return this.#seeded;
+  }
+
+  override async setFilter(filter: ResolvedFilter): Promise<void> {
+    super.setFilter(filter);
+    this.#seeded = undefined;
+    await this.#seed();
+  }
+
+  protected async collect(): Promise<CpuSnapshot> {
+    await this.#seed();
     const threads: CpuThread[] = [];
     const procs = new Map<number, CpuProcess>();
     const add = (tgid: number, v: Decoded<typeof stSchedCpu>, isThread: boolean): void => {
