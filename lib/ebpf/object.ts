@@ -203,6 +203,20 @@ export class BpfObject implements Disposable {
     return this.#lease.released || this.#lease.core.closed;
   }
 
+  /**
+   * The verifier's log for one program, as captured during the load: present when the object
+   * was loaded with `logLevel` ≥ 1 (empty otherwise, and for objects reopened from pins).
+   */
+  verifierLog(program: string): string {
+    this.program(program);
+    const log = this.#lease.core.native.meta().log;
+    const begin = `prog '${program}': -- BEGIN PROG LOAD LOG --\n`;
+    const at = log.indexOf(begin);
+    if (at < 0) return '';
+    const end = log.indexOf('-- END PROG LOAD LOG --', at);
+    return log.slice(at + begin.length, end < 0 ? undefined : end);
+  }
+
   /** Kernel memory used by the object's programs and maps (fdinfo memlock), in bytes. */
   get memoryBytes(): number {
     return this.#lease.core.bytes;

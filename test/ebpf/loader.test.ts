@@ -88,6 +88,13 @@ describe('loadObject', () => {
     }
   });
 
+  it('keeps the verifier log of successful loads at logLevel 1 or more', async () => {
+    using quiet = await loadObject(bundled('counter'), { cache: false });
+    expect(quiet.verifierLog('count_getpid')).toBe('');
+    using verbose = await loadObject(bundled('counter'), { cache: false, logLevel: 1 });
+    expect(verbose.verifierLog('count_getpid')).toMatch(/processed \d+ insns/);
+  });
+
   it('names unknown programs, maps and constants in a ConfigError', async () => {
     await expect(loadObject(testObject('selective'), { programs: ['nope'], cache: false })).rejects.toThrow(ConfigError);
     await expect(loadObject(testObject('consts'), { constants: { nope: 1 }, cache: false })).rejects.toThrow(/targ_tgid/);
