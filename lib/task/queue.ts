@@ -324,9 +324,11 @@ export class TaskQueue {
     return { active: this.#active, pending: this.#pending.size, retrying, total: this.#entries.size };
   }
 
-  /** Waits for a task's outcome (see {@link TaskHandle.done}). */
+  /** Waits for a task's outcome (see {@link TaskHandle.done}); before `ready`, also for recorded tasks. */
   wait(id: string): Promise<TaskRecord> {
     const e = this.#entries.get(id);
+    // Before recovery finished, a recorded task may not be loaded yet.
+    if (!e && !this.#isReady) return this.ready.then(() => this.wait(id));
     if (!e) return Promise.reject(new TaskNotFoundError(id));
     return e.done;
   }
@@ -377,6 +379,22 @@ export class TaskQueue {
     const run = e.chain.then(() => this.#archive(e));
     e.chain = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * Forgets a finished task: removes it from memory and from the persistence (its workspace
+   * is left alone). Throws if the task is not finished; resolves `false` for an unknown id.
+   */
+  async forget(id: string): Promise<boolean> {
+    const e = this.#entries.get(id);
+    if (!e) return false;
+    if (e.phase !== 'finished') throw new ConfigError(`Task ${id} is not finished (state ${e.rec.state}); cancel it first`);
+    await e.chain;
+    this.#entries.delete(id);
+    const i = this.#finishedOrder.indexOf(id);
+    if (i >= 0) this.#finishedOrder.splice(i, 1);
+    await this.#opts.persistence?.remove?.(id);
+    return true;
   }
 
   /** Listens to persisted transitions. Returns an unsubscribe function. */

@@ -247,6 +247,27 @@ describe('task persistence', () => {
     expect(mismatches).toEqual([]);
   });
 
+  it('close() records running tasks as queued again (policy requeue) and a new queue runs them; forget() removes records', async () => {
+    const dir = join(root, 'close-requeue');
+    const s = await JsonStore.open({ dir });
+    const q1 = new TaskQueue({ persistence: new StoreTaskPersistence(s), dataDir: join(dir, 'w') });
+    q1.registerExecutor('sleep', { run: async (ctx) => ((await sleep(60_000, undefined, { signal: ctx.signal }).catch(() => {})), {}) });
+    const h = q1.submit({ kind: 'sleep', id: 'long' });
+    while (q1.get('long')?.state !== 'running') await sleep(5);
+    await q1.close();
+    expect((await h.done).state).toBe('queued');
+    expect((await s.read('tasks/long', TaskRecordSchema))!.state).toBe('queued');
+    const q2 = new TaskQueue({ persistence: new StoreTaskPersistence(s), dataDir: join(dir, 'w') });
+    q2.registerExecutor('sleep', { run: async () => ({}) });
+    const r = await q2.wait('long');
+    expect(r.state).toBe('succeeded');
+    expect(r.history.map((x) => x.event)).toEqual(['enqueue', 'start', 'run', 'requeue', 'start', 'run', 'succeed']);
+    expect(await q2.forget('long')).toBe(true);
+    expect(await s.read('tasks/long', TaskRecordSchema)).toBeUndefined();
+    expect(q2.get('long')).toBeUndefined();
+    await q2.close();
+  });
+
   it('a queue process SIGKILLed mid-task: restart requeues (or fails) what was running, never leaves it running', async () => {
     for (const policy of ['requeue', 'fail'] as const) {
       const dir = join(root, `crash-${policy}`);
