@@ -211,7 +211,7 @@ export class SupervisedProcess {
           });
         } catch (e) {
           this.#emit({ name: s.name, type: 'spawn-error', at: Date.now(), message: (e as Error).message });
-          if (!(await this.#scheduleRestart(consecutive++, false))) return;
+          if (!(await this.#scheduleRestart(consecutive++, true))) return;
           continue;
         }
         const closed = childClosed(child);

@@ -389,7 +389,13 @@ export class WebhookDispatcher {
   async #runLane(l: Lane): Promise<void> {
     while (!this.#closed && l.msgs.length > 0) {
       const m = l.msgs[0]!;
-      await m.persisted;
+      try {
+        await m.persisted;
+      } catch {
+        // Never stored: send() already rejected to its caller; do not deliver what a restart would not know.
+        l.msgs.shift();
+        continue;
+      }
       const ep = this.#endpoints.get(m.endpointId);
       if (!ep || ep.disabled) {
         l.msgs.length = 0;

@@ -138,6 +138,10 @@ describe('Supervisor', () => {
     await ok.finished;
     expect(ok.state).toBe('exited');
     expect(ok.restarts).toBe(0);
+    const missing = sup.add({ name: 'missing', command: '/nonexistent/daemon', backoff: { baseMs: 5, maxMs: 5, jitter: 'none' }, budget: { maxRestarts: 2, windowMs: 60_000 } });
+    await missing.finished;
+    expect(missing.state).toBe('failed');
+    expect(missing.events.filter((e) => e.type === 'spawn-error')).toHaveLength(3);
     const slow = sup.add({ name: 'slow', command: 'false', backoff: { baseMs: 60_000, maxMs: 60_000, jitter: 'none' } });
     await until(() => slow.state === 'backoff');
     const t0 = Date.now();
