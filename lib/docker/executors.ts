@@ -88,6 +88,17 @@ function containerResult(r: ContainerRunResult): TaskResult {
   return out;
 }
 
+/**
+ * The spec's own `timeoutMs` stops the work inside the executor, where the queue cannot tell
+ * it from a failure; say so in the error instead of reporting a bare exit 137.
+ */
+function specTimeout<R extends { outcome: string }>(r: R, ctx: TaskContext<unknown>, out: TaskResult, ms: number | undefined): TaskResult {
+  if (r.outcome === 'timed_out' && !ctx.signal.aborted) {
+    out.error = `timed out after ${ms} ms (spec.timeoutMs; submit with timeoutMs for a timed_out state)`;
+  }
+  return out;
+}
+
 function composeResult(r: ComposeRunResult): TaskResult {
   const result: Record<string, JsonValue> = {
     project: r.project,
@@ -219,7 +230,8 @@ export function createDockerExecutors(options: DockerExecutorOptions): DockerExe
             ports: info.ports.map((p) => ({ container: p.container, host: p.host })),
           });
         };
-        return containerResult(await runContainer(engine, ctx.spec, rc));
+        const r = await runContainer(engine, ctx.spec, rc);
+        return specTimeout(r, ctx, containerResult(r), ctx.spec.timeoutMs);
       },
       cleanup,
     },
@@ -232,7 +244,7 @@ export function createDockerExecutors(options: DockerExecutorOptions): DockerExe
         try {
           const r = await runCompose(engine, ctx.spec, rc);
           ctx.setInfo({ project: r.project });
-          return composeResult(r);
+          return specTimeout(r, ctx, composeResult(r), ctx.spec.timeoutMs);
         } finally {
           lines.flush();
         }

@@ -105,7 +105,11 @@ export const ContainerTaskSpecSchema = z
     network: z.string().default('bridge'),
     /** User to run as (`uid[:gid]` or name). */
     user: z.string().optional(),
-    /** Wall-clock timeout of the run in ms (when run outside a queue that enforces it). */
+    /**
+     * Wall-clock limit of the run in ms, enforced by the runner itself. Under a `TaskQueue`
+     * prefer the submit option `timeoutMs` (the task then ends `timed_out`; with this one it
+     * ends `failed` with an error saying it timed out).
+     */
     timeoutMs: z.number().int().positive().optional(),
     /** Grace between stop (SIGTERM) and kill when stopping on timeout or cancel, ms. Default: the queue's `killAfterMs`, else 2000. */
     stopGraceMs: z.number().int().min(0).optional(),
@@ -138,7 +142,11 @@ export const ComposeTaskSpecSchema = z
     build: z.boolean().default(true),
     /** Remove images built for the project on down (`--rmi local`). */
     removeImages: z.boolean().default(true),
-    /** Wall-clock timeout of the run in ms (when run outside a queue that enforces it). */
+    /**
+     * Wall-clock limit of the run in ms, enforced by the runner itself. Under a `TaskQueue`
+     * prefer the submit option `timeoutMs` (the task then ends `timed_out`; with this one it
+     * ends `failed` with an error saying it timed out).
+     */
     timeoutMs: z.number().int().positive().optional(),
     /** Grace for stopping containers before killing them, ms. Default: the queue's `killAfterMs`, else 2000. */
     stopGraceMs: z.number().int().min(0).optional(),

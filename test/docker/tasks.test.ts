@@ -88,6 +88,15 @@ function plan(): Expect[] {
     timeoutMs: 2500,
     logHas: ['waiting', 'got-term'],
   });
+  // The spec's own timeout (not the queue's): stopped the same way, recorded as a failure that says why.
+  p.push({
+    id: `${PREFIX}spec-timeout`,
+    kind: 'container',
+    spec: { image: IMAGE, command: ['sh', '-c', 'echo spec-timeout-start; sleep 600'], timeoutMs: 1500, stopGraceMs: 200 },
+    state: 'failed',
+    exitCode: 137,
+    logHas: ['spec-timeout-start'],
+  });
   for (let i = 0; i < 4; i++) {
     p.push({
       id: `${PREFIX}cancel-${i}`,
@@ -275,6 +284,7 @@ describe.skipIf(engineGate(probe))('30 docker tasks through the queue', () => {
     // Compose records each service's cgroup id while it ran (the long-running `cache` always gets one).
     const services = (results.get(`${PREFIX}compose-ok-0`)!.result as { services: { service: string; cgroupId?: string }[] }).services;
     expect(services.find((s) => s.service === 'cache')?.cgroupId).toMatch(/^\d+$/);
+    expect(results.get(`${PREFIX}spec-timeout`)!.error?.message).toMatch(/timed out after 1500 ms \(spec\.timeoutMs/);
     const broken = results.get(`${PREFIX}build-broken`)!;
     expect(broken.error?.message).toMatch(/exit.*7|returned a non-zero code: 7/);
     const bad = results.get(`${PREFIX}compose-broken`)!;
