@@ -19,6 +19,7 @@ import {
 import { CpuSnapshotSchema, DiskSnapshotSchema, NetworkSnapshotSchema, ProcessEventSchema, ProcessSnapshotSchema, SyscallsSnapshotSchema } from '../../lib/metrics/schemas.js';
 import { readCtxSwitches, readSchedstat, readStat } from '../../lib/metrics/procfs.js';
 import { syscallNumber } from '../../lib/metrics/syscall-names.js';
+import { cgroupPathOfPid, resolveContainer as resolveContainerRef, resolveFilter as resolve } from '../../lib/metrics/cgroup.js';
 import { exitScript, fileDisk, kill, run, sleep, spawnBusy, tempDir, until } from './helpers.js';
 
 const tmp = tempDir('st-metrics-ebpf-');
@@ -372,4 +373,30 @@ describe('createMonitor', () => {
   });
 });
 
-import { resolveFilter as resolve } from '../../lib/metrics/cgroup.js';
+
+describe('container filter in the kernel', () => {
+  it('a container id filter keeps exactly the container\'s processes (cgroup ids checked by the programs)', async () => {
+    const docker = (...a: string[]): string => execFileSync('docker', a, { encoding: 'utf8', timeout: 60_000 }).trim();
+    const id = docker('run', '-d', '--rm', '--label', 'smoothtask.test=metrics-ebpf', 'smoothtask/busybox:latest', 'sh', '-c', 'while :; do :; done');
+    try {
+      const cg = resolveContainerRef(id);
+      const cpu = await openCpuReader({ filter: { containers: [id.slice(0, 12)] } });
+      const sys = await openSyscallsReader({ filter: { containers: [id] } });
+      try {
+        await sleep(1000);
+        const c = await cpu.read();
+        const s = await sys.read();
+        expect(c.processes.length).toBeGreaterThan(0);
+        for (const p of c.processes) expect(cgroupPathOfPid(p.tgid), `pid ${p.tgid}`).toBe(cg.relPath);
+        expect(c.processes.some((p) => p.cpuNs > 0.1e9)).toBe(true);
+        expect(s.syscalls.every((x) => cgroupPathOfPid(x.tgid) === cg.relPath)).toBe(true);
+        expect(c.processes.some((p) => p.tgid === process.pid)).toBe(false);
+      } finally {
+        cpu.close();
+        sys.close();
+      }
+    } finally {
+      docker('rm', '-f', id);
+    }
+  });
+});
