@@ -13,6 +13,7 @@
 // messages to the load running on the calling thread through a thread_local.
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
+#include <dlfcn.h>
 #include <bpf/libbpf.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +30,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -299,6 +301,17 @@ struct Constant {
   uint64_t value = 0;
 };
 
+// Whether the environment that started a load still exists. Node frees a thread-safe
+// function when its environment (a worker thread) is torn down, even while our thread holds
+// it, so the loading thread checks this, under the lock, before touching the TSFN. The hook
+// that sets `dead` is added after the TSFN is created, so it runs before the TSFN's own
+// teardown (cleanup hooks run in reverse order).
+struct EnvLink {
+  std::mutex mu;
+  bool dead = false;
+};
+using CleanupFn = std::function<void()>;
+
 struct LoadJob {
   // inputs (copied on the main thread)
   std::vector<uint8_t> elf;
@@ -318,6 +331,8 @@ struct LoadJob {
   std::string configError;
   // plumbing
   Napi::Promise::Deferred deferred;
+  std::shared_ptr<EnvLink> link = std::make_shared<EnvLink>();
+  Napi::Env::CleanupHook<CleanupFn> hook;
   explicit LoadJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
   ~LoadJob() { delete state; }
 };
@@ -691,6 +706,7 @@ void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, LoadJob* job) {
     delete job;
     return;
   }
+  job->hook.Remove(env);
   try {
     Napi::HandleScope scope(env);
     if (!job->configError.empty()) {
@@ -769,7 +785,12 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   }
   job->submitted = Clock::now();
   LoadTsfn tsfn = LoadTsfn::New(env, "smoothtask.load", 0, 1);
-  Pool::Get().Submit([job, tsfn]() mutable {
+  std::shared_ptr<EnvLink> link = job->link;
+  job->hook = env.AddCleanupHook(CleanupFn([link]() {
+    std::lock_guard<std::mutex> lock(link->mu);
+    link->dead = true;
+  }));
+  Pool::Get().Submit([job, tsfn, link]() mutable {
     static thread_local Slot slot;
     slot.tid = pthread_self();
     try {
@@ -780,6 +801,11 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     } catch (...) {
       job->error.code = kErrSystem;
       job->error.message = "load failed";
+    }
+    std::lock_guard<std::mutex> lock(link->mu);
+    if (link->dead) {  // its environment is gone (the TSFN with it): free the result here
+      delete job;
+      return;
     }
     if (tsfn.BlockingCall(job) != napi_ok) delete job;
     tsfn.Release();
@@ -842,9 +868,22 @@ Napi::Value KernelBtfCost(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The loader's threads are detached and outlive any one environment. Node unloads an addon
+// when the last worker environment that loaded it exits; with a load still running that
+// would unmap the code under the thread. Re-opening ourselves with RTLD_NODELETE keeps the
+// library mapped for the life of the process.
+void PinLibrary() {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&PinLibrary), &info) && info.dli_fname)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
   static std::once_flag once;
-  std::call_once(once, [] { libbpf_set_print(PrintRoute); });
+  std::call_once(once, [] {
+    libbpf_set_print(PrintRoute);
+    PinLibrary();
+  });
   Napi::Object l = exports.Has("loader") ? exports.Get("loader").As<Napi::Object>() : Napi::Object::New(env);
   l.Set("load", Napi::Function::New(env, Load, "load"));
   l.Set("configure", Napi::Function::New(env, Configure, "configure"));

@@ -1,4 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../../lib/native/addon.js';
 import { describe, expect, it } from 'vitest';
 import { programCache } from '../../lib/ebpf/cache.js';
 import { BpfError, InvalidObjectError, VerifierError } from '../../lib/ebpf/errors.js';
@@ -41,6 +44,37 @@ describe('resource use', () => {
     programCache.clear();
     expect(fdCount()).toBe(fds0);
   }, 60_000);
+});
+
+describe('environments', () => {
+  it('a worker thread that exits while its load runs does not crash the process', async () => {
+    const addon = process.env.SMOOTHTASK_ADDON ?? join(packageRoot(), 'build-native', 'Release', 'smoothtask.node');
+    // the worker loads the addon itself (the main thread never does), starts a slow load and
+    // exits at once: Node would unload the addon and free the worker's thread-safe function
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const code = \`
+        const a = require(\${JSON.stringify(${JSON.stringify(addon)})});
+        const elf = require('node:fs').readFileSync(\${JSON.stringify(${JSON.stringify(testObject('slow_verify'))})});
+        a.loader.load(elf, { name: 'w', trusted: true }).then((o) => o.close());
+        require('node:worker_threads').parentPort.postMessage('started');
+        setTimeout(() => process.exit(0), 20);
+      \`;
+      (async () => {
+        let started = 0;
+        for (let i = 0; i < 3; i++) {
+          const w = new Worker(code, { eval: true });
+          w.on('message', () => started++);
+          await new Promise((r) => w.on('exit', r));
+        }
+        await new Promise((r) => setTimeout(r, 2500)); // the loads finish after their workers are gone
+        console.log('alive ' + started);
+      })();`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe('alive 3');
+  }, 90_000);
 });
 
 describe('malformed objects', () => {
