@@ -91,6 +91,76 @@ export interface PortLeaseBook {
   lease(port: number, taskId: string): void;
   /** Returns every port held by `taskId`. */
   release(taskId: string): void;
+  /** Optional: leases any port of a managed pool to `taskId` (used first when a free port is needed). */
+  leaseAny?(taskId: string): number | undefined;
+}
+
+/** The part of `ResourceLeaseManager` (smoothtask/process) the port book needs. */
+export interface LeaseManagerLike {
+  /** Grants now or returns `undefined`; throws when the request can never be granted. */
+  tryAcquire(holder: string, request: { resource: string; ids?: string[]; count?: number }): { id: string; ids: readonly string[] } | undefined;
+  /** Returns a lease. */
+  release(leaseId: string): void;
+  /** Leases held now. */
+  leases(): readonly { id: string; resource: string; holder: string; ids: readonly string[] }[];
+}
+
+/**
+ * A {@link PortLeaseBook} over the task core's lease manager, so container tasks, process
+ * tasks and anything else leasing the `resource` (default `port`) never hold the same port.
+ * Ports outside the manager's pool are tracked in a local book. Only the port leases this
+ * book made are returned by `release` (a task's other leases stay with the queue).
+ *
+ * @example
+ * ```ts
+ * const leases = new ResourceLeaseManager({ resources: { port: { range: [20000, 20099] } } });
+ * const queue = new TaskQueue({ leases });
+ * registerDockerExecutors(queue, { engine, portLeases: portLeasesFrom(leases) });
+ * ```
+ */
+export function portLeasesFrom(manager: LeaseManagerLike, resource = 'port'): PortLeaseBook {
+  const local = new InMemoryPortLeases();
+  const mine = new Map<string, string[]>();
+  const remember = (taskId: string, leaseId: string): void => void mine.set(taskId, [...(mine.get(taskId) ?? []), leaseId]);
+  return {
+    holder(port) {
+      const l = manager.leases().find((x) => x.resource === resource && x.ids.includes(String(port)));
+      return l?.holder ?? local.holder(port);
+    },
+    lease(port, taskId) {
+      let got: { id: string } | undefined;
+      try {
+        got = manager.tryAcquire(taskId, { resource, ids: [String(port)] });
+      } catch {
+        // Not in the pool: only the local book can say who holds it.
+        local.lease(port, taskId);
+        return;
+      }
+      if (!got) throw new PortCollisionError(port, `task ${this.holder(port) ?? '(unknown)'}`);
+      remember(taskId, got.id);
+    },
+    release(taskId) {
+      for (const id of mine.get(taskId) ?? []) manager.release(id);
+      mine.delete(taskId);
+      local.release(taskId);
+    },
+    leaseAny(taskId) {
+      // Skip pool ports a host process listens on (they stay leased to this task until release).
+      for (let i = 0; i < 64; i++) {
+        let l: { id: string; ids: readonly string[] } | undefined;
+        try {
+          l = manager.tryAcquire(taskId, { resource, count: 1 });
+        } catch {
+          return undefined;
+        }
+        if (!l) return undefined;
+        remember(taskId, l.id);
+        const port = Number(l.ids[0]);
+        if (Number.isInteger(port) && hostPortHolder(port) === undefined) return port;
+      }
+      return undefined;
+    },
+  };
 }
 
 /** In-memory {@link PortLeaseBook}, the default. */
@@ -188,6 +258,8 @@ export async function resolvePorts(
 }
 
 async function leaseFree(hostIp: string, taskId: string, leases: PortLeaseBook): Promise<number> {
+  const pooled = leases.leaseAny?.(taskId);
+  if (pooled !== undefined) return pooled;
   for (let i = 0; i < 50; i++) {
     const port = await freeTcpPort(hostIp === '0.0.0.0' ? '127.0.0.1' : hostIp);
     if (leases.holder(port) === undefined) {

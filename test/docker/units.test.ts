@@ -19,8 +19,11 @@ import {
   hostPortHolder,
   listeningSockets,
   resolvePorts,
+  portLeasesFrom,
+  freeTcpPort,
   zipDirectory,
 } from '../../lib/docker/index.js';
+import { ResourceLeaseManager } from '../../lib/process/index.js';
 import { labelOverride, parseComposeConfig } from '../../lib/docker/compose-cli.js';
 import { DockerDemuxer } from '../../lib/docker/demux.js';
 import { validate } from '../../lib/errors/validate.js';
@@ -196,6 +199,32 @@ describe('port collisions', () => {
     leases.release('task-a');
     expect(leases.holder(a!.host)).toBeUndefined();
     expect(leases.holder(b!.host)).toBe('task-b');
+  });
+});
+
+describe('ports through the task core lease manager', () => {
+  it('refuses a port another task leased through ResourceLeaseManager, reassigns from the pool, returns only its own leases', async () => {
+    const manager = new ResourceLeaseManager({ resources: { port: { range: [20000, 20009] }, gpu: { ids: [0] } } });
+    const book = portLeasesFrom(manager);
+    manager.tryAcquire('proc-task', { resource: 'port', ids: ['20005'] });
+    const err = await resolvePorts([{ container: 80, host: 20005, protocol: 'tcp', hostIp: '127.0.0.1' }], 'refuse', 'docker-task', book).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PortCollisionError);
+    expect((err as PortCollisionError).holder).toBe('task proc-task');
+    const gpu = manager.tryAcquire('docker-task', { resource: 'gpu' });
+    const [p] = await resolvePorts([{ container: 80, host: 20005, protocol: 'tcp', hostIp: '127.0.0.1' }], 'reassign', 'docker-task', book);
+    expect(p!.host).toBeGreaterThanOrEqual(20000);
+    expect(p!.host).toBeLessThanOrEqual(20009);
+    expect(p!.host).not.toBe(20005);
+    expect(book.holder(p!.host)).toBe('docker-task');
+    // A port outside the pool is tracked locally.
+    const outside = await freeTcpPort();
+    await resolvePorts([{ container: 81, host: outside, protocol: 'tcp', hostIp: '127.0.0.1' }], 'refuse', 'docker-task', book);
+    expect(book.holder(outside)).toBe('docker-task');
+    book.release('docker-task');
+    expect(book.holder(p!.host)).toBeUndefined();
+    expect(book.holder(outside)).toBeUndefined();
+    // The task's GPU lease belongs to the queue, not to the port book.
+    expect(manager.leases().map((l) => l.id)).toContain(gpu!.id);
   });
 });
 
