@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { programCache } from '../../lib/ebpf/cache.js';
 import { InvalidObjectError, PermissionError, VerifierError } from '../../lib/ebpf/errors.js';
-import { loadObject, loadObjects } from '../../lib/ebpf/load.js';
+import { configureLoader, loadObject, loadObjects } from '../../lib/ebpf/load.js';
 import { pinDirectory, readPinMeta, unpin } from '../../lib/ebpf/pin.js';
 import { probe } from '../../lib/ebpf/probe.js';
 import { bundled, progExists, testObject } from './helpers-loader.js';
@@ -106,6 +106,26 @@ describe('loadObjects', () => {
     const names = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value.name] : []));
     expect(names).toEqual(['counter', 'consts', 'slow_verify']);
     for (const r of results) if (r.status === 'fulfilled') r.value.close();
+  });
+
+  it('runs the loads at the same time on the loader threads (their load times overlap)', async () => {
+    configureLoader({ threads: 2 });
+    const bytes = readFileSync(testObject('slow_verify'));
+    // two different cache keys of one slow object, uncached
+    const t0 = performance.now();
+    const res = await loadObjects(
+      [
+        { source: bytes, options: { name: 'slow_a' } },
+        { source: bytes, options: { name: 'slow_b' } },
+      ],
+      { cache: false, concurrency: 2 },
+    );
+    const wall = performance.now() - t0;
+    const objs = res.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof loadObject>>>).value);
+    const sum = objs.reduce((a, o) => a + o.loadTimeMs, 0);
+    // run one after the other, the load times could only add up to less than the wall time
+    expect(sum).toBeGreaterThan(wall * 1.3);
+    for (const o of objs) o.close();
   });
 
   it('applies per-entry options', async () => {
