@@ -7,6 +7,11 @@ import { SmoothtaskError, type SmoothtaskErrorOptions } from '../errors/index.js
 export class DockerUnavailableError extends SmoothtaskError {
   /** The socket path or URL the client tried. */
   readonly socketPath: string;
+  /**
+   * Creates the error.
+   * @param socketPath where the client looked
+   * @param options cause (the connection error)
+   */
   constructor(socketPath: string, options: SmoothtaskErrorOptions = {}) {
     const why = options.cause instanceof Error ? `: ${options.cause.message}` : '';
     super('ERR_DOCKER_UNAVAILABLE', `Docker Engine is not reachable at ${socketPath}${why} (is dockerd running? scripts/docker-up.sh starts it)`, options);
@@ -18,6 +23,11 @@ export class DockerUnavailableError extends SmoothtaskError {
 export class DockerError extends SmoothtaskError {
   /** The HTTP status the engine answered with, when there was one. */
   readonly statusCode?: number;
+  /**
+   * Creates the error.
+   * @param message what failed
+   * @param options cause and the HTTP status
+   */
   constructor(message: string, options: SmoothtaskErrorOptions & { statusCode?: number } = {}) {
     super('ERR_DOCKER', message, options);
     if (options.statusCode !== undefined) this.statusCode = options.statusCode;
@@ -28,6 +38,12 @@ export class DockerError extends SmoothtaskError {
 export class DockerBuildError extends SmoothtaskError {
   /** Build output (stream lines and the error detail), last 64 KiB. */
   readonly log: string;
+  /**
+   * Creates the error.
+   * @param message what failed
+   * @param log build output
+   * @param options cause
+   */
   constructor(message: string, log: string, options: SmoothtaskErrorOptions = {}) {
     super('ERR_DOCKER_BUILD', message, options);
     this.log = log;
@@ -40,6 +56,12 @@ export class ComposeError extends SmoothtaskError {
   readonly output: string;
   /** The CLI's exit code, when it ran. */
   readonly exitCode?: number;
+  /**
+   * Creates the error.
+   * @param message what failed
+   * @param output CLI output
+   * @param options cause and exit code
+   */
   constructor(message: string, output: string, options: SmoothtaskErrorOptions & { exitCode?: number } = {}) {
     super('ERR_COMPOSE', message, options);
     this.output = output;
@@ -49,6 +71,10 @@ export class ComposeError extends SmoothtaskError {
 
 /** Neither `docker compose` (v2) nor `docker-compose` (v1) is installed. */
 export class ComposeUnavailableError extends SmoothtaskError {
+  /**
+   * Creates the error.
+   * @param options cause
+   */
   constructor(options: SmoothtaskErrorOptions = {}) {
     super('ERR_COMPOSE_UNAVAILABLE', 'Neither `docker compose` (v2) nor `docker-compose` (v1) was found on PATH', options);
   }
@@ -60,6 +86,11 @@ export class PortCollisionError extends SmoothtaskError {
   readonly port: number;
   /** Who holds it: `task <id>` or `process <pid> (<comm>)` or `socket inode <n>`. */
   readonly holder: string;
+  /**
+   * Creates the error.
+   * @param port the host port
+   * @param holder who holds it
+   */
   constructor(port: number, holder: string) {
     super('ERR_PORT_COLLISION', `Host port ${port} is already in use by ${holder}`);
     this.port = port;
@@ -73,6 +104,11 @@ export class OutputTooLargeError extends SmoothtaskError {
   readonly limitBytes: number;
   /** Bytes seen when the cap was crossed (at least `limitBytes + 1`). */
   readonly seenBytes: number;
+  /**
+   * Creates the error.
+   * @param limitBytes the cap
+   * @param seenBytes bytes seen when the cap was crossed
+   */
   constructor(limitBytes: number, seenBytes: number) {
     super('ERR_OUTPUT_TOO_LARGE', `Task outputs exceed the ${limitBytes}-byte cap (at least ${seenBytes} bytes)`);
     this.limitBytes = limitBytes;

@@ -31,6 +31,10 @@ export class TaskLogWriter {
   #listeners = new Set<LogListener>();
   #closed = false;
 
+  /**
+   * Creates a writer; call {@link TaskLogWriter.init} before writing.
+   * @param dir directory of the log files
+   */
   constructor(dir: string) {
     this.dir = dir;
   }
