@@ -13,8 +13,8 @@ const run = promisify(execFile);
 const NS = `st_loader_test_${process.pid}`;
 const child = new URL('./loader-child.ts', import.meta.url).pathname;
 
-async function inChild(args: string[], wrap?: string): Promise<Record<string, any>> {
-  const cmd = ['node', '--import', 'tsx', child, ...args];
+async function inChild(args: string[], wrap?: string, nodeFlags: string[] = []): Promise<Record<string, any>> {
+  const cmd = ['node', ...nodeFlags, '--import', 'tsx', child, ...args];
   const r = wrap
     ? await run('capsh', [`--drop=${wrap}`, '--', '-c', `exec ${cmd.map((a) => `'${a}'`).join(' ')}`], { timeout: 60_000 })
     : await run(cmd[0] as string, cmd.slice(1), { timeout: 60_000 });
@@ -190,6 +190,14 @@ describe('pins', () => {
     using counts = b.map('counts');
     expect(counts.info.fd).toBeGreaterThan(2);
     expect(b.btf()?.byteLength).toBeGreaterThan(0);
+  });
+});
+
+describe('safety net', () => {
+  it('a handle dropped without close() is released by the garbage collector', async () => {
+    const r = await inChild(['gc', bundled('counter')], undefined, ['--expose-gc']);
+    expect(r.before).toBe(true);
+    expect(r.after).toBe(false);
   });
 });
 
