@@ -191,6 +191,7 @@ export class TaskQueue {
   readonly #transitionListeners = new Set<(e: TransitionEvent) => void>();
   readonly #logListeners = new Set<(e: LogEvent) => void>();
   readonly #errorListeners = new Set<(e: { taskId?: string; error: unknown; where: string }) => void>();
+  readonly #commitHooks = new Set<(e: TransitionEvent) => unknown>();
   #seq = 0;
   #active = 0;
   #isReady = false;
@@ -397,6 +398,17 @@ export class TaskQueue {
     return true;
   }
 
+  /**
+   * Adds a hook awaited for each transition **before** it is persisted (write-ahead): for
+   * durable side effects that must exist if the transition does, e.g. a held webhook that is
+   * released once the transition is recorded (`forwardTaskEvents`). A hook's error is
+   * reported to `onError` and does not stop the transition. Returns a remove function.
+   */
+  addCommitHook(fn: (e: TransitionEvent) => unknown): () => void {
+    this.#commitHooks.add(fn);
+    return () => this.#commitHooks.delete(fn);
+  }
+
   /** Listens to persisted transitions. Returns an unsubscribe function. */
   onTransition(fn: (e: TransitionEvent) => void): () => void {
     this.#transitionListeners.add(fn);
@@ -514,9 +526,17 @@ export class TaskQueue {
       history: [...e.rec.history, { from, to, event, at, ...(reason === undefined ? {} : { reason }), attempt: patch.attempt ?? e.rec.attempt }],
     };
     if (isOutcome(to)) next.outcome = to;
+    deepFreeze(next);
+    const ev: TransitionEvent = { task: next, from, to, event, at, reason };
+    for (const hook of this.#commitHooks) {
+      try {
+        await hook(ev);
+      } catch (err) {
+        this.#report(e.rec.id, err, 'commit hook');
+      }
+    }
     await this.#save(e, next);
-    e.rec = deepFreeze(next);
-    const ev: TransitionEvent = { task: e.rec, from, to, event, at, reason };
+    e.rec = next;
     if (transitionChannel.hasSubscribers) transitionChannel.publish(ev);
     for (const fn of this.#transitionListeners) {
       try {

@@ -79,6 +79,10 @@ const MessageSchema = z.object({
   attempts: z.number().int(),
   nextAttemptAt: z.number(),
   lastError: z.string().optional(),
+  /** Not deliverable until released (write-ahead messages). */
+  held: z.boolean().optional(),
+  /** Sender's reference, used to reconcile held messages after a restart. */
+  ref: JsonValueSchema.optional(),
 });
 type Message = z.infer<typeof MessageSchema>;
 
@@ -139,6 +143,16 @@ export interface DeliveryEvent {
   durationMs: number;
 }
 
+/** Options of {@link WebhookDispatcher.send}. */
+export interface SendOptions {
+  /** Delivery order is kept per ordering key (default: the subject, else `default`). */
+  orderingKey?: string;
+  /** Store but do not deliver until `release()` (write-ahead use; see `reconcileHeld`). */
+  hold?: boolean;
+  /** A JSON reference stored with the message, handed to `reconcileHeld` after a restart. */
+  ref?: JsonValue;
+}
+
 /** An event to send. */
 export interface WebhookEvent {
   /** Event type, e.g. `task.succeeded` or `alert.firing`. */
@@ -152,7 +166,7 @@ export interface WebhookEvent {
 interface Lane {
   endpointId: string;
   key: string;
-  msgs: Array<Message & { persisted: Promise<void> }>;
+  msgs: Array<Message & { persisted: Promise<void>; restored?: boolean }>;
   running: boolean;
   wake?: () => void;
 }
@@ -252,7 +266,7 @@ export class WebhookDispatcher {
    * delivery order per ordering key (default: the subject, else `default`). Resolves with the
    * message ids once every copy is durably stored.
    */
-  async send(event: WebhookEvent, options: { orderingKey?: string } = {}): Promise<string[]> {
+  async send(event: WebhookEvent, options: SendOptions = {}): Promise<string[]> {
     this.#check();
     if (!event || typeof event.type !== 'string' || !event.type) throw new ConfigError('webhook event needs a type');
     validate(JsonValueSchema, event.data, 'webhook event data');
@@ -274,6 +288,8 @@ export class WebhookDispatcher {
         createdAt: now,
         attempts: 0,
         nextAttemptAt: now,
+        ...(options.hold ? { held: true } : {}),
+        ...(options.ref === undefined ? {} : { ref: options.ref }),
       };
       const persisted = this.#store.write(this.#msgKey(msg), MessageSchema, msg);
       persisted.catch(() => {});
@@ -284,6 +300,47 @@ export class WebhookDispatcher {
     await Promise.all(writes);
     for (const l of this.#lanes.values()) this.#kick(l);
     return ids;
+  }
+
+  /**
+   * Releases held messages (sent with `hold: true`) for delivery. In memory only: after a
+   * restart, held messages wait for {@link WebhookDispatcher.reconcileHeld}.
+   */
+  release(msgIds: string[]): void {
+    const ids = new Set(msgIds);
+    for (const l of this.#lanes.values()) {
+      let hit = false;
+      for (const m of l.msgs) if (m.held && ids.has(m.msgId)) ((m.held = false), (hit = true));
+      if (hit) {
+        l.wake?.();
+        this.#kick(l);
+      }
+    }
+  }
+
+  /**
+   * Decides the fate of messages still held from before a restart: `keep(ref)` true releases
+   * one, false deletes it (its cause was never recorded). Returns how many were kept / dropped.
+   */
+  async reconcileHeld(keep: (ref: JsonValue | undefined, msg: { msgId: string; type: string; orderingKey: string }) => boolean | Promise<boolean>): Promise<{ kept: number; dropped: number }> {
+    let kept = 0;
+    let dropped = 0;
+    for (const l of [...this.#lanes.values()]) {
+      for (const m of [...l.msgs]) {
+        if (!m.held || !m.restored) continue;
+        if (await keep(m.ref, { msgId: m.msgId, type: m.type, orderingKey: m.orderingKey })) {
+          m.held = false;
+          kept++;
+        } else {
+          l.msgs.splice(l.msgs.indexOf(m), 1);
+          await this.#store.delete(this.#msgKey(m)).catch(() => {});
+          dropped++;
+        }
+      }
+      l.wake?.();
+      this.#kick(l);
+    }
+    return { kept, dropped };
   }
 
   /** Waits until nothing is pending (or the timeout passes). Resolves `true` when drained. */
@@ -401,8 +458,14 @@ export class WebhookDispatcher {
         l.msgs.length = 0;
         return;
       }
+      if (m.held) {
+        // In order: nothing behind a held message goes first. release() wakes us.
+        await this.#sleep(l, 60_000);
+        continue;
+      }
       await this.#sleep(l, m.nextAttemptAt - Date.now());
       if (this.#closed) return;
+      if (m.held) continue;
       await this.#acquireSlot();
       if (this.#closed) {
         this.#releaseSlot();
@@ -439,6 +502,7 @@ export class WebhookDispatcher {
         l.msgs.shift();
         const dead = { ...m, attempts: attempt, lastError: error };
         delete (dead as { persisted?: unknown }).persisted;
+        delete (dead as { restored?: unknown }).restored;
         await this.#store.write(this.#msgKey(m, 'dead'), MessageSchema, dead).catch(() => {});
         await this.#store.delete(this.#msgKey(m)).catch(() => {});
         this.#emit({ ...base, ...(res ? { status: res.status } : {}), error: `${error}; gave up after ${attempt} attempts` });
@@ -450,7 +514,7 @@ export class WebhookDispatcher {
       m.attempts = attempt;
       m.nextAttemptAt = Date.now() + delay;
       m.lastError = error;
-      const { persisted: _p, ...stored } = m;
+      const { persisted: _p, restored: _r, ...stored } = m;
       await this.#store.write(this.#msgKey(m), MessageSchema, stored).catch(() => {});
       this.#emit({ ...base, ...(res ? { status: res.status } : {}), error, nextAttemptAt: m.nextAttemptAt });
     }
@@ -546,7 +610,7 @@ export class WebhookDispatcher {
     msgs.sort((a, b) => a.seq - b.seq);
     for (const m of msgs) {
       this.#seq = Math.max(this.#seq, m.seq + 1);
-      this.#laneFor(m.endpointId, m.orderingKey).msgs.push({ ...m, persisted: Promise.resolve() });
+      this.#laneFor(m.endpointId, m.orderingKey).msgs.push({ ...m, persisted: Promise.resolve(), restored: true });
     }
     for (const l of this.#lanes.values()) this.#kick(l);
   }

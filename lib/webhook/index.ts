@@ -16,6 +16,6 @@ export {
   WEBHOOK_CHANNELS,
   parseRetryAfter,
 } from './dispatcher.js';
-export type { WebhookDispatcherOptions, Endpoint, EndpointInput, DeliveryEvent, WebhookEvent } from './dispatcher.js';
+export type { WebhookDispatcherOptions, Endpoint, EndpointInput, DeliveryEvent, WebhookEvent, SendOptions } from './dispatcher.js';
 export { forwardTaskEvents } from './task-events.js';
-export type { TaskWebhookData } from './task-events.js';
+export type { TaskWebhookData, ForwardableQueue } from './task-events.js';

@@ -2,7 +2,7 @@
  * Bridge from the task queue to the webhook dispatcher.
  * @module
  */
-import type { TransitionEvent } from '../task/types.js';
+import type { TaskRecord, TransitionEvent } from '../task/types.js';
 import type { JsonValue } from '../task/types.js';
 import type { WebhookDispatcher } from './dispatcher.js';
 
@@ -35,22 +35,44 @@ export interface TaskWebhookData {
   labels: { [key: string]: string };
 }
 
+/** What `forwardTaskEvents` needs from a queue (a `TaskQueue`). */
+export interface ForwardableQueue {
+  /** Listens to persisted transitions. */
+  onTransition(fn: (e: TransitionEvent) => void): () => void;
+  /** Write-ahead hook, awaited before each transition is persisted. */
+  addCommitHook(fn: (e: TransitionEvent) => unknown): () => void;
+  /** Resolves once recorded tasks were loaded. */
+  readonly ready: Promise<void>;
+  /** A task snapshot. */
+  get(id: string): Readonly<TaskRecord> | undefined;
+}
+
 /**
- * Sends every persisted transition of `queue` as a `task.<to>` event (subject and ordering
- * key = task id), so each endpoint gets a task's transitions in order, at least once.
- * Subscribe with `dispatcher.addEndpoint({ url, subjects: [taskId] })` for one task, or
- * without `subjects` for all tasks. Returns an unsubscribe function.
+ * Sends every transition of `queue` as a `task.<to>` event (subject and ordering key = task
+ * id), so each endpoint gets a task's transitions in order, at least once, and never one that
+ * was not recorded:
  *
- * A crash between a transition's persistence and its webhook's enqueue loses that webhook
- * (the store has the transition); the window is one store write.
+ * 1. before the queue persists a transition, its webhook is stored **held** (write-ahead);
+ * 2. once the transition is persisted, the webhook is released for delivery;
+ * 3. after a crash, held webhooks left over are checked against the recorded task history
+ *    (`reconcileHeld`, run when `queue.ready` resolves): released if their transition was
+ *    recorded, deleted if it never was.
+ *
+ * Call it right after creating the queue (before `ready`) so recovery transitions are sent
+ * too. Subscribe with `dispatcher.addEndpoint({ url, subjects: [taskId] })` for one task, or
+ * without `subjects` for all tasks. Returns a function that stops forwarding.
  */
 export function forwardTaskEvents(
-  queue: { onTransition(fn: (e: TransitionEvent) => void): () => void },
+  queue: ForwardableQueue,
   dispatcher: WebhookDispatcher,
   options: { onError?: (err: unknown) => void } = {},
 ): () => void {
-  return queue.onTransition((e) => {
+  const held = new Map<string, string[]>();
+  const keyOf = (id: string, seq: number) => `${id}\u0000${seq}`;
+  const offHook = queue.addCommitHook(async (e) => {
+    if (dispatcher.closed) return;
     const t = e.task;
+    const seq = t.history.length - 1;
     const data: TaskWebhookData = {
       id: t.id,
       kind: t.kind,
@@ -62,10 +84,39 @@ export function forwardTaskEvents(
       attempt: t.attempt,
       exitCode: t.exitCode,
       signal: t.signal,
-      seq: t.history.length - 1,
+      seq,
       labels: { ...t.labels },
     };
-    if (dispatcher.closed) return;
-    dispatcher.send({ type: `task.${e.to}`, subject: t.id, data }, { orderingKey: t.id }).catch((err: unknown) => options.onError?.(err));
+    try {
+      const ids = await dispatcher.send(
+        { type: `task.${e.to}`, subject: t.id, data },
+        { orderingKey: t.id, hold: true, ref: { taskId: t.id, seq, at: e.at, event: e.event } },
+      );
+      held.set(keyOf(t.id, seq), ids);
+    } catch (err) {
+      options.onError?.(err);
+    }
   });
+  const offListener = queue.onTransition((e) => {
+    const k = keyOf(e.task.id, e.task.history.length - 1);
+    const ids = held.get(k);
+    if (ids) {
+      held.delete(k);
+      if (!dispatcher.closed) dispatcher.release(ids);
+    }
+  });
+  void queue.ready
+    .then(() =>
+      dispatcher.reconcileHeld((ref) => {
+        const r = ref as { taskId?: string; seq?: number; at?: number; event?: string } | undefined;
+        if (!r?.taskId || r.seq === undefined) return false;
+        const h = queue.get(r.taskId)?.history[r.seq];
+        return h !== undefined && h.at === r.at && h.event === r.event;
+      }),
+    )
+    .catch((err: unknown) => options.onError?.(err));
+  return () => {
+    offHook();
+    offListener();
+  };
 }

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JsonStore } from 'smoothtask/store';
-import { TaskQueue } from 'smoothtask/task';
+import { JsonStore, StoreTaskPersistence } from 'smoothtask/store';
+import { TaskQueue, type TaskRecord } from 'smoothtask/task';
 import {
   WebhookDispatcher,
   WebhookVerificationError,
@@ -182,11 +182,15 @@ describe('WebhookDispatcher delivery', () => {
     const pendingFiles = await store.list('webhooks/outbox/all');
     expect(pendingFiles.length).toBeGreaterThan(0);
     d = await WebhookDispatcher.open({ store: await JsonStore.open({ dir }), backoff: fast, network: loopbackOnly, timeoutMs: 2000 });
+    // Restored write-ahead messages stay held until the forwarder checks them against the task history.
+    expect(Object.values(d.pending()).reduce((a, b) => a + b, 0)).toBe(pendingFiles.length);
+    const unforward2 = forwardTaskEvents(q, d);
     accept = false;
     await r.up(); // same port, answering 503 for a while
     await sleep(150);
     accept = true;
     expect(await d.drain(20_000)).toBe(true);
+    unforward2();
     await d.close();
     await q.close();
     await r.down();
@@ -199,6 +203,55 @@ describe('WebhookDispatcher delivery', () => {
     }
     expect(await store.list('webhooks/outbox/all')).toEqual([]);
   }, 60_000);
+
+  it('a crash between a write-ahead webhook and its transition: the unrecorded transition is never delivered, the rest arrive', async () => {
+    const secret = generateWebhookSecret();
+    const got: Array<{ id: string; seq: number; event: string }> = [];
+    const seen = new Set<string>();
+    const r = new Receiver((req, body, res) => {
+      const v = verifyWebhook<{ data: TaskWebhookData }>(secret, req.headers, body);
+      if (!seen.has(v.id)) {
+        seen.add(v.id);
+        got.push({ id: v.payload.data.id, seq: v.payload.data.seq, event: v.payload.data.event });
+      }
+      res.statusCode = 204;
+      res.end();
+    });
+    await r.up();
+    const dir = join(root, 'write-ahead');
+    const store = await JsonStore.open({ dir });
+    const real = new StoreTaskPersistence(store);
+    // The process "dies" exactly when it is about to record the outcome of task 'x'.
+    const dying = {
+      save: (t: TaskRecord) => (t.id === 'x' && t.state === 'succeeded' ? new Promise<void>(() => {}) : real.save(t)),
+      loadAll: () => real.loadAll(),
+    };
+    const d1 = await WebhookDispatcher.open({ store, backoff: fast, network: loopbackOnly });
+    await d1.addEndpoint({ id: 'ep', url: r.url, secret });
+    const q1 = new TaskQueue({ persistence: dying, dataDir: join(dir, 'w1') });
+    q1.registerExecutor('work', { run: async () => ({}) });
+    forwardTaskEvents(q1, d1);
+    q1.submit({ kind: 'work', id: 'x' });
+    for (let i = 0; i < 500 && (await store.list('webhooks/outbox/ep')).length < 4; i++) await sleep(10);
+    await d1.drain(2000); // the three recorded transitions go out; the held one cannot
+    expect(got.map((g) => g.event)).toEqual(['enqueue', 'start', 'run']);
+    expect(Object.values(d1.pending())).toEqual([1]);
+    await d1.close(); // crash: the write-ahead webhook of 'succeed' is on disk, the transition is not
+
+    const d2 = await WebhookDispatcher.open({ store, backoff: fast, network: loopbackOnly });
+    const q2 = new TaskQueue({ persistence: real, dataDir: join(dir, 'w2') });
+    q2.registerExecutor('work', { run: async () => ({}) });
+    forwardTaskEvents(q2, d2);
+    const rec = await q2.wait('x');
+    expect(rec.state).toBe('succeeded');
+    expect(await d2.drain(10_000)).toBe(true);
+    await d2.close();
+    await q2.close();
+    await r.down();
+    // Exactly the recorded history, in order: the phantom 'succeed' at seq 3 never arrived.
+    expect(got.map((g) => `${g.seq}:${g.event}`)).toEqual(rec.history.map((h, i) => `${i}:${h.event}`));
+    expect(rec.history.map((h) => h.event)).toEqual(['enqueue', 'start', 'run', 'requeue', 'start', 'run', 'succeed']);
+  }, 30_000);
 
   it('honours Retry-After, then delivers', async () => {
     const times: number[] = [];
