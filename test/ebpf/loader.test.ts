@@ -9,7 +9,7 @@ import {
   UnsupportedError,
   VerifierError,
 } from '../../lib/ebpf/errors.js';
-import { configureLoader, loadChannel, loadObject, objectHash, type LoadEvent } from '../../lib/ebpf/load.js';
+import { configureLoader, enableBpfStats, loadChannel, loadObject, objectHash, type LoadEvent } from '../../lib/ebpf/load.js';
 import { programCache } from '../../lib/ebpf/cache.js';
 import { ConfigError } from '../../lib/errors/index.js';
 import { bundled, fdCount, getpidChild, progExists, testObject } from './helpers-loader.js';
@@ -35,6 +35,22 @@ describe('loadObject', () => {
       const child = getpidChild(300);
       await child.go();
       expect(counts.get(child.pid)).toBeGreaterThanOrEqual(300n);
+    } finally {
+      for (const l of links) l.close();
+    }
+  });
+
+  it('program stats count runs while bpf_stats is on', async () => {
+    using obj = await loadObject(bundled('counter'), { cache: false });
+    const prog = obj.program('count_getpid');
+    const links = obj.attach();
+    try {
+      using stats = enableBpfStats();
+      await getpidChild(100).go();
+      const s = prog.stats();
+      expect(s.runCount).toBeGreaterThanOrEqual(100);
+      expect(s.runTimeNs).toBeGreaterThan(0);
+      stats.close();
     } finally {
       for (const l of links) l.close();
     }
