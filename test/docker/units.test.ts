@@ -3,6 +3,7 @@
 import { once } from 'node:events';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -20,6 +21,8 @@ import {
   listeningSockets,
   resolvePorts,
   portLeasesFrom,
+  defaultOwnerId,
+  ownerAlive,
   freeTcpPort,
   zipDirectory,
 } from '../../lib/docker/index.js';
@@ -225,6 +228,19 @@ describe('ports through the task core lease manager', () => {
     expect(book.holder(outside)).toBeUndefined();
     // The task's GPU lease belongs to the queue, not to the port book.
     expect(manager.leases().map((l) => l.id)).toContain(gpu!.id);
+  });
+});
+
+describe('owner ids', () => {
+  it('tell a live owner from a dead one, even with the pid reused', () => {
+    const me = defaultOwnerId();
+    expect(me).toBe(`${hostname()}:${process.pid}:${me.split(':')[2]}`);
+    expect(ownerAlive(me)).toBe(true);
+    // Same pid, other start time: the pid was reused by another process.
+    expect(ownerAlive(`${hostname()}:${process.pid}:1`)).toBe(false);
+    expect(ownerAlive(`${hostname()}:999999999:1`)).toBe(false);
+    // Another host: cannot tell, so treated as alive (never reaped by scope 'dead').
+    expect(ownerAlive(`not-${hostname()}:1:1`)).toBe(true);
   });
 });
 
