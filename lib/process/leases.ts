@@ -43,6 +43,7 @@ export type LeaseManagerOptions = z.input<typeof LeaseManagerOptionsSchema>;
 
 /** A lease request that can never be granted (unknown resource, more than the capacity, unknown ids). */
 export class LeaseError extends SmoothtaskError {
+  /** Creates the error. */
   constructor(message: string) {
     super('ERR_LEASE', message);
   }
@@ -86,6 +87,7 @@ export class ResourceLeaseManager implements LeaseProvider {
   readonly #waiters: Waiter[] = [];
   readonly #releaseListeners = new Set<() => void>();
 
+  /** Creates a manager with the given resources. */
   constructor(options: LeaseManagerOptions = {}) {
     const o = validate(LeaseManagerOptionsSchema, options, 'lease manager options');
     for (const [name, def] of Object.entries(o.resources)) this.addResource(name, def);

@@ -15,6 +15,7 @@ export class StoreCorruptError extends SmoothtaskError {
   readonly movedTo: string | undefined;
   /** `json`: not JSON; `schema`: JSON that failed validation. */
   readonly kind: 'json' | 'schema';
+  /** Creates the error. */
   constructor(path: string, movedTo: string | undefined, kind: 'json' | 'schema', options: SmoothtaskErrorOptions = {}) {
     super(
       'ERR_STORE_CORRUPT',
@@ -33,6 +34,7 @@ export class StoreCorruptError extends SmoothtaskError {
 export class StoreLockError extends SmoothtaskError {
   /** The locked document's path. */
   readonly path: string;
+  /** Creates the error. */
   constructor(path: string, message: string, options: SmoothtaskErrorOptions = {}) {
     super('ERR_STORE_LOCK', `Store lock on ${path}: ${message}`, options);
     this.path = path;
@@ -41,6 +43,7 @@ export class StoreLockError extends SmoothtaskError {
 
 /** The store was closed. */
 export class StoreClosedError extends SmoothtaskError {
+  /** Creates the error. */
   constructor() {
     super('ERR_STORE_CLOSED', 'The store is closed');
   }

@@ -17,6 +17,7 @@ export class StoreTaskPersistence implements TaskPersistence {
   readonly #onCorrupt: (err: StoreCorruptError) => void;
 
   /**
+   * Task records under `<prefix>/` in `store`.
    * @param store the store
    * @param options `prefix` (default `tasks`); `onCorrupt` hears of task files that were moved aside at load.
    */

@@ -11,6 +11,7 @@ export class TaskTimeoutError extends SmoothtaskError {
   readonly taskId: string;
   /** The limit that was exceeded. */
   readonly timeoutMs: number;
+  /** Creates the error. */
   constructor(taskId: string, timeoutMs: number) {
     super('ERR_TASK_TIMEOUT', `Task ${taskId} timed out after ${timeoutMs} ms`);
     this.taskId = taskId;
@@ -22,6 +23,7 @@ export class TaskTimeoutError extends SmoothtaskError {
 export class TaskCancelledError extends SmoothtaskError {
   /** The task. */
   readonly taskId: string;
+  /** Creates the error. */
   constructor(taskId: string, reason?: string) {
     super('ERR_TASK_CANCELLED', `Task ${taskId} cancelled${reason ? `: ${reason}` : ''}`);
     this.taskId = taskId;
@@ -30,6 +32,7 @@ export class TaskCancelledError extends SmoothtaskError {
 
 /** Abort reason for running tasks when the queue closes; also thrown by `submit()` after close. */
 export class QueueClosedError extends SmoothtaskError {
+  /** Creates the error. */
   constructor(message = 'The task queue is closed') {
     super('ERR_TASK_QUEUE_CLOSED', message);
   }
@@ -39,6 +42,7 @@ export class QueueClosedError extends SmoothtaskError {
 export class UnknownTaskKindError extends SmoothtaskError {
   /** The kind. */
   readonly kind: string;
+  /** Creates the error. */
   constructor(kind: string) {
     super('ERR_TASK_UNKNOWN_KIND', `No executor registered for task kind '${kind}'`);
     this.kind = kind;
@@ -49,6 +53,7 @@ export class UnknownTaskKindError extends SmoothtaskError {
 export class TaskNotFoundError extends SmoothtaskError {
   /** The id. */
   readonly taskId: string;
+  /** Creates the error. */
   constructor(taskId: string) {
     super('ERR_TASK_NOT_FOUND', `No task with id '${taskId}'`);
     this.taskId = taskId;
@@ -57,6 +62,7 @@ export class TaskNotFoundError extends SmoothtaskError {
 
 /** Recorded when a trigger ran past its time limit. */
 export class TriggerTimeoutError extends SmoothtaskError {
+  /** Creates the error. */
   constructor(name: string, ms: number) {
     super('ERR_TASK_TRIGGER_TIMEOUT', `Trigger '${name}' did not settle within ${ms} ms`);
   }

@@ -200,6 +200,7 @@ export class TaskQueue {
   #unsubscribeLeases: (() => void) | undefined;
   #activeDone = new Set<Promise<unknown>>();
 
+  /** Creates a queue; with `persistence`, recorded tasks are loaded and recovered in the background (see `ready`). */
   constructor(options: TaskQueueOptions = {}) {
     this.#opts = validate(TaskQueueOptionsSchema, options, 'task queue options');
     if (this.#opts.leases) this.#unsubscribeLeases = this.#opts.leases.onRelease(() => this.#pump());
@@ -982,6 +983,7 @@ class LogSink {
   readonly #ensureDir: () => string;
   readonly #streams = new Map<string, WriteStream>();
   #closed = false;
+  /** Creates a queue; with `persistence`, recorded tasks are loaded and recovered in the background (see `ready`). */
   constructor(paths: Record<LogStream, string>, combined: string, ensureDir: () => string, emit: (stream: LogStream, chunk: string) => void) {
     this.#paths = paths;
     this.#combined = combined;

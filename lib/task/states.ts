@@ -100,6 +100,7 @@ export class IllegalTransitionError extends SmoothtaskError {
   readonly event: TaskEvent;
   /** The task id, when known. */
   readonly taskId: string | undefined;
+  /** Creates the error. */
   constructor(from: TaskState, event: TaskEvent, taskId?: string) {
     super(
       'ERR_TASK_ILLEGAL_TRANSITION',

@@ -6,6 +6,7 @@ import { SmoothtaskError, type SmoothtaskErrorOptions } from '../errors/index.js
 
 /** `verifyWebhook()` rejected a request (bad or missing headers, stale timestamp, wrong signature). */
 export class WebhookVerificationError extends SmoothtaskError {
+  /** Creates the error. */
   constructor(message: string) {
     super('ERR_WEBHOOK_VERIFY', message);
   }
@@ -17,6 +18,7 @@ export class SsrfBlockedError extends SmoothtaskError {
   readonly host: string;
   /** The address that was refused. */
   readonly address: string;
+  /** Creates the error. */
   constructor(host: string, address: string) {
     super('ERR_WEBHOOK_SSRF_BLOCKED', `Refusing to connect to ${host} (${address}): address is blocked by the webhook network policy`);
     this.host = host;
@@ -28,6 +30,7 @@ export class SsrfBlockedError extends SmoothtaskError {
 export class WebhookDeliveryError extends SmoothtaskError {
   /** HTTP status, when a response arrived. */
   readonly status: number | undefined;
+  /** Creates the error. */
   constructor(message: string, status?: number, options: SmoothtaskErrorOptions = {}) {
     super('ERR_WEBHOOK_DELIVERY', message, options);
     this.status = status;
