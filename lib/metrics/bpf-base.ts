@@ -38,6 +38,7 @@ export class FilterMaps {
   readonly tgids: BpfMap<number, number>;
   readonly cgroups: BpfMap<bigint, number>;
 
+  /** Opens the filter maps of `obj`. */
   constructor(obj: BpfObject) {
     this.cfg = obj.map('st_filter_cfg', { key: u32, value: stFilterConfig });
     this.tgids = obj.map('st_filter_tgids', { key: u32, value: u8 });
@@ -71,6 +72,7 @@ export class FilterMaps {
     for (const c of [...this.cgroups.keys()]) if (!wantC.has(c)) this.cgroups.delete(c);
   }
 
+  /** Closes the three map handles. */
   close(): void {
     this.cfg.close();
     this.tgids.close();
@@ -97,12 +99,13 @@ export abstract class BpfReaderBase<S extends SnapshotBase, E = never> extends R
   /** Links of the attached programs. */
   protected readonly links: Link[] = [];
   /** Typed maps the reader opened (closed with it). */
-  protected readonly openMaps: Array<{ close(): void }> = [];
+  protected readonly openMaps: Array<BpfMap<never, never>> = [];
   /** Filter maps. */
   protected readonly filterMaps: FilterMaps;
   /** Whether events were asked for. */
   protected readonly wantEvents: boolean;
 
+  /** Writes the filter, then attaches every loaded program (iterators excepted); owns `o.object`. */
   constructor(o: BpfReaderOptions) {
     super(o.filter);
     this.obj = o.object;
@@ -123,7 +126,7 @@ export abstract class BpfReaderBase<S extends SnapshotBase, E = never> extends R
   /** Opens a typed map that closes with the reader. */
   protected map<K, V>(name: string, codecs: { key: import('../ebpf/types.js').Codec<K>; value: import('../ebpf/types.js').Codec<V> }): BpfMap<K, V> {
     const m = this.obj.map(name, codecs);
-    this.openMaps.push(m);
+    this.openMaps.push(m as unknown as BpfMap<never, never>);
     return m;
   }
 

@@ -12,6 +12,7 @@ import { FilterSchema, type Filter, type ResolvedFilter } from './family.js';
 
 /** Thrown when a container id or cgroup path cannot be resolved to a cgroup. */
 export class CgroupNotFoundError extends SmoothtaskError {
+  /** Says which container or cgroup was not found. */
   constructor(message: string) {
     super('ERR_CGROUP_NOT_FOUND', message);
   }

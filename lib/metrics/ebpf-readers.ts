@@ -110,6 +110,7 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
   readonly #hist: BpfMap<number, Decoded<typeof stSchedHist>>;
   readonly #oncpu: BpfMap<number, Decoded<typeof stSchedOncpu>>;
 
+  /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
   constructor(o: BpfReaderOptions) {
     super(o);
     this.#threads = this.map('thread_cpu', { key: u32, value: stSchedCpu });
@@ -240,6 +241,7 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
   readonly #faults: BpfMap<number, Decoded<typeof stProcStats>>;
   #rb: RingBufferLike<Decoded<typeof stProcEvent>> | undefined;
 
+  /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
   constructor(o: BpfReaderOptions) {
     super(o);
     this.#iter = this.iterator('st_proc_iter');
@@ -356,6 +358,7 @@ export class EbpfNetworkReader extends BpfReaderBase<NetworkSnapshot, TcpEvent> 
   readonly #conns: BpfMap<bigint, Decoded<typeof stTcpConn>>;
   #rb: RingBufferLike<Decoded<typeof stTcpEvent>> | undefined;
 
+  /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
   constructor(o: BpfReaderOptions) {
     super(o);
     this.#conns = this.map('tcp_conns', { key: u64, value: stTcpConn });
@@ -413,6 +416,7 @@ export class EbpfDiskReader extends BpfReaderBase<DiskSnapshot> {
   readonly #dev: BpfMap<number, Decoded<typeof stBioDev>>;
   readonly #proc: BpfMap<Decoded<typeof stBioProcKey>, Decoded<typeof stBioProc>>;
 
+  /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
   constructor(o: BpfReaderOptions) {
     super(o);
     this.#dev = this.map('bio_dev', { key: u32, value: stBioDev });
@@ -451,6 +455,7 @@ export class EbpfSyscallsReader extends BpfReaderBase<SyscallsSnapshot> {
   readonly family = 'syscalls';
   readonly #stats: BpfMap<Decoded<typeof stSyscallKey>, Decoded<typeof stSyscallStats>>;
 
+  /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
   constructor(o: BpfReaderOptions) {
     super(o);
     this.#stats = this.map('syscall_stats', { key: stSyscallKey, value: stSyscallStats });

@@ -175,6 +175,7 @@ export class Monitor implements Disposable {
     for (const r of this.readers.values()) r.close();
   }
 
+  /** Same as {@link close}. */
   [Symbol.dispose](): void {
     this.close();
   }

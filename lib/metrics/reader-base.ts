@@ -15,6 +15,7 @@ export abstract class ReaderBase<S extends SnapshotBase, E = never> implements M
   /** Current filter. */
   protected filter: ResolvedFilter;
 
+  /** Starts with `filter` (a resolved filter: see `resolveFilter`). */
   constructor(filter: ResolvedFilter) {
     this.filter = filter;
   }
@@ -48,6 +49,7 @@ export abstract class ReaderBase<S extends SnapshotBase, E = never> implements M
     this.onClose();
   }
 
+  /** Same as {@link close}. */
   [Symbol.dispose](): void {
     this.close();
   }
