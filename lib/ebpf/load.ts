@@ -167,6 +167,8 @@ const loadTimeByDigest = new Map<string, number>();
 // Files read before, by path: a file whose inode, size, mtime and ctime are unchanged is not
 // read (and hashed) again, so a cache hit or a pin reuse costs a stat, not a read.
 const fileMemo = new Map<string, { key: string; bytes: Uint8Array }>();
+const FILE_MEMO_MAX_BYTES = 64 * 1024 * 1024;
+let memoBytes = 0;
 
 async function readSource(source: ObjectSource): Promise<Uint8Array> {
   if (source instanceof Uint8Array) return source;
@@ -176,8 +178,18 @@ async function readSource(source: ObjectSource): Promise<Uint8Array> {
     const memo = fileMemo.get(source);
     if (memo?.key === key) return memo.bytes;
     const bytes = await readFile(source);
-    if (fileMemo.size >= 256) fileMemo.clear();
-    fileMemo.set(source, { key, bytes });
+    if (memo) memoBytes -= memo.bytes.byteLength;
+    fileMemo.delete(source);
+    // bounded: oldest first out beyond 64 MiB of remembered files
+    for (const [p, m] of fileMemo) {
+      if (memoBytes + bytes.byteLength <= FILE_MEMO_MAX_BYTES) break;
+      fileMemo.delete(p);
+      memoBytes -= m.bytes.byteLength;
+    }
+    if (bytes.byteLength <= FILE_MEMO_MAX_BYTES) {
+      fileMemo.set(source, { key, bytes });
+      memoBytes += bytes.byteLength;
+    }
     return bytes;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
