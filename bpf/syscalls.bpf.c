@@ -4,11 +4,12 @@
 #include "common.bpf.h"
 #include "syscalls.h"
 
-// One in-flight syscall per thread; preallocated because entries come and go on every call.
+// One in-flight syscall per thread, in task-local storage: a pointer walk from the task
+// instead of a hash update and delete on every call, and freed with the task.
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);	// tid
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct st_syscall_start);
 } syscall_start SEC(".maps");
 
@@ -39,10 +40,14 @@ int BPF_PROG(st_sys_enter, struct pt_regs *regs, long id)
 	if (s)
 		__sync_fetch_and_add(&s->count, 1);
 	if (measure_latency) {
-		struct st_syscall_start st = { .ts = bpf_ktime_get_ns(), .nr = key.nr, .tgid = key.tgid };
-		__u32 tid = (__u32)pid_tgid;
+		struct st_syscall_start *st;
 
-		bpf_map_update_elem(&syscall_start, &tid, &st, BPF_ANY);
+		st = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (st) {
+			st->ts = bpf_ktime_get_ns();
+			st->nr = key.nr;
+			st->tgid = key.tgid;
+		}
 	}
 	return 0;
 }
@@ -50,7 +55,6 @@ int BPF_PROG(st_sys_enter, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(st_sys_exit, struct pt_regs *regs, long ret)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct st_syscall_start *st;
 	struct st_syscall_stats *s;
 	struct st_syscall_key key;
@@ -58,14 +62,14 @@ int BPF_PROG(st_sys_exit, struct pt_regs *regs, long ret)
 
 	if (!measure_latency)
 		return 0;
-	// A missing start means the filter dropped the call at entry: nothing else to do.
-	st = bpf_map_lookup_elem(&syscall_start, &tid);
-	if (!st)
+	// No start (ts 0) means the filter dropped the call at entry: nothing else to do.
+	st = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0, 0);
+	if (!st || !st->ts)
 		return 0;
 	delta = bpf_ktime_get_ns() - st->ts;
 	key.tgid = st->tgid;
 	key.nr = st->nr;
-	bpf_map_delete_elem(&syscall_start, &tid);
+	st->ts = 0;
 	s = bpf_map_lookup_elem(&syscall_stats, &key);
 	if (!s)
 		return 0;
