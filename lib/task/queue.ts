@@ -422,6 +422,52 @@ export class TaskQueue {
     return () => this.#logListeners.delete(fn);
   }
 
+  /**
+   * Streams a task's log live: yields each chunk of the chosen streams from now until the task
+   * reaches an outcome (or `signal` aborts). A task that already finished yields its log
+   * files' contents instead. For what was logged before the call, read `task.logPath`.
+   */
+  async *followLog(id: string, options: { streams?: LogStream[]; signal?: AbortSignal } = {}): AsyncGenerator<LogEvent> {
+    const e = this.#entries.get(id);
+    if (!e) throw new TaskNotFoundError(id);
+    const streams = options.streams ?? ['stdout', 'stderr'];
+    if (e.phase === 'finished' || isOutcome(e.rec.state)) {
+      const { readFile } = await import('node:fs/promises');
+      const files = streams.length === 2 && streams.includes('stdout') && streams.includes('stderr') ? [['stdout', e.rec.logPath] as const] : streams.map((st) => [st, e.rec.logs?.[st]] as const);
+      for (const [stream, path] of files) {
+        if (!path) continue;
+        const chunk = await readFile(path, 'utf8').catch(() => '');
+        if (chunk) yield { taskId: id, stream, chunk, at: e.rec.timings.endedAt ?? Date.now() };
+      }
+      return;
+    }
+    const buf: LogEvent[] = [];
+    let wake: (() => void) | undefined;
+    let ended = false;
+    const offLog = this.onLog((ev) => {
+      if (ev.taskId !== id || !streams.includes(ev.stream)) return;
+      buf.push(ev);
+      wake?.();
+    });
+    const end = () => {
+      ended = true;
+      wake?.();
+    };
+    void e.done.then(end);
+    options.signal?.addEventListener('abort', end, { once: true });
+    try {
+      for (;;) {
+        while (buf.length) yield buf.shift()!;
+        if (ended || options.signal?.aborted) return;
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+      }
+    } finally {
+      offLog();
+      options.signal?.removeEventListener('abort', end);
+    }
+  }
+
   /** Listens to errors that have no caller (persistence failures, listener exceptions). */
   onError(fn: (e: { taskId?: string; error: unknown; where: string }) => void): () => void {
     this.#errorListeners.add(fn);

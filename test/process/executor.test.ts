@@ -51,6 +51,19 @@ describe('process executor', () => {
     expect(await readFile(r.logs!.system, 'utf8')).toMatch(/spawned pid \d+/);
   });
 
+  it('followLog streams a running task live, and a finished one from its files', async () => {
+    const h = q.submit({ kind: 'process', spec: { command: 'for i in 1 2 3; do echo line$i; sleep 0.05; done; echo err >&2', shell: true } });
+    while (q.get(h.id)?.state !== 'running') await sleep(2);
+    const chunks: string[] = [];
+    for await (const ev of q.followLog(h.id)) chunks.push(`${ev.stream}:${ev.chunk}`);
+    expect(q.get(h.id)?.state).toBe('succeeded');
+    expect(chunks.join('')).toContain('stdout:line3');
+    expect(chunks.some((c) => c.startsWith('stderr:err'))).toBe(true);
+    const after: string[] = [];
+    for await (const ev of q.followLog(h.id)) after.push(ev.chunk);
+    expect(after.join('')).toBe('line1\nline2\nline3\nerr\n');
+  });
+
   it('non-zero exit fails; a missing executable fails with the spawn error', async () => {
     const a = await q.submit({ kind: 'process', spec: { command: 'sh', args: ['-c', 'exit 7'] } }).done;
     expect(a.state).toBe('failed');
