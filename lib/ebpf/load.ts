@@ -227,6 +227,7 @@ async function warmUpFeatureProbes(elf: Uint8Array, name: string): Promise<void>
   }
   try {
     (await loader.load(elf, { name, programs: [] })).close();
+    trust(elf); // opened safely: the real load can skip the fork pre-check
   } catch {
     /* same */
   }
