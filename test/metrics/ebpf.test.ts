@@ -400,3 +400,60 @@ describe('container filter in the kernel', () => {
     }
   });
 });
+
+describe('lifecycle', () => {
+  function programIds(name: string): number[] {
+    const all = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' })) as Array<{ id: number; name?: string }>;
+    return all.filter((p) => p.name === name).map((p) => p.id);
+  }
+
+  it('close() detaches and unloads the programs; reads then throw ClosedError; close is idempotent', async () => {
+    const before = new Set(programIds('st_sched_switch'));
+    const r = await openCpuReader();
+    const mine = programIds('st_sched_switch').filter((id) => !before.has(id));
+    expect(mine).toHaveLength(1);
+    expect(r.memoryBytes()).toBeGreaterThan(0);
+    r.close();
+    r.close();
+    expect(r.closed).toBe(true);
+    expect(r.memoryBytes()).toBe(0);
+    await expect(r.read()).rejects.toThrow(/closed/);
+    await until(() => !programIds('st_sched_switch').includes(mine[0]!), 3000);
+    expect(programIds('st_sched_switch')).not.toContain(mine[0]);
+  });
+
+  it('monitor: merged events of several families, filter changed at run time', async () => {
+    const name = 'st-mon-probe';
+    const script = exitScript(tmp.dir, name);
+    const m = await createMonitor({ families: ['process', 'network'], events: true, filter: { comm: 'no-such-comm' }, required: true });
+    try {
+      const got: Array<{ family: string; type: string; tgid: number }> = [];
+      const ac = new AbortController();
+      const consumer = (async () => {
+        for await (const { family, event } of m.events({ signal: ac.signal })) {
+          const e = event as ProcessEvent;
+          got.push({ family, type: e.type, tgid: e.tgid });
+        }
+      })();
+      expect(await run(script, ['3'])).toBe(3); // filtered out: comm does not match
+      await m.setFilter({ comm: name });
+      expect(m.filter.comm).toBe(name);
+      const pids: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        await new Promise<void>((res) => {
+          const c = spawn(script, [String(i)], { stdio: 'ignore' });
+          pids.push(c.pid!);
+          c.once('exit', () => res());
+        });
+      }
+      await until(() => got.filter((g) => g.type === 'exit').length >= 3, 5000);
+      ac.abort();
+      await consumer;
+      expect(got.filter((g) => g.type === 'exec').map((g) => g.tgid).sort()).toEqual([...pids].sort());
+      expect(got.filter((g) => g.type === 'exit').map((g) => g.tgid).sort()).toEqual([...pids].sort());
+      expect(got.every((g) => g.family === 'process')).toBe(true);
+    } finally {
+      m.close();
+    }
+  });
+});
