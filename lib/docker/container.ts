@@ -81,7 +81,7 @@ export interface ContainerRunResult {
   outcome: RunOutcome;
   /** Exit code of the container's main process (137 after a kill). */
   exitCode: number | null;
-  /** Whether the kernel OOM-killed it. */
+  /** Whether the kernel OOM-killed a process of the container (the main one, or another when the exit code is 0). */
   oomKilled: boolean;
   /** Container id (the container itself is removed). */
   containerId: string;
@@ -286,7 +286,9 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
     attached.destroy();
 
     let oomKilled = false;
-    if (status.StatusCode === 137) {
+    // Docker sets OOMKilled when any process of the container was OOM-killed, even if the main
+    // one then exits 0; only worth an inspect when a kill is plausible.
+    if (status.StatusCode !== 0 || cfg.limits.memoryBytes !== undefined) {
       try {
         oomKilled = (await container.inspect()).State.OOMKilled;
       } catch {

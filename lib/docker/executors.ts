@@ -84,7 +84,7 @@ function containerResult(r: ContainerRunResult): TaskResult {
   if (r.builtImage) result.builtImage = r.builtImage;
   const out: TaskResult = { exitCode: r.exitCode, result, artifacts: r.archive ? [r.archive.path] : [] };
   if (r.archiveError) out.error = r.archiveError.message;
-  if (r.oomKilled) out.error = `container was OOM-killed (exit ${r.exitCode})`;
+  if (r.oomKilled && r.exitCode !== 0) out.error = `container was OOM-killed (exit ${r.exitCode})`;
   return out;
 }
 

@@ -57,6 +57,15 @@ function plan(): Expect[] {
     exitCode: 0,
     logHas: [`pids=64 mem=${64 * 1024 * 1024}`],
   });
+  // The main process outgrows its memory limit (tmpfs pages are charged to the cgroup).
+  p.push({
+    id: `${PREFIX}oom`,
+    kind: 'container',
+    spec: { image: IMAGE, limits: { memoryBytes: 16 * 1024 * 1024 }, command: ['sh', '-c', 'echo filling; exec dd if=/dev/zero of=/dev/shm/fill bs=1M count=48'] },
+    state: 'failed',
+    exitCode: 137,
+    logHas: ['filling'],
+  });
   for (let i = 1; i <= 5; i++) {
     p.push({
       id: `${PREFIX}exit-${i}`,
@@ -284,6 +293,10 @@ describe.skipIf(engineGate(probe))('30 docker tasks through the queue', () => {
     // Compose records each service's cgroup id while it ran (the long-running `cache` always gets one).
     const services = (results.get(`${PREFIX}compose-ok-0`)!.result as { services: { service: string; cgroupId?: string }[] }).services;
     expect(services.find((s) => s.service === 'cache')?.cgroupId).toMatch(/^\d+$/);
+    const oom = results.get(`${PREFIX}oom`)!;
+    expect(oom.error?.message).toBe('container was OOM-killed (exit 137)');
+    expect((oom.result as { oomKilled: boolean }).oomKilled).toBe(true);
+    expect((results.get(`${PREFIX}ok-0`)!.result as { oomKilled: boolean }).oomKilled).toBe(false);
     expect(results.get(`${PREFIX}spec-timeout`)!.error?.message).toMatch(/timed out after 1500 ms \(spec\.timeoutMs/);
     const broken = results.get(`${PREFIX}build-broken`)!;
     expect(broken.error?.message).toMatch(/exit.*7|returned a non-zero code: 7/);
