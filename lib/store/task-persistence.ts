@@ -34,17 +34,23 @@ export class StoreTaskPersistence implements TaskPersistence {
 
   /** Reads every task record; corrupt ones are moved aside and reported to `onCorrupt`. */
   async loadAll(): Promise<TaskRecord[]> {
-    const out: TaskRecord[] = [];
-    for (const key of await this.#store.list(this.#prefix)) {
-      try {
-        const rec = await this.#store.read(key, TaskRecordSchema);
-        if (rec) out.push(rec);
-      } catch (e) {
-        if (e instanceof StoreCorruptError) this.#onCorrupt(e);
-        else throw e;
+    const keys = await this.#store.list(this.#prefix);
+    const out: Array<TaskRecord | undefined> = new Array(keys.length);
+    let next = 0;
+    // A few reads in flight at once: start-up with many recorded tasks is I/O-bound.
+    const worker = async () => {
+      while (next < keys.length) {
+        const i = next++;
+        try {
+          out[i] = await this.#store.read(keys[i]!, TaskRecordSchema);
+        } catch (e) {
+          if (e instanceof StoreCorruptError) this.#onCorrupt(e);
+          else throw e;
+        }
       }
-    }
-    return out;
+    };
+    await Promise.all(Array.from({ length: Math.min(16, keys.length) }, worker));
+    return out.filter((r): r is TaskRecord => r !== undefined);
   }
 
   /** Deletes a task's record. */
