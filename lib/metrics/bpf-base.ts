@@ -168,6 +168,21 @@ export abstract class BpfReaderBase<S extends SnapshotBase, E = never> extends R
     return r;
   }
 
+  /**
+   * Events the programs could not put in the ring buffer because it was full (JS fell behind),
+   * from the object's `st_drops` counter; 0 for objects without events.
+   */
+  droppedEvents(): number {
+    this.check();
+    if (!this.obj.maps.has('st_drops')) return 0;
+    const m = this.obj.map('st_drops', { key: u32, value: u64 });
+    try {
+      return Number(m.get(0) ?? 0n);
+    } finally {
+      m.close();
+    }
+  }
+
   /** Memory of each map, by name (bytes). */
   mapMemory(): Record<string, number> {
     const r: Record<string, number> = {};

@@ -134,6 +134,7 @@ describe('process (proc.bpf.c)', () => {
         expect(e.durationNs).toBeLessThan(10e9);
       }
       for (const e of execs) expect(e.filename).toBe(script);
+      expect((r as unknown as { droppedEvents(): number }).droppedEvents()).toBe(0);
       // The filter kept everything else out.
       expect(events.every((e) => e.comm === name)).toBe(true);
     } finally {
