@@ -247,6 +247,24 @@ describe('task persistence', () => {
     expect(mismatches).toEqual([]);
   });
 
+  it('a corrupt task record at start is moved aside and reported; the queue starts with the rest', async () => {
+    const dir = join(root, 'corrupt-tasks');
+    const s = await JsonStore.open({ dir });
+    const q1 = new TaskQueue({ persistence: new StoreTaskPersistence(s), dataDir: join(dir, 'w') });
+    q1.registerExecutor('ok', { run: async () => ({}) });
+    await Promise.all([q1.submit({ kind: 'ok', id: 'good' }).done, q1.submit({ kind: 'ok', id: 'bad' }).done]);
+    await q1.close();
+    await writeFile(s.path('tasks/bad'), '{"id":"bad","state":"runn'); // torn by something outside our control
+    const reported: StoreCorruptError[] = [];
+    const q2 = new TaskQueue({ persistence: new StoreTaskPersistence(s, { onCorrupt: (e) => reported.push(e) }), dataDir: join(dir, 'w') });
+    await q2.ready;
+    expect(q2.get('good')?.state).toBe('succeeded');
+    expect(q2.get('bad')).toBeUndefined();
+    expect(reported).toHaveLength(1);
+    expect(await readFile(reported[0]!.movedTo!, 'utf8')).toBe('{"id":"bad","state":"runn');
+    await q2.close();
+  });
+
   it('close() records running tasks as queued again (policy requeue) and a new queue runs them; forget() removes records', async () => {
     const dir = join(root, 'close-requeue');
     const s = await JsonStore.open({ dir });
