@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { mkdir, mkdtemp } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -432,7 +432,6 @@ export class TaskQueue {
     if (!e) throw new TaskNotFoundError(id);
     const streams = options.streams ?? ['stdout', 'stderr'];
     if (e.phase === 'finished' || isOutcome(e.rec.state)) {
-      const { readFile } = await import('node:fs/promises');
       const files = streams.length === 2 && streams.includes('stdout') && streams.includes('stderr') ? [['stdout', e.rec.logPath] as const] : streams.map((st) => [st, e.rec.logs?.[st]] as const);
       for (const [stream, path] of files) {
         if (!path) continue;
