@@ -8,8 +8,11 @@
  */
 import { createHash } from 'node:crypto';
 import diagnostics_channel from 'node:diagnostics_channel';
-import { readFile, stat } from 'node:fs/promises';
-import { readdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { release, tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
@@ -66,6 +69,13 @@ export const LoadOptionsSchema = z
     mapSizes: z.record(z.string().min(1), z.number().int().min(1).max(0xffffffff)).optional(),
     /** BTF file to use for CO-RE relocations instead of the kernel's (e.g. a `bpftool gen min_core_btf` output). */
     btfCustomPath: z.string().min(1).optional(),
+    /**
+     * Use a minimal kernel BTF for CO-RE (made once per object and boot with `bpftool gen
+     * min_core_btf`, kept in the temp dir) so the load does not parse the whole kernel BTF.
+     * Ignored when `btfCustomPath` is set, bpftool is missing, or a loaded program needs kernel
+     * attach targets (tp_btf, fentry/fexit, iterators), which parse the kernel BTF anyway.
+     */
+    minimalKernelBtf: z.boolean().default(false),
     /** Stop waiting when aborted (a load already verifying completes in the background and is cached). */
     signal: z.instanceof(AbortSignal).optional(),
   })
@@ -126,8 +136,13 @@ function canonical(v: unknown): unknown {
  * The object hash: sha256 of the ELF bytes and every option that changes what is loaded
  * (name, programs, constants, map sizes, log level, BTF path). Timeouts and pins do not.
  */
-export function objectHash(elf: Uint8Array, name: string, o: Pick<ParsedLoadOptions, 'programs' | 'constants' | 'mapSizes' | 'logLevel' | 'btfCustomPath'>): string {
+export function objectHash(
+  elf: Uint8Array,
+  name: string,
+  o: Pick<ParsedLoadOptions, 'programs' | 'constants' | 'mapSizes' | 'logLevel' | 'btfCustomPath'> & { minimalKernelBtf?: boolean },
+): string {
   const norm = canonical({
+    minimalKernelBtf: o.minimalKernelBtf ?? false,
     name,
     programs: o.programs ? [...new Set(o.programs)].sort() : null,
     constants: o.constants ?? null,
@@ -233,9 +248,84 @@ async function warmUpFeatureProbes(elf: Uint8Array, name: string): Promise<void>
   }
 }
 
+const execFileP = promisify(execFile);
+const TRACING_SECTION = /^(tp_btf|fentry|fexit|fmod_ret|lsm|lsm\.s|iter|iter\.s|freplace|struct_ops|fentry\.s|fexit\.s)(\/|$)/;
+
+/** Section names of a 64-bit little-endian ELF, bounds-checked ([] when it is not one). */
+function elfSectionNames(elf: Uint8Array): string[] {
+  const dv = new DataView(elf.buffer, elf.byteOffset, elf.byteLength);
+  if (elf.byteLength < 64 || dv.getUint32(0) !== 0x7f454c46 || elf[4] !== 2 || elf[5] !== 1) return [];
+  const shoff = Number(dv.getBigUint64(0x28, true));
+  const shentsize = dv.getUint16(0x3a, true);
+  const shnum = dv.getUint16(0x3c, true);
+  const shstrndx = dv.getUint16(0x3e, true);
+  if (shentsize < 64 || shoff + shnum * shentsize > elf.byteLength || shstrndx >= shnum) return [];
+  const sh = (i: number): number => shoff + i * shentsize;
+  const strOff = Number(dv.getBigUint64(sh(shstrndx) + 0x18, true));
+  const strSize = Number(dv.getBigUint64(sh(shstrndx) + 0x20, true));
+  if (strOff + strSize > elf.byteLength) return [];
+  const names: string[] = [];
+  for (let i = 0; i < shnum; i++) {
+    const at = dv.getUint32(sh(i), true);
+    if (at >= strSize) continue;
+    let end = strOff + at;
+    while (end < strOff + strSize && elf[end] !== 0) end++;
+    names.push(Buffer.from(elf.buffer, elf.byteOffset + strOff + at, end - strOff - at).toString('latin1'));
+  }
+  return names;
+}
+const minimalBtfFailures = new Set<string>();
+
+/**
+ * Path of a minimal kernel BTF for `elf` (generated with bpftool on first use, cached in the
+ * temp dir per object and boot), or undefined when it cannot help or cannot be made.
+ */
+async function minimalKernelBtf(elf: Uint8Array, name: string, programs: string[] | undefined): Promise<string | undefined> {
+  const digest = elfDigest(elf);
+  if (minimalBtfFailures.has(digest)) return undefined;
+  try {
+    // programs that need kernel attach targets make libbpf parse the kernel BTF anyway. The
+    // sections are read here in JS (libbpf may crash on bytes not checked yet); with a program
+    // selection, trusted bytes are asked about each selected program.
+    if (programs && trustedElf.has(digest)) {
+      const progs = loadAddon().loader.inspect(elf, name).programs.filter((p) => programs.includes(p.name));
+      if (progs.some((p) => ['tracing', 'lsm', 'ext', 'struct_ops'].includes(p.type))) return undefined;
+    } else if (elfSectionNames(elf).some((n) => TRACING_SECTION.test(n))) {
+      return undefined;
+    }
+    const vmlinux = '/sys/kernel/btf/vmlinux';
+    const st = await stat(vmlinux);
+    const kernel = createHash('sha256').update(`${release()}:${st.size}:${st.mtimeMs}`).digest('hex').slice(0, 16);
+    const dir = join(tmpdir(), 'smoothtask-btf');
+    const file = join(dir, `${digest.slice(0, 32)}-${kernel}.btf`);
+    try {
+      await stat(file);
+      return file;
+    } catch {
+      /* not made yet */
+    }
+    const bpftool = ['/usr/sbin/bpftool', '/usr/local/sbin/bpftool', '/sbin/bpftool'].find((p) => existsSync(p)) ?? 'bpftool';
+    await mkdir(dir, { recursive: true });
+    const tmp = `${file}.${process.pid}.${Date.now()}`;
+    await writeFile(`${tmp}.o`, elf);
+    try {
+      await execFileP(bpftool, ['gen', 'min_core_btf', vmlinux, tmp, `${tmp}.o`], { timeout: 30_000 });
+      await rename(tmp, file);
+    } finally {
+      await rm(`${tmp}.o`, { force: true });
+      await rm(tmp, { force: true });
+    }
+    return file;
+  } catch {
+    minimalBtfFailures.add(digest);
+    return undefined;
+  }
+}
+
 async function nativeLoad(elf: Uint8Array, name: string, hash: string, o: ParsedLoadOptions, stackFrom: Error): Promise<ObjectCore> {
   let native: NativeObjectHandle;
   if (o.timeoutMs) await warmUpFeatureProbes(elf, name);
+  const btfCustomPath = o.btfCustomPath ?? (o.minimalKernelBtf ? await minimalKernelBtf(elf, name, o.programs) : undefined);
   try {
     native = await loadAddon().loader.load(elf, {
       name,
@@ -243,7 +333,7 @@ async function nativeLoad(elf: Uint8Array, name: string, hash: string, o: Parsed
       ...(o.programs ? { programs: o.programs } : {}),
       logLevel: o.logLevel,
       ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
-      ...(o.btfCustomPath ? { btfCustomPath: o.btfCustomPath } : {}),
+      ...(btfCustomPath ? { btfCustomPath } : {}),
       ...(o.mapSizes ? { mapSizes: o.mapSizes } : {}),
       ...(o.constants ? { constants: o.constants } : {}),
     });

@@ -1,4 +1,4 @@
-import { openSync, closeSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -74,6 +74,28 @@ describe('third-party style objects', () => {
       rb.close();
       for (const l of links) l.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('minimalKernelBtf: CO-RE against a minimal kernel BTF made with bpftool, and the program works', async () => {
+    if (!existsSync('/usr/sbin/bpftool') && !existsSync('/usr/local/sbin/bpftool')) return; // bpftool not installed
+    rmSync(join(tmpdir(), 'smoothtask-btf'), { recursive: true, force: true }); // made by this test
+    // trusted bytes with a program selection: only the raw_tp program, which needs no attach target
+    (await loadObject(testObject('runqlat_like'), { cache: false, programs: ['rql_switch_raw'] })).close();
+    using obj = await loadObject(testObject('runqlat_like'), { cache: false, programs: ['rql_switch_raw'], minimalKernelBtf: true });
+    const made = readdirSync(join(tmpdir(), 'smoothtask-btf')).filter((f) => f.endsWith('.btf'));
+    expect(made.length).toBeGreaterThan(0);
+    const links = obj.attach();
+    try {
+      using hist = obj.map('hist', { key: u32, value: struct({ slots: field(array(u32, 26), 0), total: field(u64, 104) }, 112) });
+      let total = 0n;
+      for (let i = 0; i < 50 && total === 0n; i++) {
+        await sleep(20);
+        total = hist.get(0)?.total ?? 0n;
+      }
+      expect(total).toBeGreaterThan(0n);
+    } finally {
+      for (const l of links) l.close();
     }
   });
 
