@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Supervisor, type SupervisorEvent } from 'smoothtask/process';
 import { pidsWithMarker } from './helpers.js';
+import { bundleChild, exited, startChild } from '../store/helpers.js';
 
 let dir: string;
 const sups: Supervisor[] = [];
@@ -130,6 +131,17 @@ describe('Supervisor', () => {
     expect(pidsWithMarker(m)).toEqual([]);
     expect(() => sup.add({ name: 'late', command: 'true' })).toThrow(/stopped/);
   });
+
+  it('installSignalHandlers: SIGTERM to the host service stops every supervised group, then the service exits by SIGTERM', async () => {
+    const bundle = await bundleChild('sup-child', new URL('./sup-child.ts', import.meta.url));
+    const m = marker();
+    const child = await startChild(bundle, [m], 'supervised', 60_000);
+    await until(() => pidsWithMarker(m).length >= 1);
+    child.kill('SIGTERM');
+    await exited(child);
+    expect(child.signalCode).toBe('SIGTERM');
+    expect(pidsWithMarker(m)).toEqual([]);
+  }, 90_000);
 
   it('restart policies: on-failure leaves a clean exit alone; a stop during backoff ends at once', async () => {
     const sup = new Supervisor();

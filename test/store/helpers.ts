@@ -6,10 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 /** Bundles test/store/<name>.ts into one CJS file (plain `node` starts it fast). */
-export async function bundleChild(name = 'child'): Promise<string> {
+export async function bundleChild(name = 'child', entry: URL = new URL(`./${name}.ts`, import.meta.url)): Promise<string> {
   const out = join(await mkdtemp(join(tmpdir(), 'st-child-')), `${name}.cjs`);
   await build({
-    entryPoints: [fileURLToPath(new URL(`./${name}.ts`, import.meta.url))],
+    entryPoints: [fileURLToPath(entry)],
     bundle: true,
     platform: 'node',
     format: 'cjs',
