@@ -38,6 +38,7 @@ export {
   signWebhook,
   standardWebhookSender,
   webhookNotifier,
+  dispatcherSender,
   WebhookDeliveryError,
 } from './notifiers.js';
 export type {
@@ -46,4 +47,5 @@ export type {
   WebhookSender,
   StandardWebhookSenderOptions,
   WebhookNotifierOptions,
+  WebhookDispatcherLike,
 } from './notifiers.js';

@@ -183,16 +183,68 @@ export function standardWebhookSender(opts: StandardWebhookSenderOptions): Webho
   };
 }
 
-/** Options of {@link webhookNotifier}: a sender, or what {@link standardWebhookSender} needs. */
-export type WebhookNotifierOptions = { sender: WebhookSender } | StandardWebhookSenderOptions;
+/**
+ * The part of the task core's `WebhookDispatcher` (`smoothtask/webhook`) the notifier uses:
+ * durable (store-backed), ordered, at-least-once, signed delivery to its registered endpoints.
+ */
+export interface WebhookDispatcherLike {
+  /** Queues an event for every matching endpoint; resolves once durably stored. */
+  send(
+    event: { type: string; data: NonNullable<unknown>; subject?: string },
+    options?: { orderingKey?: string },
+  ): Promise<string[]>;
+}
 
 /**
- * Posts each notification as a signed webhook. The message id is derived from the group and
- * the notification time, so retries of one notification carry the same id (receivers dedupe).
+ * Adapts a `WebhookDispatcher` to {@link WebhookSender}: notifications become events with
+ * subject `alerts` (endpoints may subscribe to it or to types `alert.*`), ordered per alert
+ * group. The dispatcher assigns the `webhook-id`s and persists pending deliveries, so a restart
+ * loses nothing (unlike {@link standardWebhookSender}).
+ */
+export function dispatcherSender(dispatcher: WebhookDispatcherLike, opts: { subject?: string } = {}): WebhookSender {
+  return {
+    async send(msg) {
+      const data = JSON.parse(JSON.stringify(msg.payload)) as NonNullable<unknown>;
+      const groupKey = (msg.payload as { groupKey?: unknown }).groupKey;
+      await dispatcher.send(
+        { type: msg.type, data, subject: opts.subject ?? 'alerts' },
+        { orderingKey: `alerts:${typeof groupKey === 'string' ? groupKey : 'default'}` },
+      );
+    },
+  };
+}
+
+/**
+ * Options of {@link webhookNotifier}: the task core's dispatcher (preferred: durable), any
+ * {@link WebhookSender}, or what {@link standardWebhookSender} needs.
+ */
+export type WebhookNotifierOptions =
+  | {
+      /** The task core's `WebhookDispatcher` (smoothtask/webhook). */
+      dispatcher: WebhookDispatcherLike;
+      /** Event subject (default `alerts`). */
+      subject?: string;
+    }
+  | {
+      /** A custom delivery mechanism. */
+      sender: WebhookSender;
+    }
+  | StandardWebhookSenderOptions;
+
+/**
+ * Posts each notification as a signed webhook: through the task core's durable dispatcher
+ * (`{ dispatcher }`), a custom sender, or the built-in in-memory sender (`{ url, secret }`,
+ * where the message id is derived from the group and the notification time, so retries of one
+ * notification carry the same id and receivers dedupe).
  * Type: `alert.firing` or `alert.resolved`; payload: the {@link Notification}.
  */
 export function webhookNotifier(opts: WebhookNotifierOptions): Notifier {
-  const sender = 'sender' in opts ? opts.sender : standardWebhookSender(opts);
+  const sender =
+    'dispatcher' in opts
+      ? dispatcherSender(opts.dispatcher, opts.subject !== undefined ? { subject: opts.subject } : {})
+      : 'sender' in opts
+        ? opts.sender
+        : standardWebhookSender(opts);
   const salt = randomUUID();
   return {
     name: 'webhook',
