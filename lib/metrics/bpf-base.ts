@@ -112,8 +112,9 @@ export abstract class BpfReaderBase<S extends SnapshotBase, E = never> extends R
     this.wantEvents = o.events;
     try {
       this.filterMaps = new FilterMaps(o.object);
-      // Filter first: programs must never run unfiltered once attached.
-      this.filterMaps.write(o.filter, o.events);
+      // Filter first: programs must never run unfiltered once attached. The events flag goes
+      // on only while someone iterates events() (see eventsActive).
+      this.filterMaps.write(o.filter, false);
       const skip = o.skipAttach ?? ((s: string) => s.startsWith('iter'));
       for (const p of o.object.programs.values()) if (p.loaded && !skip(p.section)) this.links.push(p.attach());
     } catch (e) {
@@ -121,6 +122,19 @@ export abstract class BpfReaderBase<S extends SnapshotBase, E = never> extends R
       o.object.close();
       throw e;
     }
+  }
+
+  #consumers = 0;
+
+  /**
+   * Counts an events() consumer in (+1) or out (-1): the programs produce ring buffer records
+   * only while at least one consumer iterates.
+   */
+  protected eventsActive(delta: 1 | -1): void {
+    if (this.closed) return;
+    const before = this.#consumers;
+    this.#consumers = Math.max(0, before + delta);
+    if ((before === 0) !== (this.#consumers === 0)) this.filterMaps.write(this.filter, this.#consumers > 0);
   }
 
   /** Opens a typed map that closes with the reader. */
@@ -139,7 +153,7 @@ export abstract class BpfReaderBase<S extends SnapshotBase, E = never> extends R
 
   override setFilter(filter: ResolvedFilter): void | Promise<void> {
     this.check();
-    this.filterMaps.write(filter, this.wantEvents);
+    this.filterMaps.write(filter, this.#consumers > 0);
     this.filter = filter;
   }
 

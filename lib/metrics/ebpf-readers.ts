@@ -76,7 +76,8 @@ function cgroupPath(id: string): string | null {
 }
 
 /** Async iterable over a ring buffer, mapped, ending when `signal` aborts. */
-async function* mapEvents<R, E>(rb: RingBufferLike<R>, f: (r: R) => E | null, signal?: AbortSignal): AsyncGenerator<E> {
+async function* mapEvents<R, E>(rb: RingBufferLike<R>, f: (r: R) => E | null, signal?: AbortSignal, active?: (d: 1 | -1) => void): AsyncGenerator<E> {
+  active?.(1);
   const it = rb[Symbol.asyncIterator]();
   // A pending next() may never settle when no record comes: race it with the abort.
   let onAbort: (() => void) | undefined;
@@ -96,6 +97,7 @@ async function* mapEvents<R, E>(rb: RingBufferLike<R>, f: (r: R) => E | null, si
   } finally {
     if (onAbort) signal?.removeEventListener('abort', onAbort);
     void it.return?.();
+    active?.(-1);
   }
 }
 
@@ -317,6 +319,7 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
         return e;
       },
       options.signal,
+      (d) => this.eventsActive(d),
     );
   }
 
@@ -395,6 +398,7 @@ export class EbpfNetworkReader extends BpfReaderBase<NetworkSnapshot, TcpEvent> 
         };
       },
       options.signal,
+      (d) => this.eventsActive(d),
     );
   }
 

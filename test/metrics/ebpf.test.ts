@@ -457,4 +457,27 @@ describe('lifecycle', () => {
       m.close();
     }
   });
+
+  it('the ring buffer is fed only while someone iterates events()', async () => {
+    const name = 'st-evt-probe';
+    const script = exitScript(tmp.dir, name);
+    const r = await openProcessReader({ filter: { comm: name }, events: true });
+    try {
+      // Not iterated yet: these exits produce no records at all.
+      for (let i = 0; i < 3; i++) expect(await run(script, ['1'])).toBe(1);
+      const got: ProcessEvent[] = [];
+      const ac = new AbortController();
+      const consumer = (async () => {
+        for await (const e of r.events!({ signal: ac.signal })) got.push(e);
+      })();
+      expect(await run(script, ['7'])).toBe(7);
+      await until(() => got.some((e) => e.type === 'exit'), 3000);
+      ac.abort();
+      await consumer;
+      expect(got.filter((e) => e.type === 'exit').map((e) => e.exitCode)).toEqual([7]);
+      expect((r as unknown as { droppedEvents(): number }).droppedEvents()).toBe(0);
+    } finally {
+      r.close();
+    }
+  });
 });
