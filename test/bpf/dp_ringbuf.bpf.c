@@ -27,6 +27,10 @@ struct {
   __type(value, __u64);
 } dropped SEC(".maps");
 
+// Keeps struct dp_rec in the object's BTF (a type only reached through a local pointer is not
+// emitted), so user space can decode records with codecFromBtf.
+struct dp_rec dp_rec_btf_anchor = {};
+
 struct emit_ctx {
   __u64 *seq;
   __u32 cpu;

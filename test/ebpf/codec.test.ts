@@ -1,0 +1,70 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { array, bool, bytes, cstring, f64, field, i16, i32, i64, i8, struct, sumPerCpu, sumRawPerCpu, sumValues, u16, u32, u64, u64n, u8 } from '../../lib/ebpf/codec.js';
+
+describe('codecs', () => {
+  it('integers round-trip at any offset, little-endian', () => {
+    const cases = [
+      [u8, fc.integer({ min: 0, max: 255 })],
+      [i8, fc.integer({ min: -128, max: 127 })],
+      [u16, fc.integer({ min: 0, max: 0xffff })],
+      [i16, fc.integer({ min: -0x8000, max: 0x7fff })],
+      [u32, fc.integer({ min: 0, max: 0xffffffff })],
+      [i32, fc.integer({ min: -0x80000000, max: 0x7fffffff })],
+    ] as const;
+    for (const [c, arb] of cases) {
+      fc.assert(
+        fc.property(arb, fc.integer({ min: 0, max: 16 }), (v, off) => {
+          const buf = new Uint8Array(off + c.size + 3);
+          c.encode(v, buf, off);
+          return c.decode(buf, off) === v;
+        }),
+      );
+    }
+    fc.assert(fc.property(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), (v) => u64.decode(u64.encode(v)) === v));
+    fc.assert(fc.property(fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }), (v) => i64.decode(i64.encode(v)) === v));
+    expect(Buffer.from(u32.encode(0x01020304)).toString('hex')).toBe('04030201');
+    expect(u64n.decode(u64.encode(123456789012n))).toBe(123456789012);
+  });
+
+  it('cstring stops at NUL, truncates and pads on encode', () => {
+    const c = cstring(8);
+    expect(c.decode(Buffer.from('abc\0zzzz'))).toBe('abc');
+    expect(c.decode(Buffer.from('abcdefgh'))).toBe('abcdefgh');
+    expect(Buffer.from(c.encode('toolongvalue')).toString()).toBe('toolongv');
+    expect([...c.encode('a')]).toEqual([97, 0, 0, 0, 0, 0, 0, 0]);
+    fc.assert(fc.property(fc.string({ unit: fc.constantFrom('a', 'b', 'z', '_'), maxLength: 8 }), (s) => c.decode(c.encode(s)) === s));
+  });
+
+  it('struct and array combinators use explicit offsets and zero padding', () => {
+    const point = struct({ x: field(i32, 0), y: field(i32, 4) }, 8);
+    const rec = struct({ id: field(u16, 0), ok: field(bool, 2), pts: field(array(point, 2), 8), name: field(cstring(4), 24), raw: field(bytes(2), 28), w: field(f64, 32) }, 40);
+    const v = { id: 9, ok: true, pts: [{ x: -1, y: 2 }, { x: 3, y: -4 }], name: 'ab', raw: Buffer.from([5, 6]), w: 1.5 };
+    const enc = rec.encode(v);
+    expect(enc.length).toBe(40);
+    expect(enc[3]).toBe(0); // padding
+    expect(rec.decode(enc)).toEqual(v);
+    expect(() => struct({ a: field(u64, 4) }, 8)).toThrow(/exceeds/);
+    expect(() => array(u8, 2).encode([1])).toThrow(/2 elements/);
+  });
+
+  it('sums per-CPU values field by field, and raw values in integer lanes', () => {
+    expect(sumValues({ a: 1, b: 2n, c: [1, 2], s: 'x' }, { a: 2, b: 3n, c: [3, 4], s: 'y' })).toEqual({ a: 3, b: 5n, c: [4, 6], s: 'x' });
+    expect(sumPerCpu([1n, 2n, 3n])).toBe(6n);
+    expect(sumPerCpu([])).toBeUndefined();
+    const stride = 16;
+    const data = Buffer.alloc(stride * 3);
+    for (let c = 0; c < 3; c++) {
+      data.writeBigUInt64LE(BigInt(c + 1), c * stride);
+      data.writeBigUInt64LE(10n, c * stride + 8);
+    }
+    const s = sumRawPerCpu(data, 0, 16, stride, 3);
+    expect(s.readBigUInt64LE(0)).toBe(6n);
+    expect(s.readBigUInt64LE(8)).toBe(30n);
+    const d4 = Buffer.alloc(24);
+    d4.writeUInt32LE(7, 0);
+    d4.writeUInt32LE(8, 8);
+    d4.writeUInt32LE(9, 16);
+    expect(sumRawPerCpu(d4, 0, 4, 8, 3).readUInt32LE(0)).toBe(24);
+  });
+});
