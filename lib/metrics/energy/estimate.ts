@@ -134,6 +134,7 @@ export class EnergyEstimator {
   #prevT: bigint | null = null;
   readonly #joules = new Map<number, number>();
 
+  /** Creates an estimator; the first sample() sets the baseline. @param options roots, pids, idle power and optional CPU-time / package-power sources. */
   constructor(options: EnergyEstimatorOptions = {}) {
     const { cpuTimes, packageWatts, ...rest } = options;
     const o = validate(EnergyEstimatorOptionsSchema, rest, 'energy estimator options');

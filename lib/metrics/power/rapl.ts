@@ -76,6 +76,7 @@ export class RaplSampler {
   readonly #options: SysfsOptions;
   readonly #state = new Map<string, ZoneState>();
 
+  /** Creates a sampler; nothing is read until the first sample(). @param options sysfs root (default `/sys`). */
   constructor(options: SysfsOptions = {}) {
     this.#options = options;
   }
