@@ -96,6 +96,7 @@ describe('third-party style objects', () => {
       expect(total).toBeGreaterThan(0n);
     } finally {
       for (const l of links) l.close();
+      rmSync(join(tmpdir(), 'smoothtask-btf'), { recursive: true, force: true });
     }
   });
 
