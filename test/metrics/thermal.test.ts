@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
 import { u32 } from '../../lib/ebpf/index.js';
 import { thermalConfig } from '../../lib/metrics/gpu/structs.js';
 import { openThermalReader, ThermalSnapshotSchema, type ThermalReader } from '../../lib/metrics/thermal/index.js';
@@ -89,5 +90,25 @@ describe('thermal reader (eBPF + sysfs)', () => {
     reader.close();
     reader.close();
     await expect(reader.read()).rejects.toMatchObject({ code: 'ERR_BPF_CLOSED' });
+  });
+});
+
+describe('through createMonitor', () => {
+  it('opens gpu, thermal and power with their preferred backends and reads them together', async () => {
+    const { createMonitor } = await import('../../lib/metrics/index.js');
+    const m = await createMonitor({ families: ['gpu', 'thermal', 'power'] });
+    try {
+      const r = await m.read();
+      expect(r.errors).toEqual({});
+      expect(Object.keys(r.snapshots).sort()).toEqual(['gpu', 'power', 'thermal']);
+      const s = r.snapshots as Record<string, { backend: string; lacks: string[] }>;
+      expect([s.gpu!.backend, s.thermal!.backend, s.power!.backend]).toEqual(['ebpf', 'ebpf', 'sysfs']);
+      // this VM: no CUDA driver, no NVML, no thermal zones, no RAPL — each said in words
+      const { findLibcuda } = await import('../../lib/metrics/gpu/index.js');
+      if (!findLibcuda()) expect(s.gpu!.lacks.join('\n')).toMatch(/CUDA driver/);
+      if (!existsSync('/sys/class/powercap')) expect(s.power!.lacks.join('\n')).toMatch(/RAPL/);
+    } finally {
+      m.close();
+    }
   });
 });
