@@ -103,6 +103,16 @@ function str(x: object, ...names: string[]): string | undefined {
   return v === undefined ? undefined : String(v);
 }
 
+/** One row of a {@link join}. */
+export interface Joined<L, R, K> {
+  /** The join key. */
+  key: K | undefined;
+  /** The left row. */
+  left: L;
+  /** The matching right row (`undefined` for an unmatched left row of a left join). */
+  right: R | undefined;
+}
+
 /** Join flavour: `inner` keeps matched pairs only, `left` keeps every left row. */
 export type JoinKind = 'inner' | 'left';
 
@@ -121,7 +131,7 @@ export function join<L extends object, R extends object, K>(
   right: Iterable<R>,
   key: (x: L | R) => K | undefined,
   kind: JoinKind = 'inner',
-): Array<{ key: K | undefined; left: L; right: R | undefined }> {
+): Array<Joined<L, R, K>> {
   const idx = new Map<K, R[]>();
   for (const r of right) {
     const k = key(r);
@@ -130,7 +140,7 @@ export function join<L extends object, R extends object, K>(
     if (g) g.push(r);
     else idx.set(k, [r]);
   }
-  const out: Array<{ key: K | undefined; left: L; right: R | undefined }> = [];
+  const out: Array<Joined<L, R, K>> = [];
   for (const l of left) {
     const k = key(l);
     const matches = k === undefined ? undefined : idx.get(k);

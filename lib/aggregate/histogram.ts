@@ -111,13 +111,21 @@ export function histogramMean(h: Log2Histogram): number {
   return s / n;
 }
 
+/** One cumulative bucket. */
+export interface CumulativeBucket {
+  /** Upper bound (`2^(i+1)`, or `Infinity`). */
+  le: number;
+  /** Observations in this and lower slots. */
+  count: number;
+}
+
 /**
  * Cumulative buckets as Prometheus wants them: `le` = the slot's upper bound, so slot `i`
  * becomes the bucket `le = 2^(i+1)`, plus `+Inf`. (Values equal to `2^(i+1)` belong to the next
  * slot, so Prometheus' `le` (≤) is off by that single point; documented.)
  */
-export function cumulativeBuckets(h: Log2Histogram): Array<{ le: number; count: number }> {
-  const out: Array<{ le: number; count: number }> = [];
+export function cumulativeBuckets(h: Log2Histogram): CumulativeBucket[] {
+  const out: CumulativeBucket[] = [];
   let cum = 0;
   for (let i = 0; i < h.length; i++) {
     cum += h[i] ?? 0;

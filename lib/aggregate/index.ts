@@ -33,9 +33,9 @@ export {
   histogramMean,
   cumulativeBuckets,
 } from './histogram.js';
-export type { Log2Histogram } from './histogram.js';
+export type { Log2Histogram, CumulativeBucket } from './histogram.js';
 export { topK, groupBy, aggregateBy, sumBy, keys, join, topKOf, groupByOf } from './collections.js';
-export type { JoinKind } from './collections.js';
+export type { JoinKind, Joined } from './collections.js';
 export {
   FSHIFT,
   FIXED_1,
@@ -55,7 +55,7 @@ export {
   procStatLoadSource,
   LoadAverageSampler,
 } from './loadavg.js';
-export type { LoadTriple, LoadSample, CpuTimes, LoadAverageSamplerOptions, LoadAverages, TickInfo } from './loadavg.js';
+export type { ParsedLoadavg, ParsedProcStat, CurrentTriple, KernelTriple, LoadTriple, LoadSample, CpuTimes, LoadAverageSamplerOptions, LoadAverages, TickInfo } from './loadavg.js';
 export { flattenSnapshot, labelsMatch, labelsKey, DEFAULT_LABEL_KEYS } from './samples.js';
 export type { Labels, ScalarSample, HistogramSample, Sample, SnapshotSource, FlattenOptions } from './samples.js';
 export { promName, registerSamples, registerReader, createMetricsHandler } from './prometheus.js';

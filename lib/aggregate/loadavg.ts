@@ -114,8 +114,20 @@ export class KernelLoadAverage {
   }
 }
 
+/** What {@link parseLoadavg} returns. */
+export interface ParsedLoadavg {
+  /** The three averages as printed. */
+  values: LoadTriple;
+  /** The same in the kernel's fixed point (rounded; the printed form lost precision). */
+  fixed: [number, number, number];
+  /** Runnable scheduling entities now. */
+  running: number;
+  /** Scheduling entities that exist. */
+  total: number;
+}
+
 /** Parses the first three fields of `/proc/loadavg` into approximate fixed-point values. */
-export function parseLoadavg(text: string): { values: LoadTriple; fixed: [number, number, number]; running: number; total: number } {
+export function parseLoadavg(text: string): ParsedLoadavg {
   const f = text.trim().split(/\s+/);
   const nums = [0, 1, 2].map((i) => Number(f[i] ?? 'NaN'));
   const [run, tot] = (f[3] ?? '0/0').split('/').map(Number);
@@ -174,8 +186,20 @@ export interface CpuTimes {
   total: number;
 }
 
+/** What {@link parseProcStat} returns. */
+export interface ParsedProcStat {
+  /** Aggregate CPU times. */
+  cpu: CpuTimes;
+  /** `procs_running`. */
+  running: number;
+  /** `procs_blocked`. */
+  blocked: number;
+  /** Number of `cpuN` lines. */
+  cpus: number;
+}
+
 /** Parses `/proc/stat`: aggregate CPU times and the procs_running / procs_blocked counts. */
-export function parseProcStat(text: string): { cpu: CpuTimes; running: number; blocked: number; cpus: number } {
+export function parseProcStat(text: string): ParsedProcStat {
   let cpu: CpuTimes = { busy: 0, total: 0 };
   let running = 0;
   let blocked = 0;
@@ -236,14 +260,26 @@ export interface LoadAverageSamplerOptions {
   signal?: AbortSignal;
 }
 
+/** Averages plus the latest raw value. */
+export interface CurrentTriple extends LoadTriple {
+  /** The latest sample. */
+  current: number;
+}
+
+/** Kernel-variant averages plus their `/proc/loadavg` text. */
+export interface KernelTriple extends LoadTriple {
+  /** As `/proc/loadavg` prints them (`"0.52 0.58 0.59"`). */
+  text: string;
+}
+
 /** What {@link LoadAverageSampler.current} returns. */
 export interface LoadAverages {
   /** Damped averages of CPU utilisation (0..1), per-second variant. */
-  cpu: LoadTriple & { current: number };
+  cpu: CurrentTriple;
   /** Damped averages of the run-queue length (runnable + blocked), per-second variant. */
-  runQueue: LoadTriple & { current: number };
+  runQueue: CurrentTriple;
   /** The kernel-exact run-queue variant, updated once per period. */
-  kernel: LoadTriple & { text: string };
+  kernel: KernelTriple;
   /** Samples taken. */
   samples: number;
   /** Scheduled ticks that were skipped because a sample came later than a whole interval. */

@@ -5,11 +5,23 @@
 import type { HealthCheck, HealthCheckResult, HealthLevel } from './status.js';
 
 /** What {@link alertEngineCheck} reads from an `AlertEngine` (structural, no import cycle). */
-interface EngineLike {
+export interface AlertEngineLike {
+  /** True once closed. */
   readonly closed: boolean;
+  /** Sources whose last read failed, with the message. */
   readonly failingSources: ReadonlyMap<string, string>;
+  /** Counters (only `notifierErrors` is read). */
   readonly stats: { readonly notifierErrors: number };
+  /** Current alerts (state and labels are read). */
   alerts(): Array<{ state: string; labels: Record<string, string> }>;
+}
+
+/** What {@link loadSamplerCheck} reads from a `LoadAverageSampler`. */
+export interface LoadSamplerLike {
+  /** True once stopped. */
+  readonly closed: boolean;
+  /** Current counters (errors and samples are read). */
+  current(): { errors: number; samples: number };
 }
 
 /**
@@ -17,7 +29,7 @@ interface EngineLike {
  * (since the previous check), and `firingLevel` (default `degraded`) while an alert with
  * `severity: critical` fires.
  */
-export function alertEngineCheck(engine: EngineLike, opts: { firingLevel?: HealthLevel } = {}): HealthCheck {
+export function alertEngineCheck(engine: AlertEngineLike, opts: { firingLevel?: HealthLevel } = {}): HealthCheck {
   let seenNotifierErrors = engine.stats.notifierErrors;
   return () => {
     const out: HealthCheckResult[] = [];
@@ -36,7 +48,7 @@ export function alertEngineCheck(engine: EngineLike, opts: { firingLevel?: Healt
 }
 
 /** Health of a load-average sampler: `degraded` when closed or when its source keeps failing. */
-export function loadSamplerCheck(sampler: { readonly closed: boolean; current(): { errors: number; samples: number } }): HealthCheck {
+export function loadSamplerCheck(sampler: LoadSamplerLike): HealthCheck {
   let lastErrors = 0;
   return () => {
     const c = sampler.current();

@@ -5,21 +5,26 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { validate } from '../errors/validate.js';
-import { createNodeStatus, HealthLevelSchema, type NodeStatusOptions, type NodeStatusProvider } from './status.js';
+import { createNodeStatus, HEALTH_LEVELS, type HealthLevel, type NodeStatusOptions, type NodeStatusProvider } from './status.js';
 
 /** Options of {@link createStatusHandler}. */
-export const StatusHandlerOptionsSchema = z
+export interface StatusHandlerOptions {
+  /** Health level from which the handler answers `unhealthyStatus` (default `unhealthy`; `degraded` is stricter). */
+  failOn?: Exclude<HealthLevel, 'ok'>;
+  /** HTTP status when failing (default 503). */
+  unhealthyStatus?: number;
+  /** Serve a cached status for this many ms (default 0: collect per request). */
+  cacheMs?: number;
+}
+
+/** Zod schema of {@link StatusHandlerOptions}; parsing fills the defaults. */
+export const StatusHandlerOptionsSchema: z.ZodType<Required<StatusHandlerOptions>, StatusHandlerOptions> = z
   .object({
-    /** Health level from which the handler answers `unhealthyStatus` (default `unhealthy`; `degraded` is stricter). */
-    failOn: HealthLevelSchema.exclude(['ok']).default('unhealthy'),
-    /** HTTP status when failing (default 503). */
+    failOn: z.enum(['degraded', 'unhealthy']).default('unhealthy'),
     unhealthyStatus: z.number().int().min(100).max(599).default(503),
-    /** Serve a cached status for this many ms (default 0: collect per request). */
     cacheMs: z.number().int().min(0).default(0),
   })
   .strict();
-/** Handler options as written. */
-export type StatusHandlerOptions = z.input<typeof StatusHandlerOptionsSchema>;
 
 /** What the handler is: `(req, res) => void`, usable with `http.createServer` or a router. */
 export type StatusHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -32,7 +37,7 @@ export type StatusHandler = (req: IncomingMessage, res: ServerResponse) => void;
 export function createStatusHandler(source: NodeStatusProvider | NodeStatusOptions = {}, options: StatusHandlerOptions = {}): StatusHandler {
   const o = validate(StatusHandlerOptionsSchema, options, 'status handler options');
   const provider = 'get' in source && typeof source.get === 'function' ? (source as NodeStatusProvider) : createNodeStatus(source as NodeStatusOptions);
-  const rank = HealthLevelSchema.options;
+  const rank: readonly string[] = HEALTH_LEVELS;
   let cache: { at: number; p: ReturnType<NodeStatusProvider['get']> } | undefined;
   return (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -4,6 +4,7 @@
  * @module
  */
 export {
+  HEALTH_LEVELS,
   HealthLevelSchema,
   NodeStatusSchema,
   NodeStatusOptionsSchema,
@@ -23,7 +24,19 @@ export type {
   NodeStatusOptions,
   NodeStatusProvider,
   NvmlSampleLike,
+  NvmlDeviceLike,
+  StatusTriple,
+  RunningTask,
+  TaskSummary,
+  MemoryStatus,
+  DiskStatus,
+  CpuStatus,
+  HealthStatus,
+  TaskTimings,
+  RatioThresholds,
+  LoadSource,
 } from './status.js';
 export { createStatusHandler, StatusHandlerOptionsSchema } from './http.js';
 export type { StatusHandlerOptions, StatusHandler } from './http.js';
 export { alertEngineCheck, loadSamplerCheck } from './checks.js';
+export type { AlertEngineLike, LoadSamplerLike } from './checks.js';

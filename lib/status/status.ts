@@ -12,22 +12,137 @@ import { TASK_STATES } from '../task/states.js';
 
 const Triple = z.object({ one: z.number(), five: z.number(), fifteen: z.number() });
 
-/** Health levels, worst last. */
-export const HealthLevelSchema = z.enum(['ok', 'degraded', 'unhealthy']);
+/** Health levels, best first. */
+export const HEALTH_LEVELS = ['ok', 'degraded', 'unhealthy'] as const;
 /** A health level. */
-export type HealthLevel = z.infer<typeof HealthLevelSchema>;
+export type HealthLevel = (typeof HEALTH_LEVELS)[number];
+/** Zod schema of {@link HealthLevel}. */
+export const HealthLevelSchema: z.ZodType<HealthLevel> = z.enum(HEALTH_LEVELS);
 
-/** Schema of what {@link NodeStatusProvider.get} returns (and the HTTP handler serves). */
-export const NodeStatusSchema = z.object({
+/** 1, 5 and 15 minute averages. */
+export interface StatusTriple {
+  /** 1-minute average. */
+  one: number;
+  /** 5-minute average. */
+  five: number;
+  /** 15-minute average. */
+  fifteen: number;
+}
+
+/** A running (or starting) task. */
+export interface RunningTask {
+  /** Task id. */
+  id: string;
+  /** Task kind. */
+  kind?: string;
+  /** Task labels. */
+  labels?: Record<string, string>;
+  /** Time since it started running. */
+  runningForMs?: number;
+}
+
+/** Task counts and running tasks. */
+export interface TaskSummary {
+  /** Tasks known to the provider. */
+  total: number;
+  /** Count per state (every task state present, zero-filled). */
+  byState: Record<string, number>;
+  /** Tasks in `starting` or `running`. */
+  running: RunningTask[];
+}
+
+/** Memory from /proc/meminfo, bytes. */
+export interface MemoryStatus {
+  /** `MemTotal`. */
+  totalBytes: number;
+  /** `MemAvailable`. */
+  availableBytes: number;
+  /** `MemFree`. */
+  freeBytes: number;
+  /** available / total. */
+  availableRatio: number;
+}
+
+/** One filesystem (fs.statfs), bytes. */
+export interface DiskStatus {
+  /** The path asked for. */
+  path: string;
+  /** `blocks * bsize`. */
+  totalBytes: number;
+  /** `bfree * bsize`. */
+  freeBytes: number;
+  /** `bavail * bsize` (what unprivileged writers get). */
+  availableBytes: number;
+  /** available / total. */
+  availableRatio: number;
+  /** Why statfs failed, when it did (sizes are then 0). */
+  error?: string;
+}
+
+/** CPU figures. */
+export interface CpuStatus {
+  /** CPUs. */
+  cores: number;
+  /** Utilisation 0..1 since the previous call (null when unknown). */
+  utilisation: number | null;
+  /** The kernel's /proc/loadavg. */
+  load: StatusTriple;
+  /** Damped utilisation from a load sampler, when given. */
+  utilisationAvg?: StatusTriple;
+  /** Run-queue length from a load sampler, when given. */
+  runQueue?: number;
+}
+
+/** One GPU as a GPU provider reports it. */
+export interface GpuInfo {
+  /** Device index. */
+  index: number;
+  /** Device name. */
+  name?: string;
+  /** Device memory, bytes. */
+  memoryTotalBytes?: number;
+  /** Free device memory, bytes. */
+  memoryFreeBytes?: number;
+  /** Utilisation 0..1. */
+  utilisation?: number;
+}
+
+/** Overall health. */
+export interface HealthStatus {
+  /** Worst level found. */
+  status: HealthLevel;
+  /** Why, for anything but ok. */
+  reasons: string[];
+}
+
+/** What {@link NodeStatusProvider.get} returns (and the HTTP handler serves). */
+export interface NodeStatus {
   /** Wall-clock time of the status, ms since the epoch. */
-  timestamp: z.number(),
+  timestamp: number;
   /** `os.hostname()`. */
-  hostname: z.string(),
+  hostname: string;
   /** System uptime in seconds. */
-  uptimeSec: z.number(),
+  uptimeSec: number;
   /** Overall health with the reasons for anything but `ok`. */
-  health: z.object({ status: HealthLevelSchema, reasons: z.array(z.string()) }),
+  health: HealthStatus;
   /** Task counts by state and the running tasks; `null` without a task provider. */
+  tasks: TaskSummary | null;
+  /** From /proc/meminfo. */
+  memory: MemoryStatus;
+  /** One entry per mount of interest. */
+  disks: DiskStatus[];
+  /** CPU figures. */
+  cpu: CpuStatus;
+  /** GPUs where a GPU provider knows them; `null` without a provider. */
+  gpus: GpuInfo[] | null;
+}
+
+/** Zod schema of {@link NodeStatus}. */
+export const NodeStatusSchema: z.ZodType<NodeStatus> = z.object({
+  timestamp: z.number(),
+  hostname: z.string(),
+  uptimeSec: z.number(),
+  health: z.object({ status: z.enum(HEALTH_LEVELS), reasons: z.array(z.string()) }),
   tasks: z
     .object({
       total: z.number().int(),
@@ -37,9 +152,7 @@ export const NodeStatusSchema = z.object({
       ),
     })
     .nullable(),
-  /** From /proc/meminfo. */
   memory: z.object({ totalBytes: z.number(), availableBytes: z.number(), freeBytes: z.number(), availableRatio: z.number() }),
-  /** One entry per mount of interest (fs.statfs). */
   disks: z.array(
     z.object({
       path: z.string(),
@@ -50,7 +163,6 @@ export const NodeStatusSchema = z.object({
       error: z.string().optional(),
     }),
   ),
-  /** CPU: cores, current utilisation (0..1), kernel load averages, and damped utilisation when a sampler is given. */
   cpu: z.object({
     cores: z.number().int(),
     utilisation: z.number().nullable(),
@@ -58,7 +170,6 @@ export const NodeStatusSchema = z.object({
     utilisationAvg: Triple.optional(),
     runQueue: z.number().optional(),
   }),
-  /** GPUs with their free memory where a GPU provider knows it; `null` without a provider. */
   gpus: z
     .array(
       z.object({
@@ -71,8 +182,6 @@ export const NodeStatusSchema = z.object({
     )
     .nullable(),
 });
-/** The node status. */
-export type NodeStatus = z.infer<typeof NodeStatusSchema>;
 
 /** A task as the status needs it; `TaskQueue.list()` records fit. */
 export interface TaskLike {
@@ -85,7 +194,15 @@ export interface TaskLike {
   /** Labels. */
   labels?: Record<string, string>;
   /** Timings (ms since the epoch). */
-  timings?: { startedAt?: number; runningAt?: number };
+  timings?: TaskTimings;
+}
+
+/** The timings the status reads from a task. */
+export interface TaskTimings {
+  /** When the attempt started. */
+  startedAt?: number;
+  /** When it reached `running`. */
+  runningAt?: number;
 }
 
 /** Anything that lists tasks (the in-process `TaskQueue` does). */
@@ -93,9 +210,6 @@ export interface TaskListProvider {
   /** Current tasks. */
   list(): readonly TaskLike[] | Promise<readonly TaskLike[]>;
 }
-
-/** GPU memory as a GPU provider reports it. */
-export type GpuInfo = NonNullable<NodeStatus['gpus']>[number];
 
 /** One health check's verdict. */
 export interface HealthCheckResult {
@@ -111,31 +225,56 @@ export type HealthCheck = () => HealthCheckResult | HealthCheckResult[] | Promis
 const fn = <T>(what: string) => z.custom<T>((v) => typeof v === 'function', `${what} must be a function`);
 const ThresholdSchema = z.object({ degraded: z.number().min(0).max(1), unhealthy: z.number().min(0).max(1) }).strict();
 
+/** Ratio thresholds: below `degraded` the node is degraded, below `unhealthy` unhealthy. */
+export interface RatioThresholds {
+  /** Degraded below this ratio. */
+  degraded: number;
+  /** Unhealthy below this ratio. */
+  unhealthy: number;
+}
+
+/** Something with the current load averages (a `LoadAverageSampler`). */
+export interface LoadSource {
+  /** Current averages. */
+  current(): LoadAverages;
+}
+
 /** Options of {@link createNodeStatus}. */
-export const NodeStatusOptionsSchema = z
+export interface NodeStatusOptions {
+  /** Task source, e.g. a `TaskQueue`. */
+  tasks?: TaskListProvider;
+  /** Paths whose filesystems to report (default `['/']`). */
+  mounts?: string[];
+  /** GPU provider (e.g. `async () => gpuInfoFromNvml(await sampleNvml())`). */
+  gpus?: () => Promise<GpuInfo[]> | GpuInfo[];
+  /** A running load-average sampler (smoothtask/aggregate) for damped CPU utilisation. */
+  load?: LoadSource;
+  /** Extra health checks (library components, the host service's own). */
+  checks?: HealthCheck[];
+  /** Available-memory ratio thresholds (default degraded 0.1, unhealthy 0.02). */
+  memory?: RatioThresholds;
+  /** Available-disk ratio thresholds per mount (default degraded 0.1, unhealthy 0.02). */
+  disk?: RatioThresholds;
+  /** When there is no earlier reading, sample CPU utilisation over this many ms (default 100). */
+  cpuSampleMs?: number;
+  /** Root of procfs (tests). */
+  procRoot?: string;
+}
+
+/** Zod schema of {@link NodeStatusOptions}; parsing fills the defaults. */
+export const NodeStatusOptionsSchema: z.ZodType<Required<Omit<NodeStatusOptions, 'tasks' | 'gpus' | 'load'>> & Pick<NodeStatusOptions, 'tasks' | 'gpus' | 'load'>, NodeStatusOptions> = z
   .object({
-    /** Task source, e.g. a `TaskQueue`. */
     tasks: z.custom<TaskListProvider>((v) => !!v && typeof (v as TaskListProvider).list === 'function', 'needs list()').optional(),
-    /** Paths whose filesystems to report (default `['/']`). */
     mounts: z.array(z.string().min(1)).default(['/']),
-    /** GPU provider (e.g. wrapping `sampleNvml` from smoothtask/metrics). */
     gpus: fn<() => Promise<GpuInfo[]> | GpuInfo[]>('gpus').optional(),
-    /** A running load-average sampler (smoothtask/aggregate) for damped CPU utilisation. */
-    load: z.custom<{ current(): LoadAverages }>((v) => !!v && typeof (v as { current?: unknown }).current === 'function', 'needs current()').optional(),
-    /** Extra health checks (library components, the host service's own). */
+    load: z.custom<LoadSource>((v) => !!v && typeof (v as { current?: unknown }).current === 'function', 'needs current()').optional(),
     checks: z.array(fn<HealthCheck>('check')).default([]),
-    /** Available-memory ratio below which the node is degraded / unhealthy. */
     memory: ThresholdSchema.default({ degraded: 0.1, unhealthy: 0.02 }),
-    /** Available-disk ratio (per mount) below which the node is degraded / unhealthy. */
     disk: ThresholdSchema.default({ degraded: 0.1, unhealthy: 0.02 }),
-    /** When there is no earlier reading, sample CPU utilisation over this many ms (default 100). */
     cpuSampleMs: z.number().int().min(0).max(5000).default(100),
-    /** Root of procfs (tests). */
     procRoot: z.string().default('/proc'),
   })
   .strict();
-/** Options as written. */
-export type NodeStatusOptions = z.input<typeof NodeStatusOptionsSchema>;
 
 /** Produces {@link NodeStatus} on demand. */
 export interface NodeStatusProvider {
@@ -144,7 +283,7 @@ export interface NodeStatusProvider {
 }
 
 /** Parses /proc/meminfo into bytes. */
-export function parseMeminfo(text: string): { totalBytes: number; availableBytes: number; freeBytes: number } {
+export function parseMeminfo(text: string): Omit<MemoryStatus, 'availableRatio'> {
   const kb = (k: string) => {
     const m = new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text);
     return m ? Number(m[1]) * 1024 : Number.NaN;
@@ -157,7 +296,7 @@ export function parseMeminfo(text: string): { totalBytes: number; availableBytes
   return { totalBytes: total, availableBytes: avail, freeBytes: free };
 }
 
-const worse = (a: HealthLevel, b: HealthLevel): HealthLevel => (HealthLevelSchema.options.indexOf(a) >= HealthLevelSchema.options.indexOf(b) ? a : b);
+const worse = (a: HealthLevel, b: HealthLevel): HealthLevel => (HEALTH_LEVELS.indexOf(a) >= HEALTH_LEVELS.indexOf(b) ? a : b);
 
 /**
  * Creates a status provider. CPU utilisation is measured between consecutive `get()` calls
@@ -227,7 +366,7 @@ export function createNodeStatus(options: NodeStatusOptions = {}): NodeStatusPro
           const list = await o.tasks.list();
           const byState: Record<string, number> = Object.fromEntries(TASK_STATES.map((s) => [s, 0]));
           const now = Date.now();
-          const running: NonNullable<NodeStatus['tasks']>['running'] = [];
+          const running: RunningTask[] = [];
           for (const t of list) {
             byState[t.state] = (byState[t.state] ?? 0) + 1;
             if (t.state === 'running' || t.state === 'starting') {
@@ -295,13 +434,21 @@ export function getNodeStatus(options: NodeStatusOptions = {}): Promise<NodeStat
 /** The part of an NVML sample (`sampleNvml()` in smoothtask/metrics) the status needs. */
 export interface NvmlSampleLike {
   /** Devices; empty on a host without NVIDIA GPUs. */
-  devices: ReadonlyArray<{
-    index: number;
-    name: string;
-    memoryTotalBytes: number | null;
-    memoryFreeBytes: number | null;
-    utilizationGpuPercent: number | null;
-  }>;
+  devices: readonly NvmlDeviceLike[];
+}
+
+/** The part of an NVML device the status needs. */
+export interface NvmlDeviceLike {
+  /** Device index. */
+  index: number;
+  /** Device name. */
+  name: string;
+  /** Device memory, bytes. */
+  memoryTotalBytes: number | null;
+  /** Free device memory, bytes. */
+  memoryFreeBytes: number | null;
+  /** GPU utilisation, percent. */
+  utilizationGpuPercent: number | null;
 }
 
 /**
