@@ -101,7 +101,7 @@ describe('through createMonitor', () => {
       const r = await m.read();
       expect(r.errors).toEqual({});
       expect(Object.keys(r.snapshots).sort()).toEqual(['gpu', 'power', 'thermal']);
-      const s = r.snapshots as Record<string, { backend: string; lacks: string[] }>;
+      const s = r.snapshots as unknown as Record<string, { backend: string; lacks: string[] }>;
       expect([s.gpu!.backend, s.thermal!.backend, s.power!.backend]).toEqual(['ebpf', 'ebpf', 'sysfs']);
       // this VM: no CUDA driver, no NVML, no thermal zones, no RAPL — each said in words
       const { findLibcuda } = await import('../../lib/metrics/gpu/index.js');
