@@ -179,9 +179,11 @@ export async function openGpuReader(options: GpuReaderOptions = {}, context: { f
     ? ((await context.object) as BpfObject)
     : await loadObject(o.objectPath ?? join(bpfObjectDir(), 'gpu.bpf.o'), {
         // Not cached: each reader owns its maps, so two readers never count the same call twice.
-        // Per-pid readers rely on the uprobe's own pid (the kernel only fires it in that process).
+        // Per pid: the uprobes attach to that process (its mm, so every thread), and targ_tgid
+        // checks the tgid in the kernel as well.
         cache: false,
         timeoutMs: o.timeoutMs,
+        ...(o.pid !== undefined ? { constants: { targ_tgid: o.pid } } : {}),
       });
   const links: Link[] = [];
   try {
