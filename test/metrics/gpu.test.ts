@@ -37,8 +37,8 @@ interface Expected {
 }
 
 /** Starts the driver; it waits for "go" so probes can attach to its pid first. */
-async function startDriver(rounds: number): Promise<{ pid: number; run(): Promise<Expected>; finish(): Promise<void> }> {
-  const child = spawn(stubs.driver, ['run', String(rounds)], { env: { ...process.env, SMOOTHTASK_STUB_SYNC_US: '2000' } });
+async function startDriver(rounds: number, threads = 1): Promise<{ pid: number; run(): Promise<Expected>; finish(): Promise<void> }> {
+  const child = spawn(stubs.driver, ['run', String(rounds), String(threads)], { env: { ...process.env, SMOOTHTASK_STUB_SYNC_US: '2000' } });
   children.push(child);
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const next = async (): Promise<Record<string, number>> => {
@@ -134,6 +134,19 @@ describe('gpu reader: CUDA driver API uprobes (stub libcuda.so.1)', () => {
     expect(reader.closed).toBe(true);
     await expect(reader.read()).rejects.toMatchObject({ code: 'ERR_BPF_CLOSED' });
     reader.close(); // idempotent
+  });
+
+  it('per pid, multi-threaded caller: every thread of the process is counted, exactly', async () => {
+    const d = await startDriver(3, 4);
+    const reader = await openGpuReader({ libcuda: stubs.libcuda, pid: d.pid, nvml: false, fences: false });
+    readers.push(reader);
+    const e = await d.run();
+    expect(e.launches).toBe(4 * 3 * 4);
+    const snap = await reader.read();
+    const p = snap.processes.find((x) => x.pid === d.pid);
+    expectExact(p, e);
+    expect(p!.syncSeconds).toBeGreaterThanOrEqual(e.syncs * 0.002);
+    await d.finish();
   });
 
   it('in-kernel filter changes at run time without a reload', async () => {
