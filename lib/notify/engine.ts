@@ -84,6 +84,22 @@ export interface Notifier {
   close?(): void | Promise<void>;
 }
 
+/** Counters of an {@link AlertEngine}. */
+export interface EngineStats {
+  /** Full evaluations run. */
+  evaluations: number;
+  /** Source reads that failed. */
+  sourceErrors: number;
+  /** Rule evaluations that threw. */
+  ruleErrors: number;
+  /** Notifier calls that failed. */
+  notifierErrors: number;
+  /** Notifications produced. */
+  notifications: number;
+  /** Events received. */
+  events: number;
+}
+
 /** Options of {@link AlertEngine}. */
 export interface AlertEngineOptions extends NotifyConfig {
   /** Notifiers to start with. */
@@ -134,7 +150,7 @@ export class AlertEngine extends EventEmitter {
   private eventEvalQueued = false;
   private isClosed = false;
   /** Counters for health reporting. */
-  readonly stats = { evaluations: 0, sourceErrors: 0, ruleErrors: 0, notifierErrors: 0, notifications: 0, events: 0 };
+  readonly stats: EngineStats = { evaluations: 0, sourceErrors: 0, ruleErrors: 0, notifierErrors: 0, notifications: 0, events: 0 };
   /** Sources whose last read failed, with the error message. */
   readonly failingSources = new Map<string, string>();
 
@@ -343,10 +359,10 @@ export class AlertEngine extends EventEmitter {
       const out: SeriesResult[] = [];
       for (const [k, b] of buckets) {
         while (b.times.length && b.times[0]! <= ctx.now - e.count.window) b.times.shift();
-        out.push(cmp(b.labels, b.times.length, e.count.op, e.count.value));
+        out.push(cmp(b.labels, b.times.length, e.count.op ?? '>=', e.count.value));
         if (!b.times.length) buckets.delete(k);
       }
-      if (!e.groupBy?.length && !out.length) out.push(cmp({}, 0, e.count.op, e.count.value));
+      if (!e.groupBy?.length && !out.length) out.push(cmp({}, 0, e.count.op ?? '>=', e.count.value));
       return out;
     }
     if ('absent' in e) {

@@ -5,30 +5,40 @@
  * notifications to callbacks, emitters, log lines and signed webhooks.
  * @module
  */
-export {
-  parseDuration,
-  compare,
-  DurationSchema,
-  OpSchema,
-  MatchersSchema,
-  SelectorSchema,
-  ResolveSchema,
-  ThresholdExprSchema,
-  RateExprSchema,
-  PercentileExprSchema,
-  AbsentExprSchema,
-  FnExprSchema,
-  EventExprSchema,
-  ExprSchema,
-  RuleSchema,
-  RouteSchema,
-  NotifyConfigSchema,
+export { parseDuration, compare, OPS, DurationSchema, OpSchema, ExprSchema, RuleSchema, RouteSchema, NotifyConfigSchema } from './schema.js';
+export type {
+  Duration,
+  Op,
+  Matchers,
+  Selector,
+  Resolve,
+  ThresholdExpr,
+  RateSelector,
+  RateExpr,
+  PercentileSelector,
+  PercentileExpr,
+  AbsentExpr,
+  FnExpr,
+  EventMatchValue,
+  EventSelector,
+  EventCount,
+  EventExpr,
+  ExprConfig,
+  Expr,
+  RuleConfig,
+  Rule,
+  RouteConfig,
+  Route,
+  NotifyConfig,
+  NotifyConfigParsed,
+  RuleContext,
+  RuleFnResult,
+  LabelledValue,
 } from './schema.js';
-export type { Op, RuleConfig, Rule, Expr, RouteConfig, Route, NotifyConfig, RuleContext, RuleFnResult } from './schema.js';
 export { NotificationDispatcher } from './dispatcher.js';
 export type { NotifiedAlert, Notification } from './dispatcher.js';
 export { AlertEngine, NOTIFY_CHANNELS, expand } from './engine.js';
-export type { AlertState, Alert, AlertTransition, Notifier, AlertEngineOptions, SampleFn } from './engine.js';
+export type { AlertState, Alert, AlertTransition, Notifier, AlertEngineOptions, SampleFn, EngineStats } from './engine.js';
 export {
   callbackNotifier,
   emitterNotifier,

@@ -82,6 +82,7 @@ export class WebhookDeliveryError extends SmoothtaskError {
   readonly status?: number;
   /** Attempts made. */
   readonly attempts: number;
+  /** Creates the error with the attempts made, the last HTTP status and the last cause. */
   constructor(message: string, attempts: number, status?: number, cause?: unknown) {
     super('ERR_WEBHOOK_DELIVERY', message, { cause });
     this.attempts = attempts;
