@@ -102,6 +102,8 @@ log(`/metrics (${metrics.length} bytes), burner and load lines:\n  ${mine.join('
 burner.kill('SIGKILL');
 log('killed the burner');
 if (fired) await waitFor(() => burnerAlert()?.state === 'resolved', Date.now() - t0 + 5000);
+// keep watching (and serving) until the run's time is up
+await waitFor(() => false, totalMs);
 await engine.close();
 load.stop();
 cpu.close();
