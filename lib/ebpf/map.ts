@@ -113,6 +113,10 @@ export class BpfMap<K = Buffer, V = Buffer> implements BpfMapLike<K, V> {
   readonly #vbuf: Buffer;
   #lastBatch = false;
 
+  /**
+   * Wraps the map described by `info` (its fd is duplicated; the caller keeps its own).
+   * Codec sizes must equal the key and value sizes.
+   */
   constructor(info: MapInfo, codecs: { key?: Codec<K>; value?: Codec<V> } = {}) {
     this.info = { ...info };
     this.perCpu = PER_CPU_TYPES.has(info.type);

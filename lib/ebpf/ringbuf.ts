@@ -52,6 +52,7 @@ export class RecordBatch<T = Buffer> implements Iterable<T> {
     return r;
   }
 
+  /** Iterates the records of the batch. */
   *[Symbol.iterator](): Iterator<T> {
     for (let i = 0; i < this.length; i++) yield this.get(i);
   }
@@ -120,6 +121,10 @@ export class RingBuffer<T = Buffer> extends EventEmitter<RingBufferEvents<T>> im
   #dropFn: (() => number | bigint) | undefined;
   #final: (RingBufferStats & { pending: number }) | undefined;
 
+  /**
+   * Starts consuming the ringbuf map `info` (its fd is duplicated) on a dedicated thread.
+   * Throws UnsupportedError for other map types.
+   */
   constructor(info: MapInfo, opts: RingBufferOptions<T> & RingBufferExtraOptions = {}) {
     super();
     if (info.type !== 'ringbuf') {
