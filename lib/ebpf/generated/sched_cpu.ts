@@ -3,7 +3,7 @@
 import { array, field, struct, u32, u64 } from '../codec.js';
 import type { Codec } from '../types.js';
 
-/** `struct st_sched_cpu` (bpf/sched_cpu.h), 48 bytes. */
+/** `struct st_sched_cpu` (bpf/sched_cpu.h), 56 bytes. */
 export interface StSchedCpu {
   tgid: number;
   pad: number;
@@ -12,6 +12,7 @@ export interface StSchedCpu {
   involuntary: bigint;
   runq_ns: bigint;
   runq_count: bigint;
+  cgroup_id: bigint;
 }
 
 /** Codec of {@link StSchedCpu}: `struct st_sched_cpu`, layout from BTF. */
@@ -24,13 +25,13 @@ export const StSchedCpu: Codec<StSchedCpu> = struct(
     involuntary: field(u64, 24),
     runq_ns: field(u64, 32),
     runq_count: field(u64, 40),
+    cgroup_id: field(u64, 48),
   },
-  48,
+  56,
 );
 
-/** `struct st_sched_oncpu` (bpf/sched_cpu.h), 16 bytes. */
+/** `struct st_sched_oncpu` (bpf/sched_cpu.h), 8 bytes. */
 export interface StSchedOncpu {
-  ts: bigint;
   tid: number;
   tgid: number;
 }
@@ -38,11 +39,10 @@ export interface StSchedOncpu {
 /** Codec of {@link StSchedOncpu}: `struct st_sched_oncpu`, layout from BTF. */
 export const StSchedOncpu: Codec<StSchedOncpu> = struct(
   {
-    ts: field(u64, 0),
-    tid: field(u32, 8),
-    tgid: field(u32, 12),
+    tid: field(u32, 0),
+    tgid: field(u32, 4),
   },
-  16,
+  8,
 );
 
 /** `struct st_sched_hist` (bpf/sched_cpu.h), 256 bytes. */
@@ -60,7 +60,7 @@ export const StSchedHist: Codec<StSchedHist> = struct(
 
 /** Sizes and field byte offsets of the structs of bpf/sched_cpu.h, as BTF gave them. */
 export const SchedCpuLayouts: Record<string, { size: number; fields: Record<string, number> }> = {
-  st_sched_cpu: { size: 48, fields: { tgid: 0, pad: 4, oncpu_ns: 8, voluntary: 16, involuntary: 24, runq_ns: 32, runq_count: 40 } },
-  st_sched_oncpu: { size: 16, fields: { ts: 0, tid: 8, tgid: 12 } },
+  st_sched_cpu: { size: 56, fields: { tgid: 0, pad: 4, oncpu_ns: 8, voluntary: 16, involuntary: 24, runq_ns: 32, runq_count: 40, cgroup_id: 48 } },
+  st_sched_oncpu: { size: 8, fields: { tid: 0, tgid: 4 } },
   st_sched_hist: { size: 256, fields: { slots: 0 } },
 };
