@@ -44,7 +44,9 @@ fi
 # ---------------------------------------------------------------- npm + builds
 if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ] || { [ -f package-lock.json ] && [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
   log "npm install"
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+  # `npm install` (honouring package-lock.json), not `npm ci`: npm 11 writes lock files without
+  # other platforms' optional packages (rollup's), which `npm ci` then rejects as out of sync.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 log "building native addon and BPF objects (cmake-js)"
 npx --no-install cmake-js compile --out build-native >/tmp/smoothtask-cmake.log 2>&1 || { tail -50 /tmp/smoothtask-cmake.log; exit 1; }
