@@ -7,7 +7,12 @@
 import { SmoothtaskError, type SmoothtaskErrorOptions } from '../errors/index.js';
 
 /** Base class of every eBPF error. */
-export class BpfError extends SmoothtaskError {}
+export class BpfError extends SmoothtaskError {
+  /** Creates an eBPF error with a stable `code` (one of {@link NativeErrorCode}'s values, or another `ERR_BPF_*`). */
+  constructor(code: string, message: string, options: SmoothtaskErrorOptions = {}) {
+    super(code, message, options);
+  }
+}
 
 /** The kernel verifier rejected a program. `log` holds the verifier's log for that program. */
 export class VerifierError extends BpfError {
@@ -19,6 +24,7 @@ export class VerifierError extends BpfError {
   readonly summary: string;
   /** True when the kernel's log buffer filled and the log is cut. */
   readonly truncated: boolean;
+  /** Creates a verifier error for `fields.program` carrying its log. */
   constructor(message: string, fields: { program: string; log: string; truncated?: boolean }, options: SmoothtaskErrorOptions = {}) {
     super('ERR_BPF_VERIFIER', message, options);
     this.program = fields.program;
@@ -32,6 +38,7 @@ export class VerifierError extends BpfError {
 export class PermissionError extends BpfError {
   /** The capability or setting that is missing, e.g. `CAP_BPF`, `CAP_PERFMON`, `kernel.unprivileged_bpf_disabled`. */
   readonly capability: string;
+  /** Creates a permission error naming the missing `capability`. */
   constructor(message: string, capability: string, options: SmoothtaskErrorOptions = {}) {
     super('ERR_BPF_PERMISSION', message, options);
     this.capability = capability;
@@ -42,6 +49,7 @@ export class PermissionError extends BpfError {
 export class UnsupportedError extends BpfError {
   /** The missing feature, e.g. `kprobe`, `fentry`, `BTF`, `ringbuf`. */
   readonly feature: string;
+  /** Creates an error naming the missing kernel `feature`. */
   constructor(message: string, feature: string, options: SmoothtaskErrorOptions = {}) {
     super('ERR_BPF_UNSUPPORTED', message, options);
     this.feature = feature;
@@ -54,6 +62,7 @@ export class LoadTimeoutError extends BpfError {
   readonly timeoutMs: number;
   /** How long the load ran before it was stopped, in milliseconds. */
   readonly elapsedMs: number;
+  /** Creates a timeout error with the limit and the time the load ran. */
   constructor(message: string, timeoutMs: number, elapsedMs: number, options: SmoothtaskErrorOptions = {}) {
     super('ERR_BPF_LOAD_TIMEOUT', message, options);
     this.timeoutMs = timeoutMs;
@@ -63,6 +72,7 @@ export class LoadTimeoutError extends BpfError {
 
 /** The input is not a usable BPF ELF object (malformed ELF, bad BTF, failed CO-RE relocation). */
 export class InvalidObjectError extends BpfError {
+  /** Creates an error saying why the object is unusable. */
   constructor(message: string, options: SmoothtaskErrorOptions = {}) {
     super('ERR_BPF_INVALID_OBJECT', message, options);
   }
@@ -70,6 +80,7 @@ export class InvalidObjectError extends BpfError {
 
 /** A resource (object, map, link, ring buffer) was used after `close()`. */
 export class ClosedError extends BpfError {
+  /** Creates an error saying that `what` is closed. */
   constructor(what: string) {
     super('ERR_BPF_CLOSED', `${what} is closed`);
   }

@@ -106,11 +106,17 @@ export interface BpfMapLike<K, V> extends Disposable {
   readonly info: MapInfo;
   /** True for per-CPU map types. */
   readonly perCpu: boolean;
+  /** The value under `key`, or undefined (per-CPU maps: summed). */
   get(key: K): V | undefined;
+  /** Stores `value` under `key`; `flag` asks for a new key (`noexist`) or an existing one (`exist`). */
   set(key: K, value: V, flag?: UpdateFlag): void;
+  /** Deletes `key`; false when it was absent. */
   delete(key: K): boolean;
+  /** Whether `key` is present. */
   has(key: K): boolean;
+  /** Iterates the keys (next-key iteration). */
   keys(): IterableIterator<K>;
+  /** Iterates key/value pairs. */
   entries(): IterableIterator<[K, V]>;
   /** Whole map, batch op where available (falls back to iteration). Per-CPU values summed. */
   readAll(): Map<K, V>;
@@ -118,6 +124,7 @@ export interface BpfMapLike<K, V> extends Disposable {
   getPerCpu(key: K): V[] | undefined;
   /** Bytes of kernel memory the map uses (fdinfo memlock). */
   memoryBytes(): number;
+  /** Closes this handle's fd; idempotent. */
   close(): void;
 }
 
@@ -147,6 +154,8 @@ export interface RingBufferStats {
 
 /** A ring buffer consumer: async-iterable over records, or batches through `on('batch')`. */
 export interface RingBufferLike<T> extends AsyncIterable<T>, Disposable {
+  /** Counters of this consumer. */
   stats(): RingBufferStats;
+  /** Stops and joins the consumer thread; idempotent. */
   close(): void;
 }

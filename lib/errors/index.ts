@@ -32,6 +32,7 @@ export class SmoothtaskError extends Error {
   /** The OS errno (positive) when the failure came from a system call. */
   readonly errno?: number;
 
+  /** Creates an error with a stable `code`, a message, and optionally a cause and an errno. */
   constructor(code: string, message: string, options: SmoothtaskErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
@@ -63,6 +64,7 @@ function brandsOf(ctor: Function): string[] {
 export class ConfigError extends SmoothtaskError {
   /** Each problem found, as `path: message`. */
   readonly issues: string[];
+  /** Creates a configuration error listing each problem as `path: message`. */
   constructor(message: string, issues: string[] = [], options: SmoothtaskErrorOptions = {}) {
     super('ERR_CONFIG', message, options);
     this.issues = issues;
