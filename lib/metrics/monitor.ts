@@ -148,6 +148,8 @@ export class Monitor implements Disposable {
         }
       })();
     }
+    // One abort listener for the whole iteration (one per wait would pile up on the signal).
+    ac.signal.addEventListener('abort', () => wake?.(), { once: true });
     try {
       while (!ac.signal.aborted) {
         const e = queue.shift();
@@ -158,7 +160,6 @@ export class Monitor implements Disposable {
         if (live === 0) return;
         await new Promise<void>((res) => {
           wake = res;
-          ac.signal.addEventListener('abort', () => res(), { once: true });
         });
         wake = undefined;
       }
