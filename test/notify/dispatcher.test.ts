@@ -75,9 +75,11 @@ describe('webhook notifier over the task core\'s durable dispatcher', () => {
     v = 0;
     await engine2.evaluate(1000);
     await engine2.flush();
-    for (let i = 0; i < 100 && got.length < 3; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(got.map((g) => g.type)).toEqual(['alert.firing', 'alert.firing', 'alert.resolved']);
-    expect(new Set(got.map((g) => g.id)).size).toBe(3);
+    // At-least-once: a delivery in flight across the restart may arrive twice, with the same
+    // webhook id (receivers deduplicate on it). Distinct deliveries must be exactly these, in order.
+    const distinct = () => got.filter((g, i) => got.findIndex((h) => h.id === g.id) === i);
+    for (let i = 0; i < 100 && distinct().length < 3; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(distinct().map((g) => g.type)).toEqual(['alert.firing', 'alert.firing', 'alert.resolved']);
     await engine.close();
     await engine2.close();
   });
