@@ -23,6 +23,8 @@ const headerDir = join(root, 'bpf');
 const outDir = join(root, 'lib', 'ebpf', 'generated');
 
 const TEXTUAL = /^(comm|name|.*_name|path|filename|task|fname)$/;
+/** Member names that are padding (optional in the number variant). */
+const PADDING = /^(_*pad\d*|_+\w*|reserved\d*)$/;
 
 interface Gen {
   /** Codec expression. */
@@ -89,15 +91,15 @@ function generate(): Map<string, string> {
         continue;
       }
       const { t, btf } = found;
-      const gen = (id: number, fieldName: string): Gen => {
+      const gen = (id: number, fieldName: string, num = false): Gen => {
         const r = btf.resolve(id);
         if (!r) throw new Error(`struct ${s}: BTF type ${id} missing`);
         switch (r.kind) {
           case BtfKind.INT: {
             const signed = ((r.intEncoding ?? 0) & 1) === 1;
             if (((r.intEncoding ?? 0) & 4) === 4) return { codec: 'bool', ts: 'boolean', imports: new Set(['bool']) };
-            const c = `${signed ? 'i' : 'u'}${(r.size ?? 0) * 8}`;
-            return { codec: c, ts: r.size === 8 ? 'bigint' : 'number', imports: new Set([c]) };
+            const c = `${signed ? 'i' : 'u'}${(r.size ?? 0) * 8}${num && r.size === 8 ? 'n' : ''}`;
+            return { codec: c, ts: r.size === 8 && !num ? 'bigint' : 'number', imports: new Set([c]) };
           }
           case BtfKind.ENUM:
             return { codec: r.size === 4 ? 'i32' : `u${(r.size ?? 4) * 8}`, ts: 'number', imports: new Set([r.size === 4 ? 'i32' : `u${(r.size ?? 4) * 8}`]) };
@@ -113,14 +115,14 @@ function generate(): Map<string, string> {
               if (isChar || TEXTUAL.test(fieldName)) return { codec: `cstring(${n})`, ts: 'string', imports: new Set(['cstring']) };
               return { codec: `bytes(${n})`, ts: 'Buffer', imports: new Set(['bytes']) };
             }
-            const inner = gen(r.elemType ?? 0, fieldName);
+            const inner = gen(r.elemType ?? 0, fieldName, num);
             const stride = btf.sizeOf(r.elemType ?? 0);
             return { codec: `array(${inner.codec}, ${n}, ${stride})`, ts: `${inner.ts.includes(' ') ? `(${inner.ts})` : inner.ts}[]`, imports: new Set([...inner.imports, 'array']) };
           }
           case BtfKind.STRUCT: {
             const o = owner.get(r.name);
             if (!r.name || !o) throw new Error(`struct ${s}: field ${fieldName} has a struct type not declared in bpf/*.h`);
-            const name = camel(r.name);
+            const name = camel(r.name) + (num ? 'N' : '');
             if (o !== h) {
               const m = basename(o, '.h');
               if (!crossImports.has(m)) crossImports.set(m, new Set());
@@ -136,21 +138,31 @@ function generate(): Map<string, string> {
       const fields: string[] = [];
       const codecs: string[] = [];
       const offsets: string[] = [];
+      const fieldsN: string[] = [];
+      const codecsN: string[] = [];
       for (const m of t.members ?? []) {
         if (!m.name) throw new Error(`struct ${s}: anonymous members are not supported in shared headers`);
         if (m.bitSize || m.bitOffset % 8) throw new Error(`struct ${s}: bitfield ${m.name} is not supported in shared headers`);
         const g = gen(m.type, m.name);
-        for (const i of g.imports) imports.add(i);
+        const gn = gen(m.type, m.name, true);
+        for (const i of [...g.imports, ...gn.imports]) imports.add(i);
         const off = m.bitOffset / 8;
         fields.push(`  ${m.name}: ${g.ts};`);
         codecs.push(`    ${m.name}: field(${g.codec}, ${off}),`);
+        // Padding members are optional in the number variant, so encoders need not name them.
+        fieldsN.push(`  ${m.name}${PADDING.test(m.name) ? '?' : ''}: ${gn.ts};`);
+        codecsN.push(`    ${m.name}: field(${gn.codec}, ${off}),`);
         offsets.push(`${m.name}: ${off}`);
       }
       blocks.push(
         `/** \`struct ${s}\` (bpf/${h}), ${t.size} bytes. */\n` +
           `export interface ${tsName} {\n${fields.join('\n')}\n}\n\n` +
           `/** Codec of {@link ${tsName}}: \`struct ${s}\`, layout from BTF. */\n` +
-          `export const ${tsName}: Codec<${tsName}> = struct(\n  {\n${codecs.join('\n')}\n  },\n  ${t.size},\n);\n`,
+          `export const ${tsName}: Codec<${tsName}> = struct(\n  {\n${codecs.join('\n')}\n  },\n  ${t.size},\n);\n\n` +
+          `/** \`struct ${s}\` with 64-bit integers as \`number\` (exact below 2^53: counters, ns times, ids). */\n` +
+          `export interface ${tsName}N {\n${fieldsN.join('\n')}\n}\n\n` +
+          `/** Codec of {@link ${tsName}N}: \`struct ${s}\`, layout from BTF, 64-bit integers as \`number\`. */\n` +
+          `export const ${tsName}N: Codec<${tsName}N> = struct(\n  {\n${codecsN.join('\n')}\n  },\n  ${t.size},\n);\n`,
       );
       layouts.push(`  ${s}: { size: ${t.size}, fields: { ${offsets.join(', ')} } },`);
     }

@@ -56,6 +56,8 @@ export const i64: Codec<bigint> = prim(8, (v, o) => v.getBigInt64(o, true), (v, 
  * and nanosecond timestamps that stay below 104 days of uptime... use {@link u64} when in doubt.
  */
 export const u64n: Codec<number> = prim(8, (v, o) => Number(v.getBigUint64(o, true)), (v, o, x) => v.setBigUint64(o, BigInt(Math.trunc(x)), true));
+/** Signed 64-bit integer as `number`: exact between -(2^53) and 2^53; see {@link u64n}. */
+export const i64n: Codec<number> = prim(8, (v, o) => Number(v.getBigInt64(o, true)), (v, o, x) => v.setBigInt64(o, BigInt(Math.trunc(x)), true));
 /** 32-bit float. */
 export const f32: Codec<number> = prim(4, (v, o) => v.getFloat32(o, true), (v, o, x) => v.setFloat32(o, x, true));
 /** 64-bit float. */

@@ -4,6 +4,7 @@
  * @module
  */
 export * from './blockio.js';
+export * from './filter.js';
 export * from './gpu.js';
 export * from './net.js';
 export * from './proc.js';
