@@ -160,7 +160,11 @@ describe('crash safety with real processes', () => {
         await s.write(key, Doc, { n: 0, writer: 0, pad: '' });
         const child = await startChild(bundle, ['loop', dir, key], 'ready', 60_000);
         children.add(child);
-        await sleep(20 + Math.random() * 40);
+        // Kill at a random point once the writer is under way (on a loaded machine a fixed
+        // delay can pass before its first update even starts).
+        const t0 = Date.now();
+        while (Date.now() - t0 < 15_000 && !((await s.read(key, Doc))!.n > 0)) await sleep(5);
+        await sleep(Math.random() * 30);
         child.kill('SIGKILL');
         await exited(child);
         children.delete(child);
