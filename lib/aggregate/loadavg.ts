@@ -401,13 +401,21 @@ export class LoadAverageSampler extends EventEmitter {
       this.index += skip;
       due = this.start0 + this.index * this.interval;
     }
-    this.timer = setTimeout(() => {
+    const fire = (): void => {
       const actual = this.now();
+      if (actual < due) {
+        // libuv timers run on the loop's millisecond clock and can fire a little before the
+        // high-resolution due time: wait out the remainder instead of ticking early.
+        this.timer = setTimeout(fire, Math.ceil(due - actual));
+        this.timer.unref();
+        return;
+      }
       const info: TickInfo = { index: this.index, scheduled: due, actual };
       this.emit('tick', info);
       // sample at the scheduled instant's grid time so the averages see regular steps
       void this.runTick(Math.max(due, Math.min(actual, due + this.interval / 2))).finally(() => this.schedule());
-    }, Math.max(0, due - now));
+    };
+    this.timer = setTimeout(fire, Math.max(0, Math.ceil(due - now)));
     this.timer.unref();
   }
 

@@ -143,7 +143,8 @@ describe('LoadAverageSampler', () => {
     // lateness does not accumulate: the last tick is about as late as typical ticks, not N * jitter
     const lateness = ticks.map((t) => t.actual - t.scheduled).sort((a, b) => a - b);
     expect(last.actual - last.scheduled).toBeLessThan(lateness[Math.floor(lateness.length / 2)]! + 40);
-    expect(Math.min(...lateness)).toBeGreaterThanOrEqual(-1);
+    // never early: a timer that fires before the due time waits out the remainder
+    expect(Math.min(...lateness)).toBeGreaterThanOrEqual(0);
   });
 
   it('does not keep the process alive (unref timer)', () => {
