@@ -14,6 +14,7 @@ export * from './pin.js';
 export * from './attach.js';
 export * from './link.js';
 export * from './ringbuf.js';
+export * from './perfbuf.js';
 export * from './probe.js';
 export * from './btf.js';
 export * as bpfTypes from './generated/index.js';

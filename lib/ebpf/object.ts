@@ -9,6 +9,7 @@ import type { NativeObjectHandle } from '../native/binding-loader.js';
 import { ClosedError, fromNative } from './errors.js';
 import { attachProgram } from './attach.js';
 import { BpfMap } from './map.js';
+import { PerfBuffer, type PerfBufferExtraOptions } from './perfbuf.js';
 import { RingBuffer, type RingBufferExtraOptions } from './ringbuf.js';
 import type { AttachOptions, Codec, Link, MapInfo, ProgramInfo, RingBufferOptions } from './types.js';
 
@@ -244,11 +245,12 @@ export class BpfObject implements Disposable {
   }
 
   /**
-   * A consumer of ring buffer map `mapName` (its own thread, batches, backpressure). It owns
-   * a duplicate fd: close it yourself.
+   * A consumer of ring buffer map `mapName` (its own thread, batches, backpressure): a
+   * {@link PerfBuffer} when the map is a perf_event_array. It owns a duplicate fd: close it yourself.
    */
-  ringBuffer<T = Buffer>(mapName: string, opts?: RingBufferOptions<T> & RingBufferExtraOptions): RingBuffer<T> {
-    return new RingBuffer<T>(this.mapInfo(mapName), opts);
+  ringBuffer<T = Buffer>(mapName: string, opts?: RingBufferOptions<T> & RingBufferExtraOptions & PerfBufferExtraOptions): RingBuffer<T> {
+    const info = this.mapInfo(mapName);
+    return info.type === 'perf_event_array' ? new PerfBuffer<T>(info, opts) : new RingBuffer<T>(info, opts);
   }
 
   /** Attaches every loaded program as its section says; returns the links (close them to detach). */

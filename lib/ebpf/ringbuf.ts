@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { z } from 'zod';
 import { validate } from '../errors/validate.js';
-import type { NativeRingBuffer } from '../native/binding-datapath.js';
+import type { NativeRingBuffer, NativeRingBufferCtor } from '../native/binding-datapath.js';
 import { ClosedError, fromNative, UnsupportedError } from './errors.js';
 import { BpfMap, dp } from './map.js';
 import type { Codec, MapInfo, RingBufferLike, RingBufferOptions, RingBufferStats } from './types.js';
@@ -84,6 +84,16 @@ const OptionsSchema = z
 
 const kOnBatch = Symbol('onBatch');
 
+let nextNative: NativeRingBufferCtor | undefined;
+/**
+ * Makes the next RingBuffer constructed (synchronously after this call) drive `ctor` instead of
+ * the ring buffer consumer: PerfBuffer's constructor calls it right before `super()`.
+ * @internal
+ */
+export function useNativeConsumerOnce(ctor: NativeRingBufferCtor): void {
+  nextNative = ctor;
+}
+
 // Open, referenced consumers stay reachable like active handles: a consumer kept only through
 // its 'batch' listener must not be collected (and stopped) under the user's feet.
 const active = new Set<RingBuffer<unknown>>();
@@ -123,11 +133,13 @@ export class RingBuffer<T = Buffer> extends EventEmitter<RingBufferEvents<T>> im
 
   /**
    * Starts consuming the ringbuf map `info` (its fd is duplicated) on a dedicated thread.
-   * Throws UnsupportedError for other map types.
+   * Throws UnsupportedError for other map types (use {@link PerfBuffer} for `perf_event_array`).
    */
   constructor(info: MapInfo, opts: RingBufferOptions<T> & RingBufferExtraOptions = {}) {
     super();
-    if (info.type !== 'ringbuf') {
+    const native = nextNative;
+    nextNative = undefined;
+    if (!native && info.type !== 'ringbuf') {
       throw new UnsupportedError(
         `map '${info.name}' is a ${info.type} map, not a ringbuf (perf buffers are not supported by this consumer)`,
         info.type === 'perf_event_array' ? 'perf buffer consumer' : 'ringbuf',
@@ -145,7 +157,7 @@ export class RingBuffer<T = Buffer> extends EventEmitter<RingBufferEvents<T>> im
     }
     const weak = new WeakRef(this);
     try {
-      this.#native = new (dp().RingBufferConsumer)(info.fd, { batchSize: o.batchSize, highWaterMark: o.highWaterMark, batchBytes: o.batchBytes }, (data, offsets, count) =>
+      this.#native = new (native ?? dp().RingBufferConsumer)(info.fd, { batchSize: o.batchSize, highWaterMark: o.highWaterMark, batchBytes: o.batchBytes }, (data, offsets, count) =>
         weak.deref()?.[kOnBatch](data, offsets, count),
       );
     } catch (e) {

@@ -7,6 +7,7 @@
 import type { DatapathBinding } from './binding-datapath.js';
 import type { NvmlBinding } from './binding-nvml.js';
 import type { LoaderBinding } from './binding-loader.js';
+import type { PerfbufBinding } from './binding-perfbuf.js';
 
 /** Exports of native/version.cc and native/addon.cc. */
 export interface CoreBinding {
@@ -19,4 +20,4 @@ export interface CoreBinding {
 }
 
 /** The whole addon. Parts add their interfaces to this intersection. */
-export type NativeBinding = CoreBinding & DatapathBinding & LoaderBinding & NvmlBinding;
+export type NativeBinding = CoreBinding & DatapathBinding & LoaderBinding & NvmlBinding & PerfbufBinding;
