@@ -221,10 +221,18 @@ class RingConsumer : public Napi::ObjectWrap<RingConsumer> {
   static void CallJs(Napi::Env env, Napi::Function fn, Batch* b) {
     std::unique_ptr<Batch> own(b);
     if (env == nullptr || fn.IsEmpty()) return;
-    Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, b->data.data(), b->data.size());
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, b->offsets.size() * sizeof(uint32_t));
-    std::memcpy(ab.Data(), b->offsets.data(), b->offsets.size() * sizeof(uint32_t));
-    Napi::Uint32Array offs = Napi::Uint32Array::New(env, b->offsets.size(), ab, 0);
+    Napi::Buffer<uint8_t> data;
+    Napi::Uint32Array offs;
+    try {
+      data = Napi::Buffer<uint8_t>::Copy(env, b->data.data(), b->data.size());
+      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, b->offsets.size() * sizeof(uint32_t));
+      std::memcpy(ab.Data(), b->offsets.data(), b->offsets.size() * sizeof(uint32_t));
+      offs = Napi::Uint32Array::New(env, b->offsets.size(), ab, 0);
+    } catch (const Napi::Error&) {
+      // The environment is being torn down (a batch still queued as node exits): drop it
+      // rather than let the exception reach std::terminate.
+      return;
+    }
     try {
       fn.Call({data, offs, Napi::Number::New(env, b->count)});
     } catch (const Napi::Error& e) {
