@@ -58,6 +58,9 @@ const activity = setInterval(() => {
   writeFileSync(join(dir, `f${tick % 4}`), Buffer.alloc(1 << 20));
 }, 250);
 
+const lastCpu = new Map<number, number>();
+for (const p of (await monitor.read()).snapshots.cpu?.processes ?? []) lastCpu.set(p.tgid, p.cpuNs);
+console.log(`burner pid ${burner.pid}, demo server on 127.0.0.1:${port}`);
 try {
   for (let s = 1; s <= seconds; s++) {
     await sleep(1000);
@@ -65,8 +68,11 @@ try {
     console.log(`--- t=${s}s`);
     const cpu = snapshots.cpu;
     if (cpu) {
-      const top = [...cpu.processes].sort((a, b) => b.cpuNs - a.cpuNs).slice(0, 3);
-      console.log(`cpu[${cpu.backend}]   top: ${top.map((p) => `${p.comm || p.tgid} ${(p.cpuNs / 1e6).toFixed(0)}ms`).join(', ')}`);
+      // Counters are cumulative: the busiest processes are the ones whose CPU time grew most.
+      const used = cpu.processes.map((p) => ({ p, delta: p.cpuNs - (lastCpu.get(p.tgid) ?? p.cpuNs) }));
+      for (const p of cpu.processes) lastCpu.set(p.tgid, p.cpuNs);
+      const top = used.sort((a, b) => b.delta - a.delta).slice(0, 3);
+      console.log(`cpu[${cpu.backend}]   busiest this second: ${top.map(({ p, delta }) => `${p.comm || p.tgid}(${p.tgid}) ${(delta / 1e6).toFixed(0)}ms`).join(', ')}`);
       if (cpu.runqLatency) {
         const total = cpu.runqLatency.slots.reduce((a, b) => a + b, 0);
         console.log(`             run-queue waits: ${total} (log2 ${cpu.runqLatency.unit} histogram, ${cpu.runqLatency.slots.length} slots)`);
