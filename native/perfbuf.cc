@@ -38,15 +38,12 @@
 #include "errors.h"
 #include "fd.h"
 #include "module.h"
+#include "record_batch.h"
 
 namespace smoothtask {
 namespace {
 
-struct Batch {
-  std::vector<uint8_t> data;
-  std::vector<uint32_t> offsets;  // count + 1 entries: start of each record, then the end
-  uint32_t count = 0;
-};
+using Batch = RecordBatch;
 
 constexpr uint32_t kWakeTag = UINT32_MAX;  // epoll data of the close eventfd; buffers use their index
 
@@ -258,34 +255,12 @@ class PerfConsumer : public Napi::ObjectWrap<PerfConsumer> {
     bytes_ += bytes;
     batches_++;
     Batch* raw = b.release();
-    napi_status st = tsfn_.NonBlockingCall(raw, &PerfConsumer::CallJs);
+    napi_status st = tsfn_.NonBlockingCall(raw, &DeliverRecordBatch);
     if (st != napi_ok) {  // closing: JS is going away
       delete raw;
       return false;
     }
     return true;
-  }
-
-  static void CallJs(Napi::Env env, Napi::Function fn, Batch* b) {
-    std::unique_ptr<Batch> own(b);
-    if (env == nullptr || fn.IsEmpty()) return;
-    Napi::Buffer<uint8_t> data;
-    Napi::Uint32Array offs;
-    try {
-      data = Napi::Buffer<uint8_t>::Copy(env, b->data.data(), b->data.size());
-      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, b->offsets.size() * sizeof(uint32_t));
-      std::memcpy(ab.Data(), b->offsets.data(), b->offsets.size() * sizeof(uint32_t));
-      offs = Napi::Uint32Array::New(env, b->offsets.size(), ab, 0);
-    } catch (const Napi::Error&) {
-      // The environment is being torn down (a batch still queued as node exits): drop it.
-      return;
-    }
-    try {
-      fn.Call({data, offs, Napi::Number::New(env, b->count)});
-    } catch (const Napi::Error& e) {
-      // An exception from the JS handler must not unwind into libuv: report it like node does.
-      napi_fatal_exception(env, e.Value());
-    }
   }
 
   Napi::Value Ack(const Napi::CallbackInfo& info) {

@@ -31,17 +31,14 @@
 #include "errors.h"
 #include "fd.h"
 #include "module.h"
+#include "record_batch.h"
 
 namespace smoothtask {
 namespace {
 
 constexpr int kBatchFull = -1000001;  // returned by the sample callback; never a real -errno
 
-struct Batch {
-  std::vector<uint8_t> data;
-  std::vector<uint32_t> offsets;  // count + 1 entries: start of each record, then the end
-  uint32_t count = 0;
-};
+using Batch = RecordBatch;
 
 class RingConsumer;
 std::mutex g_liveMu;
@@ -210,35 +207,12 @@ class RingConsumer : public Napi::ObjectWrap<RingConsumer> {
     bytes_ += bytes;
     batches_++;
     Batch* raw = b.release();
-    napi_status st = tsfn_.NonBlockingCall(raw, &RingConsumer::CallJs);
+    napi_status st = tsfn_.NonBlockingCall(raw, &DeliverRecordBatch);
     if (st != napi_ok) {  // closing: JS is going away
       delete raw;
       return false;
     }
     return true;
-  }
-
-  static void CallJs(Napi::Env env, Napi::Function fn, Batch* b) {
-    std::unique_ptr<Batch> own(b);
-    if (env == nullptr || fn.IsEmpty()) return;
-    Napi::Buffer<uint8_t> data;
-    Napi::Uint32Array offs;
-    try {
-      data = Napi::Buffer<uint8_t>::Copy(env, b->data.data(), b->data.size());
-      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, b->offsets.size() * sizeof(uint32_t));
-      std::memcpy(ab.Data(), b->offsets.data(), b->offsets.size() * sizeof(uint32_t));
-      offs = Napi::Uint32Array::New(env, b->offsets.size(), ab, 0);
-    } catch (const Napi::Error&) {
-      // The environment is being torn down (a batch still queued as node exits): drop it
-      // rather than let the exception reach std::terminate.
-      return;
-    }
-    try {
-      fn.Call({data, offs, Napi::Number::New(env, b->count)});
-    } catch (const Napi::Error& e) {
-      // An exception from the JS handler must not unwind into libuv: report it like node does.
-      napi_fatal_exception(env, e.Value());
-    }
   }
 
   Napi::Value Ack(const Napi::CallbackInfo& info) {
