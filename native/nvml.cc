@@ -162,6 +162,29 @@ double Num(nvmlReturn_t rc, T v) {
   return rc == kSuccess ? static_cast<double>(v) : -1;
 }
 
+// Reads the compute processes of `dev` into `d` (Info is the v1 or v2 process struct),
+// growing the buffer when the list grew between the size query and the read.
+template <typename Info, typename Fn>
+void ReadProcesses(Fn fn, nvmlDevice_t dev, Device* d) {
+  std::vector<Info> infos(16);
+  for (int attempt = 0; attempt < 4; attempt++) {
+    unsigned int n = static_cast<unsigned int>(infos.size());
+    nvmlReturn_t rc = fn(dev, &n, infos.data());
+    if (rc == kInsufficientSize) {
+      infos.resize(n + 16);
+      continue;
+    }
+    if (rc == kSuccess) {
+      d->processesSupported = true;
+      for (unsigned int i = 0; i < n && i < infos.size(); i++)
+        d->processes.push_back({infos[i].pid, infos[i].usedGpuMemory == kValueNotAvailable
+                                                  ? -1
+                                                  : static_cast<double>(infos[i].usedGpuMemory)});
+    }
+    break;
+  }
+}
+
 void ReadDevice(const Api& api, unsigned int index, nvmlDevice_t dev, Device& d) {
   d.index = index;
   char buf[256] = {0};
@@ -202,43 +225,10 @@ void ReadDevice(const Api& api, unsigned int index, nvmlDevice_t dev, Device& d)
   d.clockMemoryMHz = readKind(api.clock, kClockMem);
   d.clockVideoMHz = readKind(api.clock, kClockVideo);
   // The process list can grow between the size query and the read: retry a few times.
-  if (api.processes) {
-    std::vector<nvmlProcessInfo_t> infos(16);
-    for (int attempt = 0; attempt < 4; attempt++) {
-      unsigned int n = static_cast<unsigned int>(infos.size());
-      nvmlReturn_t rc = api.processes(dev, &n, infos.data());
-      if (rc == kInsufficientSize) {
-        infos.resize(n + 16);
-        continue;
-      }
-      if (rc == kSuccess) {
-        d.processesSupported = true;
-        for (unsigned int i = 0; i < n && i < infos.size(); i++)
-          d.processes.push_back({infos[i].pid, infos[i].usedGpuMemory == kValueNotAvailable
-                                                   ? -1
-                                                   : static_cast<double>(infos[i].usedGpuMemory)});
-      }
-      break;
-    }
-  } else if (api.processesV1) {
-    std::vector<nvmlProcessInfo_v1_t> infos(16);
-    for (int attempt = 0; attempt < 4; attempt++) {
-      unsigned int n = static_cast<unsigned int>(infos.size());
-      nvmlReturn_t rc = api.processesV1(dev, &n, infos.data());
-      if (rc == kInsufficientSize) {
-        infos.resize(n + 16);
-        continue;
-      }
-      if (rc == kSuccess) {
-        d.processesSupported = true;
-        for (unsigned int i = 0; i < n && i < infos.size(); i++)
-          d.processes.push_back({infos[i].pid, infos[i].usedGpuMemory == kValueNotAvailable
-                                                   ? -1
-                                                   : static_cast<double>(infos[i].usedGpuMemory)});
-      }
-      break;
-    }
-  }
+  if (api.processes)
+    ReadProcesses<nvmlProcessInfo_t>(api.processes, dev, &d);
+  else if (api.processesV1)
+    ReadProcesses<nvmlProcessInfo_v1_t>(api.processesV1, dev, &d);
 }
 
 Sample Collect(const std::string& lib) {
