@@ -46,6 +46,8 @@ export function classify(e: unknown): string {
   if (!(e instanceof SmoothtaskError)) return `UNTYPED:${(e as Error)?.name ?? typeof e}`;
   if (e instanceof InvalidObjectError) {
     if (/is not a valid BPF object: malformed/.test(e.message)) return 'InvalidObjectError(validator)';
+    // a JS exception inside the validator (a read past a bound it did not check first)
+    if (/is not a valid BPF object: /.test(e.message)) return 'InvalidObjectError(validator-gap)';
     if (/crashed libbpf/.test(e.message)) return 'InvalidObjectError(crash-isolated)';
     return 'InvalidObjectError(libbpf)';
   }
