@@ -78,9 +78,9 @@ function u64(v: DataView, at: number): number {
 function strAt(elf: Uint8Array, table: ElfSection, off: number): string | undefined {
   if (off >= table.size) return undefined;
   const start = table.offset + off;
-  const end = elf.indexOf(0, start);
-  if (end < 0 || end >= table.offset + table.size) return undefined;
-  return Buffer.from(elf.buffer, elf.byteOffset + start, end - start).toString('latin1');
+  const len = elf.subarray(start, table.offset + table.size).indexOf(0); // bounded by the table
+  if (len < 0) return undefined;
+  return Buffer.from(elf.buffer, elf.byteOffset + start, len).toString('latin1');
 }
 
 /**
