@@ -47,7 +47,7 @@ export function classify(e: unknown): string {
   if (e instanceof InvalidObjectError) {
     if (/is not a valid BPF object: malformed/.test(e.message)) return 'InvalidObjectError(validator)';
     // a JS exception inside the validator (a read past a bound it did not check first)
-    if (/is not a valid BPF object: /.test(e.message)) return 'InvalidObjectError(validator-gap)';
+    if (/is not a valid BPF object: validator fault/.test(e.message)) return 'InvalidObjectError(validator-gap)';
     if (/crashed libbpf/.test(e.message)) return 'InvalidObjectError(crash-isolated)';
     return 'InvalidObjectError(libbpf)';
   }
@@ -103,7 +103,8 @@ async function main(): Promise<void> {
   const raw = process.argv.includes('--raw');
   const filesAt = process.argv.indexOf('--files');
   if (filesAt >= 0) {
-    const files = process.argv.slice(filesAt + 1).filter((f) => !f.startsWith('--'));
+    const rest = process.argv.slice(filesAt + 1);
+    const files = rest.slice(0, rest.findIndex((f) => f.startsWith('--')) >>> 0);
     for (const [i, f] of files.entries()) await runOne(i, new Uint8Array(readFileSync(f)), /btf/i.test(f), raw);
     return;
   }

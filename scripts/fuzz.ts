@@ -245,7 +245,8 @@ export function formatSummary(s: FuzzSummary, seed?: number): string {
 if (process.argv[1] && /scripts\/fuzz\.ts$/.test(process.argv[1])) {
   const argv = process.argv.slice(2);
   const filesAt = argv.indexOf('--files');
-  let files = filesAt >= 0 ? argv.slice(filesAt + 1).filter((f) => !f.startsWith('--')) : undefined;
+  const rest = filesAt >= 0 ? argv.slice(filesAt + 1) : [];
+  let files = filesAt >= 0 ? rest.slice(0, rest.findIndex((f) => f.startsWith('--')) >>> 0) : undefined;
   if (files?.length === 1 && !files[0]?.endsWith('.o') && files[0]) {
     const d = files[0];
     files = readdirSync(d)

@@ -30,8 +30,8 @@ describe('loader fuzzing', () => {
   }, 300_000);
 
   it('a seeded fuzz of generic and BTF-aware mutants through open and load: no deaths, every failure typed', async () => {
-    const count = 120;
-    const s = await fuzz({ seed: 0x5eed, count, batch: 60, concurrency: 2, stallMs: 180_000 });
+    const count = 80;
+    const s = await fuzz({ seed: 0x5eed, count, batch: 40, concurrency: 2, stallMs: 180_000 });
     console.info(`seeded fuzz:\n${formatSummary(s, 0x5eed)}`);
     expect(s.deaths).toEqual([]);
     expect(s.hangs).toEqual([]);
@@ -40,8 +40,8 @@ describe('loader fuzzing', () => {
     expect(s.btfAware).toBe(count / 2);
     // the mutants exercise every stage: rejected by the validator, opened in-process, loaded
     expect(s.load['InvalidObjectError(validator)'] ?? 0).toBeGreaterThan(10);
-    expect(s.open.ok ?? 0).toBeGreaterThan(10);
-    expect(s.loaded).toBeGreaterThan(5);
+    expect(s.open.ok ?? 0).toBeGreaterThan(5);
+    expect(s.loaded).toBeGreaterThan(2);
     expect(s.load['InvalidObjectError(validator-gap)'] ?? 0).toBe(0);
   }, 600_000);
 });

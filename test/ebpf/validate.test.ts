@@ -113,7 +113,7 @@ describe('validateObject', () => {
       return b;
     };
     reject(set(st.offset, 0xfffffff), new RegExp(`type ${st.id} STRUCT: its name offset ${0xfffffff} is past the string section`));
-    reject(set(st.offset + 4, (0x1f << 24) | 4), new RegExp(`BTF type ${st.id} has unknown kind 31`));
+    reject(set(st.offset + 4, (0x1f << 24) | 4), new RegExp(`malformed BTF: type ${st.id} has unknown kind 31`));
     reject(set(td.offset + 8, td.id), new RegExp(`type ${td.id} TYPEDEF.*refers back to type ${td.id}`));
     reject(set(fn.offset + 8, td.id), new RegExp(`type ${fn.id} FUNC '${fn.name}': prototype refers to type ${td.id} TYPEDEF`));
     reject(set(st.offset + 12 + 12 * 3 + 8, 1 << 20), new RegExp(`member 3 '__data' at bit ${1 << 20} .* is outside the ${st.size}-byte struct`));

@@ -77,7 +77,13 @@ export function validateBtf(raw: Uint8Array, sectionSize: (name: string) => numb
   if (strLen === 0 || raw[strStart] !== 0 || raw[strStart + strLen - 1] !== 0)
     throw bad(`string section (${strLen} bytes) does not start and end with NUL`);
 
-  const btf = parseBtf(raw); // bounds-checked records, known kinds
+  let btf: Btf;
+  try {
+    btf = parseBtf(raw); // bounds-checked records, known kinds
+  } catch (e) {
+    if (e instanceof InvalidObjectError) throw bad(e.message.replace(/^BTF /, ''));
+    throw e;
+  }
   const types = btf.types;
   const n = types.length;
   if (n > MAX_TYPES) throw bad(`${n} types is too many`);
@@ -200,6 +206,9 @@ export function validateBtf(raw: Uint8Array, sectionSize: (name: string) => numb
     if (t.kind !== BtfKind.STRUCT && t.kind !== BtfKind.UNION) continue;
     for (const [i, m] of (t.members ?? []).entries()) {
       if (m.bitSize > 0 || m.bitOffset % 8 !== 0) continue;
+      const mt = btf.resolve(m.type);
+      // an old-style bitfield (no kflag): an INT of fewer bits than its size, placed by bits
+      if (mt?.kind === BtfKind.INT && (mt.intBits ?? 0) < (mt.size ?? 0) * 8) continue;
       const size = btf.sizeOf(m.type);
       if (m.bitOffset / 8 + size > (t.size ?? 0))
         throw bad(`${describe(t)}: member ${i}${m.name ? ` '${m.name}'` : ''} (${size} bytes at byte ${m.bitOffset / 8}) is outside the ${t.size}-byte ${KIND_NAMES[t.kind]?.toLowerCase()}`);

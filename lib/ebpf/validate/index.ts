@@ -47,6 +47,6 @@ export function validateObject(elf: Uint8Array, name = 'object'): ObjectValidati
   } catch (e) {
     if (e instanceof InvalidObjectError) throw new InvalidObjectError(`'${name}' is not a valid BPF object: ${e.message}`);
     // a DataView read past the end is a bounds check this validator missed: still the input's fault
-    throw new InvalidObjectError(`'${name}' is not a valid BPF object: ${(e as Error).message}`, { cause: e });
+    throw new InvalidObjectError(`'${name}' is not a valid BPF object: validator fault: ${(e as Error).message}`, { cause: e });
   }
 }
