@@ -49,6 +49,12 @@ export interface BtfType {
   id: number;
   kind: number;
   name: string;
+  /** Byte offset of this type's record in the raw BTF (undefined for `void`). */
+  offset?: number;
+  /** Number of entries after the record's header (members, enum values, params, vars). */
+  vlen?: number;
+  /** The record's kind flag (bitfield members, enum signedness, decl_tag on attributes). */
+  kflag?: boolean;
   /** INT, STRUCT, UNION, ENUM, ENUM64, FLOAT, DATASEC: byte size. */
   size?: number;
   /** PTR, TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG, FUNC, VAR: referenced type. */
@@ -66,6 +72,14 @@ export interface BtfType {
   enumValues?: { name: string; value: bigint }[];
   /** DATASEC: variables. */
   vars?: { type: number; offset: number; size: number }[];
+  /** ARRAY: index type. */
+  indexType?: number;
+  /** FUNC_PROTO: parameters (`type` of the return is in `type`). */
+  params?: { name: string; type: number }[];
+  /** FUNC, VAR: linkage. */
+  linkage?: number;
+  /** DECL_TAG: member or parameter index the tag applies to, -1 for the type itself. */
+  componentIdx?: number;
 }
 
 /** Parsed BTF: types by id (index 0 is `void`). */
@@ -80,6 +94,41 @@ export interface Btf {
 }
 
 const MODIFIERS = new Set<number>([BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG]);
+
+/**
+ * Bytes that follow the 12-byte header of a BTF type record of `kind` with `vlen` entries, or
+ * -1 for an unknown kind.
+ */
+export function btfRecordExtra(kind: number, vlen: number): number {
+  switch (kind) {
+    case BtfKind.INT:
+    case BtfKind.VAR:
+    case BtfKind.DECL_TAG:
+      return 4;
+    case BtfKind.ARRAY:
+      return 12;
+    case BtfKind.STRUCT:
+    case BtfKind.UNION:
+    case BtfKind.DATASEC:
+    case BtfKind.ENUM64:
+      return 12 * vlen;
+    case BtfKind.ENUM:
+    case BtfKind.FUNC_PROTO:
+      return 8 * vlen;
+    case BtfKind.PTR:
+    case BtfKind.FWD:
+    case BtfKind.TYPEDEF:
+    case BtfKind.VOLATILE:
+    case BtfKind.CONST:
+    case BtfKind.RESTRICT:
+    case BtfKind.FUNC:
+    case BtfKind.FLOAT:
+    case BtfKind.TYPE_TAG:
+      return 0;
+    default:
+      return -1;
+  }
+}
 
 /** Parses raw BTF bytes (little-endian). Throws InvalidObjectError on malformed input. */
 export function parseBtf(raw: Uint8Array): Btf {
@@ -102,6 +151,8 @@ export function parseBtf(raw: Uint8Array): Btf {
   let p = typeOff;
   const end = typeOff + typeLen;
   while (p < end) {
+    const start = p;
+    if (p + 12 > end) throw new InvalidObjectError(`BTF type ${types.length} at offset ${p - typeOff} of the type section is cut off`);
     const nameOff = v.getUint32(p, true);
     const info = v.getUint32(p + 4, true);
     const sizeOrType = v.getUint32(p + 8, true);
@@ -109,7 +160,10 @@ export function parseBtf(raw: Uint8Array): Btf {
     const vlen = info & 0xffff;
     const kind = (info >>> 24) & 0x1f;
     const kflag = info >>> 31 === 1;
-    const t: BtfType = { id: types.length, kind, name: str(nameOff) };
+    const extra = btfRecordExtra(kind, vlen);
+    if (extra < 0) throw new InvalidObjectError(`BTF type ${types.length} has unknown kind ${kind}`);
+    if (p + extra > end) throw new InvalidObjectError(`BTF type ${types.length} (kind ${kind}, vlen ${vlen}) runs past the end of the type section`);
+    const t: BtfType = { id: types.length, kind, name: str(nameOff), offset: start, vlen, kflag };
     switch (kind) {
       case BtfKind.INT: {
         const enc = v.getUint32(p, true);
@@ -126,13 +180,17 @@ export function parseBtf(raw: Uint8Array): Btf {
       case BtfKind.CONST:
       case BtfKind.RESTRICT:
       case BtfKind.TYPE_TAG:
+        t.type = sizeOrType;
+        break;
       case BtfKind.FUNC:
         t.type = sizeOrType;
+        t.linkage = vlen;
         break;
       case BtfKind.FWD:
         break;
       case BtfKind.ARRAY:
         t.elemType = v.getUint32(p, true);
+        t.indexType = v.getUint32(p + 4, true);
         t.nelems = v.getUint32(p + 8, true);
         p += 12;
         break;
@@ -169,10 +227,12 @@ export function parseBtf(raw: Uint8Array): Btf {
       }
       case BtfKind.FUNC_PROTO:
         t.type = sizeOrType;
-        p += 8 * vlen;
+        t.params = [];
+        for (let i = 0; i < vlen; i++, p += 8) t.params.push({ name: str(v.getUint32(p, true)), type: v.getUint32(p + 4, true) });
         break;
       case BtfKind.VAR:
         t.type = sizeOrType;
+        t.linkage = v.getUint32(p, true);
         p += 4;
         break;
       case BtfKind.DATASEC:
@@ -185,6 +245,7 @@ export function parseBtf(raw: Uint8Array): Btf {
         break;
       case BtfKind.DECL_TAG:
         t.type = sizeOrType;
+        t.componentIdx = v.getInt32(p, true);
         p += 4;
         break;
       default:

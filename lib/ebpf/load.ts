@@ -23,6 +23,7 @@ import { programCache } from './cache.js';
 import { BpfError, fromNative, InvalidObjectError, LoadTimeoutError, VerifierError } from './errors.js';
 import { BpfObject, ObjectCore } from './object.js';
 import { pinCore, pinDirectory, PinOptionsSchema, reusePins } from './pin.js';
+import { validateObject } from './validate/index.js';
 
 /** Published on `smoothtask:ebpf:load` after every load (success or failure). */
 export interface LoadEvent {
@@ -170,6 +171,17 @@ const trustedElf = new Set<string>();
 function trust(elf: Uint8Array): void {
   if (trustedElf.size >= 4096) trustedElf.clear();
   trustedElf.add(elfDigest(elf));
+}
+
+// ELF contents (by digest) that passed the in-process validator: every input is checked in JS
+// (lib/ebpf/validate) before libbpf sees it; the addon's fork pre-check is the second line.
+const validElf = new Set<string>();
+function validated(elf: Uint8Array, name: string): void {
+  const digest = elfDigest(elf);
+  if (validElf.has(digest)) return;
+  validateObject(elf, name); // throws InvalidObjectError naming the section, type id or offset
+  if (validElf.size >= 4096) validElf.clear();
+  validElf.add(digest);
 }
 
 // How long past its timeout the owner of a load waits for the addon's own timeout before
@@ -417,6 +429,7 @@ export async function loadObject(source: ObjectSource, options: LoadOptions = {}
     throw new ConfigError('Invalid load source: expected a path or a Uint8Array', ['source: expected string | Uint8Array']);
   const elf = await readSource(source);
   const name = o.name ?? objectNameOf(source);
+  validated(elf, name);
   const hash = objectHash(elf, name, o);
   const pin = o.pin === false ? undefined : o.pin;
   const pinDir = pin ? pinDirectory(pin, name) : undefined;
