@@ -35,6 +35,7 @@
 #include <sstream>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "errors.h"
@@ -318,9 +319,14 @@ struct Constant {
 // it, so the loading thread checks this, under the lock, before touching the TSFN. The hook
 // that sets `dead` is added after the TSFN is created, so it runs before the TSFN's own
 // teardown (cleanup hooks run in reverse order).
+// A job handed to the TSFN but not yet delivered is recorded in `queued`: if the environment
+// is torn down first, Node drops the TSFN's queue without calling back (Node 20), so the hook
+// frees it (found by the sanitizer job's leak check, scripts/sanitize.sh).
+struct LoadJob;
 struct EnvLink {
   std::mutex mu;
   bool dead = false;
+  LoadJob* queued = nullptr;
 };
 using CleanupFn = std::function<void()>;
 
@@ -707,8 +713,14 @@ using LoadTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, LoadJob, Settle>;
 // Runs on the main thread outside any JS call: nothing may escape it. Rejecting can itself
 // fail when the environment is terminating; then there is no one left to tell.
 void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, LoadJob* raw) {
+  // Environment torn down: its cleanup hook (which runs before the TSFN's teardown) already
+  // freed every queued job, so `raw` must not be touched.
+  if (env == nullptr) return;
   std::unique_ptr<LoadJob> job(raw);
-  if (env == nullptr) return;  // environment going away: just free
+  {
+    std::lock_guard<std::mutex> lock(job->link->mu);
+    job->link->queued = nullptr;  // delivered: this call owns it
+  }
   job->hook.Remove(env);
   try {
     Napi::HandleScope scope(env);
@@ -797,8 +809,13 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   LoadTsfn tsfn = LoadTsfn::New(env, "smoothtask.load", 0, 1);
   std::shared_ptr<EnvLink> link = job->link;
   job->hook = env.AddCleanupHook(CleanupFn([link]() {
-    std::lock_guard<std::mutex> lock(link->mu);
-    link->dead = true;
+    LoadJob* orphan = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(link->mu);
+      link->dead = true;
+      orphan = std::exchange(link->queued, nullptr);
+    }
+    delete orphan;  // queued on a TSFN that will never deliver it
   }));
   auto task = [job, tsfn, link]() mutable {
     static thread_local Slot slot;
@@ -817,7 +834,10 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
       delete job;
       return;
     }
-    if (tsfn.BlockingCall(job) != napi_ok) delete job;
+    if (tsfn.BlockingCall(job) != napi_ok)
+      delete job;
+    else
+      link->queued = job;  // still under link->mu: Settle or the cleanup hook takes it
     tsfn.Release();
   };
   try {

@@ -34,7 +34,7 @@ function runScenario(seed: number, mainLoads: boolean): Promise<{ code: number |
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     // generous: a busy 2-core host starts workers slowly
-    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000 + rounds * 20_000);
+    const timer = setTimeout(() => p.kill('SIGKILL'), 120_000 + rounds * 60_000);
     p.on('error', reject);
     p.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -60,6 +60,6 @@ describe('worker.terminate() during native work', () => {
       // the random delays hit both moments the issue names
       expect(c.duringInit + c.beforeInit).toBeGreaterThan(0);
       expect(c.afterInit).toBeGreaterThan(0);
-    }, 60_000 + rounds * 40_000);
+    }, 180_000 + rounds * 70_000);
   }
 });
