@@ -32,8 +32,9 @@ asan=$(gcc -print-file-name=libasan.so)
 
 export SMOOTHTASK_ADDON=$addon
 export SMOOTHTASK_BPF_DIR=$root/$build/bpf
-# halt on the first report; huge allocations fail as in production (bad_alloc), not abort
-common="abort_on_error=1:halt_on_error=1:allocator_may_return_null=1:detect_odr_violation=0"
+# halt on the first report; huge allocations fail as in production (bad_alloc), not abort;
+# a small quarantine keeps RSS near production (loader-robust bounds RSS growth over 1,000 loads)
+common="abort_on_error=1:halt_on_error=1:allocator_may_return_null=1:detect_odr_violation=0:quarantine_size_mb=8"
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 # use_tls=0: gcc 12's LeakSanitizer crashes scanning the TLS of this process ("Tracer caught
 # signal 11"); nothing of the addon's heap is held only in thread-locals
