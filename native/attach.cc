@@ -14,6 +14,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -38,19 +40,37 @@ bool ReadSmallFile(const std::string& path, std::string& out) {
   return true;
 }
 
+// A decimal number at the start of `s` (sysfs/tracefs files), or -1 when there is none. Never
+// throws (std::stoi would, on a file that is not what we expect).
+long long ParseDecimal(const std::string& s) {
+  errno = 0;
+  char* end = nullptr;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  if (end == s.c_str() || errno != 0 || v < 0) return -1;
+  return v;
+}
+
 // PMU type of a dynamic PMU (uprobe, kprobe), or -ENOENT when the kernel lacks it.
-int PmuType(const char* pmu) {
+int PmuType(const std::string& pmu) {
   std::string s;
-  if (!ReadSmallFile(std::string("/sys/bus/event_source/devices/") + pmu + "/type", s)) return -ENOENT;
-  return std::stoi(s);
+  if (pmu.find('/') != std::string::npos || pmu.find("..") != std::string::npos) return -ENOENT;
+  if (!ReadSmallFile("/sys/bus/event_source/devices/" + pmu + "/type", s)) return -ENOENT;
+  long long v = ParseDecimal(s);
+  return v < 0 || v > INT32_MAX ? -ENOENT : static_cast<int>(v);
 }
 
 // Bit number of the retprobe flag in config ("config:0").
-int RetprobeBit(const char* pmu) {
+int RetprobeBit(const std::string& pmu) {
   std::string s;
-  if (!ReadSmallFile(std::string("/sys/bus/event_source/devices/") + pmu + "/format/retprobe", s)) return 0;
+  if (!ReadSmallFile("/sys/bus/event_source/devices/" + pmu + "/format/retprobe", s)) return 0;
   auto p = s.find(':');
-  return p == std::string::npos ? 0 : std::stoi(s.substr(p + 1));
+  long long v = p == std::string::npos ? 0 : ParseDecimal(s.substr(p + 1));
+  return v < 0 || v > 63 ? 0 : static_cast<int>(v);
+}
+
+// A tracefs path component from JS: a name, never a path ("../x" would read any file).
+bool TracefsName(const std::string& s) {
+  return !s.empty() && s != "." && s != ".." && s.find('/') == std::string::npos && s.find('\0') == std::string::npos;
 }
 
 // Links the program to a perf event fd. Returns the bpf link fd, or -1 when the kernel only
@@ -140,6 +160,8 @@ Napi::Value AttachTracepoint(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int progFd = ArgInt(info, 0, -1);
   std::string cat = ArgStr(info, 1), name = ArgStr(info, 2);
+  if (!TracefsName(cat) || !TracefsName(name))
+    Throw(env, ArgumentError("tracepoint category and name must be plain names, got '" + cat + "/" + name + "'"));
   std::string idStr;
   if (!ReadSmallFile("/sys/kernel/tracing/events/" + cat + "/" + name + "/id", idStr) &&
       !ReadSmallFile("/sys/kernel/debug/tracing/events/" + cat + "/" + name + "/id", idStr)) {
@@ -154,7 +176,16 @@ Napi::Value AttachTracepoint(const Napi::CallbackInfo& info) {
   std::memset(&attr, 0, sizeof(attr));
   attr.type = PERF_TYPE_TRACEPOINT;
   attr.size = sizeof(attr);
-  attr.config = std::stoull(idStr);
+  long long id = ParseDecimal(idStr);
+  if (id < 0) {
+    NativeError e;
+    e.code = kErrUnsupported;
+    e.err = EINVAL;
+    e.feature = "tracepoint " + cat + "/" + name;
+    e.message = "tracefs gives tracepoint " + cat + "/" + name + " no numeric id";
+    Throw(env, e);
+  }
+  attr.config = static_cast<uint64_t>(id);
   int pfd = PerfEventOpen(&attr, -1, 0);
   if (pfd < 0) Throw(env, ErrnoError(pfd, "perf_event_open(tracepoint " + cat + "/" + name + ")", "CAP_PERFMON"));
   return FinishPerf(env, progFd, pfd, "tracepoint " + cat + "/" + name, "tracepoint");
@@ -253,7 +284,7 @@ Napi::Value AttachProbe(const Napi::CallbackInfo& info) {
   uint64_t offset = info[3].IsNumber() ? static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value()) : 0;
   int pid = ArgInt(info, 4, -1);
   bool ret = info.Length() > 5 && info[5].ToBoolean().Value();
-  int type = PmuType(pmu.c_str());
+  int type = PmuType(pmu);
   if (type < 0) {
     NativeError e;
     e.code = kErrUnsupported;
@@ -267,7 +298,7 @@ Napi::Value AttachProbe(const Napi::CallbackInfo& info) {
   std::memset(&attr, 0, sizeof(attr));
   attr.size = sizeof(attr);
   attr.type = type;
-  if (ret) attr.config |= 1ull << RetprobeBit(pmu.c_str());
+  if (ret) attr.config |= 1ull << RetprobeBit(pmu);
   if (pmu == "uprobe")
     attr.uprobe_path = reinterpret_cast<uint64_t>(target.c_str());
   else

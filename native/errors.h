@@ -16,6 +16,9 @@ inline constexpr const char* kErrTimeout = "ERR_BPF_LOAD_TIMEOUT";
 inline constexpr const char* kErrInvalid = "ERR_BPF_INVALID_OBJECT";
 inline constexpr const char* kErrClosed = "ERR_BPF_CLOSED";
 inline constexpr const char* kErrSystem = "ERR_BPF_SYSTEM";
+// An argument from JS that native code refuses before any system call (wrong buffer size,
+// wrong type): a caller's bug, never undefined behaviour.
+inline constexpr const char* kErrArgument = "ERR_BPF_INVALID_ARGUMENT";
 
 // A native failure as plain data, so worker threads can build it without touching N-API.
 struct NativeError {
@@ -68,5 +71,14 @@ inline NativeError ErrnoError(int err, const std::string& what, const std::strin
 }
 
 [[noreturn]] inline void Throw(Napi::Env env, const NativeError& e) { throw e.ToJs(env); }
+
+// An invalid argument from JS (code ERR_BPF_INVALID_ARGUMENT, errno EINVAL).
+inline NativeError ArgumentError(const std::string& message) {
+  NativeError e;
+  e.code = kErrArgument;
+  e.err = EINVAL;
+  e.message = message;
+  return e;
+}
 
 }  // namespace smoothtask

@@ -33,7 +33,9 @@
 #include <memory>
 #include <mutex>
 #include <sstream>
+#include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "errors.h"
@@ -188,10 +190,20 @@ class Pool {
     static Pool* p = new Pool();  // leaked on purpose (detached threads)
     return *p;
   }
+  // Throws std::system_error when no thread can be started and none exists to run `fn`.
   void Submit(std::function<void()> fn) {
     std::lock_guard<std::mutex> lock(mu_);
     q_.push_back(std::move(fn));
-    if (q_.size() > idle_ && threads_ < size_) Spawn();
+    if (q_.size() > idle_ && threads_ < size_) {
+      try {
+        Spawn();
+      } catch (...) {  // EAGAIN (thread limit): a running thread takes the job later, else refuse it
+        if (threads_ == 0) {
+          q_.pop_back();
+          throw;
+        }
+      }
+    }
     cv_.notify_one();
   }
   void Resize(unsigned n) {
@@ -218,8 +230,9 @@ class Pool {
     size_ = hw ? hw : 2;
   }
   void Spawn() {  // mu_ held
+    std::thread t([this] { Run(); });  // may throw: count the thread only once it exists
     threads_++;
-    std::thread([this] { Run(); }).detach();
+    t.detach();
   }
   void Run() {
     sigset_t all;
@@ -306,9 +319,14 @@ struct Constant {
 // it, so the loading thread checks this, under the lock, before touching the TSFN. The hook
 // that sets `dead` is added after the TSFN is created, so it runs before the TSFN's own
 // teardown (cleanup hooks run in reverse order).
+// A job handed to the TSFN but not yet delivered is recorded in `queued`: if the environment
+// is torn down first, Node drops the TSFN's queue without calling back (Node 20), so the hook
+// frees it (found by the sanitizer job's leak check, scripts/sanitize.sh).
+struct LoadJob;
 struct EnvLink {
   std::mutex mu;
   bool dead = false;
+  LoadJob* queued = nullptr;
 };
 using CleanupFn = std::function<void()>;
 
@@ -326,7 +344,7 @@ struct LoadJob {
   std::string btfCustomPath;
   Clock::time_point submitted;
   // outputs
-  ObjectState* state = nullptr;
+  std::unique_ptr<ObjectState> state;
   NativeError error;
   std::string configError;
   // plumbing
@@ -334,7 +352,6 @@ struct LoadJob {
   std::shared_ptr<EnvLink> link = std::make_shared<EnvLink>();
   Napi::Env::CleanupHook<CleanupFn> hook;
   explicit LoadJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
-  ~LoadJob() { delete state; }
 };
 
 bool Contains(const std::string& hay, const char* needle) { return hay.find(needle) != std::string::npos; }
@@ -566,7 +583,7 @@ void RunLoad(LoadJob& job, Slot& slot) {
   PrintSink sink;
   sink.debug = job.logLevel > 0;
   PrintScope scope(&sink);
-  auto* state = new ObjectState();
+  auto state = std::make_unique<ObjectState>();  // every early return frees it
   state->name = job.name;
 
   if (job.timeoutMs > 0 && MsSince(job.submitted) >= job.timeoutMs) {
@@ -574,7 +591,6 @@ void RunLoad(LoadJob& job, Slot& slot) {
     job.error.timeoutMs = job.timeoutMs;
     job.error.elapsedMs = MsSince(job.submitted);
     job.error.message = "loading '" + job.name + "' timed out while waiting for a loader thread";
-    delete state;
     return;
   }
 
@@ -590,7 +606,6 @@ void RunLoad(LoadJob& job, Slot& slot) {
                               ? "'" + job.name + "' is not a usable BPF object: parsing it crashed libbpf (signal " +
                                     std::to_string(sig) + ") in an isolated child; the ELF is malformed"
                               : "'" + job.name + "': parsing the ELF did not finish in time";
-      delete state;
       return;
     }
     // kRejected: the open below fails the same way and reports why
@@ -610,10 +625,9 @@ void RunLoad(LoadJob& job, Slot& slot) {
     job.error.err = err;
     std::string w = LastWarning(sink.text);
     job.error.message = "'" + job.name + "' is not a usable BPF object: " + ErrText(err) + (w.empty() ? "" : " (" + w + ")");
-    delete state;
     return;
   }
-  state->obj = obj;
+  state->obj.reset(obj);
 
   // selective loading
   if (job.selectPrograms) {
@@ -636,7 +650,6 @@ void RunLoad(LoadJob& job, Slot& slot) {
     }
     if (!missing.empty()) {
       job.configError = "unknown program '" + missing.front() + "' in '" + job.name + "'; it has: " + all;
-      delete state;
       return;
     }
   }
@@ -653,19 +666,16 @@ void RunLoad(LoadJob& job, Slot& slot) {
       bpf_map* it;
       bpf_object__for_each_map(it, obj) { all += (all.empty() ? "" : ", ") + MapRealName(obj, it); }
       job.configError = "unknown map '" + mapName + "' in mapSizes of '" + job.name + "'; it has: " + all;
-      delete state;
       return;
     }
     if (bpf_map__set_max_entries(m, size) != 0) {
       job.configError = "cannot set max_entries of map '" + mapName + "'";
-      delete state;
       return;
     }
   }
   std::string cerr = ApplyConstants(obj, job.constants);
   if (!cerr.empty()) {
     job.configError = cerr + " ('" + job.name + "')";
-    delete state;
     return;
   }
 
@@ -690,21 +700,26 @@ void RunLoad(LoadJob& job, Slot& slot) {
       }
     }
     Classify(job, ret ? ret : -savedErrno, sink.text, fired, MsSince(job.submitted), progType);
-    delete state;  // closes the object: every fd libbpf opened goes with it
     return;
   }
   state->log = sink.text;
   state->Describe();
-  job.state = state;
+  job.state = std::move(state);
 }
 
 void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, LoadJob* job);
 using LoadTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, LoadJob, Settle>;
 
-void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, LoadJob* job) {
-  if (env == nullptr) {  // environment going away: just free
-    delete job;
-    return;
+// Runs on the main thread outside any JS call: nothing may escape it. Rejecting can itself
+// fail when the environment is terminating; then there is no one left to tell.
+void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, LoadJob* raw) {
+  // Environment torn down: its cleanup hook (which runs before the TSFN's teardown) already
+  // freed every queued job, so `raw` must not be touched.
+  if (env == nullptr) return;
+  std::unique_ptr<LoadJob> job(raw);
+  {
+    std::lock_guard<std::mutex> lock(job->link->mu);
+    job->link->queued = nullptr;  // delivered: this call owns it
   }
   job->hook.Remove(env);
   try {
@@ -716,14 +731,21 @@ void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, LoadJob* job) {
     } else if (!job->state) {
       job->deferred.Reject(job->error.ToJs(env).Value());
     } else {
-      ObjectState* s = job->state;
-      job->state = nullptr;
-      job->deferred.Resolve(NewNativeObject(env, s));
+      job->deferred.Resolve(NewNativeObject(env, std::move(job->state)));
     }
   } catch (const Napi::Error& e) {
-    job->deferred.Reject(e.Value());
+    try {
+      job->deferred.Reject(e.Value());
+    } catch (...) {
+    }
+  } catch (const std::exception& e) {
+    try {
+      NativeError ne;
+      ne.message = std::string("load failed: ") + e.what();
+      job->deferred.Reject(ne.ToJs(env).Value());
+    } catch (...) {
+    }
   }
-  delete job;
 }
 
 // load(elf: Uint8Array, opts): Promise<NativeObject>
@@ -787,10 +809,15 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   LoadTsfn tsfn = LoadTsfn::New(env, "smoothtask.load", 0, 1);
   std::shared_ptr<EnvLink> link = job->link;
   job->hook = env.AddCleanupHook(CleanupFn([link]() {
-    std::lock_guard<std::mutex> lock(link->mu);
-    link->dead = true;
+    LoadJob* orphan = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(link->mu);
+      link->dead = true;
+      orphan = std::exchange(link->queued, nullptr);
+    }
+    delete orphan;  // queued on a TSFN that will never deliver it
   }));
-  Pool::Get().Submit([job, tsfn, link]() mutable {
+  auto task = [job, tsfn, link]() mutable {
     static thread_local Slot slot;
     slot.tid = pthread_self();
     try {
@@ -807,9 +834,20 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
       delete job;
       return;
     }
-    if (tsfn.BlockingCall(job) != napi_ok) delete job;
+    if (tsfn.BlockingCall(job) != napi_ok)
+      delete job;
+    else
+      link->queued = job;  // still under link->mu: Settle or the cleanup hook takes it
     tsfn.Release();
-  });
+  };
+  try {
+    Pool::Get().Submit(std::move(task));
+  } catch (const std::system_error& e) {  // no loader thread could be started
+    job->hook.Remove(env);
+    tsfn.Release();
+    delete job;
+    Throw(env, ErrnoError(e.code().value() ? e.code().value() : EAGAIN, "start a loader thread"));
+  }
   return promise;
 }
 

@@ -53,19 +53,74 @@ Napi::Value TrackFd(Napi::Env env, int fd) {
 
 namespace {
 
-int FdArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "fd must be a number");
-  return info[i].As<Napi::Number>().Int32Value();
+[[noreturn]] void ThrowArg(Napi::Env env, const std::string& message) { Throw(env, ArgumentError(message)); }
+
+// An integral JS number in [min, max]; anything else is ERR_BPF_INVALID_ARGUMENT (a NaN fd
+// must not become fd 0).
+double IntArg(const Napi::CallbackInfo& info, size_t i, const char* what, double min, double max) {
+  if (info.Length() <= i || !info[i].IsNumber()) ThrowArg(info.Env(), std::string(what) + " must be a number");
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= min && v <= max) || v != static_cast<double>(static_cast<int64_t>(v)))
+    ThrowArg(info.Env(), std::string(what) + " must be an integer in [" + std::to_string(static_cast<int64_t>(min)) + ", " +
+                             std::to_string(static_cast<int64_t>(max)) + "], got " + info[i].ToString().Utf8Value());
+  return v;
+}
+
+int FdArg(const Napi::CallbackInfo& info, size_t i) { return static_cast<int>(IntArg(info, i, "fd", -1, INT32_MAX)); }
+
+uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return static_cast<uint32_t>(IntArg(info, i, what, 0, UINT32_MAX));
 }
 
 Napi::Buffer<uint8_t> BufArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsBuffer()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a Buffer");
+  if (info.Length() <= i || !info[i].IsBuffer()) ThrowArg(info.Env(), std::string(what) + " must be a Buffer");
   return info[i].As<Napi::Buffer<uint8_t>>();
 }
 
-uint64_t U64Arg(const Napi::CallbackInfo& info, size_t i) {
+// Flags of a map operation (BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_LOCK); absent means 0.
+uint64_t FlagsArg(const Napi::CallbackInfo& info, size_t i) {
   if (info.Length() <= i || info[i].IsUndefined()) return 0;
-  return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
+  return static_cast<uint64_t>(IntArg(info, i, "flags", 0, 9007199254740991.0));
+}
+
+bool PerCpuMapType(uint32_t type) {
+  return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
+         type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+}
+
+// What the kernel reads and writes through the buffers of one map operation. Asked of the
+// kernel on every call (one bpf_obj_get_info_by_fd): an fd number can be closed and reused
+// by another map at any time, so a cached size could be another map's.
+struct MapGeometry {
+  uint32_t type = 0, keySize = 0, valueSize = 0, maxEntries = 0;
+  size_t valueBytes = 0;  // one value as user space sees it; per-CPU: round_up(size, 8) x possible CPUs
+};
+
+MapGeometry Geometry(Napi::Env env, int fd) {
+  struct bpf_map_info mi;
+  std::memset(&mi, 0, sizeof(mi));
+  __u32 len = sizeof(mi);
+  if (bpf_obj_get_info_by_fd(fd, &mi, &len) < 0) Throw(env, ErrnoError(-errno, "bpf_obj_get_info_by_fd(map)"));
+  MapGeometry g;
+  g.type = mi.type;
+  g.keySize = mi.key_size;
+  g.valueSize = mi.value_size;
+  g.maxEntries = mi.max_entries;
+  g.valueBytes = mi.value_size;
+  if (PerCpuMapType(mi.type)) {
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus < 0) Throw(env, ErrnoError(cpus, "libbpf_num_possible_cpus"));
+    g.valueBytes = ((size_t(mi.value_size) + 7) / 8) * 8 * size_t(cpus);
+  }
+  return g;
+}
+
+// Refuses a buffer smaller than what the kernel will read or write through it.
+void NeedBytes(Napi::Env env, const char* what, size_t have, size_t need, const MapGeometry& g) {
+  if (have >= need) return;
+  ThrowArg(env, std::string(what) + " buffer has " + std::to_string(have) + " bytes, the map needs " + std::to_string(need) +
+                    " (key size " + std::to_string(g.keySize) + ", value size " + std::to_string(g.valueSize) +
+                    (PerCpuMapType(g.type) ? ", per-CPU: " + std::to_string(g.valueBytes) + " bytes per value" : std::string()) + ")");
 }
 
 Napi::Value DupFd(const Napi::CallbackInfo& info) {
@@ -109,12 +164,13 @@ Napi::Value MapTypeNames(const Napi::CallbackInfo& info) {
 // (type, name, keySize, valueSize, maxEntries, flags, btfFd?, btfKeyTypeId?, btfValueTypeId?) -> fd
 Napi::Value MapCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto type = static_cast<enum bpf_map_type>(info[0].As<Napi::Number>().Uint32Value());
-  std::string name = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  auto type = static_cast<enum bpf_map_type>(U32Arg(info, 0, "map type"));
+  std::string name = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  uint32_t keySize = U32Arg(info, 2, "key size"), valueSize = U32Arg(info, 3, "value size");
+  uint32_t maxEntries = U32Arg(info, 4, "max entries");
   LIBBPF_OPTS(bpf_map_create_opts, opts);
-  opts.map_flags = info[5].As<Napi::Number>().Uint32Value();
-  int r = bpf_map_create(type, name.empty() ? nullptr : name.c_str(), info[2].As<Napi::Number>().Uint32Value(),
-                         info[3].As<Napi::Number>().Uint32Value(), info[4].As<Napi::Number>().Uint32Value(), &opts);
+  opts.map_flags = U32Arg(info, 5, "map flags");
+  int r = bpf_map_create(type, name.empty() ? nullptr : name.c_str(), keySize, valueSize, maxEntries, &opts);
   if (r < 0) {
     const char* tn = libbpf_bpf_map_type_str(type);
     Throw(env, ErrnoError(r, std::string("bpf_map_create(") + (tn ? tn : "?") + ")", "CAP_BPF",
@@ -147,9 +203,14 @@ Napi::Value MapInfo(const Napi::CallbackInfo& info) {
 
 // (fd, key, valueOut, flags) -> bool (false on ENOENT)
 Napi::Value MapLookup(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
   auto key = BufArg(info, 1, "key");
   auto val = BufArg(info, 2, "value");
-  int r = bpf_map_lookup_elem_flags(FdArg(info, 0), key.Data(), val.Data(), U64Arg(info, 3));
+  uint64_t flags = FlagsArg(info, 3);
+  MapGeometry g = Geometry(info.Env(), fd);
+  NeedBytes(info.Env(), "key", key.Length(), g.keySize, g);
+  NeedBytes(info.Env(), "value", val.Length(), g.valueBytes, g);
+  int r = bpf_map_lookup_elem_flags(fd, key.Data(), val.Data(), flags);
   if (r < 0) {
     if (errno == ENOENT) return Napi::Boolean::New(info.Env(), false);
     Throw(info.Env(), ErrnoError(-errno, "bpf_map_lookup_elem"));
@@ -159,9 +220,14 @@ Napi::Value MapLookup(const Napi::CallbackInfo& info) {
 
 // (fd, key, value, flags)
 Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
   auto key = BufArg(info, 1, "key");
   auto val = BufArg(info, 2, "value");
-  int r = bpf_map_update_elem(FdArg(info, 0), key.Data(), val.Data(), U64Arg(info, 3));
+  uint64_t flags = FlagsArg(info, 3);
+  MapGeometry g = Geometry(info.Env(), fd);
+  NeedBytes(info.Env(), "key", key.Length(), g.keySize, g);
+  NeedBytes(info.Env(), "value", val.Length(), g.valueBytes, g);
+  int r = bpf_map_update_elem(fd, key.Data(), val.Data(), flags);
   if (r < 0) {
     int e = errno;
     NativeError err = ErrnoError(e, "bpf_map_update_elem");
@@ -175,8 +241,11 @@ Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
 
 // (fd, key) -> bool (false on ENOENT)
 Napi::Value MapDelete(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
   auto key = BufArg(info, 1, "key");
-  int r = bpf_map_delete_elem(FdArg(info, 0), key.Data());
+  MapGeometry g = Geometry(info.Env(), fd);
+  NeedBytes(info.Env(), "key", key.Length(), g.keySize, g);
+  int r = bpf_map_delete_elem(fd, key.Data());
   if (r < 0) {
     if (errno == ENOENT) return Napi::Boolean::New(info.Env(), false);
     Throw(info.Env(), ErrnoError(-errno, "bpf_map_delete_elem"));
@@ -186,9 +255,19 @@ Napi::Value MapDelete(const Napi::CallbackInfo& info) {
 
 // (fd, key|null, nextOut) -> bool (false at the end)
 Napi::Value MapNextKey(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
   auto out = BufArg(info, 2, "next key");
-  const void* key = info[1].IsBuffer() ? info[1].As<Napi::Buffer<uint8_t>>().Data() : nullptr;
-  int r = bpf_map_get_next_key(FdArg(info, 0), key, out.Data());
+  MapGeometry g = Geometry(info.Env(), fd);
+  NeedBytes(info.Env(), "next key", out.Length(), g.keySize, g);
+  const void* key = nullptr;
+  if (info[1].IsBuffer()) {
+    auto k = info[1].As<Napi::Buffer<uint8_t>>();
+    NeedBytes(info.Env(), "key", k.Length(), g.keySize, g);
+    key = k.Data();
+  } else if (!info[1].IsNull() && !info[1].IsUndefined()) {
+    ThrowArg(info.Env(), "key must be a Buffer or null");
+  }
+  int r = bpf_map_get_next_key(fd, key, out.Data());
   if (r < 0) {
     if (errno == ENOENT) return Napi::Boolean::New(info.Env(), false);
     Throw(info.Env(), ErrnoError(-errno, "bpf_map_get_next_key"));
@@ -267,10 +346,20 @@ int BatchAll(int fd, uint32_t keySize, uint32_t valueStride, uint32_t maxEntries
 Napi::Value MapReadAll(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0);
-  uint32_t keySize = info[1].As<Napi::Number>().Uint32Value();
-  uint32_t valueStride = info[2].As<Napi::Number>().Uint32Value();
-  uint32_t maxEntries = info[3].As<Napi::Number>().Uint32Value();
+  uint32_t keySize = U32Arg(info, 1, "key size");
+  uint32_t valueStride = U32Arg(info, 2, "value stride");
+  uint32_t maxEntries = U32Arg(info, 3, "max entries");
   std::string mode = info.Length() > 4 && info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "auto";
+  if (mode != "auto" && mode != "batch" && mode != "iterate") ThrowArg(env, "mode must be 'auto', 'batch' or 'iterate'");
+  // The kernel writes key_size and value bytes per entry: the layout JS decodes must be the
+  // map's, and the buffers are sized for at most the map's max_entries.
+  MapGeometry g = Geometry(env, fd);
+  if (keySize != g.keySize || valueStride != g.valueBytes)
+    ThrowArg(env, "readAll layout (key size " + std::to_string(keySize) + ", value stride " + std::to_string(valueStride) +
+                      ") does not match the map (key size " + std::to_string(g.keySize) + ", value stride " +
+                      std::to_string(g.valueBytes) + ")");
+  if (maxEntries > g.maxEntries)
+    ThrowArg(env, "max entries " + std::to_string(maxEntries) + " exceeds the map's " + std::to_string(g.maxEntries));
   std::vector<uint8_t> keys, values;
   uint32_t count = 0;
   bool batch = false;
@@ -299,10 +388,17 @@ Napi::Value MapReadAll(const Napi::CallbackInfo& info) {
 // (fd, keySize, maxEntries) -> Buffer of every key (next-key iteration in one call)
 Napi::Value MapKeys(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  int fd = FdArg(info, 0);
+  uint32_t keySize = U32Arg(info, 1, "key size");
+  uint32_t maxEntries = U32Arg(info, 2, "max entries");
+  MapGeometry g = Geometry(env, fd);
+  if (keySize != g.keySize)
+    ThrowArg(env, "key size " + std::to_string(keySize) + " does not match the map's " + std::to_string(g.keySize));
+  if (maxEntries > g.maxEntries)
+    ThrowArg(env, "max entries " + std::to_string(maxEntries) + " exceeds the map's " + std::to_string(g.maxEntries));
   std::vector<uint8_t> keys, values;
   uint32_t count = 0;
-  int r = IterateAll(FdArg(info, 0), info[1].As<Napi::Number>().Uint32Value(), 0,
-                     info[2].As<Napi::Number>().Uint32Value(), keys, values, count);
+  int r = IterateAll(fd, keySize, 0, maxEntries, keys, values, count);
   if (r < 0) Throw(env, ErrnoError(r, "map iteration"));
   return Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size());
 }
@@ -313,10 +409,14 @@ Napi::Value MapUpdateMany(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0);
   auto keys = BufArg(info, 1, "keys");
   auto values = BufArg(info, 2, "values");
-  uint32_t count = info[3].As<Napi::Number>().Uint32Value();
-  uint64_t flags = U64Arg(info, 4);
+  uint32_t count = U32Arg(info, 3, "count");
+  uint64_t flags = FlagsArg(info, 4);
   if (count == 0) return env.Undefined();
-  size_t keySize = keys.Length() / count, valueStride = values.Length() / count;
+  // Entries are laid out with the map's own sizes; the buffers must hold `count` of them.
+  MapGeometry g = Geometry(env, fd);
+  size_t keySize = g.keySize, valueStride = g.valueBytes;
+  NeedBytes(env, "keys", keys.Length(), size_t(count) * keySize, g);
+  NeedBytes(env, "values", values.Length(), size_t(count) * valueStride, g);
   LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
   uint32_t n = count;
   int r = bpf_map_update_batch(fd, keys.Data(), values.Data(), &n, &opts);
@@ -331,6 +431,7 @@ Napi::Value MapUpdateMany(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ObjGet(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) ThrowArg(info.Env(), "path must be a string");
   std::string path = info[0].As<Napi::String>().Utf8Value();
   int r = bpf_obj_get(path.c_str());
   if (r < 0) Throw(info.Env(), ErrnoError(-errno, "bpf_obj_get(" + path + ")"));
@@ -339,8 +440,10 @@ Napi::Value ObjGet(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ObjPin(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
+  if (info.Length() < 2 || !info[1].IsString()) ThrowArg(info.Env(), "path must be a string");
   std::string path = info[1].As<Napi::String>().Utf8Value();
-  if (bpf_obj_pin(FdArg(info, 0), path.c_str()) < 0) Throw(info.Env(), ErrnoError(-errno, "bpf_obj_pin(" + path + ")"));
+  if (bpf_obj_pin(fd, path.c_str()) < 0) Throw(info.Env(), ErrnoError(-errno, "bpf_obj_pin(" + path + ")"));
   return info.Env().Undefined();
 }
 

@@ -310,25 +310,48 @@ Napi::Object ToJs(Napi::Env env, const Sample& s) {
 Napi::Value NvmlSample(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string lib = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  auto* deferred = new Napi::Promise::Deferred(Napi::Promise::Deferred::New(env));
+  // Shared by this call and the thread's callback: freed by whichever drops it last, also when
+  // the environment goes away before the sample is delivered.
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
   Napi::Promise promise = deferred->Promise();
   Napi::ThreadSafeFunction tsfn =
       Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "smoothtask-nvml", 0, 1);
   try {
     std::thread([tsfn, lib, deferred]() mutable {
-      auto* result = new Sample(Collect(lib));
-      napi_status st = tsfn.BlockingCall(result, [deferred](Napi::Env env, Napi::Function, Sample* r) {
-        deferred->Resolve(ToJs(env, *r));
-        delete r;
-        delete deferred;
+      // nothing may escape a thread function (std::terminate)
+      std::shared_ptr<Sample> result;
+      std::string failure;
+      try {
+        result = std::make_shared<Sample>(Collect(lib));
+      } catch (const std::exception& e) {
+        failure = e.what();
+      } catch (...) {
+        failure = "unknown error";
+      }
+      tsfn.BlockingCall([deferred, result, failure](Napi::Env env, Napi::Function) {
+        try {
+          if (result) {
+            deferred->Resolve(ToJs(env, *result));
+          } else {
+            deferred->Reject(Napi::Error::New(env, "NVML sample failed: " + failure).Value());
+          }
+        } catch (const Napi::Error& e) {
+          try {
+            deferred->Reject(e.Value());
+          } catch (...) {  // environment terminating: no one to tell
+          }
+        } catch (const std::exception& e) {
+          try {
+            deferred->Reject(Napi::Error::New(env, std::string("NVML sample failed: ") + e.what()).Value());
+          } catch (...) {
+          }
+        }
       });
-      if (st != napi_ok) delete result;  // environment going away: nothing to resolve
       tsfn.Release();
     }).detach();
   } catch (const std::exception& e) {
     tsfn.Release();
     deferred->Reject(Napi::Error::New(env, std::string("cannot start the NVML thread: ") + e.what()).Value());
-    delete deferred;
   }
   return promise;
 }

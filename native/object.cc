@@ -53,19 +53,17 @@ std::string MapRealName(const bpf_object* obj, const bpf_map* map) {
   return dot == std::string::npos ? name : name.substr(dot);
 }
 
-void ObjectState::Close() {
-  if (obj) {
-    bpf_object__close(obj);
-    obj = nullptr;
-  }
-  for (int fd : ownedFds)
-    if (fd >= 0) ::close(fd);
+void BpfObjectCloser::operator()(bpf_object* obj) const noexcept { bpf_object__close(obj); }
+
+void ObjectState::Close() noexcept {
+  obj.reset();
   ownedFds.clear();
   for (auto& p : progs) p.fd = -1;
   for (auto& m : maps) m.fd = -1;
 }
 
 void ObjectState::Describe() {
+  bpf_object* obj = this->obj.get();
   progs.clear();
   maps.clear();
   memlockBytes = 0;
@@ -177,25 +175,24 @@ void NativeObject::Init(Napi::Env env, Napi::Object exports) {
   });
 }
 
+// The constructor receives the address of the caller's unique_ptr and moves the state out of
+// it: whoever holds the pointer when something throws frees it, exactly once.
 NativeObject::NativeObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeObject>(info) {
   if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "NativeObject is created by loadObject()");
-  state_ = info[0].As<Napi::External<ObjectState>>().Data();
+  auto* handoff = info[0].As<Napi::External<std::unique_ptr<ObjectState>>>().Data();
+  if (!handoff || !*handoff) throw Napi::TypeError::New(info.Env(), "NativeObject is created by loadObject()");
+  state_ = std::move(*handoff);
 }
 
-NativeObject::~NativeObject() { delete state_; }
-
-Napi::Object NewNativeObject(Napi::Env env, ObjectState* state) {
+Napi::Object NewNativeObject(Napi::Env env, std::unique_ptr<ObjectState> state) {
   Napi::FunctionReference* ref = nullptr;
   {
     std::lock_guard<std::mutex> lock(g_ctorMu);
     auto it = g_ctors.find(env);
     if (it != g_ctors.end()) ref = it->second;
   }
-  if (!ref) {
-    delete state;
-    throw Napi::Error::New(env, "NativeObject class not initialised in this environment");
-  }
-  return ref->New({Napi::External<ObjectState>::New(env, state)});
+  if (!ref) throw Napi::Error::New(env, "NativeObject class not initialised in this environment");
+  return ref->New({Napi::External<std::unique_ptr<ObjectState>>::New(env, &state)});
 }
 
 Napi::Value NativeObject::Programs(const Napi::CallbackInfo& info) {
@@ -223,7 +220,7 @@ Napi::Value NativeObject::Close(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeObject::Closed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), state_->obj == nullptr && state_->ownedFds.empty());
+  return Napi::Boolean::New(info.Env(), !state_->obj && state_->ownedFds.empty());
 }
 
 Napi::Value NativeObject::Meta(const Napi::CallbackInfo& info) {
@@ -250,8 +247,26 @@ std::string PinName(const std::string& name) {
   return s;
 }
 
+// The pins one pin() call made; removed again unless the whole call succeeds, so a failure
+// (or an exception) half way leaves no partial set of pins behind.
+class PinSet {
+ public:
+  explicit PinSet(size_t n) { paths_.reserve(n); }  // Add() then cannot throw after a pin exists
+  PinSet(const PinSet&) = delete;
+  PinSet& operator=(const PinSet&) = delete;
+  ~PinSet() {
+    for (const std::string& p : paths_) ::unlink(p.c_str());
+  }
+  void Add(std::string path) noexcept { paths_.push_back(std::move(path)); }
+  void Commit() noexcept { paths_.clear(); }
+
+ private:
+  std::vector<std::string> paths_;
+};
+
 // pin(dir): pins every loaded program as <dir>/prog_<name> and every map as <dir>/map_<name>
-// ('.' becomes '-'). The directory must exist on a bpffs mount. Returns what was pinned.
+// ('.' becomes '-'). The directory must exist on a bpffs mount. Returns what was pinned;
+// all or nothing.
 Napi::Value NativeObject::Pin(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "pin(dir: string)");
@@ -259,11 +274,13 @@ Napi::Value NativeObject::Pin(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   Napi::Array progs = Napi::Array::New(env);
   Napi::Array maps = Napi::Array::New(env);
+  PinSet pinned(state_->progs.size() + state_->maps.size());
   uint32_t np = 0, nm = 0;
   for (auto& p : state_->progs) {
     if (!p.loaded || p.fd < 0) continue;
     std::string path = dir + "/prog_" + PinName(p.name);
     if (bpf_obj_pin(p.fd, path.c_str()) != 0) Throw(env, ErrnoError(errno, "pin program '" + p.name + "' at " + path));
+    pinned.Add(path);
     Napi::Object e = Napi::Object::New(env);
     e.Set("name", p.name);
     e.Set("path", path);
@@ -273,6 +290,7 @@ Napi::Value NativeObject::Pin(const Napi::CallbackInfo& info) {
     if (m.fd < 0) continue;
     std::string path = dir + "/map_" + PinName(m.name);
     if (bpf_obj_pin(m.fd, path.c_str()) != 0) Throw(env, ErrnoError(errno, "pin map '" + m.name + "' at " + path));
+    pinned.Add(path);
     Napi::Object e = Napi::Object::New(env);
     e.Set("name", m.name);
     e.Set("path", path);
@@ -280,6 +298,7 @@ Napi::Value NativeObject::Pin(const Napi::CallbackInfo& info) {
   }
   out.Set("programs", progs);
   out.Set("maps", maps);
+  pinned.Commit();
   return out;
 }
 

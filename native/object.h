@@ -5,9 +5,12 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include "fd.h"
 
 struct bpf_object;
 struct bpf_map;
@@ -27,9 +30,17 @@ struct MapInfoN {
   uint32_t id = 0, keySize = 0, valueSize = 0, maxEntries = 0, flags = 0, btfKeyTypeId = 0, btfValueTypeId = 0;
 };
 
+// Closes a libbpf object (and with it every fd libbpf opened for its programs and maps).
+struct BpfObjectCloser {
+  void operator()(bpf_object* obj) const noexcept;
+};
+using BpfObjectPtr = std::unique_ptr<bpf_object, BpfObjectCloser>;
+
+// Every kernel resource is held by an owner (BpfObjectPtr, UniqueFd): no path, error or
+// exception, has to release anything by hand.
 struct ObjectState {
-  bpf_object* obj = nullptr;   // owns every prog/map fd when set
-  std::vector<int> ownedFds;   // fds owned directly (objects reopened from pins)
+  BpfObjectPtr obj;                // owns every prog/map fd when set
+  std::vector<UniqueFd> ownedFds;  // fds owned directly (objects reopened from pins)
   std::string name;
   std::vector<ProgInfoN> progs;
   std::vector<MapInfoN> maps;
@@ -42,9 +53,8 @@ struct ObjectState {
   ObjectState() = default;
   ObjectState(const ObjectState&) = delete;
   ObjectState& operator=(const ObjectState&) = delete;
-  ~ObjectState() { Close(); }
   // Frees every kernel resource; idempotent.
-  void Close();
+  void Close() noexcept;
   // Fills progs/maps/btf/memlock from `obj` (after a successful load).
   void Describe();
 };
@@ -63,8 +73,7 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
  public:
   static void Init(Napi::Env env, Napi::Object exports);
   explicit NativeObject(const Napi::CallbackInfo& info);
-  ~NativeObject() override;
-  ObjectState* state() { return state_; }
+  ObjectState* state() { return state_.get(); }
 
  private:
   Napi::Value Programs(const Napi::CallbackInfo& info);
@@ -75,10 +84,11 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
   Napi::Value Meta(const Napi::CallbackInfo& info);
   Napi::Value Pin(const Napi::CallbackInfo& info);
 
-  ObjectState* state_ = nullptr;
+  std::unique_ptr<ObjectState> state_;
 };
 
-// Wraps `state` (takes ownership) into a new JS NativeObject.
-Napi::Object NewNativeObject(Napi::Env env, ObjectState* state);
+// Wraps `state` into a new JS NativeObject. The object takes ownership once it is
+// constructed; if that fails (the environment is going away), `state` keeps it and frees it.
+Napi::Object NewNativeObject(Napi::Env env, std::unique_ptr<ObjectState> state);
 
 }  // namespace smoothtask

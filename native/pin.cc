@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "errors.h"
+#include "fd.h"
 #include "module.h"
 #include "object.h"
 
@@ -27,9 +29,9 @@ Napi::Value OpenPinned(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "openPinned(spec)");
   Napi::Object spec = info[0].As<Napi::Object>();
-  auto* state = new ObjectState();
+  auto state = std::make_unique<ObjectState>();  // frees every fd opened so far if anything throws
   state->name = Str(spec, "name");
-  try {
+  {
     Napi::Array progs = spec.Get("programs").As<Napi::Array>();
     for (uint32_t i = 0; i < progs.Length(); i++) {
       Napi::Object p = progs.Get(i).As<Napi::Object>();
@@ -42,7 +44,7 @@ Napi::Value OpenPinned(const Napi::CallbackInfo& info) {
       if (!path.empty()) {
         int fd = bpf_obj_get(path.c_str());
         if (fd < 0) Throw(env, ErrnoError(errno, "open pinned program " + path));
-        state->ownedFds.push_back(fd);
+        state->ownedFds.emplace_back(fd);
         bpf_prog_info bi;
         std::memset(&bi, 0, sizeof(bi));
         uint32_t len = sizeof(bi);
@@ -69,7 +71,7 @@ Napi::Value OpenPinned(const Napi::CallbackInfo& info) {
       std::string path = Str(m, "path");
       int fd = bpf_obj_get(path.c_str());
       if (fd < 0) Throw(env, ErrnoError(errno, "open pinned map " + path));
-      state->ownedFds.push_back(fd);
+      state->ownedFds.emplace_back(fd);
       bpf_map_info bi;
       std::memset(&bi, 0, sizeof(bi));
       uint32_t len = sizeof(bi);
@@ -90,11 +92,8 @@ Napi::Value OpenPinned(const Napi::CallbackInfo& info) {
       Napi::Uint8Array b = spec.Get("btf").As<Napi::Uint8Array>();
       state->btf.assign(b.Data(), b.Data() + b.ByteLength());
     }
-  } catch (...) {
-    delete state;  // closes what was opened
-    throw;
   }
-  return NewNativeObject(env, state);
+  return NewNativeObject(env, std::move(state));
 }
 
 // inspect(elf, name): programs, maps and BTF of an ELF without loading it.
@@ -116,7 +115,7 @@ Napi::Value Inspect(const Napi::CallbackInfo& info) {
     Throw(env, e);
   }
   ObjectState st;
-  st.obj = obj;
+  st.obj.reset(obj);
   st.Describe();  // nothing loaded: fds are -1
   Napi::Object out = Napi::Object::New(env);
   Napi::Array progs = Napi::Array::New(env, st.progs.size());
@@ -165,14 +164,11 @@ Napi::Value WriteMeta(const Napi::CallbackInfo& info) {
   uint32_t n = static_cast<uint32_t>(data.ByteLength());
   std::memcpy(value.data(), &n, 4);
   std::memcpy(value.data() + 4, data.Data(), n);
-  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "st_pin_meta", 4, size, 1, nullptr);
-  if (fd < 0) Throw(env, ErrnoError(errno, "create metadata map"));
+  UniqueFd fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, "st_pin_meta", 4, size, 1, nullptr));
+  if (!fd) Throw(env, ErrnoError(errno, "create metadata map"));
   uint32_t key = 0;
-  int r = bpf_map_update_elem(fd, &key, value.data(), BPF_ANY);
-  if (r == 0) r = bpf_obj_pin(fd, path.c_str());
-  int err = errno;
-  ::close(fd);
-  if (r != 0) Throw(env, ErrnoError(err, "pin metadata at " + path));
+  if (bpf_map_update_elem(fd.get(), &key, value.data(), BPF_ANY) != 0) Throw(env, ErrnoError(errno, "write metadata"));
+  if (bpf_obj_pin(fd.get(), path.c_str()) != 0) Throw(env, ErrnoError(errno, "pin metadata at " + path));
   return env.Undefined();
 }
 
@@ -180,23 +176,19 @@ Napi::Value WriteMeta(const Napi::CallbackInfo& info) {
 Napi::Value ReadMeta(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = info[0].ToString().Utf8Value();
-  int fd = bpf_obj_get(path.c_str());
-  if (fd < 0) {
+  UniqueFd fd(bpf_obj_get(path.c_str()));
+  if (!fd) {
     if (errno == ENOENT) return env.Undefined();
     Throw(env, ErrnoError(errno, "open metadata " + path));
   }
   bpf_map_info mi;
   std::memset(&mi, 0, sizeof(mi));
   uint32_t len = sizeof(mi);
-  if (bpf_obj_get_info_by_fd(fd, &mi, &len) != 0 || mi.type != BPF_MAP_TYPE_ARRAY || mi.key_size != 4 || mi.value_size < 4) {
-    ::close(fd);
+  if (bpf_obj_get_info_by_fd(fd.get(), &mi, &len) != 0 || mi.type != BPF_MAP_TYPE_ARRAY || mi.key_size != 4 || mi.value_size < 4)
     return env.Undefined();  // not ours: treated as stale
-  }
   std::vector<uint8_t> value(mi.value_size);
   uint32_t key = 0;
-  int r = bpf_map_lookup_elem(fd, &key, value.data());
-  ::close(fd);
-  if (r != 0) return env.Undefined();
+  if (bpf_map_lookup_elem(fd.get(), &key, value.data()) != 0) return env.Undefined();
   uint32_t n;
   std::memcpy(&n, value.data(), 4);
   if (n > mi.value_size - 4) return env.Undefined();
