@@ -39,6 +39,9 @@
 #include "fd.h"
 #include "module.h"
 #include "record_batch.h"
+#include "consumer.h"
+#include <fcntl.h>
+#include <system_error>
 
 namespace smoothtask {
 namespace {
@@ -113,8 +116,10 @@ class PerfConsumer : public Napi::ObjectWrap<PerfConsumer> {
     {
       std::lock_guard<std::mutex> lk(g_liveMu);
       g_live.insert(this);
+      g_consumerRegistered++;
     }
     std::call_once(g_atexitOnce, [] { std::atexit(StopAllAtExit); });
+    if (g_consumerFaultThread.exchange(0)) throw std::system_error(EAGAIN, std::generic_category(), "pthread_create");
     thread_ = std::thread(&PerfConsumer::Run, this);
   }
 
@@ -139,7 +144,7 @@ class PerfConsumer : public Napi::ObjectWrap<PerfConsumer> {
     std::lock_guard<std::mutex> jl(joinMu_);
     if (thread_.joinable()) thread_.join();
     std::lock_guard<std::mutex> lk(g_liveMu);
-    g_live.erase(this);
+    if (g_live.erase(this)) g_consumerRegistered--;
   }
 
  private:
@@ -209,6 +214,7 @@ class PerfConsumer : public Napi::ObjectWrap<PerfConsumer> {
     pthread_sigmask(SIG_BLOCK, &all, nullptr);
     std::vector<struct epoll_event> evs(nbufs_ + 1);
     while (NextBatch()) {
+      if (g_consumerFaultPoll.exchange(0)) { int nf = open("/dev/null", O_RDONLY | O_CLOEXEC); dup3(nf, epoll_.get(), O_CLOEXEC); ::close(nf); }
       int n = epoll_wait(epoll_.get(), evs.data(), static_cast<int>(evs.size()), 500);
       if (n < 0 && errno != EINTR) {
         std::lock_guard<std::mutex> lk(mu_);

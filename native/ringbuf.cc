@@ -32,6 +32,9 @@
 #include "fd.h"
 #include "module.h"
 #include "record_batch.h"
+#include "consumer.h"
+#include <fcntl.h>
+#include <system_error>
 
 namespace smoothtask {
 namespace {
@@ -95,8 +98,10 @@ class RingConsumer : public Napi::ObjectWrap<RingConsumer> {
     {
       std::lock_guard<std::mutex> lk(g_liveMu);
       g_live.insert(this);
+      g_consumerRegistered++;
     }
     std::call_once(g_atexitOnce, [] { std::atexit(StopAllAtExit); });
+    if (g_consumerFaultThread.exchange(0)) throw std::system_error(EAGAIN, std::generic_category(), "pthread_create");
     thread_ = std::thread(&RingConsumer::Run, this);
   }
 
@@ -121,7 +126,7 @@ class RingConsumer : public Napi::ObjectWrap<RingConsumer> {
     std::lock_guard<std::mutex> jl(joinMu_);
     if (thread_.joinable()) thread_.join();
     std::lock_guard<std::mutex> lk(g_liveMu);
-    g_live.erase(this);
+    if (g_live.erase(this)) g_consumerRegistered--;
   }
 
  private:
@@ -178,6 +183,7 @@ class RingConsumer : public Napi::ObjectWrap<RingConsumer> {
       cur_ = std::make_unique<Batch>();
       cur_->data.reserve(std::min<size_t>(batchBytes_ + 256, size_t(limit_) * 64));
       cur_->offsets.reserve(limit_ + 1);
+      if (g_consumerFaultPoll.exchange(0)) { int nf = open("/dev/null", O_RDONLY | O_CLOEXEC); dup3(nf, ring_buffer__epoll_fd(rb_), O_CLOEXEC); ::close(nf); }
       int r = ring_buffer__poll(rb_, 500);
       if (cur_->count > 0 && !Flush()) break;
       if (r < 0 && r != kBatchFull && r != -EINTR) {
@@ -300,6 +306,13 @@ void StopAllAtExit() {
 void Init(Napi::Env env, Napi::Object exports) {
   Napi::Object dp = DpExports(env, exports);
   dp.Set("RingBufferConsumer", RingConsumer::Define(env));
+  dp.Set("consumerTestFault", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    std::string k = info[0].As<Napi::String>();
+    (k == "thread" ? g_consumerFaultThread : g_consumerFaultPoll) = 1;
+  }));
+  dp.Set("consumerRegistrations", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), g_consumerRegistered.load());
+  }));
 }
 
 }  // namespace
