@@ -23,7 +23,7 @@ interface Hooks {
   consumerTestFault(kind: 'thread' | 'poll'): void;
   consumerRegistrations(): number;
 }
-const hooks = (): Hooks => dp() as unknown as Hooks;
+const hooks = (): Hooks => dp();
 const EINVAL = 22;
 const EAGAIN = 11;
 const open: { close(): void }[] = [];
