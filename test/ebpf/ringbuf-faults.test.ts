@@ -187,6 +187,21 @@ describe('consumer failure paths', () => {
       expect(out.closed).toBe(true);
       expect(out.end).toBe(out.before);
     });
+
+    it(`${kind}: consumers in worker threads that are terminated, exit, or fail construction leave nothing registered`, () => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'fixtures', 'dp', 'consumer-fault-exit.ts'), kind, 'worker'], {
+        encoding: 'utf8',
+        timeout: 120_000,
+        env: process.env,
+      });
+      expect(r.error).toBeUndefined();
+      expect(r.stderr).toBe('');
+      expect(r.signal).toBeNull();
+      expect(r.status).toBe(0);
+      const out = JSON.parse(r.stdout.trim()) as { outcomes: Record<string, number>; before: number; end: number };
+      expect(out.outcomes).toEqual({ 'terminate:up': 8, 'exit:up': 8, 'fail:failed': 8 });
+      expect(out.end).toBe(out.before);
+    });
   }
 
   it('the hook arms one fault at a time and a healthy consumer still works afterwards', async () => {
