@@ -7,7 +7,7 @@
 //              fails with EINVAL, through the same path as any poll error.
 //   'thread' : the next consumer construction fails where it starts its thread, as
 //              std::thread does when pthread_create fails (std::system_error, EAGAIN).
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { testRunProgram } from '../../lib/ebpf/attach.js';
@@ -66,6 +66,17 @@ async function outcome<T>(p: Promise<T>, ms: number): Promise<{ value?: T; error
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Runs test/fixtures/dp/consumer-fault-exit.ts in a child; it must not fail to start or time out. */
+function child(kind: Kind, mode: 'thread' | 'poll' | 'worker', timeout: number): SpawnSyncReturns<string> {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'fixtures', 'dp', 'consumer-fault-exit.ts'), kind, mode], {
+    encoding: 'utf8',
+    timeout,
+    env: process.env,
+  });
+  expect(r.error).toBeUndefined();
+  return r;
 }
 
 function expectPollError(e: unknown): void {
@@ -154,12 +165,7 @@ describe('consumer failure paths', () => {
     });
 
     it(`${kind}: a construction that fails after registering leaves nothing registered; the error is typed`, () => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'fixtures', 'dp', 'consumer-fault-exit.ts'), kind, 'thread'], {
-        encoding: 'utf8',
-        timeout: 60_000,
-        env: process.env,
-      });
-      expect(r.error).toBeUndefined();
+      const r = child(kind, 'thread', 60_000);
       expect(r.stderr).toBe('');
       expect(r.signal).toBeNull();
       expect(r.status).toBe(0);
@@ -173,12 +179,7 @@ describe('consumer failure paths', () => {
     });
 
     it(`${kind}: a consumer stopped by a poll error with no 'error' listener warns, closes itself and lets the process exit`, () => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'fixtures', 'dp', 'consumer-fault-exit.ts'), kind, 'poll'], {
-        encoding: 'utf8',
-        timeout: 60_000,
-        env: process.env,
-      });
-      expect(r.error).toBeUndefined();
+      const r = child(kind, 'poll', 60_000);
       expect(r.signal).toBeNull();
       expect(r.status).toBe(0);
       expect(r.stderr).toMatch(/BpfError: .*errno 22/);
@@ -189,12 +190,7 @@ describe('consumer failure paths', () => {
     });
 
     it(`${kind}: consumers in worker threads that are terminated, exit, or fail construction leave nothing registered`, () => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'fixtures', 'dp', 'consumer-fault-exit.ts'), kind, 'worker'], {
-        encoding: 'utf8',
-        timeout: 120_000,
-        env: process.env,
-      });
-      expect(r.error).toBeUndefined();
+      const r = child(kind, 'worker', 120_000);
       expect(r.stderr).toBe('');
       expect(r.signal).toBeNull();
       expect(r.status).toBe(0);
