@@ -168,7 +168,7 @@ Napi::Function Consumer::Define(Napi::Env env, const ConsumerKind& kind) {
 }
 
 Consumer::Consumer(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<Consumer>(info), kind_(static_cast<const ConsumerKind*>(info.Data())), env_(info.Env()) {
+    : Napi::ObjectWrap<Consumer>(info), kind_(static_cast<const ConsumerKind*>(info.Data())) {
   Napi::Env env = info.Env();
   const std::string usage = std::string(kind_->className) + "(mapFd, opts, onBatch)";
   if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsObject() || !info[2].IsFunction())

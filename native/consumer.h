@@ -186,7 +186,6 @@ class Consumer : public Napi::ObjectWrap<Consumer> {
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   const ConsumerKind* kind_;
-  napi_env env_;
   uint32_t batchSize_ = 4096;
   uint32_t batchBytes_ = 1 << 20;
   int64_t hwm_ = 65536;
