@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { validate } from '../errors/validate.js';
 import { loadAddon } from '../native/addon.js';
-import type { NativeRingBufferCtor } from '../native/binding-datapath.js';
+import type { NativeOnBatch, NativeRingBufferCtor } from '../native/binding-datapath.js';
 import type { NativePerfBuffer } from '../native/binding-perfbuf.js';
 import { UnsupportedError } from './errors.js';
 import { RingBuffer, type RingBufferExtraOptions, useNativeConsumerOnce } from './ringbuf.js';
@@ -66,7 +66,7 @@ export class PerfBuffer<T = Buffer> extends RingBuffer<T> implements RingBufferL
     const holder: { native?: NativePerfBuffer } = {};
     const Ctor = loadAddon().dp.PerfBufferConsumer;
     // RingBuffer drives any consumer with the ring buffer protocol; this one also needs pageCount.
-    const make = function (fd: number, o: { batchSize: number; highWaterMark: number; batchBytes: number }, onBatch: (d: Buffer, off: Uint32Array, n: number) => void) {
+    const make = function (fd: number, o: { batchSize: number; highWaterMark: number; batchBytes: number }, onBatch: NativeOnBatch) {
       holder.native = new Ctor(fd, { ...o, pageCount }, onBatch);
       return holder.native;
     } as unknown as NativeRingBufferCtor;

@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import { z } from 'zod';
 import { validate } from '../errors/validate.js';
 import type { NativeRingBuffer, NativeRingBufferCtor } from '../native/binding-datapath.js';
-import { ClosedError, fromNative, UnsupportedError } from './errors.js';
+import { type BpfError, ClosedError, fromNative, UnsupportedError } from './errors.js';
 import { BpfMap, dp } from './map.js';
 import type { Codec, MapInfo, RingBufferLike, RingBufferOptions, RingBufferStats } from './types.js';
 
@@ -101,6 +101,8 @@ const active = new Set<RingBuffer<unknown>>();
 /** Events of {@link RingBuffer}. */
 export interface RingBufferEvents<T> {
   batch: [batch: RecordBatch<T>];
+  /** The consumer thread stopped on an error (see {@link RingBuffer.error}); 'close' follows. */
+  error: [error: BpfError];
   close: [];
 }
 
@@ -115,6 +117,13 @@ export interface RingBufferEvents<T> {
  * as `dropCounter` to see them in `stats().dropped`). Memory stays bounded by the mark.
  *
  * Batches that arrive with no listener and no iterator wait (up to the mark) for an iterator.
+ *
+ * Failure: if the consumer thread's poll fails (the kernel or libbpf returns an error), the
+ * consumer closes itself and the error (a {@link BpfError} with the `errno`, also kept in
+ * {@link RingBuffer.error}) is emitted as `'error'` (when someone listens) and thrown by every
+ * iterator once it has yielded the records received before the failure; then `'close'` is
+ * emitted. With no `'error'` listener and no iterator it becomes a process warning, never an
+ * uncaught exception.
  */
 export class RingBuffer<T = Buffer> extends EventEmitter<RingBufferEvents<T>> implements RingBufferLike<T> {
   /** The ring buffer map. */
@@ -130,6 +139,7 @@ export class RingBuffer<T = Buffer> extends EventEmitter<RingBufferEvents<T>> im
   #dropKey = 0;
   #dropFn: (() => number | bigint) | undefined;
   #final: (RingBufferStats & { pending: number }) | undefined;
+  #error: BpfError | undefined;
 
   /**
    * Starts consuming the ringbuf map `info` (its fd is duplicated) on a dedicated thread.
@@ -157,8 +167,8 @@ export class RingBuffer<T = Buffer> extends EventEmitter<RingBufferEvents<T>> im
     }
     const weak = new WeakRef(this);
     try {
-      this.#native = new (native ?? dp().RingBufferConsumer)(info.fd, { batchSize: o.batchSize, highWaterMark: o.highWaterMark, batchBytes: o.batchBytes }, (data, offsets, count) =>
-        weak.deref()?.[kOnBatch](data, offsets, count),
+      this.#native = new (native ?? dp().RingBufferConsumer)(info.fd, { batchSize: o.batchSize, highWaterMark: o.highWaterMark, batchBytes: o.batchBytes }, (data, offsets, count, error) =>
+        weak.deref()?.[kOnBatch](data, offsets, count, error),
       );
     } catch (e) {
       this.#dropMap?.close();
@@ -174,10 +184,19 @@ export class RingBuffer<T = Buffer> extends EventEmitter<RingBufferEvents<T>> im
     return this.#native === undefined;
   }
 
+  /** The error that stopped the consumer thread, if one did (the consumer is closed then). */
+  get error(): BpfError | undefined {
+    return this.#error;
+  }
+
   /** @internal */
-  [kOnBatch](data: Buffer, offsets: Uint32Array, count: number): void {
+  [kOnBatch](data: Buffer | null, offsets: Uint32Array | null, count: number, error?: unknown): void {
     const native = this.#native;
     if (!native) return;
+    if (data === null || offsets === null) {
+      this.#fail(fromNative(error) as BpfError);
+      return;
+    }
     const batch = new RecordBatch<T>(data, offsets, count, this.#codec);
     const listened = this.listenerCount('batch') > 0;
     if (listened) this.emit('batch', batch);
@@ -213,7 +232,10 @@ export class RingBuffer<T = Buffer> extends EventEmitter<RingBufferEvents<T>> im
           }
           continue;
         }
-        if (!this.#native) return;
+        if (!this.#native) {
+          if (this.#error) throw this.#error;
+          return;
+        }
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
         });
@@ -280,7 +302,18 @@ export class RingBuffer<T = Buffer> extends EventEmitter<RingBufferEvents<T>> im
     const w = this.#wake;
     this.#wake = undefined;
     w?.();
+    const err = this.#error;
+    if (err) {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+      else if (this.#iterators === 0) process.emitWarning(err);
+    }
     this.emit('close');
+  }
+
+  // The consumer thread stopped on an error: close, then report it ('error', iterators).
+  #fail(err: BpfError): void {
+    this.#error = err;
+    this.close();
   }
 
   /** Same as {@link close}. */

@@ -60,13 +60,16 @@ export interface NativeRingBuffer {
   close(): void;
 }
 
+/**
+ * Batch callback of a native consumer (native/consumer.cc): a batch of `count` records, or, once,
+ * `(null, null, 0, error)` when the consumer thread stopped on an error (a native error object
+ * with `code` and `errno`, for fromNative).
+ */
+export type NativeOnBatch = (data: Buffer | null, offsets: Uint32Array | null, count: number, error?: unknown) => void;
+
 /** Constructor of {@link NativeRingBuffer}. */
 export interface NativeRingBufferCtor {
-  new (
-    mapFd: number,
-    opts: { batchSize: number; highWaterMark: number; batchBytes: number },
-    onBatch: (data: Buffer, offsets: Uint32Array, count: number) => void,
-  ): NativeRingBuffer;
+  new (mapFd: number, opts: { batchSize: number; highWaterMark: number; batchBytes: number }, onBatch: NativeOnBatch): NativeRingBuffer;
 }
 
 /** The data path part of the addon. */
@@ -105,6 +108,10 @@ export interface DatapathNative {
   attachFeatures(): { uprobe: boolean; kprobe: boolean; tracefs: boolean };
 
   RingBufferConsumer: NativeRingBufferCtor;
+  /** Test hook (native/consumer.cc): the next consumer poll step ('poll') or construction ('thread') fails. */
+  consumerTestFault(kind: 'poll' | 'thread'): void;
+  /** Test hook: consumers registered for env cleanup and exit (open, thread running or stopped, not closed). */
+  consumerRegistrations(): number;
 }
 
 /** Exports of the data path's native files. */

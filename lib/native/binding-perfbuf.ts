@@ -2,7 +2,7 @@
  * Types of native/perfbuf.cc's exports (the perf buffer consumer).
  * @internal
  */
-import type { NativeRingBuffer, NativeRingStats } from './binding-datapath.js';
+import type { NativeOnBatch, NativeRingBuffer, NativeRingStats } from './binding-datapath.js';
 
 /** Counters of a native perf buffer consumer: the ring buffer ones plus lost samples. */
 export interface NativePerfStats extends NativeRingStats {
@@ -21,7 +21,7 @@ export interface NativePerfBufferCtor {
     mapFd: number,
     /** pageCount: pages per CPU buffer, a power of two. */
     opts: { batchSize: number; highWaterMark: number; batchBytes: number; pageCount: number },
-    onBatch: (data: Buffer, offsets: Uint32Array, count: number) => void,
+    onBatch: NativeOnBatch,
   ): NativePerfBuffer;
 }
 
