@@ -230,10 +230,14 @@ function convert(e: unknown, stackFrom: Error): Error {
 // "missing" for good. So before the first load with a timeout, loads run once without one:
 // the bundled counter object (program-side probes) and the object itself with every program
 // off (map, global-data and BTF probes). Neither counts against the caller's timeout.
-let warmedUp = false;
-async function warmUpFeatureProbes(elf: Uint8Array, name: string): Promise<void> {
-  if (warmedUp) return;
-  warmedUp = true;
+// Every caller shares the one warm-up promise: a timed load that starts while the warm-up is
+// still running waits for it instead of racing it.
+let warmUp: Promise<void> | undefined;
+function warmUpFeatureProbes(elf: Uint8Array, name: string): Promise<void> {
+  warmUp ??= runWarmUp(elf, name);
+  return warmUp;
+}
+async function runWarmUp(elf: Uint8Array, name: string): Promise<void> {
   const loader = loadAddon().loader;
   const counter = `${bpfObjectDir()}/counter.bpf.o`;
   try {
@@ -421,13 +425,15 @@ export async function loadObject(source: ObjectSource, options: LoadOptions = {}
   const pin = o.pin === false ? undefined : o.pin;
   const pinDir = pin ? pinDirectory(pin, name) : undefined;
 
-  const loadCore = async (): Promise<ObjectCore> => {
+  // `timeoutMs` (the time this caller has left) replaces the option when a caller starts a
+  // new load after a shared one timed out under another caller's deadline.
+  const loadCore = async (timeoutMs = o.timeoutMs): Promise<ObjectCore> => {
     if (pin && pinDir) {
       const btf = lazyBtf(elf, name);
       const reused = reusePins(pinDir, hash, name, btf);
       if (reused) return reused;
     }
-    const core = await nativeLoad(elf, name, hash, o, stackFrom);
+    const core = await nativeLoad(elf, name, hash, timeoutMs === o.timeoutMs ? o : { ...o, timeoutMs }, stackFrom);
     if (pin && pinDir) {
       try {
         pinCore(core, pin.root, pinDir);
@@ -442,9 +448,23 @@ export async function loadObject(source: ObjectSource, options: LoadOptions = {}
   let result: { core: ObjectCore; hit: boolean };
   try {
     if (o.cache) {
+      // Single-flight contract: each caller's own timeout and signal govern its own wait. A
+      // shared load runs under the deadline of the caller that started it; when that deadline
+      // interrupts it, every joiner whose own deadline has not passed (or that has none) starts
+      // or joins a new load with the time it has left, instead of inheriting the timeout.
       const key = `${hash}|${pinDir ?? ''}`;
-      const joining = programCache.inFlight(key);
-      result = await waitFor(programCache.get(key, loadCore), name, o.timeoutMs, o.signal, started, joining ? 0 : OWNER_GRACE_MS);
+      for (let restarted = false; ; restarted = true) {
+        const joining = programCache.inFlight(key);
+        const left = o.timeoutMs === undefined ? undefined : o.timeoutMs - (performance.now() - started);
+        try {
+          const load = restarted ? () => loadCore(left === undefined ? undefined : Math.max(1, left)) : () => loadCore();
+          result = await waitFor(programCache.get(key, load), name, o.timeoutMs, o.signal, started, joining ? 0 : OWNER_GRACE_MS);
+          break;
+        } catch (e) {
+          const mineExpired = o.timeoutMs !== undefined && performance.now() - started >= o.timeoutMs;
+          if (!joining || !(e instanceof LoadTimeoutError) || mineExpired || o.signal?.aborted) throw e;
+        }
+      }
     } else {
       const p = loadCore().then((core) => {
         core.acquire();
@@ -452,7 +472,12 @@ export async function loadObject(source: ObjectSource, options: LoadOptions = {}
       });
       result = await waitFor(p, name, o.timeoutMs, o.signal, started, OWNER_GRACE_MS);
     }
-  } catch (e) {
+  } catch (err) {
+    let e = err;
+    // a load restarted with the time this caller had left reports this caller's own limit
+    if (e instanceof LoadTimeoutError && o.timeoutMs !== undefined && e.timeoutMs !== o.timeoutMs) {
+      e = new LoadTimeoutError(`loading '${name}' timed out after ${o.timeoutMs} ms`, o.timeoutMs, performance.now() - started, { cause: e });
+    }
     if (loadChannel.hasSubscribers) {
       loadChannel.publish({ name, hash, fromCache: false, fromPins: false, elapsedMs: performance.now() - started, error: (e as { code?: string }).code ?? 'ERR' } satisfies LoadEvent);
     }
