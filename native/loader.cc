@@ -5,7 +5,8 @@
 // Timeout: the verifier returns -EAGAIN when a signal is pending, but libbpf retries
 // BPF_PROG_LOAD on EAGAIN, so one signal only restarts the work. A watchdog thread
 // therefore signals the loading thread every ~0.5 ms from the deadline until
-// bpf_object__load returns. The signal is the addon's own (SIGRTMAX-5, empty handler,
+// bpf_object__load returns. The signal is the addon's own (the first free real-time signal from
+// SIGRTMAX-5 down; a handler of the host is never replaced; empty handler,
 // installed without SA_RESTART); loader threads block every other signal so a host
 // application's profiler signals cannot disturb a load.
 //
@@ -55,7 +56,12 @@ std::string ErrText(int err) {
 
 double MsSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-int LoaderSignal() { return SIGRTMAX - 5; }
+// The real-time signal that interrupts a timed-out load: chosen once, on first use, as the
+// first one (SIGRTMAX-5 down to SIGRTMIN, then SIGRTMAX-4 up to SIGRTMAX) whose disposition is
+// still SIG_DFL. A signal the host process handles or ignores is never replaced. 0: not chosen
+// yet; -1: none is free (timed loads then fail with ERR_BPF_SYSTEM, untimed ones work).
+std::atomic<int> g_loaderSignal{0};
+int LoaderSignal() { return g_loaderSignal.load(std::memory_order_acquire); }
 
 // ---------------------------------------------------------------------------- libbpf print
 
@@ -153,7 +159,7 @@ class Watchdog {
         continue;
       }
       for (Slot* s : slots_)
-        if (s->inLoad && s->hasDeadline && s->deadline <= now) {
+        if (s->inLoad && s->hasDeadline && s->deadline <= now && LoaderSignal() > 0) {
           s->fired = true;
           pthread_kill(s->tid, LoaderSignal());
         }
@@ -168,16 +174,37 @@ class Watchdog {
 
 void EmptyHandler(int) {}
 
-void InstallSignal() {
+// Whether `sig` has its default disposition (no handler, not ignored): only then is it ours.
+bool SignalIsFree(int sig) {
+  struct sigaction cur;
+  std::memset(&cur, 0, sizeof(cur));
+  if (sigaction(sig, nullptr, &cur) != 0) return false;
+  return !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL;
+}
+
+// Returns the loader's signal, or -1 when every real-time signal is taken.
+int InstallSignal() {
   static std::once_flag once;
   std::call_once(once, [] {
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = EmptyHandler;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;  // no SA_RESTART: the verifier must see the signal and return
-    sigaction(LoaderSignal(), &sa, nullptr);
+    std::vector<int> candidates;
+    for (int s = SIGRTMAX - 5; s >= SIGRTMIN; s--) candidates.push_back(s);
+    for (int s = SIGRTMAX - 4; s <= SIGRTMAX; s++) candidates.push_back(s);
+    int chosen = -1;
+    for (int s : candidates) {
+      if (!SignalIsFree(s)) continue;
+      struct sigaction sa;
+      std::memset(&sa, 0, sizeof(sa));
+      sa.sa_handler = EmptyHandler;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = 0;  // no SA_RESTART: the verifier must see the signal and return
+      if (sigaction(s, &sa, nullptr) == 0) {
+        chosen = s;
+        break;
+      }
+    }
+    g_loaderSignal.store(chosen, std::memory_order_release);
   });
+  return LoaderSignal();
 }
 
 // ---------------------------------------------------------------------------- pool
@@ -225,10 +252,12 @@ class Pool {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, nullptr);
-    sigset_t own;
-    sigemptyset(&own);
-    sigaddset(&own, LoaderSignal());
-    pthread_sigmask(SIG_UNBLOCK, &own, nullptr);
+    if (LoaderSignal() > 0) {
+      sigset_t own;
+      sigemptyset(&own);
+      sigaddset(&own, LoaderSignal());
+      pthread_sigmask(SIG_UNBLOCK, &own, nullptr);
+    }
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       if (threads_ > size_) break;
@@ -577,6 +606,13 @@ void RunLoad(LoadJob& job, Slot& slot) {
     delete state;
     return;
   }
+  if (job.timeoutMs > 0 && LoaderSignal() <= 0) {
+    job.error.code = kErrSystem;
+    job.error.message = "cannot load '" + job.name + "' with a timeout: every real-time signal (SIGRTMIN..SIGRTMAX) has a handler "
+                        "of the host process, and the loader never replaces one; load without timeoutMs";
+    delete state;
+    return;
+  }
 
   if (!job.trusted) {
     int sig = 0;
@@ -824,7 +860,7 @@ Napi::Value Configure(const Napi::CallbackInfo& info) {
   out.Set("threads", Pool::Get().size());
   out.Set("running", Pool::Get().threads());
   out.Set("queued", Pool::Get().queued());
-  out.Set("signal", LoaderSignal());
+  out.Set("signal", std::max(InstallSignal(), 0));
   return out;
 }
 

@@ -591,7 +591,7 @@ export interface LoaderPoolState {
   running: number;
   /** Loads waiting for a thread. */
   queued: number;
-  /** The real-time signal used to interrupt the verifier. */
+  /** The real-time signal used to interrupt the verifier (the first free one from SIGRTMAX-5 down; 0 when the host handles every one, and timed loads then fail). */
   signal: number;
 }
 
