@@ -10,8 +10,8 @@ import { createHash } from 'node:crypto';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { release, tmpdir } from 'node:os';
+import { chmod, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
 import { promisify } from 'node:util';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
@@ -23,6 +23,7 @@ import { programCache } from './cache.js';
 import { BpfError, fromNative, InvalidObjectError, LoadTimeoutError, VerifierError } from './errors.js';
 import { BpfObject, ObjectCore } from './object.js';
 import { pinCore, pinDirectory, PinOptionsSchema, reusePins } from './pin.js';
+import { notPrivate, privateDir } from './private-dir.js';
 
 /** Published on `smoothtask:ebpf:load` after every load (success or failure). */
 export interface LoadEvent {
@@ -71,7 +72,8 @@ export const LoadOptionsSchema = z
     btfCustomPath: z.string().min(1).optional(),
     /**
      * Use a minimal kernel BTF for CO-RE (made once per object and boot with `bpftool gen
-     * min_core_btf`, kept in the temp dir) so the load does not parse the whole kernel BTF.
+     * min_core_btf`, kept in a directory only this user can write: `$XDG_RUNTIME_DIR/smoothtask/btf`
+     * or `$TMPDIR/smoothtask-<euid>/btf`, verified before use) so the load does not parse the whole kernel BTF.
      * Ignored when `btfCustomPath` is set, bpftool is missing, or a loaded program needs kernel
      * attach targets (tp_btf, fentry/fexit, iterators), which parse the kernel BTF anyway.
      */
@@ -282,8 +284,8 @@ function elfSectionNames(elf: Uint8Array): string[] {
 const minimalBtfFailures = new Set<string>();
 
 /**
- * Path of a minimal kernel BTF for `elf` (generated with bpftool on first use, cached in the
- * temp dir per object and boot), or undefined when it cannot help or cannot be made.
+ * Path of a minimal kernel BTF for `elf` (generated with bpftool on first use, cached per
+ * object and boot in a private directory, see private-dir.ts), or undefined when it cannot help or cannot be made.
  */
 async function minimalKernelBtf(elf: Uint8Array, name: string, programs: string[] | undefined): Promise<string | undefined> {
   const digest = elfDigest(elf);
@@ -301,25 +303,24 @@ async function minimalKernelBtf(elf: Uint8Array, name: string, programs: string[
     const vmlinux = '/sys/kernel/btf/vmlinux';
     const st = await stat(vmlinux);
     const kernel = createHash('sha256').update(`${release()}:${st.size}:${st.mtimeMs}`).digest('hex').slice(0, 16);
-    const dir = join(tmpdir(), 'smoothtask-btf');
+    // CO-RE input of a privileged process: kept where only this user can write, and checked
+    // (owner, mode, no symlink) before it is used; a file that fails the check is made again.
+    const dir = await privateDir('btf');
     const file = join(dir, `${digest.slice(0, 32)}-${kernel}.btf`);
-    try {
-      await stat(file);
-      return file;
-    } catch {
-      /* not made yet */
-    }
+    if (!(await notPrivate(file, true))) return file;
     const bpftool = ['/usr/sbin/bpftool', '/usr/local/sbin/bpftool', '/sbin/bpftool'].find((p) => existsSync(p)) ?? 'bpftool';
-    await mkdir(dir, { recursive: true });
     const tmp = `${file}.${process.pid}.${Date.now()}`;
-    await writeFile(`${tmp}.o`, elf);
+    await writeFile(`${tmp}.o`, elf, { mode: 0o600, flag: 'wx' });
     try {
       await execFileP(bpftool, ['gen', 'min_core_btf', vmlinux, tmp, `${tmp}.o`], { timeout: 30_000 });
+      await chmod(tmp, 0o600);
       await rename(tmp, file);
     } finally {
       await rm(`${tmp}.o`, { force: true });
       await rm(tmp, { force: true });
     }
+    const why = await notPrivate(file, true);
+    if (why) throw new BpfError('ERR_BPF_SYSTEM', `minimal kernel BTF is not private: ${why}`);
     return file;
   } catch {
     minimalBtfFailures.add(digest);

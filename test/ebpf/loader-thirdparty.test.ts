@@ -79,11 +79,16 @@ describe('third-party style objects', () => {
 
   it('minimalKernelBtf: CO-RE against a minimal kernel BTF made with bpftool, and the program works', async () => {
     if (!existsSync('/usr/sbin/bpftool') && !existsSync('/usr/local/sbin/bpftool')) return; // bpftool not installed
-    rmSync(join(tmpdir(), 'smoothtask-btf'), { recursive: true, force: true }); // made by this test
+    // a TMPDIR of this test (os.tmpdir() reads it on each call), no XDG_RUNTIME_DIR
+    const saved = { TMPDIR: process.env.TMPDIR, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR };
+    const tmp = mkdtempSync(join(tmpdir(), 'st-minbtf-'));
+    process.env.TMPDIR = tmp;
+    delete process.env.XDG_RUNTIME_DIR;
+    const btfDir = join(tmp, `smoothtask-${process.geteuid?.() ?? 0}`, 'btf');
     // trusted bytes with a program selection: only the raw_tp program, which needs no attach target
     (await loadObject(testObject('runqlat_like'), { cache: false, programs: ['rql_switch_raw'] })).close();
     using obj = await loadObject(testObject('runqlat_like'), { cache: false, programs: ['rql_switch_raw'], minimalKernelBtf: true });
-    const made = readdirSync(join(tmpdir(), 'smoothtask-btf')).filter((f) => f.endsWith('.btf'));
+    const made = readdirSync(btfDir).filter((f) => f.endsWith('.btf'));
     expect(made.length).toBeGreaterThan(0);
     const links = obj.attach();
     try {
@@ -96,7 +101,11 @@ describe('third-party style objects', () => {
       expect(total).toBeGreaterThan(0n);
     } finally {
       for (const l of links) l.close();
-      rmSync(join(tmpdir(), 'smoothtask-btf'), { recursive: true, force: true });
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      rmSync(tmp, { recursive: true, force: true });
     }
   });
 
