@@ -2,6 +2,7 @@
 // single-flight contract (each caller's own timeout governs its own wait).
 // This file must be the first to load in its fork with a timeout: vitest isolates modules per
 // file, so load.ts's warm-up state starts fresh here.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { programCache } from '../../lib/ebpf/cache.js';
 import { LoadTimeoutError } from '../../lib/ebpf/errors.js';
@@ -50,7 +51,8 @@ describe('loader races', () => {
 
   it('a joiner that allowed longer than the owner is not failed by the owner timeout', async () => {
     programCache.clear();
-    const src = testObject('slow_verify');
+    // bytes, not a path: no file read reorders the three calls, so the first one owns the load
+    const src = readFileSync(testObject('slow_verify'));
     // the owner gives up almost at once; the joiner (same key) allows a minute
     const owner = loadObject(src, { timeoutMs: 5 }).then(
       (o) => o,
@@ -81,7 +83,7 @@ describe('loader races', () => {
 
   it('a joiner with a shorter timeout gets its own timeout, not the owner result', async () => {
     programCache.clear();
-    const src = testObject('slow_verify');
+    const src = readFileSync(testObject('slow_verify'));
     const owner = loadObject(src, { timeoutMs: 60_000, name: 'slow_short_joiner' });
     const joiner = await loadObject(src, { timeoutMs: 5, name: 'slow_short_joiner' }).catch((e: unknown) => e);
     expect(joiner).toBeInstanceOf(LoadTimeoutError);
