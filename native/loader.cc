@@ -5,7 +5,8 @@
 // Timeout: the verifier returns -EAGAIN when a signal is pending, but libbpf retries
 // BPF_PROG_LOAD on EAGAIN, so one signal only restarts the work. A watchdog thread
 // therefore signals the loading thread every ~0.5 ms from the deadline until
-// bpf_object__load returns. The signal is the addon's own (SIGRTMAX-5, empty handler,
+// bpf_object__load returns. The signal is the addon's own (the first free real-time signal from
+// SIGRTMAX-5 down; a handler of the host is never replaced; empty handler,
 // installed without SA_RESTART); loader threads block every other signal so a host
 // application's profiler signals cannot disturb a load.
 //
@@ -57,12 +58,18 @@ std::string ErrText(int err) {
 
 double MsSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-int LoaderSignal() { return SIGRTMAX - 5; }
+// The real-time signal that interrupts a timed-out load: chosen once, on first use, as the
+// first one (SIGRTMAX-5 down to SIGRTMIN, then SIGRTMAX-4 up to SIGRTMAX) whose disposition is
+// still SIG_DFL. A signal the host process handles or ignores is never replaced. 0: not chosen
+// yet; -1: none is free (timed loads then fail with ERR_BPF_SYSTEM, untimed ones work).
+std::atomic<int> g_loaderSignal{0};
+int LoaderSignal() { return g_loaderSignal.load(std::memory_order_acquire); }
 
 // ---------------------------------------------------------------------------- libbpf print
 
 struct PrintSink {
-  std::string text;
+  std::string text;  // everything routed (debug lines too when logLevel > 0)
+  std::string warn;  // WARN and INFO lines only: the same whatever the log level (classification)
   bool debug = false;
 };
 thread_local PrintSink* t_sink = nullptr;
@@ -79,11 +86,13 @@ int PrintRoute(enum libbpf_print_level level, const char* fmt, va_list ap) {
   if (n < 0) return 0;
   if (static_cast<size_t>(n) < sizeof(small)) {
     sink->text.append(small, n);
+    if (level != LIBBPF_DEBUG) sink->warn.append(small, n);
   } else {
     std::string big(static_cast<size_t>(n) + 1, '\0');
     std::vsnprintf(&big[0], big.size(), fmt, ap);
     big.resize(n);
     sink->text += big;
+    if (level != LIBBPF_DEBUG) sink->warn += big;
   }
   return n;
 }
@@ -155,7 +164,7 @@ class Watchdog {
         continue;
       }
       for (Slot* s : slots_)
-        if (s->inLoad && s->hasDeadline && s->deadline <= now) {
+        if (s->inLoad && s->hasDeadline && s->deadline <= now && LoaderSignal() > 0) {
           s->fired = true;
           pthread_kill(s->tid, LoaderSignal());
         }
@@ -170,16 +179,37 @@ class Watchdog {
 
 void EmptyHandler(int) {}
 
-void InstallSignal() {
+// Whether `sig` has its default disposition (no handler, not ignored): only then is it ours.
+bool SignalIsFree(int sig) {
+  struct sigaction cur;
+  std::memset(&cur, 0, sizeof(cur));
+  if (sigaction(sig, nullptr, &cur) != 0) return false;
+  return !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL;
+}
+
+// Returns the loader's signal, or -1 when every real-time signal is taken.
+int InstallSignal() {
   static std::once_flag once;
   std::call_once(once, [] {
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = EmptyHandler;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;  // no SA_RESTART: the verifier must see the signal and return
-    sigaction(LoaderSignal(), &sa, nullptr);
+    std::vector<int> candidates;
+    for (int s = SIGRTMAX - 5; s >= SIGRTMIN; s--) candidates.push_back(s);
+    for (int s = SIGRTMAX - 4; s <= SIGRTMAX; s++) candidates.push_back(s);
+    int chosen = -1;
+    for (int s : candidates) {
+      if (!SignalIsFree(s)) continue;
+      struct sigaction sa;
+      std::memset(&sa, 0, sizeof(sa));
+      sa.sa_handler = EmptyHandler;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = 0;  // no SA_RESTART: the verifier must see the signal and return
+      if (sigaction(s, &sa, nullptr) == 0) {
+        chosen = s;
+        break;
+      }
+    }
+    g_loaderSignal.store(chosen, std::memory_order_release);
   });
+  return LoaderSignal();
 }
 
 // ---------------------------------------------------------------------------- pool
@@ -238,10 +268,12 @@ class Pool {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, nullptr);
-    sigset_t own;
-    sigemptyset(&own);
-    sigaddset(&own, LoaderSignal());
-    pthread_sigmask(SIG_UNBLOCK, &own, nullptr);
+    if (LoaderSignal() > 0) {
+      sigset_t own;
+      sigemptyset(&own);
+      sigaddset(&own, LoaderSignal());
+      pthread_sigmask(SIG_UNBLOCK, &own, nullptr);
+    }
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       if (threads_ > size_) break;
@@ -330,6 +362,56 @@ struct EnvLink {
 };
 using CleanupFn = std::function<void()>;
 
+// The facts of a failed open or load, for lib/ebpf/classify.ts (see RecordFailure).
+struct LoadFailure {
+  struct Program {
+    std::string name, type, attachType, section;
+  };
+  struct Map {
+    std::string name, realName, type;
+    uint32_t maxEntries = 0;
+  };
+  bool set = false;
+  std::string stage;  // "open" | "load"
+  int err = 0;
+  std::string warnings, log;
+  uint64_t capEff = 0;
+  std::vector<Program> programs;  // autoloaded ones
+  std::vector<Map> maps;
+
+  void AddTo(Napi::Env env, Napi::Object o) const {
+    Napi::Object f = Napi::Object::New(env);
+    f.Set("stage", stage);
+    f.Set("errno", err);
+    f.Set("warnings", warnings);
+    f.Set("log", log);
+    char hex[32];
+    std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(capEff));
+    f.Set("capEff", std::string(hex));
+    Napi::Array ps = Napi::Array::New(env, programs.size());
+    for (size_t i = 0; i < programs.size(); i++) {
+      Napi::Object p = Napi::Object::New(env);
+      p.Set("name", programs[i].name);
+      p.Set("type", programs[i].type);
+      p.Set("attachType", programs[i].attachType);
+      p.Set("section", programs[i].section);
+      ps.Set(static_cast<uint32_t>(i), p);
+    }
+    f.Set("programs", ps);
+    Napi::Array ms = Napi::Array::New(env, maps.size());
+    for (size_t i = 0; i < maps.size(); i++) {
+      Napi::Object m = Napi::Object::New(env);
+      m.Set("name", maps[i].name);
+      m.Set("realName", maps[i].realName);
+      m.Set("type", maps[i].type);
+      m.Set("maxEntries", maps[i].maxEntries);
+      ms.Set(static_cast<uint32_t>(i), m);
+    }
+    f.Set("maps", ms);
+    o.Set("failure", f);
+  }
+};
+
 struct LoadJob {
   // inputs (copied on the main thread)
   std::vector<uint8_t> elf;
@@ -346,6 +428,7 @@ struct LoadJob {
   // outputs
   std::unique_ptr<ObjectState> state;
   NativeError error;
+  LoadFailure failure;
   std::string configError;
   // plumbing
   Napi::Promise::Deferred deferred;
@@ -354,78 +437,12 @@ struct LoadJob {
   explicit LoadJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
-bool Contains(const std::string& hay, const char* needle) { return hay.find(needle) != std::string::npos; }
-
-// The lines of `log` that mention a needle, for error messages.
-std::string LinesWith(const std::string& log, const char* needle, size_t max = 4) {
-  std::istringstream in(log);
-  std::string line, out;
-  size_t n = 0;
-  while (std::getline(in, line))
-    if (line.find(needle) != std::string::npos && n++ < max) out += (out.empty() ? "" : "; ") + line;
-  return out;
-}
-
-std::string LastWarning(const std::string& log) {
-  std::istringstream in(log);
-  std::string line, last;
-  while (std::getline(in, line)) {
-    if (line.find("BEGIN PROG LOAD LOG") != std::string::npos) break;
-    if (line.find("libbpf:") != std::string::npos && line.find("failed to load object") == std::string::npos) last = line;
-  }
-  return last;
-}
-
 uint64_t CapEff() {
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line))
     if (line.rfind("CapEff:", 0) == 0) return std::strtoull(line.c_str() + 7, nullptr, 16);
   return 0;
-}
-
-// Which capability is missing for loading a program of `type` (best effort).
-std::string MissingCapability(const std::string& progType) {
-  uint64_t caps = CapEff();
-  auto has = [caps](int c) { return (caps >> c) & 1ULL; };
-  const int kSysAdmin = 21, kPerfmon = 38, kBpf = 39;
-  if (!has(kBpf) && !has(kSysAdmin)) return "CAP_BPF";
-  bool tracing = progType == "kprobe" || progType == "tracepoint" || progType == "raw_tracepoint" ||
-                 progType == "raw_tracepoint_writable" || progType == "tracing" || progType == "perf_event";
-  if (tracing && !has(kPerfmon) && !has(kSysAdmin)) return "CAP_PERFMON";
-  if (!has(kSysAdmin)) return "CAP_SYS_ADMIN";
-  std::ifstream f("/proc/sys/kernel/unprivileged_bpf_disabled");
-  return "CAP_BPF";
-}
-
-// Extracts "prog 'x': -- BEGIN PROG LOAD LOG --\n...-- END PROG LOAD LOG --" blocks.
-std::map<std::string, std::string> VerifierLogs(const std::string& log) {
-  std::map<std::string, std::string> out;
-  const std::string begin = "': -- BEGIN PROG LOAD LOG --\n";
-  const std::string end = "-- END PROG LOAD LOG --";
-  size_t pos = 0;
-  for (;;) {
-    size_t b = log.find(begin, pos);
-    if (b == std::string::npos) break;
-    size_t q = log.rfind("prog '", b);
-    std::string prog = q == std::string::npos ? "" : log.substr(q + 6, b - q - 6);
-    size_t start = b + begin.size();
-    size_t e = log.find(end, start);
-    if (e == std::string::npos) e = log.size();
-    out[prog] = log.substr(start, e - start);
-    pos = e;
-  }
-  return out;
-}
-
-std::string FailedProgram(const std::string& log) {
-  const std::string marker = "': BPF program load failed";
-  size_t m = log.find(marker);
-  if (m == std::string::npos) m = log.find("': failed to load");
-  if (m == std::string::npos) return "";
-  size_t q = log.rfind("prog '", m);
-  if (q == std::string::npos) return "";
-  return log.substr(q + 6, m - q - 6);
 }
 
 // Writes load-time constants into .rodata/.data/.bss initial values, located by BTF DATASEC.
@@ -484,99 +501,33 @@ std::string ApplyConstants(bpf_object* obj, const std::vector<Constant>& constan
   return "";
 }
 
-void Classify(LoadJob& job, int err, const std::string& log, bool timedOut, double elapsedMs, const std::string& progType) {
-  NativeError& e = job.error;
-  if (err < 0) err = -err;
-  e.err = err;
-  if (timedOut) {
-    e.code = kErrTimeout;
-    e.timeoutMs = job.timeoutMs;
-    e.elapsedMs = elapsedMs;
-    e.message = "loading '" + job.name + "' timed out after " + std::to_string(static_cast<long>(job.timeoutMs)) +
-                " ms; the verifier was interrupted";
-    return;
+// Records the facts of a failed open or load (stage, errno, libbpf's WARN lines, the programs
+// and maps involved); lib/ebpf/classify.ts turns them into the typed error, so the class does
+// not depend on the log level. Called with the object still open.
+void RecordFailure(LoadJob& job, const char* stage, int err, const PrintSink& sink, bpf_object* obj) {
+  LoadFailure& f = job.failure;
+  f.set = true;
+  f.stage = stage;
+  f.err = err < 0 ? -err : err;
+  f.warnings = sink.warn;
+  f.log = sink.text;
+  f.capEff = CapEff();
+  if (!obj) return;
+  bpf_program* p;
+  bpf_object__for_each_program(p, obj) {
+    if (!bpf_program__autoload(p)) continue;
+    const char* t = libbpf_bpf_prog_type_str(bpf_program__type(p));
+    const char* a = libbpf_bpf_attach_type_str(bpf_program__expected_attach_type(p));
+    const char* sec = bpf_program__section_name(p);
+    f.programs.push_back({bpf_program__name(p), t ? t : "", a ? a : "", sec ? sec : ""});
   }
-  auto logs = VerifierLogs(log);
-  std::string prog = FailedProgram(log);
-  std::string vlog = logs.count(prog) ? logs[prog] : (logs.empty() ? "" : logs.begin()->second);
-  if (prog.empty() && !logs.empty()) prog = logs.begin()->first;
-  // CO-RE: libbpf poisons unresolvable relocations with a call to 0xbad2310 (195896080)
-  if (Contains(vlog, "195896080") || Contains(log, "failed to resolve CO-RE relocation") ||
-      Contains(log, "invalid CO-RE relocation") || Contains(log, "relo #") ) {
-    if (Contains(vlog, "195896080") || Contains(log, "CO-RE relocation") || Contains(log, "failed to relocate")) {
-      e.code = kErrInvalid;
-      std::string detail = LinesWith(log, "relo #");
-      if (detail.empty()) detail = LinesWith(log, "CO-RE");
-      e.message = "CO-RE relocation failed for '" + job.name + "'" + (prog.empty() ? "" : " program '" + prog + "'") +
-                  ": the kernel lacks a type or field the program needs" + (detail.empty() ? "" : " (" + detail + ")");
-      e.program = prog;
-      e.log = vlog;
-      return;
-    }
+  bpf_map* m;
+  bpf_object__for_each_map(m, obj) {
+    const char* t = libbpf_bpf_map_type_str(bpf_map__type(m));
+    f.maps.push_back({bpf_map__name(m), MapRealName(obj, m), t ? t : "", bpf_map__max_entries(m)});
   }
-  if (Contains(log, "failed to find kernel BTF type ID") || Contains(log, "failed to find BTF for extern")) {
-    e.code = kErrUnsupported;
-    e.feature = progType.empty() ? "attach target" : progType;
-    e.message = "'" + job.name + "': the kernel lacks the attach target of program '" + prog + "' (" +
-                LinesWith(log, "failed to find") + ")";
-    return;
-  }
-  if (!vlog.empty() && err != EPERM) {
-    e.code = kErrVerifier;
-    e.program = prog;
-    const size_t kMax = 64u << 20;
-    if (vlog.size() > kMax) {
-      e.truncated = true;
-      vlog.erase(0, vlog.size() - kMax);
-    }
-    e.log = vlog;
-    // the last non-empty log line usually says why
-    std::string tail;
-    {
-      std::istringstream in(vlog);
-      std::string line;
-      while (std::getline(in, line))
-        if (!line.empty() && line.rfind("processed ", 0) != 0 && line.rfind("verification time", 0) != 0 &&
-            line.rfind("stack depth", 0) != 0)
-          tail = line;
-    }
-    e.message = "the verifier rejected program '" + prog + "' of '" + job.name + "': " + tail;
-    return;
-  }
-  if (err == EPERM || err == EACCES) {
-    std::string cap = MissingCapability(progType);
-    uint64_t caps = CapEff();
-    bool allCaps = ((caps >> 39) & 1) && ((caps >> 38) & 1) && ((caps >> 21) & 1);
-    if (allCaps && progType == "tracing") {
-      // fentry/fexit refused although the process holds every capability: the kernel does
-      // not offer BPF trampolines here (e.g. lockdown or an arch/config without them).
-      e.code = kErrUnsupported;
-      e.feature = "fentry";
-      e.message = "'" + job.name + "': the kernel refuses tracing (fentry/fexit) program '" + prog +
-                  "' with EPERM although the process holds CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN: BPF trampolines are unavailable on this host";
-      return;
-    }
-    e.code = kErrPermission;
-    e.capability = cap;
-    e.message = "loading '" + job.name + "' needs " + cap + " (" + std::strerror(err) + ")";
-    return;
-  }
-  if (err == EOPNOTSUPP || err == 524 || err == ENOSYS) {
-    e.code = kErrUnsupported;
-    e.feature = progType.empty() ? "program type" : progType;
-    e.message = "'" + job.name + "': the kernel does not support " + e.feature + ": " + LastWarning(log);
-    return;
-  }
-  std::string w = LastWarning(log);
-  // Resource exhaustion and interruptions are the system's; anything else the kernel or
-  // libbpf refused (bad map definitions, BTF, relocations, ELF content) is the object's.
-  bool system = err == ENOMEM || err == EMFILE || err == ENFILE || err == EBUSY || err == EAGAIN || err == EINTR ||
-                err == ENOSPC || err == EFAULT;
-  e.code = system ? kErrSystem : kErrInvalid;
-  e.message = (system ? "loading '" + job.name + "' failed: " : "'" + job.name + "' is not a usable BPF object: ") +
-              ErrText(err) + (w.empty() ? "" : " (" + w + ")");
-  if (!vlog.empty()) e.log = vlog;
 }
+
 
 void RunLoad(LoadJob& job, Slot& slot) {
   Clock::time_point start = Clock::now();
@@ -591,6 +542,12 @@ void RunLoad(LoadJob& job, Slot& slot) {
     job.error.timeoutMs = job.timeoutMs;
     job.error.elapsedMs = MsSince(job.submitted);
     job.error.message = "loading '" + job.name + "' timed out while waiting for a loader thread";
+    return;
+  }
+  if (job.timeoutMs > 0 && LoaderSignal() <= 0) {
+    job.error.code = kErrSystem;
+    job.error.message = "cannot load '" + job.name + "' with a timeout: every real-time signal (SIGRTMIN..SIGRTMAX) has a handler "
+                        "of the host process, and the loader never replaces one; load without timeoutMs";
     return;
   }
 
@@ -623,8 +580,8 @@ void RunLoad(LoadJob& job, Slot& slot) {
     int err = operr ? static_cast<int>(-operr) : (errno ? errno : EINVAL);
     job.error.code = kErrInvalid;
     job.error.err = err;
-    std::string w = LastWarning(sink.text);
-    job.error.message = "'" + job.name + "' is not a usable BPF object: " + ErrText(err) + (w.empty() ? "" : " (" + w + ")");
+    job.error.message = "'" + job.name + "' is not a usable BPF object: " + ErrText(err);
+    RecordFailure(job, "open", err, sink, nullptr);
     return;
   }
   state->obj.reset(obj);
@@ -690,16 +647,20 @@ void RunLoad(LoadJob& job, Slot& slot) {
   bool fired = Watchdog::Get().Leave(&slot);
   state->loadMs = MsSince(loadStart);
   if (ret != 0) {
-    std::string failed = FailedProgram(sink.text);
-    std::string progType;
-    if (!failed.empty()) {
-      bpf_program* p = bpf_object__find_program_by_name(obj, failed.c_str());
-      if (p) {
-        const char* t = libbpf_bpf_prog_type_str(bpf_program__type(p));
-        progType = t ? t : "";
-      }
+    int err = ret < 0 ? -ret : (ret ? ret : savedErrno);
+    job.error.err = err;
+    if (fired) {
+      job.error.code = kErrTimeout;
+      job.error.timeoutMs = job.timeoutMs;
+      job.error.elapsedMs = MsSince(job.submitted);
+      job.error.message = "loading '" + job.name + "' timed out after " + std::to_string(static_cast<long>(job.timeoutMs)) +
+                          " ms; the verifier was interrupted";
+    } else {
+      job.error.code = kErrInvalid;  // replaced in JS by the class classify.ts finds
+      job.error.message = "loading '" + job.name + "' failed: " + ErrText(err);
+      RecordFailure(job, "load", err, sink, obj);
     }
-    Classify(job, ret ? ret : -savedErrno, sink.text, fired, MsSince(job.submitted), progType);
+    // `state` (and with it the object and every fd libbpf opened) is freed on return
     return;
   }
   state->log = sink.text;
@@ -729,7 +690,12 @@ void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, LoadJob* raw) {
       e.Value().Set("code", "ERR_CONFIG");
       job->deferred.Reject(e.Value());
     } else if (!job->state) {
-      job->deferred.Reject(job->error.ToJs(env).Value());
+      Napi::Error e = job->error.ToJs(env);
+      if (job->failure.set) {
+        job->failure.AddTo(env, e.Value());
+        e.Value().Set("object", job->name);
+      }
+      job->deferred.Reject(e.Value());
     } else {
       job->deferred.Resolve(NewNativeObject(env, std::move(job->state)));
     }
@@ -862,7 +828,7 @@ Napi::Value Configure(const Napi::CallbackInfo& info) {
   out.Set("threads", Pool::Get().size());
   out.Set("running", Pool::Get().threads());
   out.Set("queued", Pool::Get().queued());
-  out.Set("signal", LoaderSignal());
+  out.Set("signal", std::max(InstallSignal(), 0));
   return out;
 }
 

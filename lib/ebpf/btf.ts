@@ -7,6 +7,7 @@
  * @module
  */
 import { array, bool, bytes, cstring, f32, f64, i16, i32, i64, i8, u16, u32, u64, u8 } from './codec.js';
+import { ConfigError } from '../errors/index.js';
 import { InvalidObjectError } from './errors.js';
 import type { Codec } from './types.js';
 
@@ -446,6 +447,6 @@ export function codecFromBtf(btf: Uint8Array | Btf, typeId: number, opts: BtfCod
 export function codecFromBtfName(btf: Uint8Array | Btf, name: string, opts?: BtfCodecOptions): Codec<unknown> {
   const b = btf instanceof Uint8Array ? parseBtf(btf) : btf;
   const t = b.find(name, BtfKind.STRUCT) ?? b.find(name, BtfKind.UNION) ?? b.find(name, BtfKind.TYPEDEF);
-  if (!t) throw new RangeError(`BTF has no struct, union or typedef named '${name}'`);
+  if (!t) throw new ConfigError(`BTF has no struct, union or typedef named '${name}'`);
   return codecFromBtf(b, t.id, opts);
 }

@@ -5,6 +5,7 @@
  * Everything is little-endian (the byte order of every architecture libbpf CO-RE targets here).
  * @module
  */
+import { ConfigError } from '../errors/index.js';
 import type { Codec } from './types.js';
 
 // One DataView per buffer, reused while the same buffer is decoded record after record
@@ -95,7 +96,7 @@ export function bytes(n: number): Codec<Buffer> {
     decode: (buf, offset = 0) => Buffer.from(buf.subarray(offset, offset + n)),
     encode(value, buf, offset = 0) {
       const b = out(n, buf);
-      if (value.length !== n) throw new RangeError(`expected ${n} bytes, got ${value.length}`);
+      if (value.length !== n) throw new ConfigError(`expected ${n} bytes, got ${value.length}`);
       b.set(value, offset);
       return b;
     },
@@ -113,7 +114,7 @@ export function array<T>(elem: Codec<T>, n: number, stride = elem.size): Codec<T
     },
     encode(value, buf, offset = 0) {
       const b = out(stride * n, buf);
-      if (value.length !== n) throw new RangeError(`expected ${n} elements, got ${value.length}`);
+      if (value.length !== n) throw new ConfigError(`expected ${n} elements, got ${value.length}`);
       for (let i = 0; i < n; i++) elem.encode(value[i] as T, b, offset + i * stride);
       return b;
     },
@@ -136,7 +137,7 @@ export type StructOf<F extends Record<string, FieldSpec>> = { [N in keyof F]: F[
 export function struct<F extends Record<string, FieldSpec>>(fields: F, size: number): Codec<StructOf<F>> {
   const entries = Object.entries(fields);
   for (const [name, f] of entries) {
-    if (f.offset + f.codec.size > size) throw new RangeError(`field ${name} (offset ${f.offset}, size ${f.codec.size}) exceeds struct size ${size}`);
+    if (f.offset + f.codec.size > size) throw new ConfigError(`field ${name} (offset ${f.offset}, size ${f.codec.size}) exceeds struct size ${size}`);
   }
   return {
     size,

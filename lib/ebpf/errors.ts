@@ -5,6 +5,7 @@
  * @module
  */
 import { SmoothtaskError, type SmoothtaskErrorOptions } from '../errors/index.js';
+import { capsFromCapEff, classifyLoadFailure, type FailureMap, type FailureProgram, type LoadStage } from './classify.js';
 
 /** Base class of every eBPF error. */
 export class BpfError extends SmoothtaskError {
@@ -109,6 +110,22 @@ interface NativeErrorLike {
   feature?: string;
   timeoutMs?: number;
   elapsedMs?: number;
+  /** The facts of a failed open or load, classified by classify.ts. */
+  failure?: {
+    stage: LoadStage;
+    errno: number;
+    warnings: string;
+    log?: string;
+    capEff?: string;
+    programs?: FailureProgram[];
+    maps?: FailureMap[];
+  };
+  object?: string;
+}
+
+/** The object name in a native load message (`... '<name>' ...`). */
+function objectOf(message: string): string {
+  return /'([^']*)'/.exec(message)?.[1] ?? 'object';
 }
 
 /**
@@ -124,6 +141,38 @@ export function fromNative(err: unknown, stackFrom?: Error): Error {
   const opts: SmoothtaskErrorOptions = { cause: err };
   if (typeof e.errno === 'number') opts.errno = e.errno;
   let out: BpfError;
+  if (e.failure && typeof e.failure === 'object') {
+    // a load failure: the class comes from the stage and the errno (classify.ts)
+    const f = e.failure;
+    const v = classifyLoadFailure({
+      object: e.object ?? objectOf(message),
+      stage: f.stage,
+      errno: f.errno,
+      warnings: f.warnings ?? '',
+      ...(f.programs ? { programs: f.programs } : {}),
+      ...(f.maps ? { maps: f.maps } : {}),
+      ...(f.capEff !== undefined ? { caps: capsFromCapEff(f.capEff) } : {}),
+    });
+    if (v.errno) opts.errno = v.errno;
+    switch (v.class) {
+      case 'verifier':
+        out = new VerifierError(v.message, { program: v.program ?? '', log: v.log ?? '', truncated: v.truncated ?? false }, opts);
+        break;
+      case 'permission':
+        out = new PermissionError(v.message, v.capability ?? 'CAP_BPF', opts);
+        break;
+      case 'unsupported':
+        out = new UnsupportedError(v.message, v.feature ?? 'unknown', opts);
+        break;
+      case 'invalid':
+        out = new InvalidObjectError(v.message, opts);
+        break;
+      default:
+        out = new BpfError(NativeErrorCode.system, v.message, opts);
+    }
+    if (stackFrom?.stack) out.stack = `${out.name}: ${v.message}\n${stackFrom.stack.split('\n').slice(1).join('\n')}`;
+    return out;
+  }
   switch (e.code) {
     case NativeErrorCode.verifier:
       out = new VerifierError(message, { program: e.program ?? '', log: e.log ?? '', truncated: e.truncated ?? false }, opts);

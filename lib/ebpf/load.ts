@@ -10,8 +10,8 @@ import { createHash } from 'node:crypto';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { release, tmpdir } from 'node:os';
+import { chmod, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
 import { promisify } from 'node:util';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
@@ -24,6 +24,7 @@ import { BpfError, fromNative, InvalidObjectError, LoadTimeoutError, VerifierErr
 import { BpfObject, ObjectCore } from './object.js';
 import { pinCore, pinDirectory, PinOptionsSchema, reusePins } from './pin.js';
 import { validateObject } from './validate/index.js';
+import { notPrivate, privateDir } from './private-dir.js';
 
 /** Published on `smoothtask:ebpf:load` after every load (success or failure). */
 export interface LoadEvent {
@@ -72,7 +73,8 @@ export const LoadOptionsSchema = z
     btfCustomPath: z.string().min(1).optional(),
     /**
      * Use a minimal kernel BTF for CO-RE (made once per object and boot with `bpftool gen
-     * min_core_btf`, kept in the temp dir) so the load does not parse the whole kernel BTF.
+     * min_core_btf`, kept in a directory only this user can write: `$XDG_RUNTIME_DIR/smoothtask/btf`
+     * or `$TMPDIR/smoothtask-<euid>/btf`, verified before use) so the load does not parse the whole kernel BTF.
      * Ignored when `btfCustomPath` is set, bpftool is missing, or a loaded program needs kernel
      * attach targets (tp_btf, fentry/fexit, iterators), which parse the kernel BTF anyway.
      */
@@ -242,10 +244,14 @@ function convert(e: unknown, stackFrom: Error): Error {
 // "missing" for good. So before the first load with a timeout, loads run once without one:
 // the bundled counter object (program-side probes) and the object itself with every program
 // off (map, global-data and BTF probes). Neither counts against the caller's timeout.
-let warmedUp = false;
-async function warmUpFeatureProbes(elf: Uint8Array, name: string): Promise<void> {
-  if (warmedUp) return;
-  warmedUp = true;
+// Every caller shares the one warm-up promise: a timed load that starts while the warm-up is
+// still running waits for it instead of racing it.
+let warmUp: Promise<void> | undefined;
+function warmUpFeatureProbes(elf: Uint8Array, name: string): Promise<void> {
+  warmUp ??= runWarmUp(elf, name);
+  return warmUp;
+}
+async function runWarmUp(elf: Uint8Array, name: string): Promise<void> {
   const loader = loadAddon().loader;
   const counter = `${bpfObjectDir()}/counter.bpf.o`;
   try {
@@ -290,8 +296,8 @@ function elfSectionNames(elf: Uint8Array): string[] {
 const minimalBtfFailures = new Set<string>();
 
 /**
- * Path of a minimal kernel BTF for `elf` (generated with bpftool on first use, cached in the
- * temp dir per object and boot), or undefined when it cannot help or cannot be made.
+ * Path of a minimal kernel BTF for `elf` (generated with bpftool on first use, cached per
+ * object and boot in a private directory, see private-dir.ts), or undefined when it cannot help or cannot be made.
  */
 async function minimalKernelBtf(elf: Uint8Array, name: string, programs: string[] | undefined): Promise<string | undefined> {
   const digest = elfDigest(elf);
@@ -309,25 +315,24 @@ async function minimalKernelBtf(elf: Uint8Array, name: string, programs: string[
     const vmlinux = '/sys/kernel/btf/vmlinux';
     const st = await stat(vmlinux);
     const kernel = createHash('sha256').update(`${release()}:${st.size}:${st.mtimeMs}`).digest('hex').slice(0, 16);
-    const dir = join(tmpdir(), 'smoothtask-btf');
+    // CO-RE input of a privileged process: kept where only this user can write, and checked
+    // (owner, mode, no symlink) before it is used; a file that fails the check is made again.
+    const dir = await privateDir('btf');
     const file = join(dir, `${digest.slice(0, 32)}-${kernel}.btf`);
-    try {
-      await stat(file);
-      return file;
-    } catch {
-      /* not made yet */
-    }
+    if (!(await notPrivate(file, true))) return file;
     const bpftool = ['/usr/sbin/bpftool', '/usr/local/sbin/bpftool', '/sbin/bpftool'].find((p) => existsSync(p)) ?? 'bpftool';
-    await mkdir(dir, { recursive: true });
     const tmp = `${file}.${process.pid}.${Date.now()}`;
-    await writeFile(`${tmp}.o`, elf);
+    await writeFile(`${tmp}.o`, elf, { mode: 0o600, flag: 'wx' });
     try {
       await execFileP(bpftool, ['gen', 'min_core_btf', vmlinux, tmp, `${tmp}.o`], { timeout: 30_000 });
+      await chmod(tmp, 0o600);
       await rename(tmp, file);
     } finally {
       await rm(`${tmp}.o`, { force: true });
       await rm(tmp, { force: true });
     }
+    const why = await notPrivate(file, true);
+    if (why) throw new BpfError('ERR_BPF_SYSTEM', `minimal kernel BTF is not private: ${why}`);
     return file;
   } catch {
     minimalBtfFailures.add(digest);
@@ -434,13 +439,15 @@ export async function loadObject(source: ObjectSource, options: LoadOptions = {}
   const pin = o.pin === false ? undefined : o.pin;
   const pinDir = pin ? pinDirectory(pin, name) : undefined;
 
-  const loadCore = async (): Promise<ObjectCore> => {
+  // `timeoutMs` (the time this caller has left) replaces the option when a caller starts a
+  // new load after a shared one timed out under another caller's deadline.
+  const loadCore = async (timeoutMs = o.timeoutMs): Promise<ObjectCore> => {
     if (pin && pinDir) {
       const btf = lazyBtf(elf, name);
       const reused = reusePins(pinDir, hash, name, btf);
       if (reused) return reused;
     }
-    const core = await nativeLoad(elf, name, hash, o, stackFrom);
+    const core = await nativeLoad(elf, name, hash, timeoutMs === o.timeoutMs ? o : { ...o, timeoutMs }, stackFrom);
     if (pin && pinDir) {
       try {
         pinCore(core, pin.root, pinDir);
@@ -455,9 +462,23 @@ export async function loadObject(source: ObjectSource, options: LoadOptions = {}
   let result: { core: ObjectCore; hit: boolean };
   try {
     if (o.cache) {
+      // Single-flight contract: each caller's own timeout and signal govern its own wait. A
+      // shared load runs under the deadline of the caller that started it; when that deadline
+      // interrupts it, every joiner whose own deadline has not passed (or that has none) starts
+      // or joins a new load with the time it has left, instead of inheriting the timeout.
       const key = `${hash}|${pinDir ?? ''}`;
-      const joining = programCache.inFlight(key);
-      result = await waitFor(programCache.get(key, loadCore), name, o.timeoutMs, o.signal, started, joining ? 0 : OWNER_GRACE_MS);
+      for (let restarted = false; ; restarted = true) {
+        const joining = programCache.inFlight(key);
+        const left = o.timeoutMs === undefined ? undefined : o.timeoutMs - (performance.now() - started);
+        try {
+          const load = restarted ? () => loadCore(left === undefined ? undefined : Math.max(1, left)) : () => loadCore();
+          result = await waitFor(programCache.get(key, load), name, o.timeoutMs, o.signal, started, joining ? 0 : OWNER_GRACE_MS);
+          break;
+        } catch (e) {
+          const mineExpired = o.timeoutMs !== undefined && performance.now() - started >= o.timeoutMs;
+          if (!joining || !(e instanceof LoadTimeoutError) || mineExpired || o.signal?.aborted) throw e;
+        }
+      }
     } else {
       const p = loadCore().then((core) => {
         core.acquire();
@@ -465,7 +486,12 @@ export async function loadObject(source: ObjectSource, options: LoadOptions = {}
       });
       result = await waitFor(p, name, o.timeoutMs, o.signal, started, OWNER_GRACE_MS);
     }
-  } catch (e) {
+  } catch (err) {
+    let e = err;
+    // a load restarted with the time this caller had left reports this caller's own limit
+    if (e instanceof LoadTimeoutError && o.timeoutMs !== undefined && e.timeoutMs !== o.timeoutMs) {
+      e = new LoadTimeoutError(`loading '${name}' timed out after ${o.timeoutMs} ms`, o.timeoutMs, performance.now() - started, { cause: e });
+    }
     if (loadChannel.hasSubscribers) {
       loadChannel.publish({ name, hash, fromCache: false, fromPins: false, elapsedMs: performance.now() - started, error: (e as { code?: string }).code ?? 'ERR' } satisfies LoadEvent);
     }
@@ -579,7 +605,7 @@ export interface LoaderPoolState {
   running: number;
   /** Loads waiting for a thread. */
   queued: number;
-  /** The real-time signal used to interrupt the verifier. */
+  /** The real-time signal used to interrupt the verifier (the first free one from SIGRTMAX-5 down; 0 when the host handles every one, and timed loads then fail). */
   signal: number;
 }
 

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
 import { loadAddon } from '../native/addon.js';
 import type { DatapathNative } from '../native/binding-datapath.js';
@@ -124,9 +125,9 @@ export class BpfMap<K = Buffer, V = Buffer> implements BpfMapLike<K, V> {
     this.stride = this.perCpu ? Math.ceil(info.valueSize / 8) * 8 : info.valueSize;
     this.#key = codecs.key ?? (rawCodec(info.keySize) as unknown as Codec<K>);
     this.#value = codecs.value ?? (rawCodec(info.valueSize) as unknown as Codec<V>);
-    if (this.#key.size !== info.keySize) throw new RangeError(`map ${info.name}: key codec size ${this.#key.size} != key size ${info.keySize}`);
+    if (this.#key.size !== info.keySize) throw new ConfigError(`map ${info.name}: key codec size ${this.#key.size} != key size ${info.keySize}`);
     if (this.#value.size !== info.valueSize)
-      throw new RangeError(`map ${info.name}: value codec size ${this.#value.size} != value size ${info.valueSize}`);
+      throw new ConfigError(`map ${info.name}: value codec size ${this.#value.size} != value size ${info.valueSize}`);
     this.#kbuf = Buffer.alloc(Math.max(info.keySize, 1));
     this.#kbuf2 = Buffer.alloc(Math.max(info.keySize, 1));
     this.#vbuf = Buffer.alloc(Math.max(this.stride * this.cpus, 1));
@@ -213,7 +214,7 @@ export class BpfMap<K = Buffer, V = Buffer> implements BpfMapLike<K, V> {
   /** Per-CPU maps: sets one value per possible CPU (`values.length` must equal {@link cpus}). */
   setPerCpu(key: K, values: readonly V[], flag: UpdateFlag = 'any'): void {
     const fd = this.#live();
-    if (values.length !== this.cpus) throw new RangeError(`expected ${this.cpus} per-CPU values, got ${values.length}`);
+    if (values.length !== this.cpus) throw new ConfigError(`expected ${this.cpus} per-CPU values, got ${values.length}`);
     const k = this.#encodeKey(key);
     this.#vbuf.fill(0);
     values.forEach((v, c) => this.#value.encode(v, this.#vbuf, c * this.stride));
@@ -378,7 +379,7 @@ export type MapSpec = z.input<typeof MapSpecSchema>;
 export function createMap<K = Buffer, V = Buffer>(spec: MapSpec, codecs?: { key?: Codec<K>; value?: Codec<V> }): BpfMap<K, V> {
   const s = validate(MapSpecSchema, spec, 'createMap options');
   const t = mapTypeId(s.type);
-  if (t === undefined) throw new RangeError(`createMap: unknown map type '${s.type}'`);
+  if (t === undefined) throw new ConfigError(`createMap: unknown map type '${s.type}'`);
   const fd = call(() => dp().mapCreate(t, s.name, s.keySize, s.valueSize, s.maxEntries, s.flags));
   try {
     return mapFromFd<K, V>(fd, codecs);

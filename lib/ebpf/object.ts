@@ -4,6 +4,7 @@
  * reference and the kernel resources go when the last reference is released.
  * @module
  */
+import { ConfigError } from '../errors/index.js';
 import { loadAddon } from '../native/addon.js';
 import type { NativeObjectHandle } from '../native/binding-loader.js';
 import { ClosedError, fromNative } from './errors.js';
@@ -227,7 +228,7 @@ export class BpfObject implements Disposable {
   program(name: string): BpfProgram {
     this.#check();
     const p = this.programs.get(name);
-    if (!p) throw new RangeError(`object '${this.name}' has no program '${name}'; it has: ${[...this.programs.keys()].join(', ')}`);
+    if (!p) throw new ConfigError(`object '${this.name}' has no program '${name}'; it has: ${[...this.programs.keys()].join(', ')}`);
     return p;
   }
 
@@ -235,7 +236,7 @@ export class BpfObject implements Disposable {
   mapInfo(name: string): MapInfo {
     this.#check();
     const m = this.maps.get(name);
-    if (!m) throw new RangeError(`object '${this.name}' has no map '${name}'; it has: ${[...this.maps.keys()].join(', ')}`);
+    if (!m) throw new ConfigError(`object '${this.name}' has no map '${name}'; it has: ${[...this.maps.keys()].join(', ')}`);
     return m;
   }
 
