@@ -8,7 +8,7 @@ import { lstat, mkdir, readdir, readFile, stat, writeFile, chmod } from 'node:fs
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yauzl from 'yauzl';
-import { registerDockerExecutors } from '../../lib/docker/index.js';
+import { ComposeTaskSpecSchema, ContainerTaskSpecSchema, registerDockerExecutors } from '../../lib/docker/index.js';
 import { TaskQueue, type TaskRecord } from '../../lib/task/index.js';
 import { engineGate, IMAGE, probeEngine, tempDir } from './helpers.js';
 
@@ -230,5 +230,17 @@ describe.skipIf(engineGate(probe))('outputs of hostile tasks', () => {
     expect(Object.fromEntries([...entries].map(([k, v]) => [k, v.toString()]))).toEqual(Object.fromEntries(names.map(([, e], i) => [e, `n${i}\n`])));
     // Reversible: unescaping each entry name gives the file's bytes back.
     for (const [raw, escaped] of names) expect(unescapeName(escaped).equals(raw)).toBe(true);
+  });
+});
+
+describe('outputs.dir in a spec', () => {
+  it.each(['../x', '..', 'a/../../b', '/etc', 'a\\b', 'C:x', 'a\0b'])('%j is refused at validation', (dir) => {
+    expect(ContainerTaskSpecSchema.safeParse({ image: IMAGE, outputs: { dir } }).success).toBe(false);
+    expect(ComposeTaskSpecSchema.safeParse({ files: ['/x/compose.yml'], outputs: { dir } }).success).toBe(false);
+  });
+
+  it.each(['out', 'a/b', './out/', ''])('%j is accepted', (dir) => {
+    expect(ContainerTaskSpecSchema.safeParse({ image: IMAGE, outputs: { dir } }).success).toBe(true);
+    expect(ComposeTaskSpecSchema.safeParse({ files: ['/x/compose.yml'], outputs: { dir } }).success).toBe(true);
   });
 });
