@@ -45,7 +45,7 @@ describe('task ids', () => {
     },
   );
 
-  it.each(['a', 'A_B-1', 'task.1', '1...', 'x'.repeat(200), '0']) ('accepts %j and puts its workspace inside the data directory', async (id) => {
+  it.each(['a', 'A_B-1', 'task.1', '1...', 'x'.repeat(200), '0'])('accepts %j and puts its workspace inside the data directory', async (id) => {
     const { q, dataDir } = await queue();
     const rec = await q.submit({ id, kind: 'touch' }).done;
     expect(rec.state).toBe('succeeded');
