@@ -1,10 +1,10 @@
 import { channel } from 'node:diagnostics_channel';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { validate } from '../errors/validate.js';
-import { zipDirectory } from './artifacts.js';
+import { prepareOutputsDir, zipDirectory } from './artifacts.js';
 import { builtLayerIds, removeUntagged, tagSafe } from './build.js';
 import { composeFailed, detectCompose, labelOverride, parseComposeConfig, runCli } from './compose-cli.js';
 import { cgroupIdOfPid, cgroupUsageOfPid } from './cgroup.js';
@@ -15,6 +15,7 @@ import type { DockerEngine } from './engine.js';
 import { ComposeError, OutputTooLargeError } from './errors.js';
 import { taskLabels } from './labels.js';
 import { TaskLogWriter } from './logs.js';
+import { UnsafePathError } from '../workspace/index.js';
 import { type ComposeTaskConfig, type ComposeTaskSpec, ComposeTaskSpecSchema } from './spec.js';
 
 /** diagnostics_channel on which compose lifecycle events are published. */
@@ -58,7 +59,7 @@ export interface ComposeRunResult {
   /** Outputs archive, when the project wrote to `${SMOOTHTASK_OUTPUTS}`. */
   archive?: ArchiveInfo;
   /** Set when the outputs exceeded the cap. */
-  archiveError?: OutputTooLargeError;
+  archiveError?: OutputTooLargeError | UnsafePathError;
   /** Output of `down` when it failed (resources were then removed through the Engine API). */
   downError?: string;
   /** Wall time, ms. */
@@ -118,9 +119,7 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
   let result: ComposeRunResult | undefined;
   let downError: string | undefined;
   try {
-    await mkdir(outputsDir, { recursive: true });
-    await chmod(ctx.workspaceDir, 0o777);
-    await chmod(outputsDir, 0o777);
+    await prepareOutputsDir(ctx.workspaceDir, cfg.outputs.dir);
 
     const conf = await runCli([...base, 'config'], { env, cwd: projectDir });
     if (conf.code !== 0) composeFailed(`Invalid compose file ${cfg.files.join(', ')}`, conf);
@@ -235,10 +234,10 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
   }
   if (downError !== undefined) result.downError = downError;
   try {
-    const a = await zipDirectory(outputsDir, ctx.archivePath, { maxBytes: cfg.outputs.maxBytes });
+    const a = await zipDirectory(outputsDir, ctx.archivePath, { maxBytes: cfg.outputs.maxBytes, root: ctx.workspaceDir });
     if (a) result.archive = a;
   } catch (e) {
-    if (e instanceof OutputTooLargeError) result.archiveError = e;
+    if (e instanceof OutputTooLargeError || e instanceof UnsafePathError) result.archiveError = e;
     else throw e;
   }
   result.durationMs = performance.now() - t0;

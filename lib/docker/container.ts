@@ -1,11 +1,10 @@
 import { channel } from 'node:diagnostics_channel';
 import { once } from 'node:events';
-import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { validate } from '../errors/validate.js';
-import { type ArchiveInfo, zipDirectory } from './artifacts.js';
+import { type ArchiveInfo, prepareOutputsDir, zipDirectory } from './artifacts.js';
 import { buildTaskImage, tagSafe } from './build.js';
 import { cgroupIdOfPid, cgroupUsageOfPid, type CgroupUsage } from './cgroup.js';
 import { DockerDemuxer } from './demux.js';
@@ -15,6 +14,7 @@ import { taskLabels } from './labels.js';
 import { type LogListener, TaskLogWriter } from './logs.js';
 import { InMemoryPortLeases, type PortLeaseBook, type ResolvedPort, resolvePorts } from './ports.js';
 import { type ContainerTaskConfig, type ContainerTaskSpec, ContainerTaskSpecSchema } from './spec.js';
+import { UnsafePathError } from '../workspace/index.js';
 
 /** diagnostics_channel on which container lifecycle events are published. */
 export const containerChannel = channel('smoothtask:docker:container');
@@ -98,8 +98,8 @@ export interface ContainerRunResult {
   };
   /** Outputs archive, when the task wrote outputs. */
   archive?: ArchiveInfo;
-  /** Set when the outputs exceeded the cap (no archive then). */
-  archiveError?: OutputTooLargeError;
+  /** Set when the outputs exceeded the cap, or the outputs folder was replaced by a link or a non-directory (no archive then). */
+  archiveError?: OutputTooLargeError | UnsafePathError;
   /** Host ports used. */
   ports: ResolvedPort[];
   /** Image built for the task, when the spec had `build`. */
@@ -167,10 +167,9 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
   let ports: ResolvedPort[] = [];
   let startedId: string | undefined;
   try {
-    await mkdir(outputsDir, { recursive: true });
-    // The container may run as another uid; the workspace is the task's to write.
-    await chmod(ctx.workspaceDir, 0o777);
-    await chmod(outputsDir, 0o777);
+    // The container may run as another uid; the workspace is the task's to write. Nothing is
+    // created or chmodded through a link a previous attempt left there.
+    await prepareOutputsDir(ctx.workspaceDir, cfg.outputs.dir);
     stopSignal?.throwIfAborted();
 
     let image = cfg.image;
@@ -310,10 +309,10 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
     await removeQuietly(container);
     container = undefined;
     try {
-      const a = await zipDirectory(outputsDir, ctx.archivePath, { maxBytes: cfg.outputs.maxBytes });
+      const a = await zipDirectory(outputsDir, ctx.archivePath, { maxBytes: cfg.outputs.maxBytes, root: ctx.workspaceDir });
       if (a) result.archive = a;
     } catch (e) {
-      if (e instanceof OutputTooLargeError) result.archiveError = e;
+      if (e instanceof OutputTooLargeError || e instanceof UnsafePathError) result.archiveError = e;
       else throw e;
     }
     containerChannel.publish({ phase: 'ended', taskId: ctx.taskId, containerId: result.containerId, outcome, exitCode: status.StatusCode });

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { JsonValue, TaskContext, TaskExecutor, TaskRecord, TaskResult, TaskTrigger } from '../task/index.js';
 import { type ContainerRunResult, type DockerRunContext, type RunningContainer, runContainer } from './container.js';
 import { type ComposeRunResult, runCompose } from './compose.js';
+import type { ArchiveInfo } from './artifacts.js';
 import type { DockerEngine } from './engine.js';
 import type { LogChunk } from './logs.js';
 import { InMemoryPortLeases, type PortLeaseBook } from './ports.js';
@@ -69,6 +70,11 @@ function runContext(ctx: TaskContext<unknown>, leases: PortLeaseBook, live: Map<
   };
 }
 
+/** The archive as recorded on the task: what was skipped is capped (a task can leave millions of links). */
+function archiveResult(a: ArchiveInfo): Record<string, JsonValue> {
+  return { path: a.path, files: a.files, bytes: a.bytes, zipBytes: a.zipBytes, skipped: a.skipped.slice(0, 100), skippedCount: a.skipped.length };
+}
+
 function containerResult(r: ContainerRunResult): TaskResult {
   const result: Record<string, JsonValue> = {
     containerId: r.containerId,
@@ -80,7 +86,7 @@ function containerResult(r: ContainerRunResult): TaskResult {
     durationMs: r.durationMs,
   };
   if (r.cgroupId !== undefined) result.cgroupId = r.cgroupId.toString();
-  if (r.archive) result.archive = { path: r.archive.path, files: r.archive.files, bytes: r.archive.bytes, zipBytes: r.archive.zipBytes };
+  if (r.archive) result.archive = archiveResult(r.archive);
   if (r.builtImage) result.builtImage = r.builtImage;
   const out: TaskResult = { exitCode: r.exitCode, result, artifacts: r.archive ? [r.archive.path] : [] };
   if (r.archiveError) out.error = r.archiveError.message;
@@ -113,7 +119,7 @@ function composeResult(r: ComposeRunResult): TaskResult {
     })),
     durationMs: r.durationMs,
   };
-  if (r.archive) result.archive = { path: r.archive.path, files: r.archive.files, bytes: r.archive.bytes, zipBytes: r.archive.zipBytes };
+  if (r.archive) result.archive = archiveResult(r.archive);
   if (r.downError) result.downError = r.downError.slice(-2000);
   const out: TaskResult = { exitCode: r.exitCode, result, artifacts: r.archive ? [r.archive.path] : [] };
   if (r.archiveError) out.error = r.archiveError.message;

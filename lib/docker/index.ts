@@ -33,6 +33,7 @@ export { TaskLogWriter, readTaskLog } from './logs.js';
 export type { LogChunk, LogListener } from './logs.js';
 export { zipDirectory } from './artifacts.js';
 export type { ArchiveInfo, ZipOptions } from './artifacts.js';
+export { UnsafePathError, WorkspaceError, type UnsafePathReason } from '../workspace/errors.js';
 export { buildTaskImage } from './build.js';
 export type { BuildRequest, BuiltImage } from './build.js';
 export { listeningSockets, socketOwner, hostPortHolder, InMemoryPortLeases, portLeasesFrom, freeTcpPort, resolvePorts } from './ports.js';

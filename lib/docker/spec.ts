@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { splitRelativePath } from '../workspace/policy.js';
 
 const EnvSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'env names must be identifiers'), z.string());
 const LabelsSchema = z.record(z.string().min(1), z.string()).refine(
@@ -51,11 +52,23 @@ export const BuildSpecSchema = z
   })
   .strict();
 
+function isInsidePath(p: string): boolean {
+  try {
+    splitRelativePath(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Where outputs are looked for and how big their archive may get. */
 export const OutputsSchema = z
   .object({
-    /** Directory inside the workspace whose content is zipped on completion. */
-    dir: z.string().default('out'),
+    /** Directory inside the workspace whose content is zipped on completion (relative: no `..`, absolute path, NUL, backslash or drive letter). */
+    dir: z
+      .string()
+      .default('out')
+      .refine(isInsidePath, 'must be a relative path inside the workspace (no `..`, absolute path, NUL, backslash or drive letter)'),
     /** Cap on the uncompressed outputs; over it the task records an OutputTooLargeError and no ZIP. */
     maxBytes: z.number().int().positive().default(256 * 1024 * 1024),
   })

@@ -26,6 +26,7 @@ import { isOutcome, nextState, type OutcomeState, type TaskEvent, type TaskState
 import {
   JsonValueSchema,
   RetryPolicySchema,
+  TaskIdSchema,
   type JsonValue,
   type Lease,
   type LeaseProvider,
@@ -76,7 +77,7 @@ export const SubmitOptionsSchema = z.object({
   /** Executor-specific spec (JSON); validated by the executor's `specSchema`. */
   spec: z.unknown().optional(),
   /** Task id; default a random UUID. */
-  id: z.string().min(1).max(200).regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only').optional(),
+  id: TaskIdSchema.optional(),
   /** Higher runs first; FIFO within a priority. */
   priority: z.number().default(0),
   /** Free-form labels (persisted, sent with webhooks). */

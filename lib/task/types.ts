@@ -5,6 +5,21 @@
 import { z } from 'zod';
 import { TASK_EVENTS, TASK_STATES, OUTCOME_STATES } from './states.js';
 import type { OutcomeState, TaskState, TaskEvent } from './states.js';
+import { isSafeComponent } from '../workspace/policy.js';
+
+/**
+ * A task id: it names the task's workspace folder (`<dataDir>/<id>`), its store document and
+ * its containers, so it must be one safe path component. 1–200 characters, letters, digits,
+ * `.`, `_` and `-`, starting with a letter or digit: `.`, `..`, `...`, `.hidden`, `-rf`, empty
+ * ids, `/`, NUL and over-long ids are refused (a `ConfigError` at submit).
+ * @internal
+ */
+export const TaskIdSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a letter or digit, then letters, digits, . _ - only')
+  .refine(isSafeComponent, 'must be one safe path component');
 
 /** A JSON value (what a task spec, result and info may hold, since they are persisted). */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
