@@ -9,7 +9,7 @@ import { zipDirectory } from './artifacts.js';
 import { builtLayerIds, removeUntagged, tagSafe } from './build.js';
 import { composeFailed, detectCompose, labelOverride, parseComposeConfig, runCli } from './compose-cli.js';
 import { cgroupIdOfPid, cgroupUsageOfPid } from './cgroup.js';
-import { type DockerRunContext, isTimeoutReason, type RunOutcome, stopContainer } from './container.js';
+import { type DockerRunContext, isTimeoutReason, LOG_DRAIN_MS, type RunOutcome, stopContainer } from './container.js';
 import type { ArchiveInfo } from './artifacts.js';
 import { DockerDemuxer } from './demux.js';
 import { type DockerEngine, toDockerError } from './engine.js';
@@ -269,7 +269,7 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
     }
     for (const id of started) ctx.onStopped?.(id);
     let lt: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(followers), new Promise((r) => (lt = setTimeout(r, 5_000)))]);
+    await Promise.race([Promise.all(followers), new Promise((r) => (lt = setTimeout(r, LOG_DRAIN_MS)))]);
     clearTimeout(lt);
     unsub?.();
     await logs.close();

@@ -35,7 +35,7 @@ describe.skipIf(engineGate(probe))('crash of the Node process mid-task', () => {
     let stderr = '';
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const [owner, instance] = await new Promise<[string, string]>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`child did not start its tasks in time; stderr: ${stderr}`)), 100_000);
+      const timer = setTimeout(() => rej(new Error(`child did not start its tasks in time; stderr: ${stderr}`)), 300_000);
       createInterface({ input: p.stdout }).on('line', (l) => {
         if (l.startsWith('RUNNING ')) {
           clearTimeout(timer);
@@ -91,5 +91,5 @@ describe.skipIf(engineGate(probe))('crash of the Node process mid-task', () => {
     // Nothing of the dead owner remains in the engine.
     const [c2, n2, v2] = await Promise.all([engine.docker.listContainers({ all: true, filters }), engine.docker.listNetworks({ filters }), engine.docker.listVolumes({ filters })]);
     expect([...c2.map((x) => x.Id), ...n2.map((x) => x.Name), ...(v2.Volumes ?? []).map((x) => x.Name)]).toEqual([]);
-  }, 180_000);
+  }, 480_000);
 });
