@@ -54,7 +54,7 @@ describe.skipIf(engineGate(probe))('cleanup touches only resources of our owner 
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     // Never leave the test's resources behind (every owner this file used).
     for (const e of engines) await reapLeftovers(e, { scope: 'all' }).catch(() => undefined);
-  }, 180_000);
+  }, 400_000);
 
   it('two queues (two owners) with the same task id: cancelling one leaves the other running', async () => {
     const a = await connectDocker({ ownerId: `${PREFIX}owner-a` });
@@ -153,7 +153,7 @@ describe.skipIf(engineGate(probe))('cleanup touches only resources of our owner 
         }
       }
       return true;
-    }, 240_000);
+    }, 540_000);
     const containers = new Set(runs.map((r) => started.get(r.id)!.containerId));
     expect(containers.size).toBe(ids.length);
 
@@ -168,7 +168,7 @@ describe.skipIf(engineGate(probe))('cleanup touches only resources of our owner 
     }
     for (const r of runs) r.ac.abort();
     for (const r of runs) expect((await r.p).outcome).toBe('cancelled');
-  }, 400_000);
+  }, 800_000);
 
   it('leaves a compose project started outside the library under the name a task would use', async () => {
     const engine = await connectDocker({ ownerId: `${PREFIX}owner-d` });
