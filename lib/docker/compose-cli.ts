@@ -21,7 +21,7 @@ export interface CliResult {
   stdout: string;
 }
 
-/** Runs a command, capturing output; aborting kills it. @internal */
+/** Runs a command, capturing output; aborting kills it. Rejects with {@link ComposeUnavailableError} when the program is missing, {@link ComposeError} when it cannot start. @internal */
 export function runCli(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; signal?: AbortSignal; onOutput?: (s: string) => void } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const [cmd, ...args] = argv;
@@ -38,9 +38,9 @@ export function runCli(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
     });
     child.stderr.on('data', (d: Buffer) => add(d.toString()));
     child.on('error', (e) => {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') reject(e);
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') reject(new ComposeUnavailableError({ cause: e }));
       else if (e.name === 'AbortError') resolve({ code: null, output, stdout });
-      else reject(e);
+      else reject(new ComposeError(`${cmd} could not run: ${e.message}`, output, { cause: e }));
     });
     child.on('close', (code) => resolve({ code, output, stdout }));
   });

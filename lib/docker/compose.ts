@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -8,12 +9,12 @@ import { prepareOutputsDir, zipDirectory } from './artifacts.js';
 import { builtLayerIds, removeUntagged, tagSafe } from './build.js';
 import { composeFailed, detectCompose, labelOverride, parseComposeConfig, runCli } from './compose-cli.js';
 import { cgroupIdOfPid, cgroupUsageOfPid } from './cgroup.js';
-import { type DockerRunContext, isTimeoutReason, type RunOutcome, stopContainer } from './container.js';
+import { type DockerRunContext, isTimeoutReason, LOG_DRAIN_MS, type RunOutcome, stopContainer } from './container.js';
 import type { ArchiveInfo } from './artifacts.js';
 import { DockerDemuxer } from './demux.js';
-import type { DockerEngine } from './engine.js';
+import { type DockerEngine, toDockerError } from './engine.js';
 import { ComposeError, OutputTooLargeError } from './errors.js';
-import { taskLabels } from './labels.js';
+import { LABELS, ownedBy, taskLabels } from './labels.js';
 import { TaskLogWriter } from './logs.js';
 import { UnsafePathError } from '../workspace/index.js';
 import { type ComposeTaskConfig, type ComposeTaskSpec, ComposeTaskSpecSchema } from './spec.js';
@@ -66,9 +67,41 @@ export interface ComposeRunResult {
   durationMs: number;
 }
 
-/** Compose project name for a task: lower-case, `[a-z0-9-]`. */
-export function composeProjectName(taskId: string): string {
-  return `smoothtask-${tagSafe(taskId).replace(/[^a-z0-9-]/g, '-')}`.slice(0, 60);
+/**
+ * Compose project name for a task of an owner: `smoothtask-<readable>-<hash>`, where
+ * `<readable>` is up to 24 characters of the task id folded to `[a-z0-9-]` (for people reading
+ * `docker ps`) and `<hash>` is the first 16 hex digits of SHA-256 over `owner NUL taskId`. The
+ * hash makes the name injective in practice: task ids that fold to the same text (`a.b`, `a-b`,
+ * `A_B`, `a_b`), long ids sharing a prefix, and the same id under two owners all get distinct
+ * projects. Always a valid compose project name (lower case, starts with a letter, at most 52 characters).
+ */
+export function composeProjectName(taskId: string, ownerId: string): string {
+  const readable = taskId.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 24).replace(/-+$/, '');
+  const hash = createHash('sha256').update(ownerId).update('\0').update(taskId).digest('hex').slice(0, 16);
+  return `smoothtask-${readable ? `${readable}-` : ''}${hash}`;
+}
+
+/**
+ * Resources of a compose project (by compose's project label) that we did not create for this
+ * task: no `smoothtask.managed`, another owner, or another task id. Such a project was started
+ * outside the library (or by someone else) under our name; we neither take it over with `up`
+ * nor take it down. Returns them as `kind name` strings. @internal
+ */
+export async function foreignProjectResources(engine: DockerEngine, project: string, taskId: string): Promise<string[]> {
+  const filters = { label: [`${PROJECT_LABEL}=${project}`] };
+  const d = engine.docker;
+  const [cs, ns, vs] = await Promise.all([
+    d.listContainers({ all: true, filters }),
+    d.listNetworks({ filters }),
+    d.listVolumes({ filters }).then((v) => v.Volumes ?? []),
+  ]).catch((e: unknown) => {
+    throw toDockerError(e, engine.socketPath, `list resources of compose project ${project}`);
+  });
+  const out: string[] = [];
+  for (const c of cs) if (!ownedBy(c.Labels, engine.ownerId, taskId)) out.push(`container ${c.Names[0]?.replace(/^\//, '') ?? c.Id}`);
+  for (const n of ns) if (!ownedBy(n.Labels, engine.ownerId, taskId)) out.push(`network ${n.Name}`);
+  for (const v of vs) if (!ownedBy(v.Labels, engine.ownerId, taskId)) out.push(`volume ${v.Name}`);
+  return out;
 }
 
 /**
@@ -87,7 +120,7 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
   const grace = cfg.stopGraceMs ?? ctx.defaultStopGraceMs ?? 2_000;
   const t0 = performance.now();
   const cli = await detectCompose();
-  const project = composeProjectName(ctx.taskId);
+  const project = composeProjectName(ctx.taskId, engine.ownerId);
   const timeout = cfg.timeoutMs !== undefined ? AbortSignal.timeout(cfg.timeoutMs) : undefined;
   const signals = [ctx.signal, timeout].filter((s): s is AbortSignal => s !== undefined);
   const stopSignal = signals.length ? AbortSignal.any(signals) : undefined;
@@ -131,6 +164,14 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
     await writeFile(overridePath, labelOverride(model, taskLabels(ctx.taskId, engine.ownerId, 'compose')));
     stopSignal?.throwIfAborted();
 
+    // Never take over (`up` would recreate its containers) nor take down a project we did not create.
+    const foreign = await foreignProjectResources(engine, project, ctx.taskId);
+    if (foreign.length) {
+      throw new ComposeError(
+        `Compose project ${project} already exists with resources not created by owner ${engine.ownerId} for task ${ctx.taskId} (${foreign.slice(0, 5).join(', ')}); refusing to use or remove it`,
+        '',
+      );
+    }
     upAttempted = true;
     const toBuild = [...model.services].filter(([name, s]) => s.build && (cfg.services.length === 0 || cfg.services.includes(name))).map(([n]) => n);
     if (cfg.build && toBuild.length) {
@@ -221,13 +262,13 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
     }
   } finally {
     if (upAttempted) {
-      downError = await composeDown(engine, base, overridePath, project, cfg, grace, env, projectDir, cliLog);
+      downError = await composeDown(engine, base, overridePath, project, ctx.taskId, cfg, grace, env, projectDir, cliLog);
       // Tagged images are `down --rmi local`'s; untagged layers of a build that failed are ours.
       if (cfg.removeImages) await removeUntagged(engine, builtLayerIds(cliOutput));
     }
     for (const id of started) ctx.onStopped?.(id);
     let lt: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(followers), new Promise((r) => (lt = setTimeout(r, 5_000)))]);
+    await Promise.race([Promise.all(followers), new Promise((r) => (lt = setTimeout(r, LOG_DRAIN_MS)))]);
     clearTimeout(lt);
     unsub?.();
     await logs.close();
@@ -290,14 +331,18 @@ async function waitReady(
 }
 
 /**
- * `down -v --remove-orphans [--rmi local]`, then removal by label of anything left (a failing
- * `down` must not leave resources). Returns the CLI output when `down` itself failed.
+ * `down -v --remove-orphans [--rmi local]`, then removal by label of anything of ours left (a
+ * failing `down` must not leave resources). `down` acts on the whole project, so it runs only
+ * when every resource of the project is ours (this owner, this task); otherwise only our own
+ * labeled resources are removed through the Engine API and the others are left alone. Returns
+ * the CLI output when `down` failed or was skipped.
  */
 async function composeDown(
   engine: DockerEngine,
   base: string[],
   overridePath: string,
   project: string,
+  taskId: string,
   cfg: ComposeTaskConfig,
   graceMs: number,
   env: NodeJS.ProcessEnv,
@@ -308,22 +353,30 @@ async function composeDown(
   const args = [...base, '-f', overridePath, 'down', '-v', '--remove-orphans', '-t', grace, ...(cfg.removeImages ? ['--rmi', 'local'] : [])];
   let failed: string | undefined;
   try {
-    const r = await runCli(args, { env, cwd, onOutput: cliLog });
-    if (r.code !== 0) failed = r.output;
+    const foreign = await foreignProjectResources(engine, project, taskId);
+    if (foreign.length) {
+      failed = `down skipped: project ${project} holds resources we did not create (${foreign.slice(0, 5).join(', ')})`;
+    } else {
+      const r = await runCli(args, { env, cwd, onOutput: cliLog });
+      if (r.code !== 0) failed = r.output;
+    }
   } catch (e) {
     failed = (e as Error).message;
   }
-  await removeProjectLeftovers(engine, project);
+  await removeProjectLeftovers(engine, project, taskId);
   return failed;
 }
 
-/** Removes containers, networks and volumes of a compose project by its label. @internal */
-export async function removeProjectLeftovers(engine: DockerEngine, project: string): Promise<void> {
-  const filter = { label: [`${PROJECT_LABEL}=${project}`] };
+/**
+ * Removes containers, networks and volumes of a compose project that carry our labels (this
+ * engine's owner and this task); anything else in the project is left alone. @internal
+ */
+export async function removeProjectLeftovers(engine: DockerEngine, project: string, taskId: string): Promise<void> {
+  const filter = { label: [`${PROJECT_LABEL}=${project}`, `${LABELS.managed}=true`, `${LABELS.owner}=${engine.ownerId}`, `${LABELS.taskId}=${taskId}`] };
   const d = engine.docker;
-  for (const c of await d.listContainers({ all: true, filters: filter }).catch(() => [])) await d.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
-  for (const n of await d.listNetworks({ filters: filter }).catch(() => [])) await d.getNetwork(n.Id).remove().catch(() => undefined);
+  const mine = (l: Record<string, string> | null | undefined): boolean => ownedBy(l, engine.ownerId, taskId);
+  for (const c of await d.listContainers({ all: true, filters: filter }).catch(() => [])) if (mine(c.Labels)) await d.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
+  for (const n of await d.listNetworks({ filters: filter }).catch(() => [])) if (mine(n.Labels)) await d.getNetwork(n.Id).remove().catch(() => undefined);
   const vols = await d.listVolumes({ filters: filter }).catch(() => ({ Volumes: [] }));
-  for (const v of vols.Volumes ?? []) await d.getVolume(v.Name).remove().catch(() => undefined);
+  for (const v of vols.Volumes ?? []) if (mine(v.Labels)) await d.getVolume(v.Name).remove().catch(() => undefined);
 }
-

@@ -1,5 +1,6 @@
 import { channel } from 'node:diagnostics_channel';
 import { once } from 'node:events';
+import { closeSync, constants as fsConstants, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
@@ -118,6 +119,89 @@ function abortOutcome(signal: AbortSignal | undefined, internal: AbortSignal | u
   if (internal?.aborted) return 'timed_out';
   if (signal?.aborted) return isTimeoutReason(signal.reason) ? 'timed_out' : 'cancelled';
   return undefined;
+}
+
+/** How long to wait for a stopped container's output streams to end before cutting them. @internal */
+export const LOG_DRAIN_MS = 30_000;
+
+/** How long a SIGKILLed container's OOM flag may take to appear after the exit (see {@link settledOomKilled}). @internal */
+export const OOM_SETTLE_MS = 15_000;
+
+/**
+ * Whether the kernel log holds an OOM kill inside the container's memory cgroup: the
+ * `oom-kill:` record (or, on older kernels, `Task in … killed as a result of limit of …`)
+ * naming the container id. The kernel writes it before the victim dies, so it is there when
+ * `wait` returns, whatever the engine is doing. `undefined` when `/dev/kmsg` cannot be read
+ * (not root, `dmesg_restrict`, another namespace). Reads the whole ring buffer; call only
+ * when a kill is plausible. @internal
+ */
+export function kernelLoggedOomKill(containerId: string): boolean | undefined {
+  let fd: number;
+  try {
+    fd = openSync('/dev/kmsg', fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  const buf = Buffer.alloc(8192);
+  try {
+    for (let records = 0; records < 1_000_000; records++) {
+      let n: number;
+      try {
+        n = readSync(fd, buf, 0, buf.length, null);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EPIPE') continue; // records overwritten while reading: go on with the next one
+        if (code === 'EAGAIN') return false; // end of the buffer
+        return undefined;
+      }
+      if (n <= 0) return false;
+      const rec = buf.toString('latin1', 0, n);
+      if (!rec.includes(containerId)) continue;
+      if (rec.includes('oom-kill:') || rec.includes('killed as a result of limit of')) return true;
+    }
+    return false;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Whether the kernel OOM-killed a process of a container that has exited. The engine's
+ * `State.OOMKilled` is not enough on its own: it learns of the OOM kill and of the exit
+ * through two events that arrive in either order (under load `wait` returns before the flag
+ * is set, and it was seen never to be set at all). The rule, independent of timing and of
+ * what else the engine does:
+ * - exit 0 without a memory limit: no OOM kill;
+ * - otherwise the kernel log decides when it can be read ({@link kernelLoggedOomKill}): an OOM
+ *   kill in the container's memory cgroup is recorded before the victim dies;
+ * - the engine's flag counts too (a kernel log that wrapped); without a readable kernel log, a
+ *   main process killed by SIGKILL (exit 137) that we did not send under a memory limit re-reads
+ *   the flag until it is set or {@link OOM_SETTLE_MS} passed.
+ * @internal
+ */
+export async function settledOomKilled(
+  c: Docker.Container,
+  exitCode: number,
+  how: { memoryLimited: boolean; stoppedByUs: boolean; settleMs?: number },
+): Promise<boolean> {
+  if (exitCode === 0 && !how.memoryLimited) return false;
+  const kernel = kernelLoggedOomKill(c.id);
+  if (kernel === true) return true;
+  const settle = kernel === undefined && exitCode === 137 && how.memoryLimited && !how.stoppedByUs;
+  const deadline = Date.now() + (settle ? (how.settleMs ?? OOM_SETTLE_MS) : 5_000);
+  for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+    let flag: boolean | undefined;
+    try {
+      flag = (await c.inspect()).State.OOMKilled;
+    } catch (e) {
+      // Gone (removed by someone else): nothing more to learn.
+      if ((e as { statusCode?: number }).statusCode === 404) return false;
+    }
+    if (flag === true) return true;
+    if (flag === false && !settle) return false;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, delay));
+  }
 }
 
 /** Stops a container: SIGTERM, then SIGKILL after `graceMs` if it is still running. @internal */
@@ -277,23 +361,18 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
       stopSignal?.removeEventListener('abort', onAbort);
     }
     if (stopping) await stopping;
-    // The attach stream ends when the container exits; bound the wait in case the engine does not close it.
+    // The attach stream ends once the engine has sent all output; bound the wait (generously:
+    // a busy engine flushes late) only in case it never closes it.
     let lt: NodeJS.Timeout | undefined;
-    await Promise.race([logsDone, new Promise((r) => (lt = setTimeout(r, 5_000)))]);
+    await Promise.race([logsDone, new Promise((r) => (lt = setTimeout(r, LOG_DRAIN_MS)))]);
     clearTimeout(lt);
     attached.unpipe(demux);
     attached.destroy();
 
-    let oomKilled = false;
-    // Docker sets OOMKilled when any process of the container was OOM-killed, even if the main
-    // one then exits 0; only worth an inspect when a kill is plausible.
-    if (status.StatusCode !== 0 || cfg.limits.memoryBytes !== undefined) {
-      try {
-        oomKilled = (await container.inspect()).State.OOMKilled;
-      } catch {
-        // Best effort.
-      }
-    }
+    const oomKilled = await settledOomKilled(container, status.StatusCode, {
+      memoryLimited: cfg.limits.memoryBytes !== undefined,
+      stoppedByUs: stopping !== undefined,
+    });
     const outcome = abortOutcome(ctx.signal, timeout) ?? (status.StatusCode === 0 ? 'succeeded' : 'failed');
     const result: ContainerRunResult = {
       outcome,

@@ -2,7 +2,7 @@ import Docker from 'dockerode';
 import { z } from 'zod';
 import { validate } from '../errors/validate.js';
 import { DockerError, DockerUnavailableError } from './errors.js';
-import { defaultOwnerId } from './labels.js';
+import { isValidOwnerId, newOwnerId } from './labels.js';
 
 /** Options of {@link connectDocker}. */
 export const DockerEngineOptionsSchema = z
@@ -11,8 +11,13 @@ export const DockerEngineOptionsSchema = z
     socketPath: z.string().min(1).optional(),
     /** Timeout of the initial ping in ms. */
     pingTimeoutMs: z.number().int().positive().default(5_000),
-    /** Owner instance id written on every resource; default: host:pid:start-time of this process. */
-    ownerId: z.string().min(1).optional(),
+    /**
+     * Owner id written on every resource (label `smoothtask.owner`); cleanup, the reaper and
+     * compose teardown touch only resources of this owner. Give each queue its own, and keep it
+     * across restarts (`persistentOwnerId(storeDir)`) so that a restart recognises its leftovers.
+     * Default: a new random id (`st-` + 16 hex digits) per engine.
+     */
+    ownerId: z.string().refine(isValidOwnerId, 'owner id: 1-128 of [A-Za-z0-9._:@-], starting alphanumeric').optional(),
   })
   .strict();
 /** Input type of {@link DockerEngineOptionsSchema}. */
@@ -24,7 +29,7 @@ export interface DockerEngine {
   readonly docker: Docker;
   /** The socket path in use. */
   readonly socketPath: string;
-  /** The owner instance id put on every resource this process creates. */
+  /** The owner id put on every resource created through this engine; cleanup touches only this owner's. */
   readonly ownerId: string;
   /** Pings the engine; rejects with {@link DockerUnavailableError} when it does not answer. */
   ping(signal?: AbortSignal): Promise<void>;
@@ -63,7 +68,7 @@ export async function connectDocker(options: DockerEngineOptions = {}): Promise<
   const engine: DockerEngine = {
     docker,
     socketPath,
-    ownerId: o.ownerId ?? defaultOwnerId(),
+    ownerId: o.ownerId ?? newOwnerId(),
     async ping(signal?: AbortSignal) {
       const timeout = AbortSignal.timeout(o.pingTimeoutMs);
       const s = signal ? AbortSignal.any([signal, timeout]) : timeout;

@@ -115,3 +115,37 @@ export class OutputTooLargeError extends SmoothtaskError {
     this.seenBytes = seenBytes;
   }
 }
+
+/** The owner id file of `persistentOwnerId` cannot be read or created, or holds no valid id. */
+export class DockerOwnerIdError extends SmoothtaskError {
+  /** The file. */
+  readonly path: string;
+  /**
+   * Creates the error.
+   * @param path the owner id file
+   * @param why what is wrong
+   * @param options cause and errno
+   */
+  constructor(path: string, why: string, options: SmoothtaskErrorOptions = {}) {
+    super('ERR_DOCKER_OWNER_ID', `Owner id file ${path}: ${why}`, options);
+    this.path = path;
+  }
+}
+
+/** Cleanup of a task's resources (executor cleanup, cleanup trigger) left some behind. */
+export class DockerCleanupError extends SmoothtaskError {
+  /** The task id. */
+  readonly taskId: string;
+  /** Each removal that failed, as `kind id: message`. */
+  readonly failures: string[];
+  /**
+   * Creates the error.
+   * @param taskId the task
+   * @param failures each removal that failed
+   */
+  constructor(taskId: string, failures: string[]) {
+    super('ERR_DOCKER_CLEANUP', `Cleanup of task ${taskId} left resources behind: ${failures.join('; ')}`);
+    this.taskId = taskId;
+    this.failures = failures;
+  }
+}

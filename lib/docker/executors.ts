@@ -4,6 +4,7 @@ import { type ContainerRunResult, type DockerRunContext, type RunningContainer, 
 import { type ComposeRunResult, runCompose } from './compose.js';
 import type { ArchiveInfo } from './artifacts.js';
 import type { DockerEngine } from './engine.js';
+import { DockerCleanupError } from './errors.js';
 import type { LogChunk } from './logs.js';
 import { InMemoryPortLeases, type PortLeaseBook } from './ports.js';
 import { reapLeftovers } from './reaper.js';
@@ -177,12 +178,13 @@ export interface DockerExecutors {
  *   only when the container or project is gone. The queue then records `timed_out` or
  *   `cancelled`; a non-zero exit becomes `failed` with the exit code.
  * - The outputs ZIP is the task's artifact; the result holds log paths and per-service details.
- * - `cleanup(task)` removes anything still labeled with the task id (idempotent).
+ * - `cleanup(task)` removes anything still labeled with the task id AND the engine's owner
+ *   (idempotent); another owner's resources with the same task id are never touched.
  *
  * @example
  * ```ts
- * const engine = await connectDocker();
- * await reapLeftovers(engine);            // what a crashed earlier run left
+ * const engine = await connectDocker({ ownerId: await persistentOwnerId(storeDir) });
+ * await reapLeftovers(engine);            // what a crashed earlier run of this owner left
  * const queue = new TaskQueue({ concurrency: 4 });
  * registerDockerExecutors(queue, { engine });
  * const h = queue.submit({ kind: 'container', spec: { image: 'busybox', command: ['true'] }, timeoutMs: 10_000 });
@@ -194,7 +196,7 @@ export function createDockerExecutors(options: DockerExecutorOptions): DockerExe
   const live = new Map<string, RunningContainer[]>();
   const cleanup = async (task: Readonly<TaskRecord>): Promise<void> => {
     const r = await reapLeftovers(engine, { scope: 'all', taskIds: [task.id], images: true });
-    if (r.errors.length) throw new Error(`cleanup of task ${task.id} left: ${r.errors.join('; ')}`);
+    if (r.errors.length) throw new DockerCleanupError(task.id, r.errors);
   };
   return {
     portLeases: leases,
@@ -278,9 +280,11 @@ export function registerDockerExecutors(
 }
 
 /**
- * A trigger that removes whatever is still labeled with the task's id after every outcome
- * (success, failure, timeout, cancel). Runs anyway; the executors already clean up, so it
- * normally finds nothing, and records an error on the task when something could not be removed.
+ * A trigger that removes whatever is still labeled with the task's id and the engine's owner
+ * after every outcome (success, failure, timeout, cancel). Runs anyway; the executors already
+ * clean up, so it normally finds nothing, and records a {@link DockerCleanupError} on the task
+ * when something could not be removed. Resources of other owners (another queue running a task
+ * with the same id) are never touched: give each queue an engine with its own `ownerId`.
  */
 export function dockerCleanupTrigger(engine: DockerEngine): TaskTrigger {
   return {
@@ -288,7 +292,7 @@ export function dockerCleanupTrigger(engine: DockerEngine): TaskTrigger {
     on: ['success', 'failure', 'timeout', 'cancel'],
     async run(task) {
       const r = await reapLeftovers(engine, { scope: 'all', taskIds: [task.id], images: true });
-      if (r.errors.length) throw new Error(`docker cleanup of ${task.id}: ${r.errors.join('; ')}`);
+      if (r.errors.length) throw new DockerCleanupError(task.id, r.errors);
       return r;
     },
   };

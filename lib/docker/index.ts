@@ -15,8 +15,10 @@ export {
   ComposeUnavailableError,
   PortCollisionError,
   OutputTooLargeError,
+  DockerOwnerIdError,
+  DockerCleanupError,
 } from './errors.js';
-export { LABELS, taskLabels, defaultOwnerId, ownerAlive } from './labels.js';
+export { LABELS, taskLabels, ownedBy, instanceId, instanceAlive, newOwnerId, isValidOwnerId, persistentOwnerId, OWNER_ID_FILE } from './labels.js';
 export {
   ContainerTaskSpecSchema,
   ComposeTaskSpecSchema,

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { validate } from '../errors/validate.js';
 import type { DockerEngine } from './engine.js';
 import { toDockerError } from './engine.js';
-import { LABELS, ownerAlive } from './labels.js';
+import { instanceAlive, instanceId, isValidOwnerId, LABELS } from './labels.js';
 
 /** diagnostics_channel on which the reaper publishes what it removed. */
 export const reaperChannel = channel('smoothtask:docker:reaper');
@@ -12,13 +12,19 @@ export const reaperChannel = channel('smoothtask:docker:reaper');
 export const ReapOptionsSchema = z
   .object({
     /**
-     * Which owners' resources to remove:
-     * - `dead` (default): owners whose process is gone (same host, pid no longer alive with the
-     *   same start time). Resources of live owners, this process included, are kept.
-     * - `others`: everything not owned by this process (use only when one smoothtask runs per host).
-     * - `all`: everything labeled `smoothtask.managed=true`, this process's own included.
+     * Which of the owner's resources to remove (resources of other owners are never touched):
+     * - `dead` (default): those whose creating process is gone (same host, pid no longer alive
+     *   with the same start time: label `smoothtask.instance`), e.g. a crashed earlier run of this
+     *   owner. Resources of live processes, this one included, are kept.
+     * - `others`: those not created by this process (use only when one process per host runs this owner).
+     * - `all`: every resource of the owner, this process's own included.
      */
     scope: z.enum(['dead', 'others', 'all']).default('dead'),
+    /**
+     * Whose resources: default the engine's `ownerId`. Name another owner only to clean up after
+     * one that will never come back (its id is the `smoothtask.owner` label).
+     */
+    owner: z.string().refine(isValidOwnerId, 'owner id: 1-128 of [A-Za-z0-9._:@-], starting alphanumeric').optional(),
     /** Also remove images built for tasks (label `smoothtask.managed`). */
     images: z.boolean().default(false),
     /** Restrict to these task ids. */
@@ -45,12 +51,14 @@ export interface ReapReport {
 }
 
 /**
- * Removes what a crashed earlier run left behind: containers (forced, with anonymous
- * volumes), then networks and volumes, then optionally images, all found by the
- * `smoothtask.managed=true` label and filtered by owner.
+ * Removes what a crashed earlier run of this owner left behind: containers (forced, with
+ * anonymous volumes), then networks and volumes, then optionally images, all found by the
+ * labels `smoothtask.managed=true` and `smoothtask.owner=<owner>` and filtered by scope.
+ * Resources of any other owner, and resources without our labels, are never touched.
  *
  * @example
  * ```ts
+ * const engine = await connectDocker({ ownerId: await persistentOwnerId(storeDir) });
  * const report = await reapLeftovers(engine); // at startup
  * ```
  */
@@ -59,30 +67,37 @@ export async function reapLeftovers(engine: DockerEngine, options: ReapOptions =
   const d = engine.docker;
   const report: ReapReport = { containers: [], networks: [], volumes: [], images: [], taskIds: [], errors: [] };
   const tasks = new Set<string>();
+  const owner = o.owner ?? engine.ownerId;
+  const me = instanceId();
   const selected = (labels: Record<string, string> | undefined): boolean => {
-    if (!labels || labels[LABELS.managed] !== 'true') return false;
-    const owner = labels[LABELS.owner] ?? '';
+    // Ours only: managed and of this owner (the list filters already ask the engine for that;
+    // checked again here so that no other path can widen it).
+    if (!labels || labels[LABELS.managed] !== 'true' || labels[LABELS.owner] !== owner) return false;
     const task = labels[LABELS.taskId] ?? '';
     if (o.taskIds && !o.taskIds.includes(task)) return false;
+    // Resources labeled before the instance label existed carry the process id as owner.
+    const instance = labels[LABELS.instance] ?? owner;
     let ok: boolean;
     if (o.scope === 'all') ok = true;
-    else if (owner === engine.ownerId) ok = false;
-    else ok = o.scope === 'others' || !ownerAlive(owner);
+    else if (instance === me) ok = false;
+    else ok = o.scope === 'others' || !instanceAlive(instance);
     if (ok && task) tasks.add(task);
     return ok;
   };
-  const filters = { label: [`${LABELS.managed}=true`] };
+  const filters = { label: [`${LABELS.managed}=true`, `${LABELS.owner}=${owner}`] };
   const fail = (kind: string, id: string, e: unknown): void => {
     if ((e as { statusCode?: number }).statusCode === 404) return;
     report.errors.push(`${kind} ${id}: ${toDockerError(e, engine.socketPath, 'remove').message}`);
   };
 
-  let containers;
-  try {
-    containers = await d.listContainers({ all: true, filters });
-  } catch (e) {
-    throw toDockerError(e, engine.socketPath, 'list containers');
-  }
+  const list = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
+    try {
+      return await f();
+    } catch (e) {
+      throw toDockerError(e, engine.socketPath, `list ${what}`);
+    }
+  };
+  const containers = await list('containers', () => d.listContainers({ all: true, filters }));
   await Promise.all(
     containers
       .filter((c) => selected(c.Labels))
@@ -95,7 +110,7 @@ export async function reapLeftovers(engine: DockerEngine, options: ReapOptions =
         }
       }),
   );
-  for (const n of await d.listNetworks({ filters })) {
+  for (const n of await list('networks', () => d.listNetworks({ filters }))) {
     if (!selected(n.Labels)) continue;
     try {
       await d.getNetwork(n.Id).remove();
@@ -104,7 +119,7 @@ export async function reapLeftovers(engine: DockerEngine, options: ReapOptions =
       fail('network', n.Name, e);
     }
   }
-  const vols = await d.listVolumes({ filters });
+  const vols = await list('volumes', () => d.listVolumes({ filters }));
   for (const v of vols.Volumes ?? []) {
     if (!selected(v.Labels ?? undefined)) continue;
     try {
@@ -115,7 +130,7 @@ export async function reapLeftovers(engine: DockerEngine, options: ReapOptions =
     }
   }
   if (o.images) {
-    for (const img of await d.listImages({ filters })) {
+    for (const img of await list('images', () => d.listImages({ filters }))) {
       if (!selected(img.Labels ?? undefined)) continue;
       try {
         await d.getImage(img.Id).remove({ force: true });
@@ -153,7 +168,12 @@ export async function managedResources(
   const d = engine.docker;
   const filters = { label: [`${LABELS.managed}=true`] };
   const keep = (l: Record<string, string> | null | undefined): boolean => !options.taskIds || options.taskIds.includes(l?.[LABELS.taskId] ?? '');
-  const [c, n, v, i] = await Promise.all([d.listContainers({ all: true, filters }), d.listNetworks({ filters }), d.listVolumes({ filters }), d.listImages({ filters })]);
+  let c, n, v, i;
+  try {
+    [c, n, v, i] = await Promise.all([d.listContainers({ all: true, filters }), d.listNetworks({ filters }), d.listVolumes({ filters }), d.listImages({ filters })]);
+  } catch (e) {
+    throw toDockerError(e, engine.socketPath, 'list managed resources');
+  }
   return {
     containers: c.filter((x) => keep(x.Labels)).map((x) => x.Id),
     networks: n.filter((x) => keep(x.Labels)).map((x) => x.Name),

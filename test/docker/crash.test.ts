@@ -1,5 +1,6 @@
-// Kill the Node process mid-task (SIGKILL, no cleanup code runs), then restart: the reaper
-// removes the dead owner's containers, networks and volumes, and the store resolves the
+// Kill the Node process mid-task (SIGKILL, no cleanup code runs), then restart as the same
+// owner (its id kept beside the store): the reaper removes what the dead process of that owner
+// left (containers, networks, volumes) and nothing of another owner, and the store resolves the
 // interrupted tasks (policy `fail`), so nothing is left running or recorded as running.
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
@@ -7,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { JsonStore, StoreTaskPersistence } from '../../lib/store/index.js';
 import { TaskQueue } from '../../lib/task/index.js';
-import { LABELS, ownerAlive, reapLeftovers } from '../../lib/docker/index.js';
+import { connectDocker, instanceAlive, LABELS, persistentOwnerId, reapLeftovers } from '../../lib/docker/index.js';
 import { engineGate, probeEngine, tempDir } from './helpers.js';
 
 const probe = await probeEngine();
@@ -17,9 +18,10 @@ const child = resolve(import.meta.dirname, '../fixtures/docker-crash/child.ts');
 describe.skipIf(engineGate(probe))('crash of the Node process mid-task', () => {
   const engine = probe.engine!;
   const cleanups: (() => Promise<unknown>)[] = [];
+  let childOwner: string | undefined;
   afterAll(async () => {
     // Never leave the test's resources behind, even when an assertion failed.
-    await reapLeftovers(engine, { scope: 'all', taskIds: [`${PREFIX}container`, `${PREFIX}compose`] });
+    if (childOwner) await reapLeftovers(engine, { scope: 'all', owner: childOwner, taskIds: [`${PREFIX}container`, `${PREFIX}compose`] });
     for (const c of cleanups) await c();
   });
 
@@ -32,21 +34,24 @@ describe.skipIf(engineGate(probe))('crash of the Node process mid-task', () => {
     cleanups.push(async () => void (p.exitCode === null && p.kill('SIGKILL')));
     let stderr = '';
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const owner = await new Promise<string>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`child did not start its tasks in time; stderr: ${stderr}`)), 100_000);
+    const [owner, instance] = await new Promise<[string, string]>((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`child did not start its tasks in time; stderr: ${stderr}`)), 300_000);
       createInterface({ input: p.stdout }).on('line', (l) => {
         if (l.startsWith('RUNNING ')) {
           clearTimeout(timer);
-          res(l.slice(8));
+          res(l.slice(8).split(' ') as [string, string]);
         }
       });
       p.on('exit', (code) => rej(new Error(`child exited early (${code}): ${stderr}`)));
     });
-    expect(owner).toContain(`:${p.pid}:`);
+    childOwner = owner;
+    expect(instance).toContain(`:${p.pid}:`);
+    // The owner id is the one kept beside the store, not tied to the process.
+    expect(await persistentOwnerId(storeDir)).toBe(owner);
 
     p.kill('SIGKILL');
     await new Promise((r) => p.once('exit', r));
-    expect(ownerAlive(owner)).toBe(false);
+    expect(instanceAlive(instance)).toBe(false);
 
     // The crash left resources behind, labeled with the dead owner.
     const filters = { label: [`${LABELS.owner}=${owner}`] };
@@ -55,8 +60,16 @@ describe.skipIf(engineGate(probe))('crash of the Node process mid-task', () => {
     expect((await engine.docker.listNetworks({ filters })).length).toBeGreaterThanOrEqual(1);
     expect((await engine.docker.listVolumes({ filters })).Volumes?.length).toBe(1);
 
-    // "Restart": reap first (resources of dead owners only), then open the store and the queue.
-    const report = await reapLeftovers(engine);
+    // Another owner (this test process's engine) reaping everything of those task ids touches none of it.
+    const other = await reapLeftovers(engine, { scope: 'all', taskIds: [`${PREFIX}container`, `${PREFIX}compose`] });
+    expect([...other.containers, ...other.networks, ...other.volumes]).toEqual([]);
+    expect((await engine.docker.listContainers({ all: true, filters })).length).toBe(2);
+
+    // "Restart" as the same owner: reap first (what dead processes of this owner left), then
+    // open the store and the queue.
+    const restarted = await connectDocker({ ownerId: await persistentOwnerId(storeDir) });
+    expect(restarted.ownerId).toBe(owner);
+    const report = await reapLeftovers(restarted);
     expect(report.errors).toEqual([]);
     expect(report.containers.length).toBeGreaterThanOrEqual(2);
     expect(report.taskIds).toEqual(expect.arrayContaining([`${PREFIX}container`, `${PREFIX}compose`]));
@@ -78,5 +91,5 @@ describe.skipIf(engineGate(probe))('crash of the Node process mid-task', () => {
     // Nothing of the dead owner remains in the engine.
     const [c2, n2, v2] = await Promise.all([engine.docker.listContainers({ all: true, filters }), engine.docker.listNetworks({ filters }), engine.docker.listVolumes({ filters })]);
     expect([...c2.map((x) => x.Id), ...n2.map((x) => x.Name), ...(v2.Volumes ?? []).map((x) => x.Name)]).toEqual([]);
-  }, 180_000);
+  }, 480_000);
 });

@@ -21,8 +21,8 @@ import {
   listeningSockets,
   resolvePorts,
   portLeasesFrom,
-  defaultOwnerId,
-  ownerAlive,
+  instanceId,
+  instanceAlive,
   freeTcpPort,
   zipDirectory,
 } from '../../lib/docker/index.js';
@@ -231,16 +231,16 @@ describe('ports through the task core lease manager', () => {
   });
 });
 
-describe('owner ids', () => {
-  it('tell a live owner from a dead one, even with the pid reused', () => {
-    const me = defaultOwnerId();
+describe('owner and instance ids', () => {
+  it('tell a live creating process from a dead one, even with the pid reused', () => {
+    const me = instanceId();
     expect(me).toBe(`${hostname()}:${process.pid}:${me.split(':')[2]}`);
-    expect(ownerAlive(me)).toBe(true);
+    expect(instanceAlive(me)).toBe(true);
     // Same pid, other start time: the pid was reused by another process.
-    expect(ownerAlive(`${hostname()}:${process.pid}:1`)).toBe(false);
-    expect(ownerAlive(`${hostname()}:999999999:1`)).toBe(false);
+    expect(instanceAlive(`${hostname()}:${process.pid}:1`)).toBe(false);
+    expect(instanceAlive(`${hostname()}:999999999:1`)).toBe(false);
     // Another host: cannot tell, so treated as alive (never reaped by scope 'dead').
-    expect(ownerAlive(`not-${hostname()}:1:1`)).toBe(true);
+    expect(instanceAlive(`not-${hostname()}:1:1`)).toBe(true);
   });
 });
 
