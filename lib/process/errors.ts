@@ -30,3 +30,11 @@ export class HealthCheckTimeoutError extends SmoothtaskError {
     super('ERR_PROCESS_HEALTH_TIMEOUT', `health check timed out after ${timeoutMs} ms`);
   }
 }
+
+/** Signalling a process or process group failed for another reason than "it is gone" (e.g. EPERM). */
+export class ProcessSignalError extends SmoothtaskError {
+  /** Creates the error. */
+  constructor(message: string, options: SmoothtaskErrorOptions = {}) {
+    super('ERR_PROCESS_SIGNAL', message, options);
+  }
+}

@@ -15,7 +15,7 @@ import { validate } from '../errors/validate.js';
 import type { JsonValue, TaskContext, TaskExecutor, TaskResult } from '../task/types.js';
 import { cgroupSupport, createTaskCgroup, reapStaleCgroups, type ContainmentMode, type TaskCgroup } from './cgroup.js';
 import { CgroupError, ProcessSpawnError } from './errors.js';
-import { childClosed, killGroup, stopGroup, type ChildEnd } from './group.js';
+import { childClosed, killGroup, spawnError, stopGroup, type ChildEnd } from './group.js';
 
 /** Spec of a `process` task. */
 export const ProcessSpecSchema = z.object({
@@ -193,7 +193,7 @@ export class ProcessExecutor implements TaskExecutor<z.output<typeof ProcessSpec
     const exited = new Promise<ChildEnd>((r) => child.once('exit', (code, signal) => r({ code, signal })));
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', () => resolve());
-      child.once('error', (e) => reject(e));
+      child.once('error', (e) => reject(spawnError(child, e)));
     });
     const pid = child.pid!;
     // Output is read from the start (the wrapper's own complaints included), with backpressure.

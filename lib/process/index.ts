@@ -8,7 +8,7 @@ export { ProcessExecutor, ProcessSpecSchema, ProcessExecutorOptionsSchema } from
 export type { ProcessSpec, ProcessExecutorOptions, ProcessTaskUsage } from './executor.js';
 export { cgroupSupport, createTaskCgroup, reapStaleCgroups, TaskCgroup } from './cgroup.js';
 export type { CgroupLimits, CgroupSupport, ContainmentMode } from './cgroup.js';
-export { CgroupError, ProcessSpawnError, HealthCheckTimeoutError } from './errors.js';
+export { CgroupError, ProcessSpawnError, ProcessSignalError, HealthCheckTimeoutError } from './errors.js';
 export {
   Supervisor,
   SupervisedProcess,
@@ -19,5 +19,5 @@ export {
 export type { SupervisedSpec, HealthCheck, SupervisedState, SupervisorEvent } from './supervisor.js';
 export { ResourceLeaseManager, LeaseManagerOptionsSchema, ResourceDefinitionSchema, LeaseError } from './leases.js';
 export type { LeaseManagerOptions, ResourceDefinition, Availability } from './leases.js';
-export { killGroup, groupAlive, stopGroup, childClosed } from './group.js';
+export { killGroup, groupAlive, stopGroup, childClosed, spawnError } from './group.js';
 export type { ChildEnd } from './group.js';

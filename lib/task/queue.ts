@@ -17,6 +17,7 @@ import { errorChannel, logChannel, transitionChannel } from './diagnostics.js';
 import {
   QueueClosedError,
   TaskCancelledError,
+  TaskLogError,
   TaskNotFoundError,
   TaskTimeoutError,
   TriggerTimeoutError,
@@ -476,15 +477,14 @@ export class TaskQueue {
             c.path = path;
             c.offset = 0;
           }
-          if (!c.fh) {
-            try {
-              c.fh = await open(path, 'r');
-            } catch (err) {
-              if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-              throw err;
-            }
+          let bytesRead: number;
+          try {
+            c.fh ??= await open(path, 'r');
+            ({ bytesRead } = await c.fh.read(buf, 0, size, c.offset));
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+            throw new TaskLogError(`cannot read the log ${path} of task ${id}: ${(err as Error).message}`, err);
           }
-          const { bytesRead } = await c.fh.read(buf, 0, size, c.offset);
           if (bytesRead === 0) continue;
           c.offset += bytesRead;
           progressed = true;

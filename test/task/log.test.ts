@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessExecutor } from 'smoothtask/process';
+import { TaskLogWriter } from 'smoothtask/docker';
 import { TaskQueue } from 'smoothtask/task';
 
 // Logs of untrusted tasks: a cap, backpressure to the child, and followLog of any size.
@@ -126,4 +127,17 @@ describe('task logs', () => {
     expect(after.growth).toBeLessThan(150 * MiB);
     await q.close();
   }, 60_000);
+
+  it('container logs (TaskLogWriter) have the same cap: one marker, dropped bytes counted', async () => {
+    const w = await new TaskLogWriter(join(dataDir, 'docker-logs'), { maxBytes: 100_000 }).init();
+    const heard: Buffer[] = [];
+    w.subscribe((c) => heard.push(c.data));
+    for (let i = 0; i < 50; i++) await w.write('main', i % 2 ? 'stderr' : 'stdout', Buffer.alloc(10_000, 97));
+    await w.close();
+    const out = statSync(w.path('main', 'stdout')).size + statSync(w.path('main', 'stderr')).size;
+    const marker = `\n[smoothtask: log cap of 100000 bytes reached; further output is dropped]\n`;
+    expect(out).toBe(100_000 + marker.length);
+    expect(w.droppedBytes).toBe(400_000);
+    expect(Buffer.concat(heard).toString()).toBe('a'.repeat(100_000) + marker);
+  });
 });
