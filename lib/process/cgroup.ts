@@ -326,6 +326,16 @@ async function rmdirRetry(dir: string): Promise<boolean> {
 }
 
 let seq = 0;
+const ownerDirs = new Set<string>();
+function removeOwnerDirs(): void {
+  for (const d of ownerDirs) {
+    try {
+      rmdirSync(d);
+    } catch {
+      /* still holds a task cgroup, or already gone */
+    }
+  }
+}
 
 /**
  * Creates the cgroup of one task attempt and applies its limits. Throws {@link CgroupError}
@@ -348,6 +358,11 @@ export function createTaskCgroup(taskId: string, limits: CgroupLimits = {}): Tas
       const ownerRel = join(h.relBase, owner);
       const ownerDir = join(h.mount, ownerRel);
       mkdirSync(ownerDir, { recursive: true });
+      if (!ownerDirs.has(ownerDir)) {
+        ownerDirs.add(ownerDir);
+        // Removed at exit when empty; a crashed owner's are removed by reapStaleCgroups.
+        if (ownerDirs.size === 1) process.once('exit', removeOwnerDirs);
+      }
       if (h.kind === 'v2' && h.controllers.length) for (const c of h.controllers) tryWrite(join(ownerDir, 'cgroup.subtree_control'), `+${c}`);
       const rel = join(ownerRel, name);
       const dir = join(h.mount, rel);
