@@ -103,6 +103,15 @@ describe('process tasks in a cgroup', () => {
     expect(ex.usage(h.id)).toBeUndefined();
   }, 30_000);
 
+  it('a pids limit stops a fork storm', async () => {
+    const r = await q.submit({
+      kind: 'process',
+      spec: { command: 'n=0; for i in $(seq 20); do sleep 2 & n=$((n+1)); done; wait', shell: true, limits: { pids: 4 } },
+      timeoutMs: 20_000,
+    }).done;
+    expect(await readFile(r.logs!.stderr, 'utf8')).toMatch(/fork/i);
+  }, 30_000);
+
   it('removes its cgroups after the task', async () => {
     const r = await q.submit({ kind: 'process', spec: { command: 'cat /proc/self/cgroup', shell: true } }).done;
     expect(r.state).toBe('succeeded');
@@ -139,4 +148,19 @@ describe('process tasks in a cgroup', () => {
     await h.done;
     expect(await gone(m2)).toBe(true);
   }, 60_000);
+
+  it('the process-group fallback is reported, and limits are refused there rather than ignored', async () => {
+    const q2 = new TaskQueue({ dataDir: join(dataDir, 'pg'), killAfterMs: 300 });
+    const pg = new ProcessExecutor({ cgroups: 'off' });
+    q2.registerExecutor('process', pg);
+    expect(pg.containment.mode).toBe('process-group');
+    const r = await q2.submit({ kind: 'process', spec: { command: 'echo hi', shell: true } }).done;
+    expect(r.state).toBe('succeeded');
+    expect(r.info.containment).toBe('process-group');
+    expect(await readFile(r.logs!.system, 'utf8')).toMatch(/no cgroup .*process group/);
+    const l = await q2.submit({ kind: 'process', spec: { command: 'true', limits: { memoryBytes: 64 * 1024 * 1024 } } }).done;
+    expect(l.state).toBe('failed');
+    expect(l.error?.code).toBe('ERR_PROCESS_CGROUP');
+    await q2.close();
+  });
 });
