@@ -7,7 +7,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { LimitsSchema } from '../docker/spec.js';
 import type { CgroupUsage } from '../docker/cgroup.js';
@@ -217,7 +216,7 @@ export class ProcessExecutor implements TaskExecutor<z.output<typeof ProcessSpec
       });
       if (!joined) {
         await exited;
-        await Promise.race([closed, sleep(2000)]);
+        await within(closed, 2000);
         throw new CgroupError(`process ${pid} could not join its cgroup (${cg.dirs.join(', ')}); the command did not run`);
       }
       this.#live.set(ctx.task.id, cg);
@@ -248,7 +247,7 @@ export class ProcessExecutor implements TaskExecutor<z.output<typeof ProcessSpec
       }
       if (!(await cg.waitEmpty({ kill: true, timeoutMs: 60_000 }))) ctx.log('system', `cgroup not empty after 60 s: ${cg.pids().join(' ')}\n`);
       // Nothing of the task can write any more; the pipes hold at most what was written last.
-      await Promise.race([closed, sleep(10_000)]);
+      await within(closed, 10_000);
       child.stdout?.destroy();
       child.stderr?.destroy();
     } else {
@@ -322,4 +321,11 @@ function resolveExecutable(command: string, path: string, cwd: string): string {
   }
   const code = denied ? 'EACCES' : 'ENOENT';
   throw new ProcessSpawnError(command, `spawn ${command} ${code}`);
+}
+
+/** Waits for `p` at most `ms` (the timer is cleared when `p` settles first, so nothing lingers). */
+async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let t: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => {}), new Promise<void>((r) => (t = setTimeout(r, ms)))]);
+  clearTimeout(t);
 }
