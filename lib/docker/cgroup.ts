@@ -1,18 +1,32 @@
+/**
+ * The one reader of cgroup mounts, memberships and usage files, shared by container tasks
+ * (`smoothtask/docker`), process tasks (`smoothtask/process`) and metric filters.
+ * @module
+ */
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Where the cgroup hierarchies are mounted (parsed from /proc/self/mountinfo). */
-interface Mounts {
+export interface CgroupMounts {
+  /** Mount point of the first cgroup2 (unified) hierarchy, if any. */
   v2?: string;
+  /** Mount point of each v1 controller (`memory`, `cpu`, `freezer`, `name=systemd`, …). */
   v1: Map<string, string>;
 }
 
-let mountsCache: Mounts | undefined;
+let mountsCache: CgroupMounts | undefined;
 
-function mounts(): Mounts {
+/** The cgroup mounts of this host (read once from /proc/self/mountinfo; empty without /proc). */
+export function cgroupMounts(): CgroupMounts {
   if (mountsCache) return mountsCache;
-  const m: Mounts = { v1: new Map() };
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+  const m: CgroupMounts = { v1: new Map() };
+  let text = '';
+  try {
+    text = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    /* no /proc: no cgroups */
+  }
+  for (const line of text.split('\n')) {
     const sep = line.indexOf(' - ');
     if (sep < 0) continue;
     const pre = line.slice(0, sep).split(' ');
@@ -52,7 +66,7 @@ export function processCgroups(pid: number): ProcessCgroups {
  * so metric readers can filter on it. `undefined` when no cgroup2 hierarchy is mounted.
  */
 export function cgroupIdOfPid(pid: number): bigint | undefined {
-  const m = mounts();
+  const m = cgroupMounts();
   const cg = processCgroups(pid);
   if (!m.v2 || cg.v2 === undefined) return undefined;
   return statSync(join(m.v2, cg.v2), { bigint: true }).ino;
@@ -102,8 +116,16 @@ function readText(path: string): string | undefined {
  * tens of microseconds; dockerode's `stats({stream:false})` takes ~2 s for the same.
  */
 export function cgroupUsageOfPid(pid: number): CgroupUsage {
-  const m = mounts();
-  const cg = processCgroups(pid);
+  return cgroupUsage(processCgroups(pid));
+}
+
+/**
+ * Reads CPU, memory and I/O of one cgroup given by its paths (v2 path and v1 path per
+ * controller, relative to the mounts, as in /proc/<pid>/cgroup), with the same rules as
+ * {@link cgroupUsageOfPid}.
+ */
+export function cgroupUsage(cg: ProcessCgroups): CgroupUsage {
+  const m = cgroupMounts();
   const used = new Set<'v1' | 'v2'>();
   const v2dir = m.v2 && cg.v2 !== undefined ? join(m.v2, cg.v2) : undefined;
   const v1dir = (ctrl: string): string | undefined => {

@@ -27,16 +27,28 @@ export type LogListener = (chunk: LogChunk) => void;
 export class TaskLogWriter {
   /** Directory holding the log files. */
   readonly dir: string;
+  /** Most bytes kept over all files of this writer; the rest is dropped (one marker line). */
+  readonly maxBytes: number;
   #files = new Map<string, WriteStream>();
   #listeners = new Set<LogListener>();
   #closed = false;
+  #used = 0;
+  #dropped = 0;
 
   /**
    * Creates a writer; call {@link TaskLogWriter.init} before writing.
    * @param dir directory of the log files
+   * @param options `maxBytes`: cap over all files of the task (default 64 MiB, as the task
+   *   queue's `maxLogBytes`); past it output is dropped, counted in {@link TaskLogWriter.droppedBytes}
    */
-  constructor(dir: string) {
+  constructor(dir: string, options: { maxBytes?: number } = {}) {
     this.dir = dir;
+    this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
+  }
+
+  /** Bytes dropped because the cap was reached. */
+  get droppedBytes(): number {
+    return this.#dropped;
   }
 
   /** Path of the log file for a source and stream (it exists once something was written). */
@@ -50,9 +62,22 @@ export class TaskLogWriter {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Writes a chunk; resolves once the file accepted it (backpressure). */
+  /**
+   * Writes a chunk; resolves once the file accepted it (backpressure). Past `maxBytes` the
+   * chunk is dropped (the first time, a marker line is written in its place).
+   */
   write(source: string, stream: OutputStream, data: Buffer): void | Promise<void> {
     if (this.#closed) return;
+    const room = Math.max(0, this.maxBytes - this.#used);
+    let marker: Buffer | undefined;
+    if (data.length > room) {
+      if (this.#dropped === 0) marker = Buffer.from(`\n[smoothtask: log cap of ${this.maxBytes} bytes reached; further output is dropped]\n`);
+      this.#dropped += data.length - room;
+      data = data.subarray(0, room);
+      if (!data.length && !marker) return;
+    }
+    this.#used += data.length;
+    if (marker) data = Buffer.concat([data, marker]);
     for (const l of this.#listeners) {
       try {
         l({ stream, source, data });

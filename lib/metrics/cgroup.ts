@@ -6,6 +6,7 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative } from 'node:path';
+import { cgroupMounts } from '../docker/cgroup.js';
 import { SmoothtaskError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
 import { FilterSchema, type Filter, type ResolvedFilter } from './family.js';
@@ -18,28 +19,12 @@ export class CgroupNotFoundError extends SmoothtaskError {
   }
 }
 
-let mountCache: string | null | undefined;
-
 /**
  * Mount point of the cgroup v2 hierarchy (`/sys/fs/cgroup` on unified hosts,
  * `/sys/fs/cgroup/unified` on hybrid ones), or null when there is none.
  */
 export function cgroup2Mount(): string | null {
-  if (mountCache !== undefined) return mountCache;
-  mountCache = null;
-  try {
-    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-      const sep = line.indexOf(' - ');
-      if (sep < 0) continue;
-      if (line.slice(sep + 3).startsWith('cgroup2 ')) {
-        mountCache = line.split(' ')[4] ?? null;
-        break;
-      }
-    }
-  } catch {
-    /* no /proc: no cgroups */
-  }
-  return mountCache;
+  return cgroupMounts().v2 ?? null;
 }
 
 function requireMount(): string {

@@ -4,15 +4,17 @@
  * @module
  */
 import type { ChildProcess } from 'node:child_process';
+import { ProcessSignalError, ProcessSpawnError } from './errors.js';
 
-/** Sends `signal` to the whole group of `pid`; `false` if the group is gone. */
+/** Sends `signal` to the whole group of `pid`; `false` if the group is gone; throws `ProcessSignalError` otherwise. */
 export function killGroup(pid: number, signal: NodeJS.Signals): boolean {
   try {
     process.kill(-pid, signal);
     return true;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw e;
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ESRCH') return false;
+    throw new ProcessSignalError(`kill(-${pid}, ${signal}) failed: ${err.message}`, { cause: e, ...(err.errno !== undefined ? { errno: Math.abs(err.errno) } : {}) });
   }
 }
 
@@ -34,11 +36,11 @@ export interface ChildEnd {
   signal: NodeJS.Signals | null;
 }
 
-/** Resolves when the child has exited and its stdio closed. */
+/** Resolves when the child has exited and its stdio closed; rejects with `ProcessSpawnError` when it could not start. */
 export function childClosed(child: ChildProcess): Promise<ChildEnd> {
   return new Promise((resolve, reject) => {
     child.once('error', (e) => {
-      if (child.pid === undefined) reject(e);
+      if (child.pid === undefined) reject(spawnError(child, e));
     });
     child.once('close', (code, signal) => resolve({ code, signal }));
   });
@@ -73,4 +75,10 @@ export async function stopGroup(
   // Members that ignored the signal and outlived the leader go too.
   killGroup(pid, 'SIGKILL');
   return killed ? 'kill' : 'signal';
+}
+
+/** The typed form of a child's spawn failure (the message keeps Node's `spawn <file> ENOENT`). */
+export function spawnError(child: ChildProcess, e: unknown): ProcessSpawnError {
+  const err = e as NodeJS.ErrnoException;
+  return new ProcessSpawnError(child.spawnfile ?? '', err.message, { cause: e, ...(typeof err.errno === 'number' ? { errno: Math.abs(err.errno) } : {}) });
 }

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
 import { backoffDelay } from '../task/backoff.js';
+import { HealthCheckTimeoutError } from './errors.js';
 import { childClosed, killGroup, stopGroup } from './group.js';
 
 /** Channel of supervisor events (`node:diagnostics_channel`): every {@link SupervisorEvent}. */
@@ -293,7 +294,7 @@ export class SupervisedProcess {
       if (stopped || inFlight) return;
       const ac = new AbortController();
       inFlight = ac;
-      const t = setTimeout(() => ac.abort(new Error(`health check timed out after ${h.timeoutMs} ms`)), h.timeoutMs);
+      const t = setTimeout(() => ac.abort(new HealthCheckTimeoutError(h.timeoutMs)), h.timeoutMs);
       let ok = false;
       let message = '';
       try {

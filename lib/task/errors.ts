@@ -67,3 +67,11 @@ export class TriggerTimeoutError extends SmoothtaskError {
     super('ERR_TASK_TRIGGER_TIMEOUT', `Trigger '${name}' did not settle within ${ms} ms`);
   }
 }
+
+/** A task's log file could not be read (other than "not written yet"). */
+export class TaskLogError extends SmoothtaskError {
+  /** Creates the error. */
+  constructor(message: string, cause: unknown) {
+    super('ERR_TASK_LOG', message, { cause });
+  }
+}

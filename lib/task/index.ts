@@ -54,6 +54,7 @@ export {
   UnknownTaskKindError,
   TaskNotFoundError,
   TriggerTimeoutError,
+  TaskLogError,
 } from './errors.js';
 export { backoffDelay } from './backoff.js';
 export type { BackoffOptions } from './backoff.js';

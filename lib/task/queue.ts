@@ -4,9 +4,10 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
+import { createWriteStream, mkdirSync, statSync, type WriteStream } from 'node:fs';
+import { mkdir, mkdtemp, open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { StringDecoder } from 'node:string_decoder';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
@@ -16,6 +17,7 @@ import { errorChannel, logChannel, transitionChannel } from './diagnostics.js';
 import {
   QueueClosedError,
   TaskCancelledError,
+  TaskLogError,
   TaskNotFoundError,
   TaskTimeoutError,
   TriggerTimeoutError,
@@ -66,6 +68,11 @@ export const TaskQueueOptionsSchema = z.object({
   leases: z.custom<LeaseProvider>((v) => v != null && typeof (v as LeaseProvider).tryAcquire === 'function').optional(),
   /** Triggers applied to every task. */
   triggers: z.array(z.custom<TaskTrigger>((v) => v != null && typeof (v as TaskTrigger).run === 'function')).default([]),
+  /**
+   * Most bytes of stdout+stderr kept per task (default 64 MiB). Past it output is dropped: one
+   * marker line goes to the logs and `task.logDroppedBytes` counts what was lost.
+   */
+  maxLogBytes: z.number().int().min(0).default(64 * 1024 * 1024),
 });
 /** Options of {@link TaskQueue}. */
 export type TaskQueueOptions = z.input<typeof TaskQueueOptionsSchema>;
@@ -424,47 +431,90 @@ export class TaskQueue {
   }
 
   /**
-   * Streams a task's log live: yields each chunk of the chosen streams from now until the task
-   * reaches an outcome (or `signal` aborts). A task that already finished yields its log
-   * files' contents instead. For what was logged before the call, read `task.logPath`.
+   * Streams a task's log files, of any size: yields each chosen stream's file from its first
+   * byte in chunks (at most `chunkBytes`, default 256 KiB, read from an offset; nothing is
+   * buffered whole), then follows what is appended until the task reaches an outcome (or
+   * `signal` aborts), and ends after the last byte. A finished task yields its files and ends.
+   * Bytes of each stream come in order (chunks are whole UTF-8 characters); the interleaving of
+   * stdout and stderr is that of reading, the exact one is in `task.logPath`. The generator
+   * pulls: a slow consumer slows the reading, not the task.
    */
-  async *followLog(id: string, options: { streams?: LogStream[]; signal?: AbortSignal } = {}): AsyncGenerator<LogEvent> {
+  async *followLog(
+    id: string,
+    options: { streams?: LogStream[]; signal?: AbortSignal; chunkBytes?: number } = {},
+  ): AsyncGenerator<LogEvent> {
     const e = this.#entries.get(id);
     if (!e) throw new TaskNotFoundError(id);
     const streams = options.streams ?? ['stdout', 'stderr'];
-    if (e.phase === 'finished' || isOutcome(e.rec.state)) {
-      const files = streams.length === 2 && streams.includes('stdout') && streams.includes('stderr') ? [['stdout', e.rec.logPath] as const] : streams.map((st) => [st, e.rec.logs?.[st]] as const);
-      for (const [stream, path] of files) {
-        if (!path) continue;
-        const chunk = await readFile(path, 'utf8').catch(() => '');
-        if (chunk) yield { taskId: id, stream, chunk, at: e.rec.timings.endedAt ?? Date.now() };
-      }
-      return;
-    }
-    const buf: LogEvent[] = [];
-    let wake: (() => void) | undefined;
+    const size = Math.max(4096, Math.min(options.chunkBytes ?? 256 * 1024, 16 * 1024 * 1024));
+    const cursors = streams.map((stream) => ({ stream, path: undefined as string | undefined, fh: undefined as FileHandle | undefined, offset: 0, dec: new StringDecoder('utf8') }));
+    const buf = Buffer.allocUnsafe(size);
     let ended = false;
+    let wake: (() => void) | undefined;
+    const poke = () => wake?.();
     const offLog = this.onLog((ev) => {
-      if (ev.taskId !== id || !streams.includes(ev.stream)) return;
-      buf.push(ev);
-      wake?.();
+      if (ev.taskId === id) poke();
     });
-    const end = () => {
+    const offTr = this.onTransition((ev) => {
+      if (ev.task.id === id) poke();
+    });
+    void e.done.then(() => {
       ended = true;
-      wake?.();
-    };
-    void e.done.then(end);
-    options.signal?.addEventListener('abort', end, { once: true });
+      poke();
+    });
+    options.signal?.addEventListener('abort', poke, { once: true });
     try {
       for (;;) {
-        while (buf.length) yield buf.shift()!;
-        if (ended || options.signal?.aborted) return;
-        await new Promise<void>((r) => (wake = r));
+        // Observed before reading: once the task has ended and a pass reads nothing, all was read.
+        const final = ended || e.phase === 'finished' || e.phase === 'closed';
+        let progressed = false;
+        for (const c of cursors) {
+          const rec = this.#entries.get(id)?.rec ?? e.rec;
+          const path = rec.logs?.[c.stream];
+          if (!path) continue;
+          if (c.path !== path) {
+            await c.fh?.close().catch(() => {});
+            c.fh = undefined;
+            c.path = path;
+            c.offset = 0;
+          }
+          let bytesRead: number;
+          try {
+            c.fh ??= await open(path, 'r');
+            ({ bytesRead } = await c.fh.read(buf, 0, size, c.offset));
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+            throw new TaskLogError(`cannot read the log ${path} of task ${id}: ${(err as Error).message}`, err);
+          }
+          if (bytesRead === 0) continue;
+          c.offset += bytesRead;
+          progressed = true;
+          const chunk = c.dec.write(buf.subarray(0, bytesRead));
+          if (chunk) yield { taskId: id, stream: c.stream, chunk, at: Date.now() };
+        }
+        if (progressed) continue;
+        if (final || options.signal?.aborted) {
+          for (const c of cursors) {
+            const rest = c.dec.end();
+            if (rest) yield { taskId: id, stream: c.stream, chunk: rest, at: Date.now() };
+          }
+          return;
+        }
+        // Woken by a log chunk or transition of the task, or by a poll (writes land asynchronously).
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, 200);
+          wake = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
         wake = undefined;
       }
     } finally {
       offLog();
-      options.signal?.removeEventListener('abort', end);
+      offTr();
+      options.signal?.removeEventListener('abort', poke);
+      for (const c of cursors) await c.fh?.close().catch(() => {});
     }
   }
 
@@ -709,7 +759,7 @@ export class TaskQueue {
             this.#report(id, err, 'log listener');
           }
         }
-      });
+      }, this.#opts.maxLogBytes);
       const executor = this.#executors.get(e.rec.kind);
       if (!executor) throw new UnknownTaskKindError(e.rec.kind);
       const spec = executor.specSchema ? (validate(executor.specSchema, e.rec.spec, `'${e.rec.kind}' task spec`) as never) : (e.rec.spec as never);
@@ -776,6 +826,7 @@ export class TaskQueue {
     let reason: string | undefined;
     const patch: Partial<TaskRecord> = { leases, timings: { ...e.rec.timings, durationMs: Date.now() - t0 } };
     if (infoDirty) patch.info = info;
+    if (sink?.droppedBytes) patch.logDroppedBytes = (e.rec.logDroppedBytes ?? 0) + sink.droppedBytes;
     if (result) {
       patch.exitCode = result.exitCode ?? (result.signal ? null : 0);
       patch.signal = result.signal ?? null;
@@ -1021,20 +1072,46 @@ class PendingSet {
   }
 }
 
-/** Per-task log files, opened lazily; also feeds listeners. */
+/** Marker written once to a task's logs when it reaches `maxLogBytes`. @internal */
+export const logCapMarker = (maxBytes: number): string =>
+  `\n[smoothtask: log cap of ${maxBytes} bytes reached; further stdout/stderr is dropped]\n`;
+
+/**
+ * Per-task log files, opened lazily; also feeds listeners. Keeps at most `maxBytes` of
+ * stdout+stderr per task (counted once, across attempts: the combined file's size at start
+ * counts) and as much of the system log, drops the rest with one marker line and counts the
+ * dropped bytes. `write()` returns
+ * a promise while a file's write buffer is full, so producers can pause (backpressure).
+ */
 class LogSink {
   readonly #paths: Record<LogStream, string>;
   readonly #combined: string;
   readonly #emit: (stream: LogStream, chunk: string) => void;
   readonly #ensureDir: () => string;
   readonly #streams = new Map<string, WriteStream>();
+  readonly #maxBytes: number;
+  readonly #output: { path: string; used: number | undefined; dropped: number };
+  readonly #system: { path: string; used: number | undefined; dropped: number };
+  #drain: Promise<void> | undefined;
   #closed = false;
-  /** Creates a queue; with `persistence`, recorded tasks are loaded and recovered in the background (see `ready`). */
-  constructor(paths: Record<LogStream, string>, combined: string, ensureDir: () => string, emit: (stream: LogStream, chunk: string) => void) {
+  constructor(
+    paths: Record<LogStream, string>,
+    combined: string,
+    ensureDir: () => string,
+    emit: (stream: LogStream, chunk: string) => void,
+    maxBytes: number,
+  ) {
     this.#paths = paths;
     this.#combined = combined;
     this.#ensureDir = ensureDir;
     this.#emit = emit;
+    this.#maxBytes = maxBytes;
+    this.#output = { path: combined, used: undefined, dropped: 0 };
+    this.#system = { path: paths.system, used: undefined, dropped: 0 };
+  }
+  /** Bytes dropped at the cap by this sink (stdout, stderr and system). */
+  get droppedBytes(): number {
+    return this.#output.dropped + this.#system.dropped;
   }
   #open(path: string): WriteStream {
     let s = this.#streams.get(path);
@@ -1046,12 +1123,67 @@ class LogSink {
     }
     return s;
   }
-  write(stream: LogStream, chunk: string | Uint8Array): void {
+  write(stream: LogStream, chunk: string | Uint8Array): void | Promise<void> {
     if (this.#closed) return;
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let buf = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    // Two budgets of maxBytes: stdout+stderr (the combined file), and the system log (build and
+    // compose output go there).
+    const b = stream === 'system' ? this.#system : this.#output;
+    if (b.used === undefined) {
+      try {
+        b.used = statSync(b.path).size;
+      } catch {
+        b.used = 0;
+      }
+    }
+    const room = Math.max(0, this.#maxBytes - b.used);
+    if (buf.length > room) {
+      const first = b.dropped === 0;
+      b.dropped += buf.length - room;
+      buf = buf.subarray(0, room);
+      b.used += buf.length;
+      if (buf.length) this.#put(stream, buf);
+      if (first) {
+        const marker = Buffer.from(logCapMarker(this.#maxBytes));
+        this.#open(this.#paths[stream]).write(marker);
+        if (stream !== 'system') this.#open(this.#combined).write(marker);
+        this.#emit(stream, marker.toString('utf8'));
+      }
+      return this.#pressure();
+    }
+    b.used += buf.length;
+    this.#put(stream, buf);
+    return this.#pressure();
+  }
+  #put(stream: LogStream, buf: Buffer): void {
     this.#open(this.#paths[stream]).write(buf);
     if (stream !== 'system') this.#open(this.#combined).write(buf);
     this.#emit(stream, buf.toString('utf8'));
+  }
+  /** A promise while any file's buffer is over its high-water mark; settles on drain (or close/error). */
+  #pressure(): Promise<void> | undefined {
+    if (this.#drain) return this.#drain;
+    const full = [...this.#streams.values()].filter((s) => s.writableNeedDrain && !s.destroyed);
+    if (!full.length) return undefined;
+    this.#drain = Promise.all(
+      full.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            const done = () => {
+              s.off('drain', done);
+              s.off('close', done);
+              s.off('error', done);
+              resolve();
+            };
+            s.on('drain', done);
+            s.on('close', done);
+            s.on('error', done);
+          }),
+      ),
+    ).then(() => {
+      this.#drain = undefined;
+    });
+    return this.#drain;
   }
   async close(): Promise<void> {
     this.#closed = true;

@@ -195,6 +195,8 @@ export interface TaskRecord {
   logPath?: string | undefined;
   /** Per-stream log files. */
   logs?: Record<LogStream, string> | undefined;
+  /** Bytes of stdout/stderr dropped because the task reached the queue's `maxLogBytes` (absent when none). */
+  logDroppedBytes?: number | undefined;
   /** Output files (absolute paths). */
   outputs: string[];
   /** Artifacts built from the outputs (absolute paths). */
@@ -242,6 +244,7 @@ export const TaskRecordSchema: z.ZodType<TaskRecord> = z.object({
   /** Combined stdout+stderr log, in arrival order. */
   logPath: z.string().optional(),
   logs: z.object({ stdout: z.string(), stderr: z.string(), system: z.string() }).optional(),
+  logDroppedBytes: z.number().optional(),
   outputs: z.array(z.string()),
   artifacts: z.array(z.string()),
   result: JsonValueSchema.optional(),
@@ -348,8 +351,14 @@ export interface TaskContext<Spec = JsonValue> {
   readonly killAfterMs: number;
   /** Per-task working directory (exists). */
   readonly workspace: string;
-  /** Appends a chunk to the task's logs and publishes it to log listeners. */
-  log(stream: LogStream, chunk: string | Uint8Array): void;
+  /**
+   * Appends a chunk to the task's logs and publishes it to log listeners. Returns a promise
+   * when the log files are behind (their write buffers are full): a producer that can wait
+   * (a child's pipe, a container's log stream) should pause until it resolves, so output is
+   * slowed down to the disk's pace instead of piling up in memory. Output past the queue's
+   * `maxLogBytes` is dropped (counted in `task.logDroppedBytes`).
+   */
+  log(stream: LogStream, chunk: string | Uint8Array): void | Promise<void>;
   /** Records executor facts on the task (`task.info`, e.g. `{ pid }` or `{ containerId }`); persisted with the next save. */
   setInfo(patch: Record<string, JsonValue>): void;
   /** Lease helpers; leases are returned when the attempt ends, whatever the ending. */

@@ -51,7 +51,7 @@ describe('Supervisor', () => {
     // the real gaps between starts grow too
     const gaps = starts.slice(1).map((t, i) => t - starts[i]!);
     for (let i = 0; i < gaps.length; i++) expect(gaps[i]!).toBeGreaterThanOrEqual(delays[i]! - 5);
-    expect(gaps[3]!).toBeGreaterThan(gaps[0]!);
+    // (gaps[3] > gaps[0] is not asserted: on a loaded host one spawn can take longer than 280 ms)
     expect(events.filter((e) => e.type === 'exit').every((e) => e.code === 3)).toBe(true);
     expect(events.at(-1)?.type).toBe('budget-exhausted');
     expect(await readFile(join(dir, 'crasher.stdout.log'), 'utf8')).toBe('up\n'.repeat(5));
@@ -98,9 +98,9 @@ describe('Supervisor', () => {
     });
     await until(() => web.pid !== undefined && fn.pid !== undefined);
     const [wp, fp] = [web.pid, fn.pid];
-    await sleep(300);
+    // Healthy while checked at least three times (polled: a loaded host runs timers late).
+    await until(() => fnCalls >= 3);
     expect([web.pid, fn.pid]).toEqual([wp, fp]);
-    expect(fnCalls).toBeGreaterThanOrEqual(3);
     // HTTP health endpoint goes away -> replaced
     srv.closeAllConnections();
     await new Promise<void>((r) => srv.close(() => r()));
