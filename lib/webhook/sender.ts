@@ -2,7 +2,7 @@
  * An in-memory webhook sender: signed, address-guarded, retried delivery of one message at a
  * time to one URL, for callers without a store (the notify module's `webhookNotifier({ url })`).
  * Same signing, address policy, request code and error classes as the durable
- * {@link WebhookDispatcher}; only the queue is in memory.
+ * `WebhookDispatcher`; only the queue is in memory.
  * @module
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -61,7 +61,7 @@ export interface StandardWebhookSenderOptions {
  * exponential backoff and full jitter (honouring `Retry-After`); gives up at once on other
  * 4xx, and for good on 410 Gone. A target refused by the address policy fails at once with
  * `SsrfBlockedError` (permanent: never retried). Messages pending at process exit are lost;
- * use the {@link WebhookDispatcher} when durability matters.
+ * use the `WebhookDispatcher` when durability matters.
  *
  * Throws `ConfigError` for a bad URL or secret, or `SsrfBlockedError` for an IP-literal URL the
  * policy refuses.
