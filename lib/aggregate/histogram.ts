@@ -8,6 +8,7 @@
  * slot width (`2^i`), i.e. under a factor of 2 of the true value.
  * @module
  */
+import { ConfigError } from '../errors/index.js';
 
 /** Slot counts of a log2 histogram; slot `i` counts values in `[2^i, 2^(i+1))`. */
 export type Log2Histogram = readonly number[];
@@ -84,7 +85,7 @@ export function histogramDelta(prev: Log2Histogram, cur: Log2Histogram): number[
  * slot, each at the middle of its share. The estimate and the exact value lie in the same slot.
  */
 export function histogramPercentile(h: Log2Histogram, q: number): number {
-  if (!(q >= 0 && q <= 1)) throw new RangeError(`quantile must be in [0, 1], got ${q}`);
+  if (!(q >= 0 && q <= 1)) throw new ConfigError(`quantile must be in [0, 1], got ${q}`, [`q: ${q}`]);
   const n = histogramCount(h);
   if (n === 0) return Number.NaN;
   const r = Math.max(1, Math.ceil(q * n));

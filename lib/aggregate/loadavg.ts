@@ -16,6 +16,7 @@
 import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
+import { ConfigError } from '../errors/index.js';
 
 /** Bits of fractional precision of the kernel's fixed-point load (`FSHIFT`). */
 export const FSHIFT = 11;
@@ -330,7 +331,7 @@ export class LoadAverageSampler extends EventEmitter {
     super();
     this.interval = opts.intervalMs ?? 1000;
     this.period = opts.kernelPeriodMs ?? LOAD_PERIOD_MS;
-    if (!(this.interval > 0) || !(this.period > 0)) throw new RangeError('intervalMs and kernelPeriodMs must be > 0');
+    if (!(this.interval > 0) || !(this.period > 0)) throw new ConfigError('intervalMs and kernelPeriodMs must be > 0', [`intervalMs: ${this.interval}`, `kernelPeriodMs: ${this.period}`]);
     this.source = opts.source ?? procStatLoadSource();
     this.includeBlocked = opts.includeBlocked ?? true;
     this.now = opts.now ?? (() => performance.now());

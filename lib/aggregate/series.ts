@@ -5,6 +5,7 @@
  * @module
  */
 import { operator, type Operator } from './operators.js';
+import { ConfigError } from '../errors/index.js';
 
 /** A timestamped value. */
 export interface Point {
@@ -106,7 +107,7 @@ export interface RatePoint<T> extends SeriesPoint<T> {
 function tauOf(o: { tauMs?: number; halfLifeMs?: number }): number {
   if (o.tauMs !== undefined && o.tauMs > 0) return o.tauMs;
   if (o.halfLifeMs !== undefined && o.halfLifeMs > 0) return o.halfLifeMs / Math.LN2;
-  throw new RangeError('ewma: give tauMs or halfLifeMs > 0');
+  throw new ConfigError('ewma: give tauMs or halfLifeMs > 0', ['tauMs/halfLifeMs: missing or not > 0']);
 }
 
 /**
@@ -234,7 +235,7 @@ export interface WindowOptions<T> {
  */
 export function hoppingWindow<T>(opts: WindowOptions<T> & { hopMs: number }): Operator<T, Window<T>> {
   const { sizeMs, hopMs } = opts;
-  if (!(sizeMs > 0) || !(hopMs > 0)) throw new RangeError('window sizeMs and hopMs must be > 0');
+  if (!(sizeMs > 0) || !(hopMs > 0)) throw new ConfigError('window sizeMs and hopMs must be > 0', [`sizeMs: ${sizeMs}`, `hopMs: ${hopMs}`]);
   return operator('window', () => {
     const open = new Map<number, Window<T>>(); // by start
     let emittedUpTo = -Infinity; // every window with end <= this is emitted
@@ -294,7 +295,7 @@ export function tumblingWindow<T>(opts: WindowOptions<T>): Operator<T, Window<T>
  * i.e. with `time > t - size` (so the window is `(t - size, t]`).
  */
 export function slidingWindow<T>(opts: { time: (x: T) => number; sizeMs: number }): Operator<T, Window<T>> {
-  if (!(opts.sizeMs > 0)) throw new RangeError('window sizeMs must be > 0');
+  if (!(opts.sizeMs > 0)) throw new ConfigError('window sizeMs must be > 0', [`sizeMs: ${opts.sizeMs}`]);
   return operator('slidingWindow', () => {
     const buf: T[] = [];
     return {

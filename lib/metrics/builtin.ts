@@ -10,6 +10,8 @@ import { EbpfCpuReader, EbpfDiskReader, EbpfNetworkReader, EbpfProcessReader, Eb
 import { registerFamily, type Backend, type FamilyContext, type Filter, type MetricReader } from './family.js';
 import { ProcfsCpuReader, ProcfsDiskReader, ProcfsNetworkReader, ProcfsProcessReader } from './procfs-readers.js';
 import type { CpuSnapshot, DiskSnapshot, NetworkSnapshot, ProcessEvent, ProcessSnapshot, SyscallsSnapshot, TcpEvent } from './schemas.js';
+import { ConfigError } from '../errors/index.js';
+import { MetricsError } from './errors.js';
 
 declare module './family.js' {
   interface FamilySnapshots {
@@ -35,8 +37,8 @@ type Ctor = new (o: { object: BpfObject; filter: FamilyContext['filter']; events
 function ebpfOr(ebpf: Ctor, procfs?: new (f: FamilyContext['filter']) => MetricReader) {
   return async (ctx: FamilyContext): Promise<MetricReader> => {
     if (ctx.backend === 'procfs' && procfs) return new procfs(ctx.filter);
-    if (ctx.backend !== 'ebpf') throw new Error(`backend ${ctx.backend} not supported`);
-    if (!ctx.object) throw new Error('eBPF backend needs its object');
+    if (ctx.backend !== 'ebpf') throw new ConfigError(`backend ${ctx.backend} not supported`, [`backend: ${ctx.backend}`]);
+    if (!ctx.object) throw new MetricsError('ERR_METRICS_INTERNAL', 'eBPF backend needs its object');
     const object = (await ctx.object) as BpfObject;
     return new ebpf({ object, filter: ctx.filter, events: ctx.events });
   };
@@ -86,7 +88,7 @@ async function open<R>(family: keyof typeof BUILTIN_OBJECTS, ebpf: Ctor, procfs:
   const filter = resolveFilter(o.filter);
   const backend = o.backend ?? 'ebpf';
   if (backend === 'procfs') {
-    if (!procfs) throw new Error(`the ${family} family has no procfs backend`);
+    if (!procfs) throw new ConfigError(`the ${family} family has no procfs backend`, ['backend: procfs']);
     return new procfs(filter) as R;
   }
   const object = await loadBundled(BUILTIN_OBJECTS[family], {

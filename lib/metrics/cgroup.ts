@@ -49,14 +49,14 @@ export interface CgroupRef {
 export function resolveCgroupPath(path: string): CgroupRef {
   const mount = requireMount();
   const abs = isAbsolute(path) && path.startsWith(mount) ? path : join(mount, path);
-  let ino: bigint;
+  let st: import('node:fs').BigIntStats;
   try {
-    const st = statSync(abs, { bigint: true });
-    if (!st.isDirectory()) throw new Error('not a directory');
-    ino = st.ino;
+    st = statSync(abs, { bigint: true });
   } catch (e) {
     throw new CgroupNotFoundError(`cgroup ${path} not found under ${mount}: ${(e as Error).message}`);
   }
+  if (!st.isDirectory()) throw new CgroupNotFoundError(`cgroup ${path} not found under ${mount}: not a directory`);
+  const ino = st.ino;
   const rel = relative(mount, abs);
   const relPath = rel === '' ? '/' : `/${rel}`;
   return { path: abs, relPath, id: ino, level: rel === '' ? 0 : rel.split('/').length };

@@ -44,6 +44,7 @@ import {
   type TcpEvent,
 } from './schemas.js';
 import { syscallName } from './syscall-names.js';
+import { ConfigError } from '../errors/index.js';
 
 type Decoded<C> = C extends { decode(...a: never[]): infer T } ? T : never;
 
@@ -298,7 +299,7 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
   /** exec, fork and exit events (needs the reader opened with `events: true`). */
   events(options: { signal?: AbortSignal } = {}): AsyncIterable<ProcessEvent> {
     this.check();
-    if (!this.wantEvents) throw new Error('process events were not requested: open the reader with events: true');
+    if (!this.wantEvents) throw new ConfigError('process events were not requested: open the reader with events: true', ['events: false']);
     this.#rb ??= this.obj.ringBuffer('proc_events', { codec: stProcEvent });
     const type = ['', 'exec', 'fork', 'exit'] as const;
     return mapEvents(
@@ -381,7 +382,7 @@ export class EbpfNetworkReader extends BpfReaderBase<NetworkSnapshot, TcpEvent> 
   /** TCP open/close/state events (needs the reader opened with `events: true`). */
   events(options: { signal?: AbortSignal } = {}): AsyncIterable<TcpEvent> {
     this.check();
-    if (!this.wantEvents) throw new Error('network events were not requested: open the reader with events: true');
+    if (!this.wantEvents) throw new ConfigError('network events were not requested: open the reader with events: true', ['events: false']);
     this.#rb ??= this.obj.ringBuffer('tcp_events', { codec: stTcpEvent });
     const type = ['', 'open', 'close', 'state'] as const;
     return mapEvents(

@@ -7,6 +7,7 @@
  * @module
  */
 import { z } from 'zod';
+import { ConfigError } from '../errors/index.js';
 
 /** Where a reader's numbers come from. */
 export type Backend = 'ebpf' | 'procfs' | 'sysfs' | 'nvml' | 'stub';
@@ -168,7 +169,7 @@ const registry = new Map<string, FamilyDefinition>();
  * @param factory opens a reader for the backend in `ctx.backend`
  */
 export function registerFamily(name: string, factory: FamilyFactory, options: FamilyOptions = {}): void {
-  if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new TypeError(`invalid family name ${JSON.stringify(name)}`);
+  if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new ConfigError(`invalid family name ${JSON.stringify(name)} (lower-case letters, digits, _ and -, starting with a letter)`, [`name: ${JSON.stringify(name)}`]);
   const def: FamilyDefinition = {
     name,
     factory,

@@ -4,6 +4,7 @@
  * @module
  */
 export * from './family.js';
+export { MetricsError } from './errors.js';
 export * from './schemas.js';
 export * from './cgroup.js';
 export * from './monitor.js';

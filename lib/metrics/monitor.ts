@@ -24,6 +24,8 @@ import {
   type ResolvedFilter,
   type SnapshotBase,
 } from './family.js';
+import { ConfigError } from '../errors/index.js';
+import { MetricsError } from './errors.js';
 
 /** Published when a family opens, falls back or fails: `{ family, backend, ok, error?, elapsedMs }`. */
 export const monitorChannel = diagnostics_channel.channel('smoothtask:metrics:open');
@@ -207,12 +209,12 @@ export async function createMonitor(options: MonitorOptions = {}): Promise<Monit
   for (const name of names) {
     const def = getFamily(name);
     if (!def) {
-      failures.set(name, new RangeError(`unknown metric family '${name}'; registered: ${listFamilies().join(', ')}`));
+      failures.set(name, new ConfigError(`unknown metric family '${name}'; registered: ${listFamilies().join(', ')}`, [`families: unknown '${name}'`]));
       continue;
     }
     const backends = o.backend === 'auto' ? [...def.backends] : def.backends.filter((b) => b === o.backend);
     if (!backends.length) {
-      failures.set(name, new Error(`family '${name}' has no '${o.backend}' backend (it has ${def.backends.join(', ')})`));
+      failures.set(name, new ConfigError(`family '${name}' has no '${o.backend}' backend (it has ${def.backends.join(', ')})`, [`backend: '${o.backend}' not offered by '${name}'`]));
       continue;
     }
     plans.push({ name, backends });
@@ -283,7 +285,7 @@ export async function createMonitor(options: MonitorOptions = {}): Promise<Monit
   if (o.required && failures.size) {
     monitor.close();
     const [name, err] = [...failures][0]!;
-    throw new Error(`metric family '${name}' failed to open: ${err.message}`, { cause: err });
+    throw new MetricsError('ERR_METRICS_OPEN', `metric family '${name}' failed to open: ${err.message}`, { cause: err });
   }
   return monitor;
 }

@@ -39,23 +39,11 @@ export { NotificationDispatcher } from './dispatcher.js';
 export type { NotifiedAlert, Notification } from './dispatcher.js';
 export { AlertEngine, NOTIFY_CHANNELS, expand } from './engine.js';
 export type { AlertState, Alert, AlertTransition, Notifier, AlertEngineOptions, SampleFn, EngineStats } from './engine.js';
-export {
-  callbackNotifier,
-  emitterNotifier,
-  logNotifier,
-  formatNotificationLines,
-  webhookKey,
-  signWebhook,
-  standardWebhookSender,
-  webhookNotifier,
-  dispatcherSender,
-  WebhookDeliveryError,
-} from './notifiers.js';
-export type {
-  LogNotifierOptions,
-  WebhookMessage,
-  WebhookSender,
-  StandardWebhookSenderOptions,
-  WebhookNotifierOptions,
-  WebhookDispatcherLike,
-} from './notifiers.js';
+export { callbackNotifier, emitterNotifier, logNotifier, formatNotificationLines, webhookNotifier, dispatcherSender } from './notifiers.js';
+export type { LogNotifierOptions, WebhookNotifierOptions, WebhookDispatcherLike } from './notifiers.js';
+// The webhook notifier sends through smoothtask/webhook; these are the same functions and
+// classes as there, re-exported under their old names for compatibility.
+export { webhookKey, signWebhook } from '../webhook/signature.js';
+export { standardWebhookSender } from '../webhook/sender.js';
+export type { WebhookMessage, WebhookSender, StandardWebhookSenderOptions } from '../webhook/sender.js';
+export { WebhookDeliveryError } from '../webhook/errors.js';

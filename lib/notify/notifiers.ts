@@ -1,11 +1,12 @@
 /**
- * Notifiers: a callback, an EventEmitter, a log line, and a signed, retried webhook.
+ * Notifiers: a callback, an EventEmitter, a log line, and a signed webhook. Webhooks go
+ * through `smoothtask/webhook` (its signing, address policy, request code and error class):
+ * either its durable `WebhookDispatcher` or its in-memory `standardWebhookSender`.
  * @module
  */
-import { createHash, createHmac, randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { SmoothtaskError } from '../errors/index.js';
+import { standardWebhookSender, type StandardWebhookSenderOptions, type WebhookSender } from '../webhook/sender.js';
 import type { Notification } from './dispatcher.js';
 import type { Notifier } from './engine.js';
 
@@ -54,136 +55,6 @@ export function logNotifier(opts: LogNotifierOptions = {}): Notifier {
   };
 }
 
-/** One webhook message. */
-export interface WebhookMessage {
-  /** Unique, stable across retries (receivers deduplicate on it). */
-  id: string;
-  /** Event type, e.g. `alert.firing`. */
-  type: string;
-  /** JSON payload. */
-  payload: unknown;
-}
-
-/**
- * What the webhook notifier needs from a delivery mechanism. The task core's persistent
- * dispatcher (`smoothtask/webhook`) fits through a small adapter; {@link standardWebhookSender}
- * is the built-in in-memory one.
- */
-export interface WebhookSender {
-  /** Delivers one message (resolves once delivered or handed to a durable queue). */
-  send(msg: WebhookMessage): Promise<void>;
-  /** Optional cleanup. */
-  close?(): void | Promise<void>;
-}
-
-/** Thrown when a webhook could not be delivered. */
-export class WebhookDeliveryError extends SmoothtaskError {
-  /** Last HTTP status, if any. */
-  readonly status?: number;
-  /** Attempts made. */
-  readonly attempts: number;
-  /** Creates the error with the attempts made, the last HTTP status and the last cause. */
-  constructor(message: string, attempts: number, status?: number, cause?: unknown) {
-    super('ERR_WEBHOOK_DELIVERY', message, { cause });
-    this.attempts = attempts;
-    if (status !== undefined) this.status = status;
-  }
-}
-
-/** Options of {@link standardWebhookSender}. */
-export interface StandardWebhookSenderOptions {
-  /** Receiver URL. */
-  url: string;
-  /** Signing secret: `whsec_<base64>` (Standard Webhooks form) or any string (its UTF-8 bytes). */
-  secret: string;
-  /** Per-request timeout (default 5000 ms). */
-  timeoutMs?: number;
-  /** Attempts in all (default 6). */
-  attempts?: number;
-  /** First retry delay (default 200 ms), doubled each time with full jitter, capped by `maxBackoffMs`. */
-  minBackoffMs?: number;
-  /** Longest retry delay (default 10 s); a `Retry-After` header wins when longer, up to 60 s. */
-  maxBackoffMs?: number;
-  /** Extra headers. */
-  headers?: Record<string, string>;
-  /** Aborts pending retries. */
-  signal?: AbortSignal;
-}
-
-/** The HMAC key of a Standard Webhooks secret. */
-export function webhookKey(secret: string): Buffer {
-  return secret.startsWith('whsec_') ? Buffer.from(secret.slice(6), 'base64') : Buffer.from(secret, 'utf8');
-}
-
-/** `v1,<base64 HMAC-SHA256(key, "id.timestamp.body")>` as Standard Webhooks defines it. */
-export function signWebhook(secret: string, id: string, timestampSec: number, body: string): string {
-  return `v1,${createHmac('sha256', webhookKey(secret)).update(`${id}.${timestampSec}.${body}`).digest('base64')}`;
-}
-
-/**
- * A minimal Standard Webhooks sender: POSTs JSON with `webhook-id`, `webhook-timestamp`,
- * `webhook-signature`; retries network errors, 408, 429 and 5xx with exponential backoff and
- * jitter (honouring `Retry-After`); gives up at once on other 4xx, and for good on 410 Gone.
- * In memory only: messages pending at process exit are lost (the task core's dispatcher
- * persists them; use it through {@link WebhookSender} when durability matters).
- */
-export function standardWebhookSender(opts: StandardWebhookSenderOptions): WebhookSender {
-  const timeoutMs = opts.timeoutMs ?? 5000;
-  const attempts = opts.attempts ?? 6;
-  const minB = opts.minBackoffMs ?? 200;
-  const maxB = opts.maxBackoffMs ?? 10_000;
-  let gone = false;
-  return {
-    async send(msg) {
-      if (gone) throw new WebhookDeliveryError(`webhook ${opts.url} answered 410 Gone earlier; disabled`, 0, 410);
-      const body = JSON.stringify({ type: msg.type, timestamp: new Date().toISOString(), data: msg.payload });
-      let lastStatus: number | undefined;
-      let lastErr: unknown;
-      for (let i = 1; i <= attempts; i++) {
-        opts.signal?.throwIfAborted();
-        const ts = Math.floor(Date.now() / 1000);
-        let retryAfterMs: number | undefined;
-        try {
-          const res = await fetch(opts.url, {
-            method: 'POST',
-            body,
-            headers: {
-              'content-type': 'application/json',
-              'user-agent': 'smoothtask-notify',
-              ...opts.headers,
-              'webhook-id': msg.id,
-              'webhook-timestamp': String(ts),
-              'webhook-signature': signWebhook(opts.secret, msg.id, ts, body),
-            },
-            signal: opts.signal ? AbortSignal.any([opts.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
-            redirect: 'manual',
-          });
-          await res.arrayBuffer().catch(() => undefined);
-          lastStatus = res.status;
-          if (res.status >= 200 && res.status < 300) return;
-          if (res.status === 410) {
-            gone = true;
-            throw new WebhookDeliveryError(`webhook ${opts.url} answered 410 Gone; disabled`, i, 410);
-          }
-          if (res.status !== 408 && res.status !== 429 && res.status < 500) {
-            throw new WebhookDeliveryError(`webhook ${opts.url} answered ${res.status}`, i, res.status);
-          }
-          const ra = res.headers.get('retry-after');
-          if (ra) retryAfterMs = Number.isFinite(Number(ra)) ? Number(ra) * 1000 : Math.max(0, Date.parse(ra) - Date.now());
-        } catch (e) {
-          if (e instanceof WebhookDeliveryError) throw e;
-          if (opts.signal?.aborted) throw e;
-          lastErr = e;
-        }
-        if (i === attempts) break;
-        const backoff = Math.random() * Math.min(maxB, minB * 2 ** (i - 1));
-        await sleep(Math.min(60_000, Math.max(backoff, retryAfterMs ?? 0)), undefined, opts.signal ? { signal: opts.signal } : {});
-      }
-      throw new WebhookDeliveryError(`webhook ${opts.url} failed after ${attempts} attempts`, attempts, lastStatus, lastErr);
-    },
-  };
-}
-
 /**
  * The part of the task core's `WebhookDispatcher` (`smoothtask/webhook`) the notifier uses:
  * durable (store-backed), ordered, at-least-once, signed delivery to its registered endpoints.
@@ -197,10 +68,10 @@ export interface WebhookDispatcherLike {
 }
 
 /**
- * Adapts a `WebhookDispatcher` to {@link WebhookSender}: notifications become events with
+ * Adapts a `WebhookDispatcher` to `WebhookSender`: notifications become events with
  * subject `alerts` (endpoints may subscribe to it or to types `alert.*`), ordered per alert
  * group. The dispatcher assigns the `webhook-id`s and persists pending deliveries, so a restart
- * loses nothing (unlike {@link standardWebhookSender}).
+ * loses nothing (unlike the in-memory `standardWebhookSender`).
  */
 export function dispatcherSender(dispatcher: WebhookDispatcherLike, opts: { subject?: string } = {}): WebhookSender {
   return {
@@ -217,7 +88,7 @@ export function dispatcherSender(dispatcher: WebhookDispatcherLike, opts: { subj
 
 /**
  * Options of {@link webhookNotifier}: the task core's dispatcher (preferred: durable), any
- * {@link WebhookSender}, or what {@link standardWebhookSender} needs.
+ * `WebhookSender`, or what `standardWebhookSender` (smoothtask/webhook) needs.
  */
 export type WebhookNotifierOptions =
   | {
@@ -234,10 +105,14 @@ export type WebhookNotifierOptions =
 
 /**
  * Posts each notification as a signed webhook: through the task core's durable dispatcher
- * (`{ dispatcher }`), a custom sender, or the built-in in-memory sender (`{ url, secret }`,
- * where the message id is derived from the group and the notification time, so retries of one
+ * (`{ dispatcher }`), a custom sender, or smoothtask/webhook's in-memory sender
+ * (`{ url, secret, network? }`: same signing, address policy and errors as the dispatcher;
+ * the message id is derived from the group and the notification time, so retries of one
  * notification carry the same id and receivers dedupe).
  * Type: `alert.firing` or `alert.resolved`; payload: the {@link Notification}.
+ *
+ * Throws `ConfigError` for a bad URL or secret, `SsrfBlockedError` for an IP-literal URL the
+ * address policy refuses.
  */
 export function webhookNotifier(opts: WebhookNotifierOptions): Notifier {
   const sender =

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { Labels, Sample, ScalarSample } from '../aggregate/samples.js';
+import { ConfigError } from '../errors/index.js';
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
 
@@ -11,7 +12,7 @@ const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
 export function parseDuration(d: number | string): number {
   if (typeof d === 'number') return d;
   const m = DURATION_RE.exec(d.trim());
-  if (!m) throw new RangeError(`invalid duration ${JSON.stringify(d)}`);
+  if (!m) throw new ConfigError(`invalid duration ${JSON.stringify(d)} (a number of ms, or like 500ms, 5s, 1m, 2h)`, [`duration: ${JSON.stringify(d)}`]);
   const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
   return Number(m[1]) * mult;
 }

@@ -9,20 +9,45 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
+import { SmoothtaskError } from '../errors/index.js';
+import { StoreIoError } from './errors.js';
 
-/** fsyncs a directory so a rename or create inside it is durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+/**
+ * Turns a failed system call's error into a {@link StoreIoError} (typed errors and non-system
+ * errors pass through unchanged).
+ * @internal
+ */
+export function storeIoError(e: unknown, path: string, operation: string): unknown {
+  if (e instanceof SmoothtaskError) return e;
+  const ne = e as NodeJS.ErrnoException | null;
+  if (ne instanceof Error && typeof ne.code === 'string' && typeof ne.errno === 'number') return new StoreIoError(path, operation, ne);
+  return e;
+}
+
+/** Runs `fn`; a system error it throws becomes a {@link StoreIoError} for `path`/`operation`. */
+async function io<T>(path: string, operation: string, fn: () => Promise<T>): Promise<T> {
   try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+    return await fn();
+  } catch (e) {
+    throw storeIoError(e, path, operation);
   }
 }
 
-/** Creates `dir` (and parents); fsyncs each parent whose entry list changed. */
+/** fsyncs a directory so a rename or create inside it is durable. Throws {@link StoreIoError}. */
+export async function fsyncDir(dir: string): Promise<void> {
+  await io(dir, 'fsync', async () => {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  });
+}
+
+/** Creates `dir` (and parents); fsyncs each parent whose entry list changed. Throws {@link StoreIoError}. */
 export async function mkdirDurable(dir: string): Promise<void> {
-  const first = await mkdir(dir, { recursive: true });
+  const first = await io(dir, 'mkdir', () => mkdir(dir, { recursive: true }));
   if (first === undefined) return;
   // `first` is the top-most directory created; fsync from its parent down to dir's parent.
   let d = dir;
@@ -51,20 +76,26 @@ export function tempPathFor(path: string): string {
 /** Matches temp files made by {@link tempPathFor}; group 1 is the writer's pid. */
 export const TEMP_FILE_RE = /^\..+\.tmp-(\d+)-[0-9a-f]{8}$/;
 
-/** Atomically and durably replaces `path` with `data`. */
+/**
+ * Atomically and durably replaces `path` with `data`. A failed system call (e.g. `ENOSPC`
+ * while writing the temp file) throws a {@link StoreIoError}; the target keeps its old content
+ * and the temp file is removed.
+ */
 export async function writeFileDurable(path: string, data: string | Uint8Array, options: DurableWriteOptions = {}): Promise<void> {
   const tmp = tempPathFor(path);
   let renamed = false;
   try {
-    const fh = await open(tmp, 'wx', options.mode ?? 0o644);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await io(path, 'write', async () => {
+      const fh = await open(tmp, 'wx', options.mode ?? 0o644);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    });
     await options.beforeRename?.();
-    await rename(tmp, path);
+    await io(path, 'rename', () => rename(tmp, path));
     renamed = true;
     await fsyncDir(dirname(path));
   } finally {

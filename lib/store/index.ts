@@ -8,5 +8,5 @@ export { JsonStore, JsonStoreOptionsSchema, STORE_CHANNELS } from './store.js';
 export type { JsonStoreOptions } from './store.js';
 export { writeFileDurable, fsyncDir, mkdirDurable } from './atomic.js';
 export type { DurableWriteOptions } from './atomic.js';
-export { StoreCorruptError, StoreLockError, StoreClosedError } from './errors.js';
+export { StoreError, StoreIoError, StoreCorruptError, StoreLockError, StoreClosedError } from './errors.js';
 export { StoreTaskPersistence } from './task-persistence.js';

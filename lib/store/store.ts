@@ -11,7 +11,7 @@ import lockfile from 'proper-lockfile';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
-import { fsyncDir, mkdirDurable, TEMP_FILE_RE, writeFileDurable } from './atomic.js';
+import { fsyncDir, mkdirDurable, storeIoError, TEMP_FILE_RE, writeFileDurable } from './atomic.js';
 import { StoreClosedError, StoreCorruptError, StoreLockError } from './errors.js';
 
 /** Channel names of the store (`node:diagnostics_channel`). */
@@ -152,7 +152,7 @@ export class JsonStore {
     const path = this.path(key);
     const raw = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return undefined;
-      throw e;
+      throw storeIoError(e, path, 'read');
     });
     if (raw === undefined) return undefined;
     const parsed = this.#parse(raw, schema);
@@ -193,7 +193,7 @@ export class JsonStore {
     return this.#locked(path, async (guard) => {
       const raw = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
         if (e.code === 'ENOENT') return undefined;
-        throw e;
+        throw storeIoError(e, path, 'read');
       });
       let current: z.output<S> | undefined;
       if (raw !== undefined) {
@@ -220,7 +220,7 @@ export class JsonStore {
           await unlink(owner).catch(() => {});
           return false;
         }
-        throw e;
+        throw storeIoError(e, path, 'delete');
       }
       await fsyncDir(dirname(path));
       await unlink(owner).catch(() => {});
@@ -234,7 +234,7 @@ export class JsonStore {
     const dir = prefix ? dirname(this.path(`${prefix}/x`)) : this.dir;
     const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return [] as string[];
-      throw e;
+      throw storeIoError(e, dir, 'list');
     });
     return names
       .filter((n) => n.endsWith('.json') && !n.startsWith('.'))
@@ -266,10 +266,11 @@ export class JsonStore {
     let movedTo: string | undefined = `${path}.corrupt-${Date.now()}`;
     try {
       await rename(path, movedTo);
-      await fsyncDir(dirname(path));
     } catch {
       movedTo = undefined;
     }
+    // The move happened even if making it durable failed (the bad bytes are kept either way).
+    if (movedTo) await fsyncDir(dirname(path)).catch(() => {});
     if (corruptCh.hasSubscribers) corruptCh.publish({ path, movedTo, kind });
     return new StoreCorruptError(path, movedTo, kind, { cause });
   }
@@ -316,9 +317,11 @@ export class JsonStore {
           });
           break;
         } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'ELOCKED' || Date.now() > deadline) {
-            throw new StoreLockError(path, (e as Error).message, { cause: e });
-          }
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code === 'ELOCKED' && Date.now() <= deadline) continue;
+          // A failed system call (ENOSPC or EMFILE creating the lock directory, EACCES ...) is an I/O error, not contention.
+          if (code !== 'ELOCKED' && typeof (e as NodeJS.ErrnoException).errno === 'number') throw storeIoError(e, `${path}.lock`, 'lock');
+          throw new StoreLockError(path, (e as Error).message, { cause: e });
         }
       }
       // Ownership token beside the lock: a process that took our lock over as stale (our event
@@ -327,13 +330,17 @@ export class JsonStore {
       // proper-lockfile removes stale locks with rmdir, which needs it empty.)
       const ownerPath = join(dir, `.${basename(path)}.lock-owner`);
       const token = `${process.pid}-${randomBytes(8).toString('hex')}`;
-      await writeFile(ownerPath, token);
       const guard = async () => {
         if (compromised) throw new StoreLockError(path, `lock compromised, write abandoned: ${compromised.message}`, { cause: compromised });
         const owner = await readFile(ownerPath, 'utf8').catch(() => undefined);
         if (owner !== token) throw new StoreLockError(path, `lock compromised (taken over by ${owner ? `pid ${owner.split('-')[0]}` : 'another process'}), write abandoned`);
       };
+      // Everything after the lock is taken, the owner token included (ENOSPC on a full disk),
+      // runs inside the try so the lock is always released.
       try {
+        await writeFile(ownerPath, token).catch((e: unknown) => {
+          throw storeIoError(e, ownerPath, 'lock');
+        });
         return await fn(guard);
       } finally {
         await release().catch(() => {

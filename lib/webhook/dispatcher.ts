@@ -14,8 +14,9 @@ import type { JsonStore } from '../store/store.js';
 import { StoreCorruptError } from '../store/errors.js';
 import { backoffDelay } from '../task/backoff.js';
 import { JsonValueSchema, type JsonValue } from '../task/types.js';
-import { SsrfBlockedError, WebhookDeliveryError } from './errors.js';
-import { generateWebhookSecret, webhookHeaders } from './signature.js';
+import { SsrfBlockedError, WebhookVerificationError } from './errors.js';
+import { postWebhook, type PostWebhookResult } from './post.js';
+import { checkWebhookSecret, generateWebhookSecret } from './signature.js';
 import { checkLiteralHost, createAddressGuard, guardedLookup, NetworkPolicySchema, type AddressGuard } from './ssrf.js';
 
 /** Channel names (`node:diagnostics_channel`). */
@@ -139,6 +140,11 @@ export interface DeliveryEvent {
   error?: string;
   /** When the next attempt is due (epoch ms), if any. */
   nextAttemptAt?: number;
+  /**
+   * Set when the failure is permanent and the message is not retried (moved to
+   * `<prefix>/dead/`): the address policy refused the target, or the endpoint's secret is unusable.
+   */
+  permanent?: true;
   /** Request duration. */
   durationMs: number;
 }
@@ -221,7 +227,11 @@ export class WebhookDispatcher {
     return d;
   }
 
-  /** Subscribes an endpoint (persisted). Returns it, with its secret. */
+  /**
+   * Subscribes an endpoint (persisted). Returns it, with its secret. Throws `ConfigError` for
+   * a bad URL or secret, and `SsrfBlockedError` when the URL's host is an IP literal the
+   * network policy refuses (a host name is checked at each connect instead).
+   */
   async addEndpoint(input: EndpointInput): Promise<Endpoint> {
     this.#check();
     const ep = validate(
@@ -229,6 +239,8 @@ export class WebhookDispatcher {
       { ...input, id: input.id ?? `ep_${randomBytes(6).toString('hex')}`, secret: input.secret ?? generateWebhookSecret(), createdAt: Date.now() },
       'webhook endpoint',
     );
+    checkWebhookSecret(ep.secret, 'webhook endpoint secret');
+    checkLiteralHost(this.#guard, new URL(ep.url).hostname);
     await this.#store.write(this.#key('endpoints', ep.id), EndpointSchema, ep);
     this.#endpoints.set(ep.id, ep);
     return ep;
@@ -473,7 +485,7 @@ export class WebhookDispatcher {
       }
       const attempt = m.attempts + 1;
       const t0 = performance.now();
-      let res: { status: number; retryAfterMs?: number } | undefined;
+      let res: PostWebhookResult | undefined;
       let err: unknown;
       try {
         res = await this.#post(ep, m);
@@ -498,19 +510,21 @@ export class WebhookDispatcher {
       }
       const error =
         res !== undefined ? `HTTP ${res.status}` : err instanceof Error ? err.message : String(err);
-      if (this.#opts.maxAttempts !== undefined && attempt >= this.#opts.maxAttempts) {
+      // Permanent: the policy refused the address (it will refuse it again), or the secret cannot sign.
+      const permanent = !res && (err instanceof SsrfBlockedError || err instanceof WebhookVerificationError);
+      if (permanent || (this.#opts.maxAttempts !== undefined && attempt >= this.#opts.maxAttempts)) {
         l.msgs.shift();
-        const dead = { ...m, attempts: attempt, lastError: error };
+        const reason = permanent ? `${error}; permanent, not retried` : `${error}; gave up after ${attempt} attempts`;
+        const dead = { ...m, attempts: attempt, lastError: reason };
         delete (dead as { persisted?: unknown }).persisted;
         delete (dead as { restored?: unknown }).restored;
         await this.#store.write(this.#msgKey(m, 'dead'), MessageSchema, dead).catch(() => {});
         await this.#store.delete(this.#msgKey(m)).catch(() => {});
-        this.#emit({ ...base, ...(res ? { status: res.status } : {}), error: `${error}; gave up after ${attempt} attempts` });
+        this.#emit({ ...base, ...(res ? { status: res.status } : {}), error: reason, ...(permanent ? { permanent: true as const } : {}) });
         continue;
       }
       let delay = backoffDelay(attempt - 1, this.#opts.backoff);
       if (res?.retryAfterMs !== undefined) delay = Math.max(delay, Math.min(res.retryAfterMs, this.#opts.maxRetryAfterMs));
-      if (err instanceof SsrfBlockedError) delay = Math.max(delay, this.#opts.backoff.maxMs);
       m.attempts = attempt;
       m.nextAttemptAt = Date.now() + delay;
       m.lastError = error;
@@ -544,48 +558,25 @@ export class WebhookDispatcher {
     for (const k of await this.#store.list(`${this.#opts.prefix}/outbox/${endpointId}`)) await this.#store.delete(k).catch(() => {});
   }
 
-  #post(ep: Endpoint, m: Message): Promise<{ status: number; retryAfterMs?: number }> {
-    const url = new URL(ep.url);
-    checkLiteralHost(this.#guard, url.hostname);
-    const headers = {
-      'content-type': 'application/json',
-      'user-agent': this.#opts.userAgent,
-      ...webhookHeaders(ep.secret, m.msgId, m.body),
-    };
+  async #post(ep: Endpoint, m: Message): Promise<PostWebhookResult> {
     const ac = new AbortController();
     this.#inflight.add(ac);
-    const lib = url.protocol === 'https:' ? https : http;
-    return new Promise<{ status: number; retryAfterMs?: number }>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        ac.abort();
-        reject(new WebhookDeliveryError(`request timed out after ${this.#opts.timeoutMs} ms`));
-      }, this.#opts.timeoutMs);
-      timer.unref();
-      const req = lib.request(
-        url,
-        {
-          method: 'POST',
-          headers: { ...headers, 'content-length': Buffer.byteLength(m.body) },
-          agent: url.protocol === 'https:' ? this.#agents.https : this.#agents.http,
-          lookup: this.#lookup as never,
-          signal: ac.signal,
-        },
-        (res) => {
-          res.on('data', () => {});
-          res.on('error', (e) => reject(e));
-          res.on('end', () => {
-            clearTimeout(timer);
-            const ra = parseRetryAfter(res.headers['retry-after']);
-            resolve(ra === undefined ? { status: res.statusCode ?? 0 } : { status: res.statusCode ?? 0, retryAfterMs: ra });
-          });
-        },
-      );
-      req.on('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
+    try {
+      return await postWebhook({
+        url: new URL(ep.url),
+        secret: ep.secret,
+        msgId: m.msgId,
+        body: m.body,
+        guard: this.#guard,
+        lookup: this.#lookup,
+        agents: this.#agents,
+        timeoutMs: this.#opts.timeoutMs,
+        userAgent: this.#opts.userAgent,
+        signal: ac.signal,
       });
-      req.end(m.body);
-    }).finally(() => this.#inflight.delete(ac));
+    } finally {
+      this.#inflight.delete(ac);
+    }
   }
 
   async #load(): Promise<void> {
@@ -620,13 +611,4 @@ function matches(ep: Endpoint, e: WebhookEvent): boolean {
   if (ep.subjects && (e.subject === undefined || !ep.subjects.includes(e.subject))) return false;
   if (ep.types && !ep.types.some((t) => (t.endsWith('*') ? e.type.startsWith(t.slice(0, -1)) : t === e.type))) return false;
   return true;
-}
-
-/** Parses `Retry-After` (seconds or an HTTP date) into ms. */
-export function parseRetryAfter(v: string | string[] | undefined): number | undefined {
-  const s = Array.isArray(v) ? v[0] : v;
-  if (!s) return undefined;
-  if (/^\d+$/.test(s.trim())) return Number(s.trim()) * 1000;
-  const t = Date.parse(s);
-  return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now());
 }

@@ -26,13 +26,19 @@ export class SsrfBlockedError extends SmoothtaskError {
   }
 }
 
-/** One delivery attempt failed (network error, timeout or non-2xx status). */
+/**
+ * A delivery failed (network error, timeout or non-2xx status). The one delivery error class
+ * of smoothtask: `smoothtask/notify` re-exports this class.
+ */
 export class WebhookDeliveryError extends SmoothtaskError {
   /** HTTP status, when a response arrived. */
   readonly status: number | undefined;
+  /** Attempts made, when the error ends a series of attempts (the in-memory sender). */
+  readonly attempts: number | undefined;
   /** Creates the error. */
-  constructor(message: string, status?: number, options: SmoothtaskErrorOptions = {}) {
+  constructor(message: string, status?: number, options: SmoothtaskErrorOptions & { attempts?: number } = {}) {
     super('ERR_WEBHOOK_DELIVERY', message, options);
     this.status = status;
+    this.attempts = options.attempts;
   }
 }

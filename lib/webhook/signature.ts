@@ -6,6 +6,7 @@
  * @module
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { ConfigError } from '../errors/index.js';
 import { WebhookVerificationError } from './errors.js';
 
 const PREFIX = 'whsec_';
@@ -15,16 +16,35 @@ export function generateWebhookSecret(): string {
   return PREFIX + randomBytes(24).toString('base64');
 }
 
-function keyOf(secret: string): Buffer {
+/**
+ * The HMAC key of a secret, by the Standard Webhooks rule: the base64-decoded part after an
+ * optional `whsec_` prefix (so `whsec_<b64>` and `<b64>` sign alike). At least 16 bytes, or
+ * {@link WebhookVerificationError}.
+ */
+export function webhookKey(secret: string): Buffer {
   const b64 = secret.startsWith(PREFIX) ? secret.slice(PREFIX.length) : secret;
   const key = Buffer.from(b64, 'base64');
   if (key.length < 16) throw new WebhookVerificationError('Webhook secret must be whsec_<base64> of at least 16 bytes');
   return key;
 }
 
+/**
+ * Checks a signing secret given in options: a `ConfigError` naming `what` if it is not
+ * `whsec_<base64>` (or bare base64) of at least 16 bytes.
+ * @internal
+ */
+export function checkWebhookSecret(secret: unknown, what: string): void {
+  const ok = typeof secret === 'string' && /^(whsec_)?[A-Za-z0-9+/]+={0,2}$/.test(secret) && Buffer.from(secret.replace(/^whsec_/, ''), 'base64').length >= 16;
+  if (!ok) {
+    throw new ConfigError(`Invalid ${what}: a webhook secret is whsec_<base64> (or the base64 alone) of at least 16 bytes; generateWebhookSecret() makes one`, [
+      `${what}: not whsec_<base64> of at least 16 bytes`,
+    ]);
+  }
+}
+
 /** The `v1,<base64>` signature of one message. */
 export function signWebhook(secret: string, id: string, timestamp: number, body: string | Uint8Array): string {
-  const h = createHmac('sha256', keyOf(secret));
+  const h = createHmac('sha256', webhookKey(secret));
   h.update(`${id}.${timestamp}.`);
   h.update(body);
   return `v1,${h.digest('base64')}`;

@@ -1,5 +1,5 @@
 // Child process used by the store tests (bundled with esbuild so it starts in ~50 ms).
-// Modes: loop <dir> <key> | incr <dir> <key> <n> | hold <dir> <key> | queue <dir>
+// Modes: loop <dir> <key> | incr <dir> <key> <n> | hold <dir> <key> | queue <dir> | once <dir> <key> (default staleness, 5 s lock wait)
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { JsonStore, StoreTaskPersistence } from '../../lib/store/index.js';
@@ -10,7 +10,11 @@ const Doc = z.object({ n: z.number().int(), writer: z.number(), pad: z.string() 
 const [mode, dir, key, arg] = process.argv.slice(2);
 
 async function main(): Promise<void> {
-const store = await JsonStore.open({ dir: dir!, lock: { staleMs: 2000, updateMs: 1000, waitMs: 60_000 } });
+// `once` keeps the default staleness (20 s) so that a lock leaked by a live process is not taken over as stale.
+const store = await JsonStore.open({
+  dir: dir!,
+  lock: mode === 'once' ? { waitMs: 5000 } : { staleMs: 2000, updateMs: 1000, waitMs: 60_000 },
+});
 const pad = 'x'.repeat(64 * 1024);
 
 if (mode === 'loop') {
@@ -19,6 +23,10 @@ if (mode === 'loop') {
 } else if (mode === 'incr') {
     process.stdout.write('start\n');
   for (let i = 0; i < Number(arg); i++) await store.update(key!, Doc, (d) => ({ n: (d?.n ?? 0) + 1, writer: process.pid, pad: '' }));
+  process.stdout.write('done\n');
+} else if (mode === 'once') {
+  process.stdout.write('start\n');
+  await store.update(key!, Doc, (d) => ({ n: (d?.n ?? 0) + 1, writer: process.pid, pad: '' }));
   process.stdout.write('done\n');
 } else if (mode === 'hold') {
   await store.update(key!, Doc, async (d) => {

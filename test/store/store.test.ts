@@ -145,10 +145,10 @@ describe('crash safety with real processes', () => {
       );
     }
     expect(checked).toBe(kills * FILES);
-    // the kills landed while the children were writing (not all before the first write)
-    expect(advanced).toBeGreaterThan(checked / 20);
+    // the kills landed while the children's write loops were running (each completed a first write before 'ready')
+    expect(advanced).toBe(checked);
     console.log(`kill trials: ${kills} SIGKILLs, ${checked} documents checked, ${advanced} advanced by the child before its kill`);
-  }, 170_000);
+  }, 420_000); // ~165 s measured at a load average of 40 on 2 cores
 
   it('20 SIGKILLs of a full store.update() writer (lock + validation) leave a readable document', async () => {
     const dir = join(root, 'kill-full');

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JsonStore, StoreTaskPersistence } from 'smoothtask/store';
 import { TaskQueue, type TaskRecord } from 'smoothtask/task';
 import {
+  SsrfBlockedError,
   WebhookDispatcher,
   WebhookVerificationError,
   createAddressGuard,
@@ -103,6 +104,8 @@ describe('SSRF guard', () => {
   });
 
   it('refuses private targets at connect time (name via lookup, and IP literal), never reaching the receiver', async () => {
+    // Deterministic (issue 12 item 11): a refusal is permanent, so each endpoint has exactly one
+    // attempt, and drain() tells when there is nothing left to attempt; no count of events is awaited.
     let hits = 0;
     const r = new Receiver((_q, _b, res) => {
       hits++;
@@ -110,20 +113,36 @@ describe('SSRF guard', () => {
     });
     await r.up();
     const store = await JsonStore.open({ dir: join(root, 'ssrf') });
+    // The literal endpoint is added under a policy allowing loopback, then the dispatcher is
+    // reopened over the same store with the default policy (public only): its stored URL is
+    // refused at connect time. addEndpoint itself refuses it under the default policy.
+    const d0 = await WebhookDispatcher.open({ store, backoff: fast, network: loopbackOnly });
+    await d0.addEndpoint({ id: 'literal', url: r.url });
+    await d0.close();
     const d = await WebhookDispatcher.open({ store, backoff: fast }); // default policy: public only
     const events: DeliveryEvent[] = [];
     d.onDelivery((e) => events.push(e));
+    await expect(d.addEndpoint({ id: 'literal2', url: r.url })).rejects.toBeInstanceOf(SsrfBlockedError);
     await d.addEndpoint({ id: 'byname', url: `http://localhost:${r.port}/x` });
-    await d.addEndpoint({ id: 'literal', url: r.url });
     await d.send({ type: 'x', data: 1 });
-    for (let i = 0; i < 200 && events.length < 2; i++) await sleep(10);
+    expect(await d.drain(30_000)).toBe(true);
+    // Longer than the largest retry delay (backoff.maxMs 200 ms) several times over: nothing more comes.
+    await sleep(1000);
     await d.close();
     await r.down();
     expect(hits).toBe(0);
     expect(events.map((e) => e.endpointId).sort()).toEqual(['byname', 'literal']);
     for (const e of events) {
       expect(e.ok).toBe(false);
-      expect(e.error).toMatch(/blocked by the webhook network policy/);
+      expect(e.attempt).toBe(1);
+      expect(e.permanent).toBe(true);
+      expect(e.nextAttemptAt).toBeUndefined();
+      expect(e.error).toMatch(/blocked by the webhook network policy.*permanent, not retried/);
+    }
+    // Recorded once, as a dead letter with the reason; nothing left in the outbox.
+    for (const id of ['byname', 'literal']) {
+      expect(await store.list(`webhooks/dead/${id}`)).toHaveLength(1);
+      expect(await store.list(`webhooks/outbox/${id}`)).toHaveLength(0);
     }
   });
 });

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { validate } from '../../errors/validate.js';
 import { RaplSampler } from '../power/rapl.js';
+import { MetricsError } from '../errors.js';
 
 /** USER_HZ: the unit of /proc/<pid>/stat and /proc/stat times (100 on every mainstream Linux ABI). */
 export const USER_HZ = 100;
@@ -67,7 +68,7 @@ export function procfsCpuTimes(options: { procRoot?: string; pids?: readonly num
 export async function readNodeCpuNs(procRoot = '/proc'): Promise<{ busyNs: number; totalNs: number }> {
   const text = await readFile(join(procRoot, 'stat'), 'utf8');
   const line = text.split('\n').find((l) => l.startsWith('cpu '));
-  if (!line) throw new Error(`no cpu line in ${join(procRoot, 'stat')}`);
+  if (!line) throw new MetricsError('ERR_METRICS_SOURCE', `no cpu line in ${join(procRoot, 'stat')}`);
   const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
   const busy = user + nice + system + irq + softirq + steal;
   return { busyNs: busy * NS_PER_TICK, totalNs: (busy + idle + iowait) * NS_PER_TICK };
