@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 // One entry per public subpath; keep in sync with package.json "exports".
-const modules = ['ebpf', 'metrics', 'aggregate', 'notify', 'task', 'store', 'process', 'docker', 'status', 'webhook'];
+const modules = ['ebpf', 'metrics', 'aggregate', 'notify', 'task', 'store', 'process', 'docker', 'status', 'webhook', 'agent'];
 
 export default defineConfig({
   entry: {

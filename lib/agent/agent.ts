@@ -1,0 +1,240 @@
+/**
+ * `createAgent(config)`: the task queue, the executors, the JSON store, the webhook
+ * dispatcher, alerts, metrics and node status composed into one service with an HTTP API.
+ * @module
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { validate } from '../errors/validate.js';
+import { JsonStore } from '../store/store.js';
+import { StoreTaskPersistence } from '../store/task-persistence.js';
+import { TaskQueue } from '../task/queue.js';
+import type { TaskTrigger } from '../task/types.js';
+import { ProcessExecutor } from '../process/executor.js';
+import { WebhookDispatcher } from '../webhook/dispatcher.js';
+import { forwardTaskEvents } from '../webhook/task-events.js';
+import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from './config.js';
+import { AgentClosedError } from './errors.js';
+import { agentRoutes, type AgentRuntime, type RegisterOptions } from './http/routes.js';
+import { StreamRegistry } from './http/streams.js';
+import { NodeServices } from './node.js';
+
+/** Where `listen()` bound. */
+export interface ListenInfo {
+  /** `http://host:port` (IPv6 hosts in brackets). */
+  url: string;
+  /** The bound port (the real one when `listen.port` was 0). */
+  port: number;
+}
+
+/** Options of {@link Agent.close}. */
+export interface CloseOptions {
+  /** How long running tasks may finish before they are cancelled or requeued (default `config.shutdown.graceMs`). */
+  graceMs?: number;
+}
+
+/**
+ * A running agent. Create it with {@link createAgent}; serve it with {@link Agent.listen}
+ * (it owns a Fastify server) or mount it into your own Fastify 5 app with
+ * {@link Agent.register}; stop it with {@link Agent.close} (or `await using`).
+ */
+export class Agent {
+  /** The parsed configuration (defaults filled). */
+  readonly config: AgentConfig;
+  /** The task queue (use it read-only: the HTTP API is the way in for remote callers). */
+  readonly queue: TaskQueue;
+  /** The JSON store (tasks, webhooks). */
+  readonly store: JsonStore;
+  /** The webhook dispatcher (endpoints and outbox). */
+  readonly webhooks: WebhookDispatcher;
+  /** Metrics, alerts, status and program cache of the node. */
+  readonly node: NodeServices;
+  readonly #runtime: AgentRuntime;
+  readonly #streams = new StreamRegistry();
+  readonly #offForward: () => void;
+  readonly #closers: Array<() => Promise<void> | void>;
+  #app: FastifyInstance | undefined;
+  #url: string | undefined;
+  #closing: Promise<void> | undefined;
+
+  /** @internal Use {@link createAgent}. */
+  constructor(parts: {
+    config: AgentConfig;
+    queue: TaskQueue;
+    store: JsonStore;
+    webhooks: WebhookDispatcher;
+    node: NodeServices;
+    closers: Array<() => Promise<void> | void>;
+  }) {
+    this.config = parts.config;
+    this.queue = parts.queue;
+    this.store = parts.store;
+    this.webhooks = parts.webhooks;
+    this.node = parts.node;
+    this.#closers = parts.closers;
+    this.#offForward = forwardTaskEvents(this.queue, this.webhooks);
+    this.#runtime = {
+      config: this.config,
+      queue: this.queue,
+      store: this.store,
+      webhooks: this.webhooks,
+      node: this.node,
+      streams: this.#streams,
+      closing: () => this.#closing !== undefined,
+    };
+  }
+
+  /** `http://host:port` once {@link Agent.listen} resolved; `undefined` before. */
+  get url(): string | undefined {
+    return this.#url;
+  }
+
+  /** The Fastify instance `listen()` created (`undefined` before, or in embedded mode). */
+  get server(): FastifyInstance | undefined {
+    return this.#app;
+  }
+
+  /**
+   * Starts a Fastify server owned by the agent on `config.listen` (body limit, request and
+   * header timeouts from `config.http`) and resolves with its URL. Call once.
+   */
+  async listen(): Promise<ListenInfo> {
+    if (this.#closing) throw new AgentClosedError();
+    if (this.#app) return { url: this.#url!, port: this.#port() };
+    const h = this.config.http;
+    const app = Fastify({
+      logger: false,
+      bodyLimit: h.bodyLimitBytes,
+      requestTimeout: h.requestTimeoutMs,
+      keepAliveTimeout: h.keepAliveTimeoutMs,
+      // Idle sockets go; longer than the 15 s SSE heartbeat so a quiet follow stream stays.
+      connectionTimeout: Math.max(60_000, h.requestTimeoutMs),
+      return503OnClosing: true,
+      forceCloseConnections: 'idle',
+      // The agent answers its own 404s inside its plugin; reject odd paths early.
+      routerOptions: { maxParamLength: 500 },
+    });
+    this.#app = app;
+    app.server.headersTimeout = h.headersTimeoutMs;
+    await app.register(agentRoutes, { runtime: this.#runtime, prefix: '', ownServer: true });
+    await app.listen({ host: this.config.listen.host, port: this.config.listen.port });
+    const port = this.#port();
+    const host = this.config.listen.host.includes(':') ? `[${this.config.listen.host}]` : this.config.listen.host;
+    this.#url = `http://${host}:${port}`;
+    return { url: this.#url, port };
+  }
+
+  /**
+   * Mounts the agent's routes (public `/health`, `/status`, `/metrics`, `/openapi.json`,
+   * `/docs`, and the authenticated `/v1` API) into your own Fastify 5 app, under `prefix`.
+   * The routes carry their own body limits; set `requestTimeout` on your server yourself.
+   */
+  async register(app: FastifyInstance, options: RegisterOptions = {}): Promise<void> {
+    if (this.#closing) throw new AgentClosedError();
+    await app.register(agentRoutes, { runtime: this.#runtime, prefix: options.prefix ?? '' });
+  }
+
+  /**
+   * Stops the agent: new requests get 503; tasks running now may finish for `graceMs`
+   * (default `config.shutdown.graceMs`), then the queue closes (still-running tasks are
+   * cancelled, or recorded queued again with `shutdown.onTimeout: 'requeue'`); follow streams
+   * end; the server closes (when the agent owns it); the webhook outbox is drained briefly
+   * and closed (undelivered messages stay in the store); the store closes. Idempotent.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    this.#closing ??= this.#close(options.graceMs ?? this.config.shutdown.graceMs);
+    return this.#closing;
+  }
+
+  /** Same as `close()`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #close(graceMs: number): Promise<void> {
+    const running = this.queue.list({ state: ['starting', 'running'] }).map((t) => this.queue.wait(t.id).catch(() => undefined));
+    if (running.length && graceMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(running), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+    }
+    await this.queue.close();
+    this.#streams.endAll();
+    if (this.#app) await this.#app.close();
+    this.#offForward();
+    for (const c of this.#closers) await Promise.resolve().then(c).catch(() => {});
+    await this.webhooks.drain(2000).catch(() => false);
+    await this.webhooks.close();
+    this.store.close();
+  }
+
+  #port(): number {
+    const a = this.#app?.server.address();
+    return a && typeof a === 'object' ? a.port : 0;
+  }
+}
+
+/**
+ * Creates an agent: validates `config` (a `ConfigError` lists every problem with its path),
+ * opens the store under `dataDir`, the queue (recovering recorded tasks), the executors, the
+ * webhook dispatcher, the metric monitor and alert engine. Serve it with `listen()` or
+ * `register(app)`.
+ *
+ * @example
+ * ```ts
+ * await using agent = await createAgent({
+ *   dataDir: '/var/lib/smoothtask',
+ *   listen: { host: '127.0.0.1', port: 7700 },
+ *   auth: { tokens: [{ name: 'ci', sha256: hashToken(process.env.TOKEN!), scopes: ['read', 'submit'] }] },
+ *   policy: { process: { commands: ['/usr/bin/make'] } },
+ * });
+ * const { url } = await agent.listen();
+ * ```
+ */
+export async function createAgent(config: AgentConfigInput): Promise<Agent> {
+  const c = validate(AgentConfigSchema, config, 'agent config');
+  await mkdir(c.dataDir, { recursive: true, mode: 0o700 });
+  const workspaces = join(c.dataDir, 'workspaces');
+  await mkdir(workspaces, { recursive: true, mode: 0o700 });
+  const store = await JsonStore.open({ dir: join(c.dataDir, 'store') });
+  const closers: Array<() => Promise<void> | void> = [];
+  try {
+    const triggers: TaskTrigger[] = [];
+    let docker: { register: (q: TaskQueue) => void } | undefined;
+    if (c.executors.docker || c.executors.compose) {
+      const d = await import('../docker/index.js');
+      const engine = await d.connectDocker({ ownerId: await d.persistentOwnerId(c.dataDir) });
+      triggers.push(d.dockerCleanupTrigger(engine));
+      docker = {
+        register: (q) => {
+          const ex = d.createDockerExecutors({ engine });
+          if (c.executors.docker) q.registerExecutor('container', ex.container);
+          if (c.executors.compose) q.registerExecutor('compose', ex.compose);
+        },
+      };
+    }
+    const queue = new TaskQueue({
+      concurrency: c.queue.concurrency,
+      dataDir: workspaces,
+      defaultTimeoutMs: c.queue.defaultTimeoutMs,
+      killAfterMs: c.queue.killAfterMs,
+      recovery: c.queue.recovery,
+      onClose: c.shutdown.onTimeout,
+      maxLogBytes: c.queue.maxLogBytes,
+      persistence: new StoreTaskPersistence(store),
+      triggers,
+    });
+    if (c.executors.process) queue.registerExecutor('process', new ProcessExecutor());
+    docker?.register(queue);
+    await queue.ready;
+    const webhooks = await WebhookDispatcher.open({ store, network: c.webhooks.network });
+    const node = await NodeServices.open(c, queue, webhooks);
+    closers.push(() => node.close());
+    return new Agent({ config: c, queue, store, webhooks, node, closers });
+  } catch (e) {
+    for (const fn of closers) await Promise.resolve().then(fn).catch(() => {});
+    store.close();
+    throw e;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The agent's Fastify plugin: public routes, the OpenAPI 3.1 document and reference page, and
+ * the authenticated `/v1` API.
+ * @module
+ */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { JsonStore } from '../../store/store.js';
+import type { TaskQueue } from '../../task/queue.js';
+import type { WebhookDispatcher } from '../../webhook/dispatcher.js';
+import { createAuthenticator, hasScope, type Principal } from '../auth.js';
+import type { AgentConfig, Scope } from '../config.js';
+import { AgentClosedError, AuthError } from '../errors.js';
+import type { NodeServices } from '../node.js';
+import { ErrorBodySchema, errorHandler } from './errors.js';
+import type { StreamRegistry } from './streams.js';
+
+/** Options of `agent.register(app, options)`. */
+export interface RegisterOptions {
+  /** Path prefix of every agent route (default none: `/health`, `/v1/tasks`, ...). */
+  prefix?: string;
+}
+
+/** @internal What the routes need from the agent. */
+export interface AgentRuntime {
+  config: AgentConfig;
+  queue: TaskQueue;
+  store: JsonStore;
+  webhooks: WebhookDispatcher;
+  node: NodeServices;
+  streams: StreamRegistry;
+  closing(): boolean;
+}
+
+/** @internal Route config: the scope a route needs (`undefined`: public). */
+export interface RouteScope {
+  scope?: Scope;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who made the request (set by the agent's auth hook on authenticated routes). */
+    principal?: Principal;
+  }
+}
+
+/** @internal The API version, in the document and the `/health` answer. */
+export const API_VERSION = '1.0.0';
+
+
+
+
+/** @internal The agent's routes as a Fastify plugin (registered by `listen()` or `register()`). */
+export async function agentRoutes(app: FastifyInstance, opts: { runtime: AgentRuntime; prefix: string; ownServer?: boolean }): Promise<void> {
+  const rt = opts.runtime;
+  const cfg = rt.config;
+  const prefix = app.prefix;
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'smoothtask agent',
+        version: API_VERSION,
+        description:
+          'Submit tasks (processes, containers, compose projects), follow their logs, download their artifacts, ' +
+          'register webhook listeners and read the node. Every error is `{ error: { code, message, issues?, rule? } }`.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
+
+  const authenticate = createAuthenticator(cfg.auth);
+  const publicPaths = new Set(['/health', '/openapi.json']);
+  if (cfg.http.publicStatus) publicPaths.add('/status');
+  if (cfg.http.publicMetrics) publicPaths.add('/metrics');
+  const isPublic = (rel: string) => publicPaths.has(rel) || rel === '/docs' || rel.startsWith('/docs/');
+
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    if (rt.closing()) throw new AgentClosedError('The agent is shutting down');
+    const url = request.routeOptions.url;
+    const rel = url === undefined ? request.url.split('?')[0]! : url.slice(prefix.length) || '/';
+    if (url !== undefined && isPublic(rel)) return;
+    const principal = authenticate(request.headers.authorization, request.socket.remoteAddress);
+    const needed: Scope = (request.routeOptions.config as RouteScope | undefined)?.scope ?? (request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'admin');
+    if (!hasScope(principal.scopes, needed)) {
+      throw new AuthError(403, `Token '${principal.name}' lacks the '${needed}' scope for ${request.method} ${rel}`);
+    }
+    request.principal = principal;
+  });
+
+  if (opts.ownServer || prefix !== '') {
+    app.setNotFoundHandler((request, reply) => {
+      void reply.code(404).send({ error: { code: 'ERR_NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]}` } });
+    });
+  }
+
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  r.get(
+    '/health',
+    {
+      schema: {
+        summary: 'Liveness: 200 while the agent process serves requests',
+        tags: ['node'],
+        response: { 200: z.object({ ok: z.literal(true), version: z.string() }), 503: ErrorBodySchema },
+      },
+    },
+    async () => ({ ok: true as const, version: API_VERSION }),
+  );
+  r.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+}

@@ -1,0 +1,21 @@
+/**
+ * smoothtask/agent: the agent as a service. `createAgent(config)` composes the task queue,
+ * the process/container/compose executors, the JSON store, the webhook dispatcher, alerts,
+ * metrics and node status, and serves them over a versioned HTTP API (Fastify 5, zod
+ * schemas, an OpenAPI 3.1 document at `/openapi.json`, a reference page at `/docs`) with
+ * bearer-token scopes and a spec policy for remote callers.
+ * @module
+ */
+export { createAgent, Agent } from './agent.js';
+export type { ListenInfo, CloseOptions } from './agent.js';
+export { AgentConfigSchema, TokenEntrySchema, SCOPES, hashToken, isLoopbackHost } from './config.js';
+export type { AgentConfig, AgentConfigInput, Scope } from './config.js';
+export { AgentError, PolicyViolationError, AuthError, AgentClosedError } from './errors.js';
+export type { AgentErrorOptions } from './errors.js';
+export { createAuthenticator, hasScope } from './auth.js';
+export type { Principal } from './auth.js';
+export { NodeServices } from './node.js';
+export type { ProgramCacheInfo } from './node.js';
+export { ErrorBodySchema, IssueSchema, errorAnswer } from './http/errors.js';
+export type { ErrorBody } from './http/errors.js';
+export type { RegisterOptions } from './http/routes.js';
