@@ -7,6 +7,8 @@ export default defineConfig({
   entry: {
     index: 'lib/index.ts',
     ...Object.fromEntries(modules.map((m) => [`${m}/index`, `lib/${m}/index.ts`])),
+    // The `smoothtask` command (package.json "bin"); its `#!/usr/bin/env node` line comes from the source.
+    'cli/index': 'lib/cli/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,
