@@ -5,6 +5,8 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors/index.js';
 import { runAgent } from './agent.js';
@@ -30,14 +32,18 @@ The environment name comes from --env, else SMOOTHTASK_ENV.
 Exit codes: 0 ok, 1 runtime failure or forced shutdown, 2 usage or configuration error.
 `;
 
-/** The package version, read from the package.json two folders up (lib/cli or dist/cli). */
+/** The package version: the nearest `package.json` named `smoothtask` above this module (lib/cli, dist/cli or a dist chunk). */
 function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++, dir = dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'smoothtask' && pkg.version) return pkg.version;
+    } catch {
+      // not here; look one folder up
+    }
   }
+  return 'unknown';
 }
 
 /** Writes the usage error and returns {@link EXIT_USAGE}. */
