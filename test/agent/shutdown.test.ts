@@ -1,0 +1,208 @@
+// SIGTERM/SIGINT on a real `smoothtask agent` process with a real running process task,
+// submitted over loopback HTTP with plain fetch: the process stops accepting, lets the task
+// finish within shutdown.graceMs or cancels/requeues it after, writes the outcome to the store
+// on disk, leaves no child behind and exits 0; a second signal stops it at once with exit 1.
+import { randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startCli } from './cli-run.js';
+
+const TOKEN = `tok-shutdown-${randomUUID()}`;
+const HASH = createHash('sha256').update(TOKEN).digest('hex');
+let root: string;
+const children: ChildProcess[] = [];
+const markers: string[] = [];
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'st-shutdown-'));
+});
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  // A failed run may leave task processes behind: end only ours, found by their unique marker.
+  for (const m of markers.splice(0))
+    for (const pid of processesWith(m)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+interface Running {
+  child: ChildProcess;
+  url: string;
+  dataDir: string;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
+}
+
+async function startAgent(shutdown: { graceMs: number; onTimeout?: 'cancel' | 'requeue' }): Promise<Running> {
+  const dir = mkdtempSync(join(root, 'a-'));
+  const cfg = join(dir, 'agent.json');
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      dataDir: './data',
+      listen: { host: '127.0.0.1', port: 0 },
+      auth: { tokens: [{ name: 'test', sha256: HASH, scopes: ['read', 'submit', 'admin'] }] },
+      queue: { killAfterMs: 2000 },
+      policy: { process: { commands: ['/bin/sh'] } },
+      metrics: { enabled: false },
+      shutdown,
+    }),
+  );
+  const child = startCli(['agent', '--config', cfg]);
+  children.push(child);
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
+  );
+  const url = await until(
+    () => /listening on (http:\/\/\S+)/.exec(out)?.[1],
+    60_000,
+    () => `agent did not start: ${err}`,
+  );
+  return { child, url, dataDir: join(dir, 'data'), stderr: () => err, exited };
+}
+
+async function until<T>(fn: () => T | undefined | Promise<T | undefined>, ms: number, what: () => string): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out: ${what()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+async function submit(url: string, script: string): Promise<string> {
+  const res = await fetch(`${url}/v1/tasks`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ kind: 'process', spec: { command: '/bin/sh', args: ['-c', script] } }),
+  });
+  const body = (await res.json()) as { task?: { id: string } };
+  expect(res.status, JSON.stringify(body)).toBe(201);
+  return body.task!.id;
+}
+
+async function stateOf(url: string, id: string): Promise<string> {
+  const res = await fetch(`${url}/v1/tasks/${id}`, { headers: auth });
+  return ((await res.json()) as { task: { state: string } }).task.state;
+}
+
+/** The task's record as the store left it on disk (the file whose JSON has this id). */
+function recordOnDisk(dataDir: string, id: string): { state: string } {
+  const files = readdirSync(join(dataDir, 'store'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.json'));
+  for (const f of files) {
+    const doc = JSON.parse(readFileSync(join(dataDir, 'store', f), 'utf8')) as { id?: string; state?: string };
+    if (doc.id === id) return doc as { state: string };
+  }
+  throw new Error(`no record of ${id} under ${dataDir}/store (${files.join(', ')})`);
+}
+
+/** Pids of live processes whose command line contains `marker`. */
+function processesWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker)) pids.push(Number(p));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+describe('smoothtask agent: signals and shutdown', () => {
+  it('SIGTERM: stops accepting, lets the running task finish within the grace, records it succeeded, exits 0', async () => {
+    const a = await startAgent({ graceMs: 30_000, onTimeout: 'cancel' });
+    const marker = `st-finish-${randomUUID()}`;
+    markers.push(marker);
+    const id = await submit(a.url, `sleep 2; echo ${marker}-done; : ${marker}`);
+    await until(async () => ((await stateOf(a.url, id)) === 'running' ? true : undefined), 30_000, () => 'task never ran');
+    const t0 = Date.now();
+    a.child.kill('SIGTERM');
+    await until(() => (a.stderr().includes('SIGTERM: stopping') ? true : undefined), 10_000, a.stderr);
+    // While the task finishes, new work is refused (503) or the port is already closed.
+    const refused = await fetch(`${a.url}/v1/tasks`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ kind: 'process', spec: { command: '/bin/sh', args: ['-c', 'true'] } }),
+    }).then(
+      (r) => r.status,
+      () => 'connection refused',
+    );
+    expect([503, 'connection refused']).toContain(refused);
+    const { code, signal, at } = await a.exited;
+    expect(signal).toBeNull();
+    expect(code, a.stderr()).toBe(0);
+    expect(at - t0).toBeLessThan(30_000); // within the grace
+    const rec = recordOnDisk(a.dataDir, id);
+    expect(rec.state).toBe('succeeded');
+    expect(processesWith(marker)).toEqual([]);
+    // Exactly one task was ever recorded: the refused submission created nothing.
+    const recs = readdirSync(join(a.dataDir, 'store'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.json'));
+    const taskDocs = recs.map((f) => JSON.parse(readFileSync(join(a.dataDir, 'store', f), 'utf8')) as { id?: string; kind?: string }).filter((d) => d.kind === 'process');
+    expect(taskDocs.map((d) => d.id)).toEqual([id]);
+  });
+
+  it('SIGTERM past the grace: cancels the running task (onTimeout cancel), kills its processes, exits 0', async () => {
+    const a = await startAgent({ graceMs: 1500, onTimeout: 'cancel' });
+    const marker = `st-cancel-${randomUUID()}`;
+    markers.push(marker);
+    const id = await submit(a.url, `sleep 120; : ${marker}`);
+    await until(async () => ((await stateOf(a.url, id)) === 'running' ? true : undefined), 30_000, () => 'task never ran');
+    expect(processesWith(marker).length).toBeGreaterThan(0);
+    const t0 = Date.now();
+    a.child.kill('SIGTERM');
+    const { code, at } = await a.exited;
+    expect(code, a.stderr()).toBe(0);
+    expect(at - t0).toBeGreaterThanOrEqual(1400); // the grace was honoured
+    expect(at - t0).toBeLessThan(45_000);
+    expect(recordOnDisk(a.dataDir, id).state).toBe('cancelled');
+    expect(processesWith(marker)).toEqual([]);
+  });
+
+  it('SIGINT past the grace with onTimeout requeue: the task is recorded queued again, exits 0', async () => {
+    const a = await startAgent({ graceMs: 500, onTimeout: 'requeue' });
+    const marker = `st-requeue-${randomUUID()}`;
+    markers.push(marker);
+    const id = await submit(a.url, `sleep 120; : ${marker}`);
+    await until(async () => ((await stateOf(a.url, id)) === 'running' ? true : undefined), 30_000, () => 'task never ran');
+    a.child.kill('SIGINT');
+    const { code } = await a.exited;
+    expect(code, a.stderr()).toBe(0);
+    expect(recordOnDisk(a.dataDir, id).state).toBe('queued');
+    expect(processesWith(marker)).toEqual([]);
+  });
+
+  it('a second signal stops at once: the task is cancelled long before the grace ends, exit 1', async () => {
+    const a = await startAgent({ graceMs: 300_000, onTimeout: 'cancel' });
+    const marker = `st-second-${randomUUID()}`;
+    markers.push(marker);
+    const id = await submit(a.url, `sleep 120; : ${marker}`);
+    await until(async () => ((await stateOf(a.url, id)) === 'running' ? true : undefined), 30_000, () => 'task never ran');
+    a.child.kill('SIGTERM');
+    await until(() => (a.stderr().includes('SIGTERM: stopping') ? true : undefined), 10_000, a.stderr);
+    const t0 = Date.now();
+    a.child.kill('SIGTERM');
+    const { code, at } = await a.exited;
+    expect(code, a.stderr()).toBe(1);
+    expect(at - t0).toBeLessThan(30_000); // not the 300 s grace
+    expect(recordOnDisk(a.dataDir, id).state).toBe('cancelled');
+    expect(processesWith(marker)).toEqual([]);
+  });
+});
