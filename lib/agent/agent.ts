@@ -18,6 +18,7 @@ import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from './co
 import { AgentClosedError } from './errors.js';
 import { agentRoutes, type AgentRuntime, type RegisterOptions } from './http/routes.js';
 import { StreamRegistry } from './http/streams.js';
+import { ArtifactCache } from './http/artifacts.js';
 import { NodeServices } from './node.js';
 
 /** Where `listen()` bound. */
@@ -81,6 +82,8 @@ export class Agent {
       webhooks: this.webhooks,
       node: this.node,
       streams: this.#streams,
+      artifacts: new ArtifactCache(),
+      workspaces: join(this.config.dataDir, 'workspaces'),
       closing: () => this.#closing !== undefined,
     };
   }

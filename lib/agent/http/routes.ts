@@ -23,6 +23,9 @@ import { AgentClosedError, AuthError } from '../errors.js';
 import type { NodeServices } from '../node.js';
 import { ErrorBodySchema, errorHandler } from './errors.js';
 import type { StreamRegistry } from './streams.js';
+import type { ArtifactCache } from './artifacts.js';
+import { taskRoutes } from './tasks.js';
+import { nodeRoutes } from './node.js';
 
 /** Options of `agent.register(app, options)`. */
 export interface RegisterOptions {
@@ -38,6 +41,9 @@ export interface AgentRuntime {
   webhooks: WebhookDispatcher;
   node: NodeServices;
   streams: StreamRegistry;
+  artifacts: ArtifactCache;
+  /** Root of the task workspaces (`<dataDir>/workspaces`). */
+  workspaces: string;
   closing(): boolean;
 }
 
@@ -47,6 +53,10 @@ export interface RouteScope {
 }
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The scope an agent route needs (`read`, `submit`, `admin`). */
+    scope?: Scope;
+  }
   interface FastifyRequest {
     /** Who made the request (set by the agent's auth hook on authenticated routes). */
     principal?: Principal;
@@ -122,5 +132,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { runtime: AgentRu
     },
     async () => ({ ok: true as const, version: API_VERSION }),
   );
+  taskRoutes(app, rt);
+  nodeRoutes(app, rt);
   r.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }
