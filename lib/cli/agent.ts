@@ -3,7 +3,7 @@
  * and shuts it down on SIGTERM/SIGINT.
  * @module
  */
-import { loadAgentConfig, redactConfig } from '../agent/config-file.js';
+import { ENV_OVERRIDE_PREFIX, loadAgentConfig, redactConfig } from '../agent/config-file.js';
 import { ConfigError } from '../errors/index.js';
 
 /** Options of {@link runAgent}. */
@@ -44,6 +44,9 @@ export async function runAgent(options: RunAgentOptions): Promise<number> {
     return 0;
   }
   const cfg = loaded.config;
+  // The overrides may carry secrets; process tasks inherit this environment (inheritEnv), so
+  // they leave it once read.
+  for (const k of Object.keys(process.env)) if (k.startsWith(ENV_OVERRIDE_PREFIX)) delete process.env[k];
 
   // Signals are caught from the start, so one that arrives while the agent starts still closes it.
   let signals = 0;

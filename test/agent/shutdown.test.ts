@@ -42,7 +42,7 @@ interface Running {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
 }
 
-async function startAgent(shutdown: { graceMs: number; onTimeout?: 'cancel' | 'requeue' }): Promise<Running> {
+async function startAgent(shutdown: { graceMs: number; onTimeout?: 'cancel' | 'requeue' }, env: Record<string, string> = {}): Promise<Running> {
   const dir = mkdtempSync(join(root, 'a-'));
   const cfg = join(dir, 'agent.json');
   writeFileSync(
@@ -57,7 +57,7 @@ async function startAgent(shutdown: { graceMs: number; onTimeout?: 'cancel' | 'r
       shutdown,
     }),
   );
-  const child = startCli(['agent', '--config', cfg]);
+  const child = startCli(['agent', '--config', cfg], { env });
   children.push(child);
   let out = '';
   let err = '';
@@ -204,5 +204,22 @@ describe('smoothtask agent: signals and shutdown', () => {
     expect(at - t0).toBeLessThan(30_000); // not the 300 s grace
     expect(recordOnDisk(a.dataDir, id).state).toBe('cancelled');
     expect(processesWith(marker)).toEqual([]);
+  });
+
+  it('SMOOTHTASK_AGENT__* variables (possibly secrets) configure the agent but do not reach its process tasks', async () => {
+    const a = await startAgent({ graceMs: 5000 }, { SMOOTHTASK_AGENT__QUEUE__CONCURRENCY: '3', SMOOTHTASK_AGENT__HTTP__PUBLIC_STATUS: 'true' });
+    // Exit status = number of inherited SMOOTHTASK_AGENT__ variables: 0 means none leaked.
+    const id = await submit(a.url, 'exit $(env | grep -c "^SMOOTHTASK_AGENT__")');
+    const final = await until(
+      async () => {
+        const s = await stateOf(a.url, id);
+        return ['succeeded', 'failed'].includes(s) ? s : undefined;
+      },
+      30_000,
+      () => 'task never ended',
+    );
+    expect(final).toBe('succeeded');
+    a.child.kill('SIGTERM');
+    expect((await a.exited).code).toBe(0);
   });
 });
