@@ -2,7 +2,7 @@
  * The agent's HTTP overhead, against baselines measured in the same run:
  *
  * (a) N no-op process tasks (`true`) submitted over HTTP (`POST /v1/tasks`, 16 requests in
- *     flight, keep-alive) and awaited to their final state (polling `GET /v1/tasks`), against
+ *     flight, keep-alive) and awaited to their final state (polling `GET /v1/tasks` every 200 ms), against
  *     `queue.submit` of the same tasks on a bare TaskQueue with the same executor, concurrency
  *     and persistence (JsonStore + StoreTaskPersistence). Target: HTTP / bare <= 1.5.
  * (b) `GET /status` requests per second under autocannon (run as its own process) against the
@@ -95,7 +95,7 @@ async function overHttp(url: string, n: number): Promise<number> {
     const body = (await r.json()) as { items: unknown[] };
     if (r.status !== 200) throw new Error(`list answered ${r.status}`);
     if (body.items.length === 0) break;
-    await new Promise((res) => setTimeout(res, 20));
+    await new Promise((res) => setTimeout(res, 200));
   }
   const ms = performance.now() - t0;
   // Outside the timing: every task of this round ended `succeeded`.
