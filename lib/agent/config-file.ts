@@ -110,7 +110,7 @@ function recordOrigins(v: unknown, origins: Map<string, string>, source: string,
  * and parsed as JSON (a leading BOM is ignored). The top level must be an object.
  * @throws {@link ConfigError} naming the file and the problem.
  */
-export async function readConfigFile(path: string): Promise<Obj> {
+export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
   const fail = (problem: string, cause?: unknown): ConfigError =>
     new ConfigError(`Cannot read the configuration file ${path}: ${problem}`, [`${path}: ${problem}`], cause === undefined ? {} : { cause });
   let fh;
@@ -184,7 +184,7 @@ function keyOfSegment(seg: string): string {
  * @returns the overrides as a partial configuration object and the variable names used.
  * @throws {@link ConfigError} for a variable with an empty level (`SMOOTHTASK_AGENT__A____B`).
  */
-export function envOverrides(environ: NodeJS.ProcessEnv = process.env): { overrides: Obj; names: string[] } {
+export function envOverrides(environ: NodeJS.ProcessEnv = process.env): { overrides: Record<string, unknown>; names: string[] } {
   let overrides: Obj = {};
   const layers = envLayers(environ);
   for (const l of layers) overrides = deepMerge(overrides, l.value) as Obj;
