@@ -163,6 +163,8 @@ export class Agent {
       clearTimeout(timer);
     }
     await this.queue.close();
+    // Streams of tasks that just finished send their rest and end line; the others end now.
+    await this.#streams.settle(2000);
     this.#streams.endAll();
     if (this.#app) await this.#app.close();
     this.#offForward();

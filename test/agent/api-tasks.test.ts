@@ -110,7 +110,8 @@ describe('bad input creates nothing', () => {
       ['GET', `/v1/tasks/${enc}`],
       ['POST', `/v1/tasks/${enc}/cancel`],
       ['DELETE', `/v1/tasks/${enc}`],
-      // (logs and artifacts routes: see logs.test.ts)
+      ['GET', `/v1/tasks/${enc}/logs`],
+      ['GET', `/v1/tasks/${enc}/logs?follow=true`],
     ] as const) {
       const r = await raw(m, p);
       expect(r.status, `${m} ${p}: ${r.body}`).toBe(400);

@@ -26,6 +26,7 @@ import type { StreamRegistry } from './streams.js';
 import type { ArtifactCache } from './artifacts.js';
 import { taskRoutes } from './tasks.js';
 import { nodeRoutes } from './node.js';
+import { logRoutes } from './logs.js';
 
 /** Options of `agent.register(app, options)`. */
 export interface RegisterOptions {
@@ -134,5 +135,8 @@ export async function agentRoutes(app: FastifyInstance, opts: { runtime: AgentRu
   );
   taskRoutes(app, rt);
   nodeRoutes(app, rt);
+  logRoutes(app, rt);
+  // Open follow streams would keep close() waiting (fastify/sse#57): end them first.
+  app.addHook('preClose', async () => rt.streams.endAll());
   r.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }
