@@ -18,6 +18,9 @@ import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from './co
 /** Largest configuration file read, in bytes (1 MiB): a larger file is an error, never a long read. */
 export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
 
+/** Deepest nesting accepted in a configuration file or variable value (the schema needs about 5). */
+export const MAX_CONFIG_DEPTH = 64;
+
 /** Prefix of the environment variables that override configuration keys (`SMOOTHTASK_AGENT__LISTEN__PORT=8080`). */
 export const ENV_OVERRIDE_PREFIX = 'SMOOTHTASK_AGENT__';
 
@@ -68,6 +71,22 @@ export interface LoadedAgentConfig {
 }
 
 type Obj = Record<string, unknown>;
+
+/**
+ * Whether `value` nests deeper than {@link MAX_CONFIG_DEPTH}, checked without recursion:
+ * JSON.parse accepts any depth, but everything after it (merge, zod) recurses.
+ */
+function tooDeep(value: unknown): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d >= MAX_CONFIG_DEPTH) return true;
+    for (const x of Array.isArray(v) ? v : Object.values(v)) if (x !== null && typeof x === 'object') stack.push([x, d + 1]);
+  }
+  return false;
+}
+const TOO_DEEP = `nested deeper than ${MAX_CONFIG_DEPTH} levels`;
 type Path = readonly (string | number)[];
 
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -152,6 +171,7 @@ export async function readConfigFile(path: string): Promise<Record<string, unkno
     } catch (e) {
       throw fail(`is not valid JSON (${(e as Error).message})`, e);
     }
+    if (tooDeep(value)) throw fail(`is ${TOO_DEEP}`);
     if (!isObj(value)) throw fail(`must hold a JSON object at the top level, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
     return value;
   } finally {
@@ -210,6 +230,10 @@ function envLayers(environ: NodeJS.ProcessEnv): { name: string; value: Obj }[] {
       value = JSON.parse(raw);
     } catch {
       value = raw;
+    }
+    if (tooDeep(value)) {
+      issues.push(`${k}: the value is ${TOO_DEEP}`);
+      continue;
     }
     for (const seg of [...segs].reverse()) {
       const o: Obj = {};

@@ -117,6 +117,14 @@ describe('smoothtask agent --check-config', () => {
     expect(out.dataDir).toBe(join(dir, 'flagdir')); // flags resolve against the cwd
   });
 
+  it('a deeply nested variable value is a typed error naming the variable, not a crash', async () => {
+    const cfg = write('env3.json', base);
+    const r = await runCli(['agent', '--check-config', '--config', cfg], { env: { SMOOTHTASK_AGENT__LISTEN: `${'['.repeat(50_000)}${']'.repeat(50_000)}` } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/SMOOTHTASK_AGENT__LISTEN: .*nested deeper than 64 levels/);
+    expect(r.stderr).not.toMatch(/RangeError|\n\s+at /);
+  });
+
   it('a misspelt variable is an unknown-key error naming the variable', async () => {
     const cfg = write('env2.json', base);
     const r = await runCli(['agent', '--check-config', '--config', cfg], { env: { SMOOTHTASK_AGENT__LISTEN__PROT: '1' } });
@@ -169,6 +177,8 @@ describe('smoothtask agent --check-config', () => {
       [write('array.json', '[{"dataDir":"/x"}]'), /JSON object at the top level, not an array/],
       [write('proto.json', '{"dataDir":"/x","__proto__":{"listen":{"port":1}}}'), /__proto__: Unknown key/],
       [join(dir, 'missing.json'), /no such file/],
+      // 300,000 levels in under 1 MiB: recursion over it would overflow the stack.
+      [write('deep.json', `{"dataDir":"/x","listen":${'['.repeat(300_000)}${']'.repeat(300_000)}}`), /nested deeper than 64 levels/],
     ];
     const results = await Promise.all(cases.map(([p]) => runCli(['agent', '--check-config', '--config', p], { timeoutMs: 30_000 })));
     results.forEach((r, i) => {
