@@ -19,6 +19,7 @@ import { AgentClosedError } from './errors.js';
 import { agentRoutes, type AgentRuntime, type RegisterOptions } from './http/routes.js';
 import { StreamRegistry } from './http/streams.js';
 import { ArtifactCache } from './http/artifacts.js';
+import { DeliveryLog } from './http/webhooks.js';
 import { NodeServices } from './node.js';
 
 /** Where `listen()` bound. */
@@ -54,6 +55,7 @@ export class Agent {
   readonly #runtime: AgentRuntime;
   readonly #streams = new StreamRegistry();
   readonly #offForward: () => void;
+  readonly #deliveries: DeliveryLog;
   readonly #closers: Array<() => Promise<void> | void>;
   #app: FastifyInstance | undefined;
   #url: string | undefined;
@@ -75,6 +77,7 @@ export class Agent {
     this.node = parts.node;
     this.#closers = parts.closers;
     this.#offForward = forwardTaskEvents(this.queue, this.webhooks);
+    this.#deliveries = new DeliveryLog(this.webhooks);
     this.#runtime = {
       config: this.config,
       queue: this.queue,
@@ -83,6 +86,7 @@ export class Agent {
       node: this.node,
       streams: this.#streams,
       artifacts: new ArtifactCache(),
+      deliveries: this.#deliveries,
       workspaces: join(this.config.dataDir, 'workspaces'),
       closing: () => this.#closing !== undefined,
     };
@@ -168,6 +172,7 @@ export class Agent {
     this.#streams.endAll();
     if (this.#app) await this.#app.close();
     this.#offForward();
+    this.#deliveries.close();
     for (const c of this.#closers) await Promise.resolve().then(c).catch(() => {});
     await this.webhooks.drain(2000).catch(() => false);
     await this.webhooks.close();
@@ -234,7 +239,7 @@ export async function createAgent(config: AgentConfigInput): Promise<Agent> {
     docker?.register(queue);
     await queue.ready;
     const webhooks = await WebhookDispatcher.open({ store, network: c.webhooks.network });
-    const node = await NodeServices.open(c, queue, webhooks);
+    const node = await NodeServices.open(c, queue);
     closers.push(() => node.close());
     return new Agent({ config: c, queue, store, webhooks, node, closers });
   } catch (e) {

@@ -30,5 +30,103 @@ export function nodeRoutes(app: FastifyInstance, rt: AgentRuntime): void {
   };
   r.get('/status', { config: { scope: 'read' }, schema: statusSchema(false) }, serveStatus);
   r.get('/v1/node/status', { config: { scope: 'read' }, schema: statusSchema(true) }, serveStatus);
-  void z;
+
+  r.get(
+    '/metrics',
+    {
+      config: { scope: 'read' },
+      schema: {
+        summary: 'Prometheus metrics (text exposition format)',
+        description: 'The open metric families (smoothtask_* names) and the agent gauges smoothtask_agent_tasks{state} and smoothtask_agent_queue{kind}. Public only with http.publicMetrics.',
+        tags: ['node'],
+        ...(rt.config.http.publicMetrics ? {} : { security }),
+        produces: ['text/plain'],
+        response: { 200: z.string().describe('Prometheus text format 0.0.4'), 401: E, 403: E },
+      },
+    },
+    async (_request, reply) => {
+      const text = await rt.node.registry.metrics();
+      return reply.type(rt.node.registry.contentType).header('cache-control', 'no-store').send(text);
+    },
+  );
+
+  r.get(
+    '/v1/node/metrics',
+    {
+      config: { scope: 'read' },
+      schema: {
+        summary: 'JSON snapshot of the metric families',
+        tags: ['node'],
+        security,
+        response: {
+          200: z
+            .object({
+              at: z.number(),
+              enabled: z.boolean(),
+              backends: z.record(z.string(), z.string()),
+              families: z.record(z.string(), z.unknown()),
+              errors: z.record(z.string(), z.string()),
+            })
+            .meta({ id: 'MetricsSnapshot' }),
+          401: E,
+          403: E,
+        },
+      },
+    },
+    async () => rt.node.metrics(),
+  );
+
+  const AlertOut = z
+    .object({
+      rule: z.string(),
+      state: z.string(),
+      labels: z.record(z.string(), z.string()),
+      annotations: z.record(z.string(), z.string()),
+      value: z.number(),
+      activeAt: z.number(),
+      firedAt: z.number().optional(),
+      resolvedAt: z.number().optional(),
+      lastActiveAt: z.number(),
+      fingerprint: z.string(),
+    })
+    .meta({ id: 'Alert' });
+  r.get(
+    '/v1/node/alerts',
+    {
+      config: { scope: 'read' },
+      schema: { summary: 'Alerts now firing', tags: ['node'], security, response: { 200: z.object({ items: z.array(AlertOut) }), 401: E, 403: E } },
+    },
+    async () => ({ items: rt.node.firing().map((a) => ({ ...a, labels: { ...a.labels } })) }),
+  );
+
+  r.get(
+    '/v1/node/cache',
+    {
+      config: { scope: 'read' },
+      schema: {
+        summary: 'eBPF program cache statistics',
+        description: '`{ available: false, reason }` unless a metric family runs on eBPF.',
+        tags: ['node'],
+        security,
+        response: {
+          200: z.union([
+            z.object({ available: z.literal(false), reason: z.string() }),
+            z.object({
+              available: z.literal(true),
+              hits: z.number(),
+              misses: z.number(),
+              sharedInFlight: z.number(),
+              entries: z.number(),
+              bytes: z.number(),
+              evictions: z.number(),
+              loadTimeSavedMs: z.number(),
+            }),
+          ]),
+          401: E,
+          403: E,
+        },
+      },
+    },
+    async () => rt.node.programCache(),
+  );
 }

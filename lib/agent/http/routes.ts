@@ -27,6 +27,8 @@ import type { ArtifactCache } from './artifacts.js';
 import { taskRoutes } from './tasks.js';
 import { nodeRoutes } from './node.js';
 import { logRoutes } from './logs.js';
+import { webhookRoutes, type DeliveryLog } from './webhooks.js';
+import { artifactRoutes } from './artifacts.js';
 
 /** Options of `agent.register(app, options)`. */
 export interface RegisterOptions {
@@ -43,6 +45,7 @@ export interface AgentRuntime {
   node: NodeServices;
   streams: StreamRegistry;
   artifacts: ArtifactCache;
+  deliveries: DeliveryLog;
   /** Root of the task workspaces (`<dataDir>/workspaces`). */
   workspaces: string;
   closing(): boolean;
@@ -136,6 +139,8 @@ export async function agentRoutes(app: FastifyInstance, opts: { runtime: AgentRu
   taskRoutes(app, rt);
   nodeRoutes(app, rt);
   logRoutes(app, rt);
+  artifactRoutes(app, rt);
+  webhookRoutes(app, rt);
   // Open follow streams would keep close() waiting (fastify/sse#57): end them first.
   app.addHook('preClose', async () => rt.streams.endAll());
   r.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
