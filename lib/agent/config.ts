@@ -55,7 +55,8 @@ export const TokenEntrySchema = z
     sha256: z
       .string()
       .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits (sha256 of the token, see hashToken)')
-      .transform((s) => s.toLowerCase()),
+      .transform((s) => s.toLowerCase())
+      .meta({ secret: true }),
     /** Scopes granted. */
     scopes: z.array(ScopeSchema).min(1),
   })
@@ -140,7 +141,7 @@ const PolicySchema = z
         /** Allowed images: exact references, or a prefix ending in `*` (`registry.local/*`). Empty = none. */
         images: z.array(z.string().min(1)).default([]),
         /** Absolute host directories under which bind mounts may live. Empty = no bind mounts. */
-        mountRoots: z.array(z.string().startsWith('/', 'must be an absolute path')).default([]),
+        mountRoots: z.array(z.string().startsWith('/', 'must be an absolute path').meta({ path: true })).default([]),
         /** Allow mounting the Docker socket (never by default). */
         allowDockerSocket: z.boolean().default(false),
         /** Allowed network modes. */
@@ -209,7 +210,7 @@ const ShutdownSchema = z
 export const AgentConfigSchema = z
   .object({
     /** Store (tasks, webhooks), workspaces and the owner id live here. */
-    dataDir: z.string().min(1),
+    dataDir: z.string().min(1).meta({ path: true }),
     listen: ListenSchema.default({ host: '127.0.0.1', port: 7700 }),
     auth: AuthSchema.default({ tokens: [], anonymous: null }),
     http: HttpSchema.default({

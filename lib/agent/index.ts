@@ -10,6 +10,8 @@ export { createAgent, Agent } from './agent.js';
 export type { ListenInfo, CloseOptions } from './agent.js';
 export { AgentConfigSchema, TokenEntrySchema, SCOPES, hashToken, isLoopbackHost } from './config.js';
 export type { AgentConfig, AgentConfigInput, Scope } from './config.js';
+// Loading config files, environment overrides, per-environment files, redaction (the launcher's side).
+export * from './config-file.js';
 export { AgentError, PolicyViolationError, AuthError, AgentClosedError } from './errors.js';
 export type { AgentErrorOptions } from './errors.js';
 export { createAuthenticator, hasScope } from './auth.js';

@@ -36,6 +36,17 @@ describe('OpenAPI document', () => {
     expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['TaskRecord', 'Error', 'SubmitTask', 'NodeStatus']));
   });
 
+  it('documents the non-JSON answers with their real content types', () => {
+    const content = (path: string, method: string, status: string) =>
+      Object.keys(((doc.paths[path]![method]!.responses[status] as { content?: Record<string, unknown> }).content ?? {})).sort();
+    expect(content('/v1/tasks/{id}/logs', 'get', '200')).toEqual(['application/x-ndjson', 'text/event-stream', 'text/plain']);
+    expect(content('/v1/tasks/{id}/logs', 'get', '206')).toEqual(['text/plain']);
+    expect(content('/v1/tasks/{id}/artifacts', 'get', '200')).toEqual(['application/zip']);
+    expect(content('/metrics', 'get', '200')).toEqual(['text/plain']);
+    expect(content('/v1/tasks/{id}', 'delete', '204')).toEqual([]);
+    expect(content('/v1/tasks/{id}', 'get', '404')).toEqual(['application/json']);
+  });
+
   it('does not list the documentation routes themselves', () => {
     expect(Object.keys(doc.paths).filter((p) => p.startsWith('/docs') || p === '/openapi.json')).toEqual([]);
   });

@@ -129,8 +129,15 @@ export function logRoutes(app: FastifyInstance, rt: AgentRuntime): void {
         querystring: LogQuery,
         headers: z.object({ range: z.string().optional(), 'last-event-id': z.string().optional(), accept: z.string().optional() }),
         response: {
-          200: z.string().describe('The log (text/plain), or the follow stream (text/event-stream or application/x-ndjson)'),
-          206: z.string().describe('The requested byte range'),
+          200: {
+            description: 'The log (text/plain); with follow=true the live stream: NDJSON, or SSE when Accept: text/event-stream',
+            content: {
+              'text/plain': { schema: z.string() },
+              'application/x-ndjson': { schema: z.string().describe('Lines {"offset","stream","data"}, then {"end":true,"state","offset"}') },
+              'text/event-stream': { schema: z.string().describe('event: log (id = byte offset), heartbeats, then event: end') },
+            },
+          },
+          206: { description: 'The requested byte range (Content-Range: bytes a-b/total)', content: { 'text/plain': { schema: z.string() } } },
           400: E,
           401: E,
           403: E,
@@ -235,7 +242,7 @@ export function logRoutes(app: FastifyInstance, rt: AgentRuntime): void {
             continue;
           }
           if (final) {
-            await write(res, frame({ end: true, state: rec?.state ?? 'deleted', offset }, 'end'), ac.signal);
+            await write(res, frame({ end: true, state: rec ? (rec.outcome ?? rec.state) : 'deleted', offset }, 'end'), ac.signal);
             res.end();
             return;
           }

@@ -41,7 +41,7 @@ export function nodeRoutes(app: FastifyInstance, rt: AgentRuntime): void {
         tags: ['node'],
         ...(rt.config.http.publicMetrics ? {} : { security }),
         produces: ['text/plain'],
-        response: { 200: z.string().describe('Prometheus text format 0.0.4'), 401: E, 403: E },
+        response: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: z.string() } } }, 401: E, 403: E },
       },
     },
     async (_request, reply) => {

@@ -180,7 +180,7 @@ export function taskRoutes(app: FastifyInstance, rt: AgentRuntime): void {
         tags: ['tasks'],
         security,
         params: TaskParams,
-        response: { 204: z.null().describe('Deleted'), 400: E, 401: E, 403: E, 404: E, 409: E },
+        response: { 204: z.null().describe('Deleted (no body)'), 400: E, 401: E, 403: E, 404: E, 409: E },
       },
     },
     async (request, reply) => {

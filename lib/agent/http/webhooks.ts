@@ -160,7 +160,7 @@ export function webhookRoutes(app: FastifyInstance, rt: AgentRuntime): void {
     '/v1/webhooks/:id',
     {
       config: { scope: 'admin' },
-      schema: { summary: 'Remove a webhook listener (its undelivered messages are dropped)', tags: ['webhooks'], security, params: Params, response: { 204: z.null(), 400: E, 401: E, 403: E, 404: E } },
+      schema: { summary: 'Remove a webhook listener (its undelivered messages are dropped)', tags: ['webhooks'], security, params: Params, response: { 204: z.null().describe('Removed (no body)'), 400: E, 401: E, 403: E, 404: E } },
     },
     async (request, reply) => {
       known(request.params.id);
