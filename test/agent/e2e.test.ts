@@ -1,6 +1,6 @@
 // End to end through the HTTP API, with a client that knows only the served OpenAPI document
 // (every response validated against it): 200 mixed process tasks (success with known stdout and
-// stderr, failure with its exit code, timeout, cancel through the API while running and while
+// stderr, some writing outputs, failure with its exit code, timeout, cancel through the API while running and while
 // queued, retries that fail then succeed with a counter file in the workspace, retries that
 // run out) and 10 Docker tasks writing outputs. Every final state, every log (whole, ranges,
 // NDJSON and SSE follow from offsets) and every ZIP (sha256 header, entries) is checked against
@@ -48,14 +48,23 @@ function processTasks(): Array<{ body: Record<string, unknown>; want: Expect }> 
     // UTF-8 text that is not ASCII, so chunk boundaries can split characters.
     let stdout = `héllo ✓ ${id}\n`;
     for (let j = 0; j < lines; j++) stdout += `line ${j} of ${id} ✓\n`;
+    // Every 8th writes outputs under out/ (the process task's ZIP).
+    let outputs = '';
+    let files: Record<string, string> | undefined;
+    if (i % 8 === 0) {
+      let seq = '';
+      for (let k = 1; k <= i * 10 + 1; k++) seq += `${k}\n`;
+      outputs = `; mkdir -p out/nested && printf 'result of %s\\n' ${q(id)} > out/r.txt && seq 1 ${i * 10 + 1} > out/nested/seq.txt`;
+      files = { 'r.txt': `result of ${id}\n`, 'nested/seq.txt': seq };
+    }
     out.push({
       body: {
         id,
         kind: 'process',
         labels: { run: RUN, mix: 'ok' },
-        spec: sh(`printf '%s\\n' ${q(`héllo ✓ ${id}`)}; j=0; while [ $j -lt ${lines} ]; do echo "line $j of ${id} ✓"; j=$((j+1)); done; echo ${q(`err ${id}`)} >&2`),
+        spec: sh(`printf '%s\\n' ${q(`héllo ✓ ${id}`)}; j=0; while [ $j -lt ${lines} ]; do echo "line $j of ${id} ✓"; j=$((j+1)); done; echo ${q(`err ${id}`)} >&2${outputs}`),
       },
-      want: { id, state: 'succeeded', stdout, stderr: `err ${id}\n`, exitCode: 0 },
+      want: { id, state: 'succeeded', stdout, stderr: `err ${id}\n`, exitCode: 0, ...(files ? { files } : {}) },
     });
   }
   for (let i = 0; i < 30; i++) {
@@ -192,6 +201,7 @@ describe('agent end to end over HTTP', () => {
   it(`200 mixed process tasks${docker ? ' and 10 Docker tasks' : ''}: every state, log and ZIP against ground truth`, { timeout: 360_000 }, async () => {
     const tasks = [...processTasks(), ...(docker ? dockerTasks() : [])];
     expect(tasks.filter((t) => t.body.kind === 'process')).toHaveLength(200);
+    expect(tasks.filter((t) => t.want.files).length).toBe(15 + (docker ? 10 : 0));
     const cancelRunning = tasks.filter((t) => t.want.cancel === 'running');
     const cancelQueued = tasks.filter((t) => t.want.cancel === 'queued');
 
@@ -266,13 +276,13 @@ describe('agent end to end over HTTP', () => {
     expect(range.headers.get('content-range')).toBe(`bytes 100-4099/${bigBuf.length}`);
     for (const t of tasks.filter((x) => x.want.state === 'succeeded' && x.body.kind === 'process').slice(0, 12)) {
       const full = Buffer.from(t.want.stdout!);
-      const from = Math.floor(full.length / 3);
+      // A resume offset is one the server handed out (a character boundary): here a line start.
+      const from = full.indexOf(10, Math.floor(full.length / 3)) + 1;
       const ndjson = await api.expect(200, 'GET /v1/tasks/{id}/logs', { params: { id: t.want.id }, query: { stream: 'stdout', follow: true, offset: from }, raw: true });
       const got: Buffer[] = [];
       const end = await readFollow(ndjson.response, (c) => void got.push(Buffer.from(c.data)));
       expect(end.ended).toBe(true);
       expect(end.state).toBe('succeeded');
-      // The server may round an offset that falls inside a UTF-8 character; the text from it must match.
       expect(Buffer.concat(got).toString(), `follow of ${t.want.id} from ${from}`).toBe(full.subarray(from).toString());
       const sse = await api.expect(200, 'GET /v1/tasks/{id}/logs', {
         params: { id: t.want.id },
@@ -285,19 +295,22 @@ describe('agent end to end over HTTP', () => {
       const end2 = await readFollow(sse.response, (c) => void got2.push(c.data));
       expect(end2.ended).toBe(true);
       expect(got2.join('')).toBe(full.subarray(from).toString());
-      expect(end2.lastOffset).toBe(full.length);
+      expect(end2.lastOffset ?? from).toBe(full.length);
     }
 
-    // Process tasks have no artifacts: 404, documented.
-    await api.expect(404, 'GET /v1/tasks/{id}/artifacts', { params: { id: `${RUN}-ok-000` } });
+    // A process task that wrote no out/ has no artifacts: 404, documented.
+    await api.expect(404, 'GET /v1/tasks/{id}/artifacts', { params: { id: `${RUN}-ok-001` } });
 
-    // Every ZIP of the Docker tasks: download, sha256 header, entries.
+    // Every ZIP (process tasks' out/, Docker tasks' outputs): download, sha256 header, entries.
     for (const t of tasks.filter((x) => x.want.files)) {
       const r = await api.expect(200, 'GET /v1/tasks/{id}/artifacts', { params: { id: t.want.id }, raw: true });
       expect(r.headers.get('content-type')).toContain('application/zip');
       const buf = Buffer.from(await r.response.arrayBuffer());
       expect(Number(r.headers.get('content-length'))).toBe(buf.length);
       expect(r.headers.get('x-checksum-sha256')).toBe(createHash('sha256').update(buf).digest('hex'));
+      // Downloaded twice: the same bytes (a process task's ZIP is built on the first download).
+      const again = await api.expect(200, 'GET /v1/tasks/{id}/artifacts', { params: { id: t.want.id }, raw: true });
+      expect(Buffer.from(await again.response.arrayBuffer())).toEqual(buf);
       const file = join(dir, `${t.want.id}.zip`);
       await writeFile(file, buf);
       const entries = await readZip(file);

@@ -92,7 +92,7 @@ describe('agent log follow of 100 MB', () => {
         if (Date.now() < slowUntil) await new Promise((r) => setTimeout(r, 25));
       });
       peak = Math.max(peak, rssBytes(agent.pid));
-      expect(end.ended).toBe(true);
+      expect(end.ended, `follow ended after ${bytes} bytes in ${chunks} chunks without its end line; agent stderr: ${agent.stderr()}`).toBe(true);
       expect(end.state).toBe('succeeded');
       expect(bytes).toBe(TOTAL);
       expect(h.digest('hex')).toBe(expectedSha256());

@@ -111,7 +111,7 @@ export class OpenApiClient {
   /** Fetches the document from the agent and builds the client. */
   static async connect(baseUrl: string, token?: string): Promise<OpenApiClient> {
     const res = await fetch(new URL('/openapi.json', baseUrl));
-    if (res.status !== 200) throw new OpenApiMismatch(`GET /openapi.json answered ${res.status}`);
+    if (res.status !== 200) throw new OpenApiMismatch(`GET /openapi.json answered ${res.status}: ${(await res.text()).slice(0, 500)}`);
     const doc = (await res.json()) as Json;
     if (typeof doc.openapi !== 'string' || !doc.openapi.startsWith('3.1')) throw new OpenApiMismatch(`not an OpenAPI 3.1 document: openapi=${doc.openapi}`);
     return new OpenApiClient(baseUrl, doc, token);
@@ -198,6 +198,7 @@ export class OpenApiClient {
     if (status !== 204 && status !== 304 && op.method !== 'HEAD') {
       if (documented.length && ct && !documented.some((d) => d.toLowerCase() === ct || d === '*/*' || (d.endsWith('/*') && ct.startsWith(d.slice(0, -1))))) {
         const text = o.raw ? '' : await response.text().catch(() => '');
+        if (o.raw) await response.body?.cancel().catch(() => {});
         throw new OpenApiMismatch(`${where}: content type ${ct} not documented (documented: ${documented.join(', ')}); body: ${text.slice(0, 300)}`);
       }
     }
