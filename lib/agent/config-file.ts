@@ -116,10 +116,13 @@ export function deepMerge(base: unknown, over: unknown, origins?: Map<string, st
   return out;
 }
 
+/**
+ * Records `source` for `path` and every key below it. Entries a later layer made stale are not
+ * searched for (that would be quadratic in the number of keys): a replaced subtree no longer
+ * holds those paths, so no issue is ever reported at them.
+ */
 function recordOrigins(v: unknown, origins: Map<string, string>, source: string, path: Path): void {
-  const key = path.join('.');
-  for (const p of [...origins.keys()]) if (p === key || p.startsWith(`${key}.`)) origins.delete(p);
-  origins.set(key, source);
+  origins.set(path.join('.'), source);
   if (isObj(v)) for (const k of Object.keys(v)) recordOrigins(v[k], origins, source, [...path, k]);
 }
 

@@ -3,12 +3,12 @@
 // files, redaction, and hostile config paths (directory, FIFO, device, oversized file) that must
 // give an error quickly instead of hanging.
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot, runCli } from './cli-run.js';
+import { cleanEnv, cliCommand, repoRoot, runCli } from './cli-run.js';
 
 const TOKEN = 'tok-cli-config-test-0123456789';
 const HASH = createHash('sha256').update(TOKEN).digest('hex');
@@ -117,6 +117,20 @@ describe('smoothtask agent --check-config', () => {
     expect(out.dataDir).toBe(join(dir, 'flagdir')); // flags resolve against the cwd
   });
 
+  it('every one of 20,000 errors reaches a piped stderr before the exit (no truncation at the pipe buffer)', async () => {
+    const cfg = write('many-errors.json', { dataDir: '/x', queue: Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`unknown${i}`, i])) });
+    // A real pipe (a shell pipeline), not the socket pair node's spawn would give the child.
+    const q = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`;
+    const sh = `${[...cliCommand, 'agent', '--check-config', '--config', cfg].map(q).join(' ')} 2>&1 >/dev/null | cat; exit "\${PIPESTATUS[0]}"`;
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) =>
+      execFile('bash', ['-c', sh], { env: cleanEnv(), maxBuffer: 64 * 1024 * 1024 }, (e, out) => resolve({ code: e ? ((e as { code?: number }).code ?? null) : 0, out })),
+    );
+    expect(r.code).toBe(2);
+    const lines = r.out.split('\n').filter((l) => /^  queue\.unknown\d+: Unknown key/.test(l));
+    expect(lines).toHaveLength(20_000);
+    expect(r.out).toContain('queue.unknown19999: Unknown key');
+  });
+
   it('a deeply nested variable value is a typed error naming the variable, not a crash', async () => {
     const cfg = write('env3.json', base);
     const r = await runCli(['agent', '--check-config', '--config', cfg], { env: { SMOOTHTASK_AGENT__LISTEN: `${'['.repeat(50_000)}${']'.repeat(50_000)}` } });
@@ -178,6 +192,8 @@ describe('smoothtask agent --check-config', () => {
       [write('proto.json', '{"dataDir":"/x","__proto__":{"listen":{"port":1}}}'), /__proto__: Unknown key/],
       [join(dir, 'missing.json'), /no such file/],
       // 300,000 levels in under 1 MiB: recursion over it would overflow the stack.
+      // 70,000 keys in under 1 MiB: any per-key work that is not linear would take minutes.
+      [write('wide.json', JSON.stringify({ dataDir: '/x', wide: Object.fromEntries(Array.from({ length: 70_000 }, (_, i) => [`k${i}`, i])) })), /wide: Unknown key/],
       [write('deep.json', `{"dataDir":"/x","listen":${'['.repeat(300_000)}${']'.repeat(300_000)}}`), /nested deeper than 64 levels/],
     ];
     const results = await Promise.all(cases.map(([p]) => runCli(['agent', '--check-config', '--config', p], { timeoutMs: 30_000 })));

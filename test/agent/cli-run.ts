@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const cli = fileURLToPath(new URL('../../lib/cli/index.ts', import.meta.url));
 // By file URL, so the child finds tsx whatever its cwd.
-const tsx = new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href;
+export const tsx = new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href;
 
 export interface CliResult {
   code: number | null;
@@ -14,6 +14,9 @@ export interface CliResult {
   stderr: string;
   ms: number;
 }
+
+/** The command line that runs `smoothtask` (for a shell pipeline). */
+export const cliCommand = [process.execPath, '--import', tsx, cli];
 
 /** Environment without any SMOOTHTASK_AGENT__* / SMOOTHTASK_ENV of the test runner, plus `env`. */
 export function cleanEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
