@@ -219,6 +219,13 @@ describe('smoothtask (other commands)', () => {
     expect(empty.stdout).toBe('');
     const padded = await runCli(['hash-token'], { stdin: ` ${TOKEN}\n` });
     expect(padded.code).toBe(2);
+    // HTTP carries the header as latin1, so a non-ASCII token could never match its UTF-8 hash.
+    for (const bad of ['tökén-0123456789', 'tab\there', 'nul\0x']) {
+      const r = await runCli(['hash-token'], { stdin: bad });
+      expect(r.code, JSON.stringify(bad)).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toContain('printable ASCII');
+    }
   });
 
   it('--version prints the package version; --help exits 0; usage errors exit 2', async () => {
