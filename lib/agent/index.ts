@@ -13,11 +13,15 @@ export type { AgentConfig, AgentConfigInput, Scope } from './config.js';
 // Loading config files, environment overrides, per-environment files, redaction (the launcher's side).
 export * from './config-file.js';
 export { AgentError, PolicyViolationError, AuthError, AgentClosedError } from './errors.js';
+// What createAgent and the config loaders throw for an invalid configuration.
+export { ConfigError, SmoothtaskError } from '../errors/index.js';
 export type { AgentErrorOptions } from './errors.js';
 export { createAuthenticator, hasScope } from './auth.js';
+export { checkPolicy } from './policy.js';
+export type { PolicyRequest, PolicyDecision } from './policy.js';
 export type { Principal } from './auth.js';
 export { NodeServices } from './node.js';
-export type { ProgramCacheInfo } from './node.js';
+export type { ProgramCacheInfo, MetricsSnapshot } from './node.js';
 export { ErrorBodySchema, IssueSchema, errorAnswer } from './http/errors.js';
 export type { ErrorBody } from './http/errors.js';
 export type { RegisterOptions } from './http/routes.js';
