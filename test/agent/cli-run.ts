@@ -26,11 +26,13 @@ export function cleanEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 /** Starts `smoothtask <args>`; the caller owns the child. */
-export function startCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): ChildProcess {
+export function startCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; detached?: boolean } = {}): ChildProcess {
   return spawn(process.execPath, ['--import', tsx, cli, ...args], {
     cwd: opts.cwd ?? repoRoot,
     env: cleanEnv(opts.env),
     stdio: ['pipe', 'pipe', 'pipe'],
+    // Its own process group, like a command started from a shell (Ctrl-C signals the group).
+    detached: opts.detached ?? false,
   });
 }
 

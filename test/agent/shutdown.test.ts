@@ -42,7 +42,7 @@ interface Running {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
 }
 
-async function startAgent(shutdown: { graceMs: number; onTimeout?: 'cancel' | 'requeue' }, env: Record<string, string> = {}): Promise<Running> {
+async function startAgent(shutdown: { graceMs: number; onTimeout?: 'cancel' | 'requeue' }, env: Record<string, string> = {}, detached = false): Promise<Running> {
   const dir = mkdtempSync(join(root, 'a-'));
   const cfg = join(dir, 'agent.json');
   writeFileSync(
@@ -57,7 +57,7 @@ async function startAgent(shutdown: { graceMs: number; onTimeout?: 'cancel' | 'r
       shutdown,
     }),
   );
-  const child = startCli(['agent', '--config', cfg], { env });
+  const child = startCli(['agent', '--config', cfg], { env, detached });
   children.push(child);
   let out = '';
   let err = '';
@@ -203,6 +203,19 @@ describe('smoothtask agent: signals and shutdown', () => {
     expect(code, a.stderr()).toBe(1);
     expect(at - t0).toBeLessThan(30_000); // not the 300 s grace
     expect(recordOnDisk(a.dataDir, id).state).toBe('cancelled');
+    expect(processesWith(marker)).toEqual([]);
+  });
+
+  it('Ctrl-C in a terminal (SIGINT to the whole process group) still gives running tasks their grace', async () => {
+    const a = await startAgent({ graceMs: 30_000, onTimeout: 'cancel' }, {}, true);
+    const marker = `st-ctrlc-${randomUUID()}`;
+    markers.push(marker);
+    const id = await submit(a.url, `sleep 2; : ${marker}`);
+    await until(async () => ((await stateOf(a.url, id)) === 'running' ? true : undefined), 30_000, () => 'task never ran');
+    process.kill(-a.child.pid!, 'SIGINT');
+    const { code } = await a.exited;
+    expect(code, a.stderr()).toBe(0);
+    expect(recordOnDisk(a.dataDir, id).state).toBe('succeeded');
     expect(processesWith(marker)).toEqual([]);
   });
 
