@@ -1,12 +1,14 @@
 // The agent process restarted mid-run, as an operator runs it (`smoothtask agent --config`):
 // - SIGKILL with `queue.recovery: fail`: finished records and their logs survive; tasks that
-//   were running end `failed` with ERR_TASK_INTERRUPTED; queued ones run on the new agent; a
+//   were running end `failed` with ERR_TASK_INTERRUPTED (and their commands are gone); queued
+//   ones run on the new agent; a
 //   follow of an interrupted task resumes on the new agent from the offset the old one reached
 //   (NDJSON `offset`), and the two pieces together are the whole log.
 // - SIGTERM with `shutdown.onTimeout: requeue` and `queue.recovery: requeue`: the agent exits 0
 //   after its grace; the running task is requeued and runs again on the new agent, where an SSE
 //   follow resumes from `Last-Event-ID` while it runs and ends with the task; again the pieces
 //   concatenated equal the whole log.
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +67,21 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
   }
 }
 
+/** Pids of live processes whose environment names task `id` (SMOOTHTASK_TASK_ID, set by the process executor). */
+function taskPids(id: string): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const env = readFileSync(`/proc/${e}/environ`, 'latin1').split('\0');
+      if (env.includes(`SMOOTHTASK_TASK_ID=${id}`) && !/^Z/m.test(readFileSync(`/proc/${e}/stat`, 'latin1').split(') ')[1] ?? '')) out.push(Number(e));
+    } catch {
+      /* gone, or not ours */
+    }
+  }
+  return out;
+}
+
 const sh = (script: string) => ({ command: 'sh', args: ['-c', script] });
 /** A task printing `tick 0` .. `tick n-1`, one every 50 ms. */
 const ticker = (n: number) => sh(`i=0; while [ $i -lt ${n} ]; do echo "tick $i"; i=$((i+1)); sleep 0.05; done`);
@@ -120,6 +137,10 @@ describe('agent restart (child process, smoothtask agent --config)', () => {
     const f = followInBackground(api1, 'kill-long-0', false);
     await f.until(ticks(0, 20).length);
     for (const id of queued) expect((await api1.expect(200, 'GET /v1/tasks/{id}', { params: { id } })).body.task.state).toBe('queued');
+    const pids = new Map<string, number[]>();
+    for (const id of long) {
+      pids.set(id, await until(`processes of ${id}`, async () => (taskPids(id).length ? taskPids(id) : undefined)));
+    }
     a1.child.kill('SIGKILL');
     expect((await a1.exited).signal).toBe('SIGKILL');
     await f.done.catch(() => {});
@@ -137,6 +158,8 @@ describe('agent restart (child process, smoothtask agent --config)', () => {
       const t = (await api2.expect(200, 'GET /v1/tasks/{id}', { params: { id } })).body.task;
       expect(t.outcome ?? t.state).toBe('failed');
       expect(t.error?.code).toBe('ERR_TASK_INTERRUPTED');
+      // The orphaned commands do not live on (they die on their next write to the dead agent's pipe).
+      await until(`processes ${pids.get(id)!.join(' ')} of ${id} gone`, async () => (taskPids(id).length === 0 ? true : undefined), 30_000);
     }
     for (const id of queued) {
       const t = await until(`${id} final`, async () => {
