@@ -121,9 +121,14 @@ export class Agent {
       forceCloseConnections: 'idle',
       // The agent answers its own 404s inside its plugin; reject odd paths early.
       routerOptions: { maxParamLength: 500 },
+      // Node checks these timeouts every connectionsCheckingInterval (30 s by default): check often enough to honour them.
+      http: {
+        headersTimeout: h.headersTimeoutMs,
+        requestTimeout: h.requestTimeoutMs,
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(h.headersTimeoutMs / 2))),
+      },
     });
     this.#app = app;
-    app.server.headersTimeout = h.headersTimeoutMs;
     await app.register(agentRoutes, { runtime: this.#runtime, prefix: '', ownServer: true });
     await app.listen({ host: this.config.listen.host, port: this.config.listen.port });
     const port = this.#port();
@@ -235,15 +240,17 @@ export async function createAgent(config: AgentConfigInput): Promise<Agent> {
       persistence: new StoreTaskPersistence(store),
       triggers,
     });
+    closers.push(() => queue.close());
     if (c.executors.process) queue.registerExecutor('process', new ProcessExecutor());
     docker?.register(queue);
     await queue.ready;
     const webhooks = await WebhookDispatcher.open({ store, network: c.webhooks.network });
+    closers.push(() => webhooks.close());
     const node = await NodeServices.open(c, queue);
-    closers.push(() => node.close());
-    return new Agent({ config: c, queue, store, webhooks, node, closers });
+    // On success the agent closes these in its own order (close()); only the node services stay in its list.
+    return new Agent({ config: c, queue, store, webhooks, node, closers: [() => node.close()] });
   } catch (e) {
-    for (const fn of closers) await Promise.resolve().then(fn).catch(() => {});
+    for (const fn of closers.reverse()) await Promise.resolve().then(fn).catch(() => {});
     store.close();
     throw e;
   }
