@@ -31,7 +31,8 @@ describe('OpenAPI document', () => {
     expect(Object.keys(doc.paths['/v1/tasks/{id}']!).sort()).toEqual(['delete', 'get']);
     expect(Object.keys(doc.paths['/v1/tasks/{id}/cancel']!)).toEqual(['post']);
     const post = doc.paths['/v1/tasks']!.post!;
-    expect(Object.keys(post.responses).sort()).toEqual(['201', '400', '401', '403', '409', '413', '415', '429', '503']);
+    expect(Object.keys(post.responses).sort()).toEqual(['201', '400', '401', '403', '409', '413', '415', '429', '500', '503']);
+    for (const [p, ops] of Object.entries(doc.paths)) for (const [m, op] of Object.entries(ops)) expect(Object.keys(op.responses), `${m} ${p}`).toEqual(expect.arrayContaining(['500', '503']));
     expect(post.security).toEqual([{ bearer: [] }]);
     expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['TaskRecord', 'Error', 'SubmitTask', 'NodeStatus']));
   });

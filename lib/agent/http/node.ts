@@ -19,10 +19,11 @@ export function nodeRoutes(app: FastifyInstance, rt: AgentRuntime): void {
   const security = [{ bearer: [] }];
   const statusSchema = (authed: boolean) => ({
     summary: authed ? 'Node status (authenticated copy of /status)' : 'Node status for a load balancer',
-    description: '200 while health is ok or degraded, 503 when unhealthy (the smoothtask/status contract, cached for 1 s).',
+    description: '200 while health is ok or degraded, 503 when unhealthy (the smoothtask/status contract, cached for 1 s), or 503 ERR_AGENT_CLOSED while the agent shuts down.',
     tags: ['node'],
     ...(authed || !rt.config.http.publicStatus ? { security } : {}),
-    response: { 200: NodeStatusOut, 401: E, 403: E, 503: NodeStatusOut },
+    // 503: the node is unhealthy (a status), or the agent is shutting down (an error body).
+    response: { 200: NodeStatusOut, 401: E, 403: E, 503: z.union([NodeStatusOut, E]) },
   });
   const serveStatus = async (request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
     reply.hijack();

@@ -99,11 +99,22 @@ export async function agentRoutes(app: FastifyInstance, opts: { runtime: AgentRu
   });
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
 
-  const authenticate = createAuthenticator(cfg.auth);
   const publicPaths = new Set(['/health', '/openapi.json']);
   if (cfg.http.publicStatus) publicPaths.add('/status');
   if (cfg.http.publicMetrics) publicPaths.add('/metrics');
   const isPublic = (rel: string) => publicPaths.has(rel) || rel === '/docs' || rel.startsWith('/docs/');
+  // Every route documents the answers any route can give: 500, 503 while the agent closes, and
+  // 401/403 where a token is needed (added before swagger reads the schemas, which it does lazily).
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema as { response?: Record<string, unknown>; hide?: boolean } | undefined;
+    if (!schema?.response || schema.hide) return;
+    const rel = route.url.slice(prefix.length) || '/';
+    const extra: Record<string, unknown> = { 500: ErrorBodySchema, 503: ErrorBodySchema };
+    if (!isPublic(rel)) Object.assign(extra, { 401: ErrorBodySchema, 403: ErrorBodySchema });
+    for (const [code, s] of Object.entries(extra)) schema.response[code] ??= s;
+  });
+
+  const authenticate = createAuthenticator(cfg.auth);
 
   app.addHook('onRequest', async (request: FastifyRequest) => {
     if (rt.closing()) throw new AgentClosedError('The agent is shutting down');
