@@ -88,6 +88,30 @@ describe('tokens and scopes', () => {
   });
 });
 
+describe('CORS for configured origins only', () => {
+  it('an allowed origin gets its headers and a preflight; another origin gets none', async () => {
+    const h = await startAgent({ http: { cors: { origins: ['https://ui.example'] } } });
+    try {
+      const pre = await fetch(`${h.url}/v1/tasks`, { method: 'OPTIONS', headers: { origin: 'https://ui.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' } });
+      expect(pre.status).toBe(204);
+      expect(pre.headers.get('access-control-allow-origin')).toBe('https://ui.example');
+      expect(pre.headers.get('access-control-allow-headers')).toContain('authorization');
+      const g = await h.req('GET', '/v1/tasks', { token: 'read', headers: { origin: 'https://ui.example' } });
+      expect(g.headers.get('access-control-allow-origin')).toBe('https://ui.example');
+      expect(g.headers.get('vary')).toContain('Origin');
+      const evil = await h.req('GET', '/v1/tasks', { token: 'read', headers: { origin: 'https://evil.example' } });
+      expect(evil.status).toBe(200);
+      expect(evil.headers.get('access-control-allow-origin')).toBeNull();
+      const evilPre = await fetch(`${h.url}/v1/tasks`, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+      expect(evilPre.headers.get('access-control-allow-origin')).toBeNull();
+      // still authenticated: CORS never replaces the token
+      expect((await fetch(`${h.url}/v1/tasks`, { headers: { origin: 'https://ui.example' } })).status).toBe(401);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('anonymous access', () => {
   it('configured on loopback: the anonymous scopes apply without a token, a wrong token is still 401', async () => {
     const h = await startAgent({ auth: { tokens: [{ name: 'root', sha256: hashToken(TOKENS.admin), scopes: ['admin'] }], anonymous: ['read'] } });

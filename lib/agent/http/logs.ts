@@ -181,6 +181,7 @@ export function logRoutes(app: FastifyInstance, rt: AgentRuntime): void {
       const res = reply.raw;
       request.raw.socket.setTimeout(0);
       res.writeHead(200, {
+        ...(reply.getHeaders() as Record<string, string>), // CORS headers set by the hooks, when configured
         'content-type': sse ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
         'x-accel-buffering': 'no',

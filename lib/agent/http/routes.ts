@@ -116,6 +116,26 @@ export async function agentRoutes(app: FastifyInstance, opts: { runtime: AgentRu
 
   const authenticate = createAuthenticator(cfg.auth);
 
+  // CORS only for the configured origins (none by default: no header is ever sent then).
+  const corsOrigins = new Set(cfg.http.cors.origins);
+  if (corsOrigins.size) {
+    app.addHook('onRequest', async (request, reply) => {
+      const origin = request.headers.origin;
+      if (!origin || !(corsOrigins.has(origin) || corsOrigins.has('*'))) return;
+      reply.header('access-control-allow-origin', origin).header('vary', 'Origin');
+      if (request.method === 'OPTIONS' && request.headers['access-control-request-method']) {
+        await reply
+          .code(204)
+          .header('access-control-allow-methods', 'GET, POST, DELETE')
+          .header('access-control-allow-headers', 'authorization, content-type, last-event-id, range, if-none-match')
+          .header('access-control-max-age', '600')
+          .send();
+        return reply;
+      }
+      reply.header('access-control-expose-headers', 'location, retry-after, content-range, content-length, x-checksum-sha256, etag');
+    });
+  }
+
   app.addHook('onRequest', async (request: FastifyRequest) => {
     if (rt.closing()) throw new AgentClosedError('The agent is shutting down');
     const url = request.routeOptions.url;
