@@ -46,6 +46,10 @@ describe('OpenAPI document', () => {
     expect(content('/metrics', 'get', '200')).toEqual(['text/plain']);
     expect(content('/v1/tasks/{id}', 'delete', '204')).toEqual([]);
     expect(content('/v1/tasks/{id}', 'get', '404')).toEqual(['application/json']);
+    // Error answers of non-JSON routes are JSON too.
+    for (const status of ['400', '401', '404', '409', '422', '500']) expect(content('/v1/tasks/{id}/artifacts', 'get', status), status).toEqual(['application/json']);
+    for (const status of ['401', '403', '500']) expect(content('/metrics', 'get', status), status).toEqual(['application/json']);
+    for (const status of ['400', '404', '416']) expect(content('/v1/tasks/{id}/logs', 'get', status), status).toEqual(['application/json']);
   });
 
   it('does not list the documentation routes themselves', () => {

@@ -115,7 +115,6 @@ export function artifactRoutes(app: FastifyInstance, rt: AgentRuntime): void {
         security: [{ bearer: [] }],
         params: TaskParams,
         headers: z.object({ 'if-none-match': z.string().optional() }),
-        produces: ['application/zip'],
         response: { 200: { description: 'The ZIP', content: { 'application/zip': { schema: z.string().describe('binary ZIP') } } }, 304: z.null().describe('Not modified (If-None-Match matched the ETag)'), 400: E, 401: E, 403: E, 404: E, 409: E, 422: E },
       },
     },

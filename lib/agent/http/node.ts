@@ -41,7 +41,6 @@ export function nodeRoutes(app: FastifyInstance, rt: AgentRuntime): void {
         description: 'The open metric families (smoothtask_* names) and the agent gauges smoothtask_agent_tasks{state} and smoothtask_agent_queue{kind}. Public only with http.publicMetrics.',
         tags: ['node'],
         ...(rt.config.http.publicMetrics ? {} : { security }),
-        produces: ['text/plain'],
         response: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: z.string() } } }, 401: E, 403: E },
       },
     },
