@@ -123,6 +123,12 @@ describe.skipIf(!dockerUp)('container task artifacts (docker)', () => {
       const { buf } = await download(h, 'c1');
       expect(await unzip(buf)).toEqual({ 'x.txt': 'box' });
       expect(await (await h.req('GET', '/v1/tasks/c1/logs?stream=stdout')).text()).toContain('done');
+      // Per-source file of the Docker executors (`main` for a container task; a compose task's services likewise).
+      expect(await (await h.req('GET', '/v1/tasks/c1/logs?service=main&stream=stdout')).text()).toBe('done\n');
+      const follow = (await (await h.req('GET', '/v1/tasks/c1/logs?service=main&stream=stdout&follow=true')).text()).trim().split('\n').map((l) => JSON.parse(l) as { data?: string; stream?: string; end?: boolean });
+      expect(follow.at(-1)).toMatchObject({ end: true, state: 'succeeded' });
+      expect(follow.slice(0, -1).map((l) => l.data).join('')).toBe('done\n');
+      expect(follow[0]!.stream).toBe('main:stdout');
     } finally {
       await h.close();
     }
