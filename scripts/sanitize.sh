@@ -25,7 +25,8 @@ if [ "${SANITIZE_SKIP_BUILD:-0}" != 1 ]; then
 fi
 addon=$root/$build/Release/smoothtask.node
 [ -f "$addon" ] || { echo "sanitize: $addon not built" >&2; exit 1; }
-if ! nm -D "$addon" | grep -q __asan_; then echo "sanitize: $addon is not an ASan build" >&2; exit 1; fi
+# not grep -q: it exits at the first match, nm then dies of SIGPIPE and pipefail fails the check
+if ! nm -D "$addon" | grep __asan_ >/dev/null; then echo "sanitize: $addon is not an ASan build" >&2; exit 1; fi
 
 asan=$(gcc -print-file-name=libasan.so)
 [ -f "$asan" ] || { echo "sanitize: no libasan.so ($asan); install gcc's libasan" >&2; exit 1; }
@@ -40,7 +41,7 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 # signal 11"); nothing of the addon's heap is held only in thread-locals
 export LSAN_OPTIONS=use_tls=0:suppressions=$root/scripts/lsan-suppressions.txt:print_suppressions=0
 
-tests=${SANITIZE_TESTS:-"test/ebpf/loader.test.ts test/ebpf/loader-robust.test.ts test/ebpf/maps.test.ts test/ebpf/maps-native-args.test.ts test/ebpf/ringbuf.test.ts test/ebpf/perfbuf.test.ts test/ebpf/attach.test.ts test/ebpf/worker-terminate.test.ts"}
+tests=${SANITIZE_TESTS:-"test/ebpf/loader.test.ts test/ebpf/loader-robust.test.ts test/ebpf/maps.test.ts test/ebpf/maps-native-args.test.ts test/ebpf/ringbuf.test.ts test/ebpf/perfbuf.test.ts test/ebpf/attach.test.ts test/ebpf/worker-terminate.test.ts test/ebpf/precheck.test.ts"}
 echo "sanitize: phase 1: native tests under ASan + UBSan ($tests)"
 # shellcheck disable=SC2086
 SMOOTHTASK_WORKER_ROUNDS=${SMOOTHTASK_WORKER_ROUNDS:-2} ASAN_OPTIONS="detect_leaks=0:$common" LD_PRELOAD="$asan" \
