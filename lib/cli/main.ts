@@ -18,7 +18,8 @@ export const EXIT_USAGE = 2;
 const USAGE = `Usage:
   smoothtask agent --config <agent.json> [--env <name>] [--host <addr>] [--port <n>] [--data-dir <dir>]
       Start the agent (HTTP API). SIGTERM/SIGINT stop it gracefully (shutdown.graceMs);
-      a second signal cancels running tasks at once and exits 1.
+      a second signal stops running tasks at once (cancelled, or requeued with
+      shutdown.onTimeout "requeue") and exits 1.
   smoothtask agent --check-config --config <agent.json> [--env <name>] [flags as above]
       Print the effective configuration (secrets redacted) and exit 0, or every error
       with its path and exit 2.

@@ -158,6 +158,8 @@ interface Entry {
   /** The 'enqueue' transition is recorded: the entry may be dispatched. */
   enqueued: boolean;
   detachSignal?: () => void;
+  /** `setInfo` of the running attempt: shown by get()/list() at once, persisted with the attempt's ending. */
+  liveInfo?: Record<string, JsonValue>;
 }
 
 const deepFreeze = <T>(v: T): T => {
@@ -398,7 +400,10 @@ export class TaskQueue {
   async forget(id: string): Promise<boolean> {
     const e = this.#entries.get(id);
     if (!e) return false;
-    if (e.phase !== 'finished') throw new ConfigError(`Task ${id} is not finished (state ${e.rec.state}); cancel it first`);
+    if (e.phase !== 'finished' && !isOutcome(e.rec.state)) throw new ConfigError(`Task ${id} is not finished (state ${e.rec.state}); cancel it first`);
+    // Finished means the outcome is recorded; its triggers may still be running and save the
+    // record once more: wait for that (and a pending archive) so nothing writes it back.
+    await e.done;
     await e.chain;
     this.#entries.delete(id);
     const i = this.#finishedOrder.indexOf(id);
@@ -633,7 +638,8 @@ export class TaskQueue {
       }
     }
     await this.#save(e, next);
-    e.rec = next;
+    // Facts the running attempt reported (pid, container id) stay visible across its transitions.
+    e.rec = e.liveInfo && patch.info === undefined ? deepFreeze({ ...next, info: structuredClone(e.liveInfo) }) : next;
     if (transitionChannel.hasSubscribers) transitionChannel.publish(ev);
     for (const fn of this.#transitionListeners) {
       try {
@@ -784,6 +790,8 @@ export class TaskQueue {
         setInfo: (patch) => {
           Object.assign(info, patch);
           infoDirty = true;
+          e.liveInfo = info;
+          e.rec = deepFreeze({ ...e.rec, info: structuredClone(info) });
         },
         leases: {
           get held() {
@@ -826,6 +834,7 @@ export class TaskQueue {
     let reason: string | undefined;
     const patch: Partial<TaskRecord> = { leases, timings: { ...e.rec.timings, durationMs: Date.now() - t0 } };
     if (infoDirty) patch.info = info;
+    e.liveInfo = undefined;
     if (sink?.droppedBytes) patch.logDroppedBytes = (e.rec.logDroppedBytes ?? 0) + sink.droppedBytes;
     if (result) {
       patch.exitCode = result.exitCode ?? (result.signal ? null : 0);

@@ -359,7 +359,7 @@ export interface TaskContext<Spec = JsonValue> {
    * `maxLogBytes` is dropped (counted in `task.logDroppedBytes`).
    */
   log(stream: LogStream, chunk: string | Uint8Array): void | Promise<void>;
-  /** Records executor facts on the task (`task.info`, e.g. `{ pid }` or `{ containerId }`); persisted with the next save. */
+  /** Records executor facts on the task (`task.info`, e.g. `{ pid }` or `{ containerId }`); visible to `get()`/`list()` at once, persisted with the attempt's ending. */
   setInfo(patch: Record<string, JsonValue>): void;
   /** Lease helpers; leases are returned when the attempt ends, whatever the ending. */
   readonly leases: TaskLeases;

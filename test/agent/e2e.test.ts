@@ -234,10 +234,17 @@ describe('agent end to end over HTTP', () => {
     );
 
     // Wait until every task of this run is final (the list filters by state).
-    await until('all tasks final', async () => {
-      const r = await api.expect(200, 'GET /v1/tasks', { query: { state: 'created,queued,starting,running,retrying', limit: 1 } });
-      return r.body.items.length === 0 ? true : undefined;
-    }, 300_000);
+    try {
+      await until('all tasks final', async () => {
+        const r = await api.expect(200, 'GET /v1/tasks', { query: { state: 'created,queued,starting,running,retrying', limit: 1 } });
+        return r.body.items.length === 0 ? true : undefined;
+      }, 300_000);
+    } catch (e) {
+      // Say which tasks are stuck and how they got there.
+      const left = await listAll({ state: 'created,queued,starting,running,retrying' });
+      const what = left.slice(0, 20).map((t) => `${t.id} ${t.state} info=${JSON.stringify(t.info)} history=${JSON.stringify(t.history)}`);
+      throw new Error(`${(e as Error).message}: ${left.length} not final:\n${what.join('\n')}`);
+    }
 
     const all = new Map((await listAll({})).map((t) => [t.id as string, t]));
     expect(all.size).toBe(tasks.length);

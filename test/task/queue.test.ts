@@ -67,6 +67,29 @@ describe('TaskQueue', () => {
     await rm(r.workspace!, { recursive: true, force: true });
   });
 
+  it('setInfo is visible through get() and list() while the attempt runs, and persisted with its ending', async () => {
+    const q = makeQueue();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    q.registerExecutor('info', {
+      async run(ctx) {
+        ctx.setInfo({ pid: 4242 });
+        await gate;
+        ctx.setInfo({ phase: 'late' });
+        return { exitCode: 0 };
+      },
+    });
+    const h = q.submit({ kind: 'info', spec: {} });
+    for (let i = 0; i < 200 && q.get(h.id)?.info.pid === undefined; i++) await sleep(5);
+    expect(q.get(h.id)?.state).toBe('running');
+    expect(q.get(h.id)?.info).toEqual({ pid: 4242 });
+    expect(q.list({ state: 'running' }).find((r) => r.id === h.id)?.info.pid).toBe(4242);
+    expect(Object.isFrozen(q.get(h.id)!.info)).toBe(true);
+    release();
+    const r = await h.done;
+    expect(r.info).toEqual({ pid: 4242, phase: 'late' });
+  });
+
   it('validates at submit: unknown kind, bad spec', () => {
     const q = makeQueue();
     expect(() => q.submit({ kind: 'nope' })).toThrow(UnknownTaskKindError);
@@ -198,6 +221,29 @@ describe('TaskQueue', () => {
     ]);
     expect(r.triggers[0]!.error?.message).toBe('trigger broke');
     expect(r.triggers[2]!.error?.code).toBe('ERR_TASK_TRIGGER_TIMEOUT');
+  });
+
+  it('forget() right after the outcome waits for the triggers, so their save cannot write the record back', async () => {
+    const saved = new Map<string, TaskRecord>();
+    const persistence = {
+      save: async (t: TaskRecord) => void saved.set(t.id, t),
+      loadAll: async () => [],
+      remove: async (id: string) => void saved.delete(id),
+    };
+    const q = makeQueue({ persistence, triggers: [{ name: 'slow', on: ['success'], run: () => sleep(150) }] });
+    await q.ready;
+    const h = q.submit({ kind: 'sleep', spec: { ms: 1 } });
+    // Forget as soon as the outcome is recorded, while the trigger still runs.
+    const forgotten = new Promise<boolean>((resolve, reject) => {
+      q.onTransition((e) => {
+        if (e.task.id === h.id && e.to === 'succeeded') q.forget(h.id).then(resolve, reject);
+      });
+    });
+    expect(await forgotten).toBe(true);
+    expect((await h.done).triggers.map((t) => t.name)).toEqual(['slow']);
+    await sleep(50);
+    expect(saved.has(h.id)).toBe(false);
+    expect(q.get(h.id)).toBeUndefined();
   });
 
   it('archive runs executor cleanup through cleaning -> archived', async () => {

@@ -188,9 +188,7 @@ export function taskRoutes(app: FastifyInstance, rt: AgentRuntime): void {
       const t = taskOr404(rt, id);
       if (!isFinished(t.state)) throw new AgentError('ERR_TASK_NOT_FINISHED', `Task '${id}' is ${t.state}: cancel it and wait for it to finish first`, { status: 409 });
       const workspace = t.workspace;
-      // The record is `finished` before its triggers ran and saved it again; forget() does not wait
-      // for that save, which would otherwise write the document back after it was removed.
-      await rt.queue.wait(id);
+      // forget() waits for the triggers' last save, so the document is not written back after.
       await rt.queue.forget(id);
       const root = resolve(rt.workspaces);
       if (workspace) {
