@@ -27,6 +27,13 @@ interface Expect {
   cancelOn?: string;
   /** Check `logHas` and `zip` only when the combined log holds this line (a timeout may land before the service runs). */
   onlyIfStarted?: string;
+  /**
+   * A TERM handler's line: when the log holds it the task exited 0 by itself; when not, the timeout's
+   * SIGTERM reached the container before its shell installed the handler (dropped by the kernel for a
+   * namespace's init) and the SIGKILL after the grace ended it (137). The handler path itself is
+   * checked deterministically in graceful-stop.test.ts.
+   */
+  termHandled?: string;
 }
 
 function plan(): Expect[] {
@@ -97,7 +104,8 @@ function plan(): Expect[] {
     spec: { image: IMAGE, command: ['sh', '-c', "trap 'echo got-term; exit 0' TERM; echo waiting; while true; do sleep 0.1; done"] },
     state: 'timed_out',
     timeoutMs: 2500,
-    logHas: ['waiting', 'got-term'],
+    logHas: ['waiting'],
+    termHandled: 'got-term',
   });
   // The spec's own timeout (not the queue's): stopped the same way, recorded as a failure that says why.
   p.push({
@@ -276,6 +284,7 @@ describe.skipIf(engineGate(probe))('30 docker tasks through the queue', () => {
     const sys = rec.logs?.system && existsSync(rec.logs.system) ? await readFile(rec.logs.system, 'utf8') : '';
     const ran = t.onlyIfStarted === undefined || log.includes(t.onlyIfStarted);
     for (const s of ran ? (t.logHas ?? []) : []) expect(log, `${t.id} log (system log: ${sys.slice(-1500)}; history ${JSON.stringify(rec.history)})`).toContain(s);
+    if (t.termHandled !== undefined) expect(rec.exitCode, `${t.id} log: ${log}`).toBe(log.includes(t.termHandled) ? 0 : 137);
     if (t.zip && ran) {
       expect(rec.artifacts).toHaveLength(1);
       const entries = await readZip(rec.artifacts[0]!);

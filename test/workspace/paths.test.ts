@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yauzl from 'yauzl';
+import { readZip as zipEntries } from '../docker/helpers.js';
 import { OutputTooLargeError, zipDirectory } from '../../lib/docker/index.js';
 import { SmoothtaskError } from '../../lib/errors/index.js';
 import {
@@ -47,31 +48,6 @@ async function collect(it: AsyncIterable<WalkEntry>): Promise<{ files: Map<strin
     else skipped.set(e.name, e.why);
   }
   return { files, skipped };
-}
-
-/** Entry name -> content of a ZIP (yauzl checks the CRCs). */
-function zipEntries(path: string): Promise<Map<string, string>> {
-  return new Promise((resolve, reject) => {
-    yauzl.open(path, { lazyEntries: true }, (err, zip) => {
-      if (err || !zip) return reject(err ?? new Error('no zip'));
-      const out = new Map<string, string>();
-      zip.on('error', reject);
-      zip.on('end', () => resolve(out));
-      zip.on('entry', (entry: yauzl.Entry) => {
-        zip.openReadStream(entry, (e2, stream) => {
-          if (e2 || !stream) return reject(e2 ?? new Error('no stream'));
-          const chunks: Buffer[] = [];
-          stream.on('data', (c: Buffer) => chunks.push(c));
-          stream.on('error', reject);
-          stream.on('end', () => {
-            out.set(entry.fileName, Buffer.concat(chunks).toString('utf8'));
-            zip.readEntry();
-          });
-        });
-      });
-      zip.readEntry();
-    });
-  });
 }
 
 async function refusal(p: Promise<unknown>): Promise<UnsafePathError> {
