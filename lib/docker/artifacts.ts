@@ -1,10 +1,8 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, relative } from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import yazl from 'yazl';
-import { splitRelativePath, UnsafePathError, type WalkFile, WorkspaceError, WorkspaceRoot } from '../workspace/index.js';
+import { ArchiveTooLargeError, UnsafePathError, WorkspaceError, WorkspaceRoot, zipFolder } from '../workspace/index.js';
 import { OutputTooLargeError } from './errors.js';
 
 /** What {@link zipDirectory} produced. */
@@ -69,52 +67,24 @@ export async function zipDirectory(src: string, dest: string, options: ZipOption
     throw e;
   }
   try {
-    const files: WalkFile[] = [];
-    const skipped: string[] = [];
+    let z;
     try {
-      for await (const e of root.walk(rel, { what: OUTPUTS })) {
-        if (e.kind === 'file') files.push(e);
-        else skipped.push(e.name);
-      }
+      z = await zipFolder(root, rel, { maxBytes, what: OUTPUTS });
     } catch (e) {
       if (e instanceof WorkspaceError && e.sysCode === 'ENOENT') return undefined;
+      if (e instanceof ArchiveTooLargeError) throw new OutputTooLargeError(maxBytes, e.bytes);
       throw e;
     }
-    if (files.length === 0) return undefined;
-    let total = 0;
-    for (const f of files) {
-      total += f.size;
-      if (total > maxBytes) throw new OutputTooLargeError(maxBytes, total);
-    }
+    if (!z) return undefined;
     await mkdir(dirname(dest), { recursive: true });
-    const zip = new yazl.ZipFile();
-    const top = splitRelativePath(rel, OUTPUTS).map((p) => Buffer.from(p, 'utf8'));
-    for (const f of files) {
-      // Opened when yazl gets to it (one at a time), again without following anything; at most
-      // the walked size is read, so a file that grew since cannot push the total over the cap.
-      zip.addReadStreamLazy(f.name, { size: f.size, mtime: f.mtime, mode: f.mode }, (cb) => {
-        root.openFile([...top, ...f.parts], 'output file').then(
-          ({ handle }) => {
-            if (f.size === 0) {
-              void handle.close();
-              cb(null, Readable.from([]));
-            } else cb(null, handle.createReadStream({ start: 0, end: f.size - 1 }));
-          },
-          (err: unknown) => cb(err, Readable.from([])),
-        );
-      });
-    }
-    zip.end();
-    const failed = new Promise<never>((_, reject) => zip.on('error', reject));
-    failed.catch(() => undefined);
     try {
-      await Promise.race([pipeline(zip.outputStream, createWriteStream(dest), options.signal ? { signal: options.signal } : {}), failed]);
+      await pipeline(z.stream, createWriteStream(dest), options.signal ? { signal: options.signal } : {});
     } catch (e) {
-      (zip.outputStream as Readable).destroy();
+      z.stream.destroy();
       await rm(dest, { force: true });
       throw e;
     }
-    return { path: dest, files: files.length, bytes: total, zipBytes: (await stat(dest)).size, skipped };
+    return { path: dest, files: z.files, bytes: z.bytes, zipBytes: (await stat(dest)).size, skipped: z.skipped };
   } finally {
     await root.close();
   }

@@ -60,6 +60,20 @@ export class TaskNotFoundError extends SmoothtaskError {
   }
 }
 
+/** Thrown by `queue.release(id)` for a task that is not held (never was, already released, cancelled, or the queue closed). */
+export class TaskNotHeldError extends SmoothtaskError {
+  /** The id. */
+  readonly taskId: string;
+  /** The task's state. */
+  readonly state: string;
+  /** Creates the error. */
+  constructor(taskId: string, state: string) {
+    super('ERR_TASK_NOT_HELD', `Task '${taskId}' is not held (state ${state}): only a task submitted with hold can be released, once`);
+    this.taskId = taskId;
+    this.state = state;
+  }
+}
+
 /** Recorded when a trigger ran past its time limit. */
 export class TriggerTimeoutError extends SmoothtaskError {
   /** Creates the error. */

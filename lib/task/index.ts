@@ -53,6 +53,7 @@ export {
   QueueClosedError,
   UnknownTaskKindError,
   TaskNotFoundError,
+  TaskNotHeldError,
   TriggerTimeoutError,
   TaskLogError,
 } from './errors.js';

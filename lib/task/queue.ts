@@ -19,6 +19,7 @@ import {
   TaskCancelledError,
   TaskLogError,
   TaskNotFoundError,
+  TaskNotHeldError,
   TaskTimeoutError,
   TriggerTimeoutError,
   UnknownTaskKindError,
@@ -112,6 +113,11 @@ export const SubmitOptionsSchema = z.object({
   triggers: z.array(z.custom<TaskTrigger>((v) => v != null && typeof (v as TaskTrigger).run === 'function')).default([]),
   /** Cancels the task when aborted. */
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
+  /**
+   * Keep the task `created` (recorded, not queued) until {@link TaskQueue.release}: for work
+   * that waits for something first, e.g. its input files. Survives restarts; cancellable.
+   */
+  hold: z.boolean().default(false),
 });
 /** Options of {@link TaskQueue.submit}. */
 export type SubmitOptions = z.input<typeof SubmitOptionsSchema>;
@@ -141,7 +147,7 @@ export interface TaskHandle {
   cancel(reason?: string): Promise<boolean>;
 }
 
-type Phase = 'new' | 'pending' | 'active' | 'retry-wait' | 'finished' | 'closed';
+type Phase = 'new' | 'held' | 'pending' | 'active' | 'retry-wait' | 'finished' | 'closed';
 
 interface Entry {
   rec: TaskRecord;
@@ -279,6 +285,7 @@ export class TaskQueue {
       info: {},
       leases: [],
       triggers: [],
+      ...(o.hold ? { held: true } : {}),
     };
     const e = this.#newEntry(rec, o.triggers);
     if (o.signal) {
@@ -289,6 +296,15 @@ export class TaskQueue {
         sig.addEventListener('abort', onAbort, { once: true });
         e.detachSignal = () => sig.removeEventListener('abort', onAbort);
       }
+    }
+    if (o.hold) {
+      e.phase = 'held';
+      e.chain = (async () => {
+        await this.#save(e, rec);
+        await this.ready.catch(() => {});
+        if (e.cancelReason !== undefined) return this.#finishWaiting(e, e.cancelReason);
+      })().catch((err: unknown) => this.#report(id, err, 'submit'));
+      return this.#handle(e);
     }
     // In the pending list at once (so submission order and priority hold), but not
     // dispatched before its 'enqueue' transition is recorded.
@@ -357,6 +373,11 @@ export class TaskQueue {
       case 'new':
         e.cancelReason ??= reason ?? 'cancelled';
         return true;
+      case 'held':
+        e.phase = 'new';
+        e.cancelReason = reason ?? 'cancelled';
+        e.chain = e.chain.then(() => this.#finishWaiting(e, e.cancelReason)).catch((err: unknown) => this.#report(id, err, 'cancel'));
+        return true;
       case 'pending': {
         this.#pending.delete(e);
         e.phase = 'new';
@@ -377,6 +398,30 @@ export class TaskQueue {
       default:
         return false;
     }
+  }
+
+  /**
+   * Queues a task submitted with `hold` (`created --enqueue--> queued`, reason `released`);
+   * it then runs in its turn like any other. Resolves once the transition is recorded.
+   * @throws {@link TaskNotFoundError} for an unknown id; {@link TaskNotHeldError} when the task
+   *   is not held (never was, already released, cancelled, or the queue is closed).
+   */
+  async release(id: string): Promise<Readonly<TaskRecord>> {
+    const e = this.#entries.get(id);
+    if (!e) throw new TaskNotFoundError(id);
+    if (e.phase !== 'held' || this.#closed) throw new TaskNotHeldError(id, e.rec.state);
+    // In the pending list at once (its place is now), dispatched once 'enqueue' is recorded.
+    this.#enqueue(e, false);
+    const run = e.chain.then(async () => {
+      if (e.cancelReason !== undefined) return this.#finishWaiting(e, e.cancelReason);
+      await this.#transition(e, 'enqueue', 'released', { held: false });
+      if (e.cancelReason !== undefined) return this.#finishWaiting(e, e.cancelReason);
+      e.enqueued = true;
+      this.#pump();
+    });
+    e.chain = run.catch((err: unknown) => this.#report(id, err, 'release'));
+    await run;
+    return e.rec;
   }
 
   /**
@@ -549,7 +594,7 @@ export class TaskQueue {
           clearTimeout(e.retryTimer);
           e.phase = 'closed';
           e.resolve(e.rec);
-        } else if (e.phase === 'pending') {
+        } else if (e.phase === 'pending' || e.phase === 'held') {
           e.phase = 'closed';
           e.resolve(e.rec);
         } else if (e.phase === 'active') {
@@ -1009,6 +1054,11 @@ export class TaskQueue {
           }
           break;
         case 'created':
+          if (rec.held) {
+            e.phase = 'held';
+            break;
+          }
+        // falls through
         case 'retrying':
           await this.#transition(e, 'enqueue', 'recovered after restart');
           this.#enqueue(e);

@@ -197,6 +197,8 @@ export interface TaskRecord {
   logs?: Record<LogStream, string> | undefined;
   /** Bytes of stdout/stderr dropped because the task reached the queue's `maxLogBytes` (absent when none). */
   logDroppedBytes?: number | undefined;
+  /** Submitted with `hold`: stays `created` until `queue.release(id)` (kept across restarts). */
+  held?: boolean | undefined;
   /** Output files (absolute paths). */
   outputs: string[];
   /** Artifacts built from the outputs (absolute paths). */
@@ -245,6 +247,8 @@ export const TaskRecordSchema: z.ZodType<TaskRecord> = z.object({
   logPath: z.string().optional(),
   logs: z.object({ stdout: z.string(), stderr: z.string(), system: z.string() }).optional(),
   logDroppedBytes: z.number().optional(),
+  /** Submitted with `hold`: stays `created` until released. */
+  held: z.boolean().optional(),
   outputs: z.array(z.string()),
   artifacts: z.array(z.string()),
   result: JsonValueSchema.optional(),

@@ -21,3 +21,4 @@ export {
   type WalkFile,
   type WalkSkipped,
 } from './root.js';
+export { ArchiveTooLargeError, zipFolder, type FolderZip } from './zip.js';

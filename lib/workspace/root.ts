@@ -18,7 +18,7 @@
  * @module
  */
 import { constants as C, type Stats } from 'node:fs';
-import { type FileHandle, lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, lstat, mkdir, open, readdir, rename, rmdir, unlink } from 'node:fs/promises';
 import { SmoothtaskError } from '../errors/index.js';
 import { UnsafePathError, WorkspaceError } from './errors.js';
 import { entryName, splitRelativePath } from './policy.js';
@@ -307,12 +307,68 @@ export class WorkspaceRoot {
   }
 
   /**
+   * What is at `rel`, found with `fstat` on an `O_PATH | O_NOFOLLOW` descriptor (a link is
+   * reported as `symlink`, never followed; a FIFO is never opened). `''` is the root.
+   * @returns `undefined` when nothing is there.
+   * @throws {@link UnsafePathError} for a refused path or a link or non-directory on the way.
+   */
+  async stat(rel: string | readonly Uint8Array[], what = 'path'): Promise<Omit<DirEntry, 'name'> | undefined> {
+    const parts = toParts(rel, what);
+    const shown = typeof rel === 'string' ? rel : entryName(parts);
+    const last = parts.at(-1);
+    let dir: FileHandle;
+    try {
+      dir = await this.#openDirParts(parts, last ? parts.length - 1 : 0, shown, what);
+    } catch (e) {
+      if (e instanceof WorkspaceError && e.sysCode === 'ENOENT') return undefined;
+      throw e;
+    }
+    try {
+      const st = last ? await statChild(dir.fd, last) : await dir.stat();
+      return st && { kind: kindOf(st), size: st.isFile() ? st.size : 0, mtime: st.mtime, mode: st.mode };
+    } catch (e) {
+      throw wrap(e, `Cannot stat ${what}`, shown);
+    } finally {
+      await closeQuietly(dir);
+    }
+  }
+
+  /**
+   * Removes what is at `rel`: a file, link, FIFO or socket is unlinked (a link itself, never its
+   * target); a folder is emptied depth first the same way (no link followed at any level), then
+   * removed. The root itself cannot be removed.
+   * @returns the bytes of regular files removed, or `undefined` when nothing was there.
+   * @throws {@link UnsafePathError} for a refused path or a link or non-directory on the way.
+   */
+  async remove(rel: string | readonly Uint8Array[], what = 'path'): Promise<number | undefined> {
+    const parts = toParts(rel, what);
+    const shown = typeof rel === 'string' ? rel : entryName(parts);
+    const last = parts.at(-1);
+    if (!last) throw new UnsafePathError(shown, 'empty', what);
+    let dir: FileHandle;
+    try {
+      dir = await this.#openDirParts(parts, parts.length - 1, shown, what);
+    } catch (e) {
+      if (e instanceof WorkspaceError && e.sysCode === 'ENOENT') return undefined;
+      throw e;
+    }
+    try {
+      return await removeChild(dir.fd, last, 0);
+    } catch (e) {
+      throw wrap(e, `Cannot remove ${what}`, shown);
+    } finally {
+      await closeQuietly(dir);
+    }
+  }
+
+  /**
    * Creates a regular file at `rel` without ever opening an existing inode: the data goes to a
    * fresh name (`O_CREAT | O_EXCL`) in the same folder, and {@link NewFile.commit} renames it
    * over `rel` (replacing a link or file there, never writing through it). The parent folders
-   * must exist ({@link WorkspaceRoot.ensureDir}).
+   * must exist ({@link WorkspaceRoot.ensureDir}). With `durable`, commit `fsync`s the file
+   * before the rename and the folder after it.
    */
-  async createFile(rel: string, options: { mode?: number; what?: string } = {}): Promise<NewFile> {
+  async createFile(rel: string, options: { mode?: number; what?: string; durable?: boolean } = {}): Promise<NewFile> {
     const what = options.what ?? 'file';
     const parts = splitRelativePath(rel, what).map((p) => Buffer.from(p, 'utf8'));
     const last = parts.at(-1);
@@ -331,9 +387,13 @@ export class WorkspaceRoot {
       if (settled) return;
       settled = true;
       try {
+        if (keep && options.durable) await h.sync();
         await closeQuietly(h);
-        if (keep) await rename(fdPath(dir.fd, tmp), fdPath(dir.fd, last));
-        else await unlink(fdPath(dir.fd, tmp)).catch(() => undefined);
+        if (keep) {
+          await rename(fdPath(dir.fd, tmp), fdPath(dir.fd, last));
+          // The rename itself survives a crash once the folder is synced.
+          if (options.durable) await dir.sync();
+        } else await unlink(fdPath(dir.fd, tmp)).catch(() => undefined);
       } catch (e) {
         await unlink(fdPath(dir.fd, tmp)).catch(() => undefined);
         throw wrap(e, `Cannot create ${what}`, rel);
@@ -438,6 +498,39 @@ async function statChild(dirFd: number, name: Buffer): Promise<Stats | undefined
   } finally {
     await closeQuietly(h);
   }
+}
+
+/** Removes `name` in the folder `dirFd` without following links; bytes of files removed, `undefined` when absent. */
+async function removeChild(dirFd: number, name: Buffer, depth: number): Promise<number | undefined> {
+  const st = await statChild(dirFd, name);
+  if (!st) return undefined;
+  const p = fdPath(dirFd, name);
+  if (!st.isDirectory()) {
+    await unlink(p).catch((e: unknown) => {
+      if (sysCode(e) !== 'ENOENT') throw e;
+    });
+    return st.isFile() ? st.size : 0;
+  }
+  if (depth >= DEFAULT_MAX_DEPTH * 4) throw new WorkspaceError(`Folder nesting deeper than ${DEFAULT_MAX_DEPTH * 4} levels`, entryName([name]));
+  let bytes = 0;
+  let sub: FileHandle;
+  try {
+    sub = await open(p, DIR_FLAGS);
+  } catch (e) {
+    // Replaced by a link or file since the stat: unlink that instead.
+    if (sysCode(e) === 'ELOOP' || sysCode(e) === 'ENOTDIR') return removeChild(dirFd, name, depth);
+    if (sysCode(e) === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    for (const child of await readdir(fdPath(sub.fd), { encoding: 'buffer' })) bytes += (await removeChild(sub.fd, child, depth + 1)) ?? 0;
+  } finally {
+    await closeQuietly(sub);
+  }
+  await rmdir(p).catch((e: unknown) => {
+    if (sysCode(e) !== 'ENOENT') throw e;
+  });
+  return bytes;
 }
 
 async function openChildFile(dirFd: number, name: Buffer, shown: string, what: string): Promise<OpenedFile> {

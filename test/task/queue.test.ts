@@ -7,6 +7,7 @@ import {
   TaskTimeoutError,
   TaskCancelledError,
   UnknownTaskKindError,
+  TaskNotHeldError,
   type TaskExecutor,
   type TaskRecord,
   type TransitionEvent,
@@ -244,6 +245,53 @@ describe('TaskQueue', () => {
     await sleep(50);
     expect(saved.has(h.id)).toBe(false);
     expect(q.get(h.id)).toBeUndefined();
+  });
+
+  it('hold: the task stays created until released, then runs; release twice or after cancel is refused', async () => {
+    const q = makeQueue();
+    const h = q.submit({ kind: 'sleep', spec: { ms: 1 }, hold: true });
+    await sleep(50);
+    expect(q.get(h.id)?.state).toBe('created');
+    expect(q.get(h.id)?.held).toBe(true);
+    const released = await q.release(h.id);
+    expect(['queued', 'starting', 'running', 'succeeded']).toContain(released.state);
+    const r = await h.done;
+    expect(r.state).toBe('succeeded');
+    expect(r.held).toBe(false);
+    expect(r.history[0]).toMatchObject({ from: 'created', to: 'queued', event: 'enqueue', reason: 'released' });
+    await expect(q.release(h.id)).rejects.toBeInstanceOf(TaskNotHeldError);
+    // Cancelled while held: final at once, never ran, cannot be released.
+    const c = q.submit({ kind: 'sleep', spec: { ms: 1 }, hold: true });
+    expect(await q.cancel(c.id, 'no inputs')).toBe(true);
+    const cr = await c.done;
+    expect(cr.state).toBe('cancelled');
+    expect(states(cr)).toEqual(['cancelled']);
+    await expect(q.release(c.id)).rejects.toBeInstanceOf(TaskNotHeldError);
+    // A plain task is not held.
+    const p = q.submit({ kind: 'sleep', spec: { ms: 1 } });
+    await expect(q.release(p.id)).rejects.toBeInstanceOf(TaskNotHeldError);
+    await p.done;
+  });
+
+  it('hold survives a restart: the recovered task is still created and held, and runs once released', async () => {
+    const saved = new Map<string, TaskRecord>();
+    const persistence = {
+      save: async (t: TaskRecord) => void saved.set(t.id, structuredClone(t)),
+      loadAll: async () => [...saved.values()],
+      remove: async (id: string) => void saved.delete(id),
+    };
+    const q1 = makeQueue({ persistence });
+    await q1.ready;
+    const h = q1.submit({ kind: 'sleep', spec: { ms: 1 }, hold: true });
+    await sleep(20);
+    await q1.close();
+    expect(saved.get(h.id)?.state).toBe('created');
+    const q2 = makeQueue({ persistence });
+    await q2.ready;
+    await sleep(50);
+    expect(q2.get(h.id)?.state).toBe('created');
+    await q2.release(h.id);
+    expect((await q2.wait(h.id)).state).toBe('succeeded');
   });
 
   it('archive runs executor cleanup through cleaning -> archived', async () => {
