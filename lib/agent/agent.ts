@@ -15,6 +15,7 @@ import { ProcessExecutor } from '../process/executor.js';
 import { WebhookDispatcher } from '../webhook/dispatcher.js';
 import { forwardTaskEvents } from '../webhook/task-events.js';
 import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from './config.js';
+import { WorkspaceFiles } from './files.js';
 import { AgentClosedError } from './errors.js';
 import { agentRoutes, type AgentRuntime, type RegisterOptions } from './http/routes.js';
 import { StreamRegistry } from './http/streams.js';
@@ -52,6 +53,8 @@ export class Agent {
   readonly webhooks: WebhookDispatcher;
   /** Metrics, alerts, status and program cache of the node. */
   readonly node: NodeServices;
+  /** The task workspaces as files (what the file routes serve), with the upload quotas of `config.files`. */
+  readonly files: WorkspaceFiles;
   readonly #runtime: AgentRuntime;
   readonly #streams = new StreamRegistry();
   readonly #offForward: () => void;
@@ -78,6 +81,8 @@ export class Agent {
     this.#closers = parts.closers;
     this.#offForward = forwardTaskEvents(this.queue, this.webhooks);
     this.#deliveries = new DeliveryLog(this.webhooks);
+    const f = this.config.files;
+    this.files = new WorkspaceFiles(join(this.config.dataDir, 'workspaces'), { maxFileBytes: f.maxFileBytes, workspaceBytes: f.workspaceBytes, agentBytes: f.agentBytes });
     this.#runtime = {
       config: this.config,
       queue: this.queue,
@@ -88,6 +93,7 @@ export class Agent {
       artifacts: new ArtifactCache(),
       deliveries: this.#deliveries,
       workspaces: join(this.config.dataDir, 'workspaces'),
+      files: this.files,
       closing: () => this.#closing !== undefined,
     };
   }
@@ -110,10 +116,13 @@ export class Agent {
     if (this.#closing) throw new AgentClosedError();
     if (this.#app) return { url: this.#url!, port: this.#port() };
     const h = this.config.http;
+    // Node's request timeout is per server: it is the upload limit here, and the routes hold
+    // every other request to `http.requestTimeoutMs` themselves (see agentRoutes).
+    const requestTimeout = Math.max(h.requestTimeoutMs, this.config.files.uploadTimeoutMs);
     const app = Fastify({
       logger: false,
       bodyLimit: h.bodyLimitBytes,
-      requestTimeout: h.requestTimeoutMs,
+      requestTimeout,
       keepAliveTimeout: h.keepAliveTimeoutMs,
       // Idle sockets go; longer than the 15 s SSE heartbeat so a quiet follow stream stays.
       connectionTimeout: Math.max(60_000, h.requestTimeoutMs),
@@ -124,7 +133,7 @@ export class Agent {
       // Node checks these timeouts every connectionsCheckingInterval (30 s by default): check often enough to honour them.
       http: {
         headersTimeout: h.headersTimeoutMs,
-        requestTimeout: h.requestTimeoutMs,
+        requestTimeout,
         connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(h.headersTimeoutMs / 2))),
       },
     });

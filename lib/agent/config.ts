@@ -194,6 +194,25 @@ const AlertsSchema = z
   })
   .strict();
 
+const GiB = 1024 ** 3;
+
+const FilesSchema = z
+  .object({
+    /** Largest single upload, bytes. */
+    maxFileBytes: z.number().int().min(1).default(16 * GiB),
+    /** Bytes the `inputs/` folder of one task's workspace may hold. */
+    workspaceBytes: z.number().int().min(1).default(32 * GiB),
+    /** Bytes the `inputs/` folders of all tasks may hold together. */
+    agentBytes: z.number().int().min(1).default(256 * GiB),
+    /** An upload that sends nothing for this long is cut (and nothing kept), ms. */
+    uploadIdleTimeoutMs: z.number().int().min(100).default(60_000),
+    /** Longest an upload may take in all, ms (the agent's own server waits this long for a request body on upload routes). */
+    uploadTimeoutMs: z.number().int().min(1000).default(3_600_000),
+    /** Largest folder (uncompressed) served as a ZIP download, bytes. */
+    maxZipBytes: z.number().int().min(1).default(64 * GiB),
+  })
+  .strict();
+
 const ShutdownSchema = z
   .object({
     /** How long `close()` lets running tasks finish, ms. */
@@ -240,6 +259,15 @@ export const AgentConfigSchema = z
     metrics: MetricsSchema.default({ enabled: true, backend: 'auto', families: ['cpu', 'process', 'network', 'disk'], intervalMs: 5000 }),
     alerts: AlertsSchema.default({ rules: [] }),
     shutdown: ShutdownSchema.default({ graceMs: 30_000, onTimeout: 'cancel' }),
+    /** Workspace files over HTTP: upload limits and time limits. */
+    files: FilesSchema.default({
+      maxFileBytes: 16 * GiB,
+      workspaceBytes: 32 * GiB,
+      agentBytes: 256 * GiB,
+      uploadIdleTimeoutMs: 60_000,
+      uploadTimeoutMs: 3_600_000,
+      maxZipBytes: 64 * GiB,
+    }),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -249,6 +277,12 @@ export const AgentConfigSchema = z
         path: ['auth', 'anonymous'],
         message: `anonymous access is allowed only when listen.host is loopback (127.0.0.0/8, ::1), not '${c.listen.host}'`,
       });
+    }
+    if (c.files.maxFileBytes > c.files.workspaceBytes) {
+      ctx.addIssue({ code: 'custom', path: ['files', 'maxFileBytes'], message: 'must not exceed files.workspaceBytes' });
+    }
+    if (c.files.workspaceBytes > c.files.agentBytes) {
+      ctx.addIssue({ code: 'custom', path: ['files', 'workspaceBytes'], message: 'must not exceed files.agentBytes' });
     }
     if (c.http.headersTimeoutMs > c.http.requestTimeoutMs) {
       ctx.addIssue({ code: 'custom', path: ['http', 'headersTimeoutMs'], message: 'must not exceed http.requestTimeoutMs' });

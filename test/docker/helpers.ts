@@ -46,11 +46,17 @@ export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: (
 }
 
 /** Reads every entry of a ZIP with yauzl (validating CRCs); returns name -> content. */
-export function readZip(path: string): Promise<Map<string, string>> {
+export async function readZip(path: string): Promise<Map<string, string>> {
+  const raw = await readZipEntries(path);
+  return new Map([...raw].map(([k, v]) => [k, v.toString('utf8')]));
+}
+
+/** Every entry of a ZIP (a file path or the bytes), as raw bytes, with entry sizes checked. */
+export function readZipEntries(source: string | Buffer): Promise<Map<string, Buffer>> {
   return new Promise((resolve, reject) => {
-    yauzl.open(path, { lazyEntries: true, validateEntrySizes: true }, (err, zip) => {
+    const onZip = (err: Error | null, zip?: yauzl.ZipFile) => {
       if (err || !zip) return reject(err ?? new Error('no zip'));
-      const out = new Map<string, string>();
+      const out = new Map<string, Buffer>();
       zip.on('error', reject);
       zip.on('end', () => resolve(out));
       zip.on('entry', (entry: yauzl.Entry) => {
@@ -60,12 +66,15 @@ export function readZip(path: string): Promise<Map<string, string>> {
           stream.on('data', (c: Buffer) => chunks.push(c));
           stream.on('error', reject);
           stream.on('end', () => {
-            out.set(entry.fileName, Buffer.concat(chunks).toString('utf8'));
+            out.set(entry.fileName, Buffer.concat(chunks));
             zip.readEntry();
           });
         });
       });
       zip.readEntry();
-    });
+    };
+    const o = { lazyEntries: true, validateEntrySizes: true };
+    if (typeof source === 'string') yauzl.open(source, o, onZip);
+    else yauzl.fromBuffer(source, o, onZip);
   });
 }

@@ -29,6 +29,8 @@ import { nodeRoutes } from './node.js';
 import { logRoutes } from './logs.js';
 import { webhookRoutes, type DeliveryLog } from './webhooks.js';
 import { artifactRoutes } from './artifacts.js';
+import { fileRoutes } from './files.js';
+import type { WorkspaceFiles } from '../files.js';
 
 /** Options of `agent.register(app, options)`. */
 export interface RegisterOptions {
@@ -48,6 +50,8 @@ export interface AgentRuntime {
   deliveries: DeliveryLog;
   /** Root of the task workspaces (`<dataDir>/workspaces`). */
   workspaces: string;
+  /** File access to the workspaces (HTTP, FTP). */
+  files: WorkspaceFiles;
   closing(): boolean;
 }
 
@@ -60,6 +64,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The scope an agent route needs (`read`, `submit`, `admin`). */
     scope?: Scope;
+    /** The route streams an upload body: its time limit is `files.uploadTimeoutMs`, not `http.requestTimeoutMs`. */
+    upload?: boolean;
   }
   interface FastifyRequest {
     /** Who made the request (set by the agent's auth hook on authenticated routes). */
@@ -136,6 +142,23 @@ export async function agentRoutes(app: FastifyInstance, opts: { runtime: AgentRu
     });
   }
 
+  // The server's own request timeout is the upload limit (files.uploadTimeoutMs): every other
+  // route must have its whole request within http.requestTimeoutMs, or is answered 408 and closed.
+  app.addHook('onRequest', async (request, reply) => {
+    const raw = request.raw;
+    if (raw.complete || request.routeOptions.config?.upload) return;
+    const t = setTimeout(() => {
+      if (raw.complete || raw.socket.destroyed) return;
+      if (!reply.raw.headersSent) raw.socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      raw.socket.destroySoon();
+    }, cfg.http.requestTimeoutMs);
+    t.unref();
+    const clear = () => clearTimeout(t);
+    raw.once('end', clear);
+    raw.once('close', clear);
+    reply.raw.once('finish', clear);
+  });
+
   app.addHook('onRequest', async (request: FastifyRequest) => {
     if (rt.closing()) throw new AgentClosedError('The agent is shutting down');
     const url = request.routeOptions.url;
@@ -171,6 +194,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { runtime: AgentRu
   nodeRoutes(app, rt);
   logRoutes(app, rt);
   artifactRoutes(app, rt);
+  fileRoutes(app, rt);
   webhookRoutes(app, rt);
   // Open follow streams would keep close() waiting (fastify/sse#57): end them first.
   app.addHook('preClose', async () => rt.streams.endAll());

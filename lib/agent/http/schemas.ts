@@ -55,6 +55,11 @@ export const SubmitBody = z
       .optional(),
     /** Grace between SIGTERM and SIGKILL, ms. */
     killAfterMs: z.number().int().min(0).max(600_000).optional(),
+    /**
+     * Wait for inputs: the task is recorded `created` and does not run until
+     * `POST /v1/tasks/{id}/start` (upload its files to `inputs/` first).
+     */
+    hold: z.boolean().optional().describe('Wait for inputs: stays `created` until POST /v1/tasks/{id}/start (upload to inputs/ first)'),
   })
   .strict()
   .meta({ id: 'SubmitTask' });

@@ -12,7 +12,7 @@ import { validate } from '../../errors/validate.js';
 import { ProcessSpecSchema } from '../../process/executor.js';
 import { ComposeTaskSpecSchema, ContainerTaskSpecSchema } from '../../docker/spec.js';
 import { isFinished, TASK_STATES, type TaskState } from '../../task/states.js';
-import { TaskNotFoundError } from '../../task/errors.js';
+import { TaskNotFoundError, TaskNotHeldError } from '../../task/errors.js';
 import type { JsonValue, TaskRecord } from '../../task/types.js';
 import { AgentError } from '../errors.js';
 import { checkPolicy, withLimits } from '../policy.js';
@@ -83,7 +83,8 @@ export function taskRoutes(app: FastifyInstance, rt: AgentRuntime): void {
       const decision = checkPolicy(cfg.policy, cfg.queue.defaultTimeoutMs, { kind: b.kind, spec: parsed, timeoutMs: b.timeoutMs });
       if (b.id !== undefined && rt.queue.get(b.id)) throw new AgentError('ERR_TASK_EXISTS', `A task with id '${b.id}' already exists`, { status: 409 });
       const s = rt.queue.stats();
-      const waiting = s.pending + s.retrying;
+      // Held tasks wait too (for their inputs): they count against the same bound.
+      const waiting = s.pending + s.retrying + rt.queue.list({ state: 'created' }).length;
       if (waiting >= cfg.queue.maxQueued) {
         const retryAfter = Math.min(60, Math.max(1, Math.ceil(waiting / cfg.queue.concurrency)));
         throw new AgentError('ERR_QUEUE_FULL', `The queue is full: ${waiting} tasks are waiting (queue.maxQueued ${cfg.queue.maxQueued})`, {
@@ -102,6 +103,7 @@ export function taskRoutes(app: FastifyInstance, rt: AgentRuntime): void {
           timeoutMs: decision.timeoutMs,
           ...(b.retry !== undefined ? { retry: b.retry } : {}),
           ...(b.killAfterMs !== undefined ? { killAfterMs: b.killAfterMs } : {}),
+          hold: b.hold ?? false,
         });
       } catch (e) {
         if (e instanceof ConfigError && /already exists/.test(e.message)) throw new AgentError('ERR_TASK_EXISTS', e.message, { status: 409 });
@@ -171,6 +173,33 @@ export function taskRoutes(app: FastifyInstance, rt: AgentRuntime): void {
     },
   );
 
+  r.post(
+    '/v1/tasks/:id/start',
+    {
+      config: { scope: 'submit' },
+      bodyLimit: 1024,
+      schema: {
+        summary: 'Start a task submitted with hold (its inputs are uploaded)',
+        description: 'Queues the task: `created` to `queued` (history reason `released`); it runs in its turn. 409 when the task is not held (submitted without `hold`, already started, or cancelled).',
+        tags: ['tasks', 'files'],
+        security,
+        params: TaskParams,
+        response: { 202: TaskEnvelope, 400: E, 401: E, 403: E, 404: E, 409: E },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      taskOr404(rt, id);
+      try {
+        await rt.queue.release(id);
+      } catch (e) {
+        if (e instanceof TaskNotHeldError) throw new AgentError(e.code, e.message, { status: 409, cause: e });
+        throw e;
+      }
+      return reply.code(202).send({ task: rt.queue.get(id) as TaskRecord });
+    },
+  );
+
   r.delete(
     '/v1/tasks/:id',
     {
@@ -199,6 +228,7 @@ export function taskRoutes(app: FastifyInstance, rt: AgentRuntime): void {
         await rm(join(root, id), { recursive: true, force: true });
       }
       rt.artifacts.forget(id);
+      rt.files.forget(id);
       return reply.code(204).send(null);
     },
   );
