@@ -228,7 +228,7 @@ export class WorkspaceFiles {
    * @returns whether something was there.
    */
   async remove(taskId: string, path: string): Promise<boolean> {
-    const parts = splitRelativePath(path, 'path');
+    const parts = splitPath(path);
     if (parts.length === 0) throw new AgentError('ERR_UNSAFE_PATH', 'The workspace itself cannot be removed (name a file or folder in it)', { status: 400 });
     const removed = await this.#with(taskId, path, (r) => r.remove(path));
     if (removed !== undefined && parts[0] === INPUTS_DIR) this.#adjust(taskId, -removed);
@@ -327,7 +327,7 @@ export class WorkspaceFiles {
   }
 
   #checkInputs(path: string): string[] {
-    const parts = splitRelativePath(path, 'path');
+    const parts = splitPath(path);
     if (parts.length < 2 || parts[0] !== INPUTS_DIR) {
       throw new AgentError('ERR_READ_ONLY_PATH', `Uploads go under '${INPUTS_DIR}/' (got '${path}')`, { status: 403 });
     }
@@ -380,6 +380,15 @@ export class WorkspaceFiles {
     })();
     this.#measuring.catch(() => (this.#measuring = undefined));
     return this.#measuring;
+  }
+}
+
+/** The components of `path`, or the API refusal (400) of a path the policy refuses lexically. */
+function splitPath(path: string): string[] {
+  try {
+    return splitRelativePath(path, 'path');
+  } catch (e) {
+    throw fileErrorOf(e, path);
   }
 }
 

@@ -107,6 +107,13 @@ describe('workspace files over HTTP', () => {
     expect((await h.req('GET', `/v1/tasks/${id}/files/inputs/a.txt`, { token: 'read' })).status).toBe(404);
     expect(await partials(id)).toEqual([]);
     expect((await put(id, 'inputs/a.txt', 'hello', { 'x-checksum-sha256': sha('hello') })).status).toBe(201);
+    // Whatever the content type, the body is the file's bytes (text/plain and JSON are not parsed).
+    for (const [ct, body] of [['text/plain', 'plain text\n'], ['application/json', '{"not":"parsed"}']] as const) {
+      const t = await h.req('PUT', `/v1/tasks/${id}/files/inputs/typed.txt`, { token: 'submit', body, headers: { 'content-type': ct } });
+      expect(t.status, ct).toBe(201);
+      expect(await readFile(join(h.dir, 'workspaces', id, 'inputs', 'typed.txt'), 'utf8')).toBe(body);
+    }
+    expect((await h.req('PUT', `/v1/tasks/${id}/files/inputs/none.txt`, { token: 'submit', body: 'no type' })).status).toBe(201);
     // Replacing keeps one file with the new bytes.
     const again = await put(id, 'inputs/a.txt', 'bye');
     expect(((await again.json()) as any).replaced).toBe(true);

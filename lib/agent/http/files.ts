@@ -5,7 +5,7 @@
  * @module
  */
 import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import rangeParser from 'range-parser';
@@ -118,7 +118,8 @@ async function sendFile(rt: AgentRuntime, request: FastifyRequest, reply: Fastif
       .type('application/octet-stream')
       .header('content-length', String(Math.max(0, end - start + 1)))
       .header('content-disposition', `attachment; filename*=UTF-8''${encodeURIComponent(name)}`);
-    if (request.method === 'HEAD' || end < start) return reply.send('');
+    // An empty stream keeps the Content-Length set above (HEAD, or an empty file).
+    if (request.method === 'HEAD' || end < start) return reply.send(Readable.from([]));
     // At most the bytes counted now are sent: a file that grows meanwhile does not break the framing.
     const stream = f.handle.createReadStream({ start, end, autoClose: true });
     stream.once('close', () => void f.close());
@@ -199,6 +200,8 @@ export function fileRoutes(app: FastifyInstance, rt: AgentRuntime): void {
 
   // Uploads: the body is the file's bytes, streamed to disk (never buffered whole).
   app.register(async (scope) => {
+    // Any content type: the bytes are the file (text/plain and JSON are not parsed here).
+    scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
     const s = scope.withTypeProvider<ZodTypeProvider>();
     s.put(
