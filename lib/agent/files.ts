@@ -85,6 +85,7 @@ export class ChecksumMismatchError extends AgentError {
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+const WRITE_BATCH_BYTES = 1024 * 1024;
 
 /** Maps a workspace refusal or failure to the API answer it means (400/403/404/409). */
 export function fileErrorOf(e: unknown, path: string): unknown {
@@ -282,15 +283,29 @@ export class WorkspaceFiles {
       const nf = await root.createFile(path, { durable: true });
       const hash = createHash('sha256');
       let size = 0;
+      // Chunks are gathered up to 1 MiB per write: a network chunk is often 16-64 KiB, and one
+      // thread-pool round trip per chunk would bound the throughput.
+      let queued: Uint8Array[] = [];
+      let queuedBytes = 0;
+      const flush = async () => {
+        if (queuedBytes === 0) return;
+        const buf = queued.length === 1 ? queued[0]! : Buffer.concat(queued, queuedBytes);
+        queued = [];
+        queuedBytes = 0;
+        let off = 0;
+        while (off < buf.byteLength) off += (await nf.handle.write(buf, off, buf.byteLength - off)).bytesWritten;
+      };
       try {
         for await (const chunk of source) {
           const b = chunk as Uint8Array;
           reserve(b.byteLength, wsNow);
           hash.update(b);
-          let off = 0;
-          while (off < b.byteLength) off += (await nf.handle.write(b, off, b.byteLength - off)).bytesWritten;
+          queued.push(b);
+          queuedBytes += b.byteLength;
           size += b.byteLength;
+          if (queuedBytes >= WRITE_BATCH_BYTES) await flush();
         }
+        await flush();
         if (options.size !== undefined && size !== options.size) {
           throw new AgentError('ERR_INCOMPLETE_UPLOAD', `The upload of '${path}' ended after ${size} of ${options.size} bytes; nothing was kept`, { status: 400 });
         }

@@ -121,7 +121,7 @@ async function sendFile(rt: AgentRuntime, request: FastifyRequest, reply: Fastif
     // An empty stream keeps the Content-Length set above (HEAD, or an empty file).
     if (request.method === 'HEAD' || end < start) return reply.send(Readable.from([]));
     // At most the bytes counted now are sent: a file that grows meanwhile does not break the framing.
-    const stream = f.handle.createReadStream({ start, end, autoClose: true });
+    const stream = f.handle.createReadStream({ start, end, autoClose: true, highWaterMark: 1024 * 1024 });
     stream.once('close', () => void f.close());
     handedOver = true;
     return reply.send(stream);
