@@ -84,7 +84,7 @@ export function taskRoutes(app: FastifyInstance, rt: AgentRuntime): void {
       if (b.id !== undefined && rt.queue.get(b.id)) throw new AgentError('ERR_TASK_EXISTS', `A task with id '${b.id}' already exists`, { status: 409 });
       const s = rt.queue.stats();
       // Held tasks wait too (for their inputs): they count against the same bound.
-      const waiting = s.pending + s.retrying + rt.queue.list({ state: 'created' }).length;
+      const waiting = s.pending + s.retrying + rt.queue.list({ state: 'created' }).filter((t) => t.held).length;
       if (waiting >= cfg.queue.maxQueued) {
         const retryAfter = Math.min(60, Math.max(1, Math.ceil(waiting / cfg.queue.concurrency)));
         throw new AgentError('ERR_QUEUE_FULL', `The queue is full: ${waiting} tasks are waiting (queue.maxQueued ${cfg.queue.maxQueued})`, {
