@@ -82,7 +82,11 @@ export class Agent {
     this.#offForward = forwardTaskEvents(this.queue, this.webhooks);
     this.#deliveries = new DeliveryLog(this.webhooks);
     const f = this.config.files;
-    this.files = new WorkspaceFiles(join(this.config.dataDir, 'workspaces'), { maxFileBytes: f.maxFileBytes, workspaceBytes: f.workspaceBytes, agentBytes: f.agentBytes });
+    // Container and compose tasks see `<workspace>/work` as /work (dockerTaskLayout); process tasks the workspace itself.
+    this.files = new WorkspaceFiles(join(this.config.dataDir, 'workspaces'), { maxFileBytes: f.maxFileBytes, workspaceBytes: f.workspaceBytes, agentBytes: f.agentBytes }, (id) => {
+      const kind = this.queue.get(id)?.kind;
+      return kind === 'container' || kind === 'compose' ? 'work' : undefined;
+    });
     this.#runtime = {
       config: this.config,
       queue: this.queue,

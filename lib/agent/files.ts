@@ -131,19 +131,27 @@ export class WorkspaceFiles {
   /** SHA-256 of files written through this service, by `dev:ino:size:mtimeMs` (bounded). */
   readonly #sums = new Map<string, string>();
 
+  readonly #layout: (taskId: string) => string | undefined;
+
   /**
+   * Creates the service.
    * @param root the folder holding the workspaces (`<dataDir>/workspaces`)
    * @param limits upload limits
+   * @param layout the folder of a task's workspace as the task sees it, relative to
+   *   `<root>/<taskId>` (`'work'` for container and compose tasks, whose `/work` it is; `''` or
+   *   `undefined` for process tasks, whose working directory is the workspace itself)
    */
-  constructor(root: string, limits: FileLimits) {
+  constructor(root: string, limits: FileLimits, layout: (taskId: string) => string | undefined = () => undefined) {
     this.root = root;
     this.#limits = limits;
+    this.#layout = layout;
   }
 
-  /** The workspace path of a task. @throws {@link ConfigError} for an id that is not a task id. */
+  /** The workspace path of a task, as the task sees it. @throws {@link ConfigError} for an id that is not a task id. */
   workspaceOf(taskId: string): string {
     if (!TaskIdSchema.safeParse(taskId).success) throw new ConfigError(`'${taskId}' is not a task id`);
-    return join(this.root, taskId);
+    const sub = this.#layout(taskId);
+    return sub ? join(this.root, taskId, sub) : join(this.root, taskId);
   }
 
   async #open(taskId: string, create = false): Promise<WorkspaceRoot> {
@@ -379,7 +387,7 @@ export class WorkspaceFiles {
           if (!TaskIdSchema.safeParse(id).success) continue;
           let ws: WorkspaceRoot | undefined;
           try {
-            ws = await WorkspaceRoot.open(join(this.root, id));
+            ws = await WorkspaceRoot.open(this.workspaceOf(id));
             m.set(id, await inputsBytes(ws));
           } catch {
             // Vanished or unreadable: counts as empty.
