@@ -236,10 +236,12 @@ class WorkspaceFtpFileSystem {
     if (this.#user.readOnly) throw new FtpRefusal(`User '${this.#user.name}' is read-only`);
   }
 
-  /** Idle data connections are cut (ftp-srv sets no timeout on them). */
-  #guardData(): void {
+  /** Idle data connections are cut (ftp-srv sets no timeout on them). Returns the data socket. */
+  #guardData(): Socket | undefined {
     const s = this.#conn.connector.socket;
-    if (s && !s.destroyed) s.setTimeout(this.#idleMs, () => s.destroy(new Error('Data connection idle')));
+    if (!s || s.destroyed) return undefined;
+    s.setTimeout(this.#idleMs, () => s.destroy(new Error('Data connection idle')));
+    return s;
   }
 
   currentDirectory(): string {
@@ -294,7 +296,7 @@ class WorkspaceFtpFileSystem {
     held();
     const parts = r.rel.split('/');
     if (parts.length < 2 || parts[0] !== INPUTS_DIR) throw new FtpRefusal(`Uploads go under /${task}/${INPUTS_DIR}/ (got ${r.client})`);
-    this.#guardData();
+    const data = this.#guardData();
     const stream = uploadSink(
       (source) => this.#deps.files.write(task, r.rel, source).catch((e: unknown) => Promise.reject(refusalOf(e, r.rel))),
       () => {
@@ -302,6 +304,11 @@ class WorkspaceFtpFileSystem {
         held();
       },
     );
+    // A data connection that goes away without ending the upload (the control connection closed,
+    // ftp-srv tore it down) aborts it: nothing is kept.
+    data?.once('close', () => {
+      if (!stream.writableEnded && !stream.destroyed) stream.destroy(new FtpRefusal('The data connection closed before the upload ended; nothing was kept'));
+    });
     return { stream, clientPath: r.client };
   }
 
@@ -311,7 +318,8 @@ class WorkspaceFtpFileSystem {
     const f = await this.#files(r, (files, id) => files.openRead(id, r.rel));
     const stream = f.handle.createReadStream({ start: Math.max(0, options.start ?? 0), autoClose: true });
     stream.once('close', () => void f.close());
-    this.#guardData();
+    // Whatever happens to the transfer, the file and the workspace descriptor are released.
+    this.#guardData()?.once('close', () => stream.destroy());
     return { stream, clientPath: r.client };
   }
 

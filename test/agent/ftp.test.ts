@@ -305,6 +305,28 @@ describe('workspaces over FTP', () => {
     expect(ok({ users: [users[0], users[0]] })).toBe(false);
   });
 
+  it('idle connections are closed (421) and connections past maxConnections are refused', async () => {
+    const ftp = await startFtpServer({ files: h.agent.files, queue: h.agent.queue }, { port: 0, passivePorts: { min: PMIN, max: PMAX }, users, idleTimeoutMs: 1000, maxConnections: 1 });
+    try {
+      const s = await rawSession(ftp.port);
+      // A second connection while the first is open: closed without a greeting.
+      const second = await new Promise<string>((resolve) => {
+        let got = '';
+        const x = connect(ftp.port, '127.0.0.1');
+        x.on('data', (d) => (got += d));
+        x.once('close', () => resolve(got));
+        x.once('error', () => undefined);
+      });
+      expect(second).not.toMatch(/^220/);
+      const t0 = Date.now();
+      expect(await s.reply()).toMatch(/^421 /);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(500);
+      s.close();
+    } finally {
+      await ftp.close();
+    }
+  });
+
   it('signal listeners are left as they were, and close() stops listening', async () => {
     const before = signalCounts();
     const ftp = await startFtpServer({ files: h.agent.files, queue: h.agent.queue }, { port: 0, passivePorts: { min: PMIN, max: PMAX }, users });
@@ -325,6 +347,25 @@ describe('workspaces over FTP', () => {
     expect(refused).toBe('ECONNREFUSED');
     // The agent's own FTP server added none either.
     expect(signalCounts()).toEqual(signalsBefore);
+  });
+
+  it('Agent.close() closes the FTP server it started (clients disconnected, port released)', async () => {
+    const before = signalCounts();
+    const h2 = await startAgent({ ftp: { enabled: true, port: 0, passivePorts: { min: PMIN, max: PMAX }, users } });
+    const port = h2.agent.ftp!.port;
+    expect(h2.agent.ftp!.url).toBe(`ftp://127.0.0.1:${port}`);
+    expect(signalCounts()).toEqual(before);
+    const c = await client('bob', { port });
+    await h2.close();
+    expect(await failsWith(c.list('/'))).toBeDefined();
+    c.close();
+    const refused = await new Promise<string>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => (s.destroy(), resolve('connected')));
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+    expect(signalCounts()).toEqual(before);
   });
 });
 
