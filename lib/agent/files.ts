@@ -131,6 +131,7 @@ export class WorkspaceFiles {
   readonly #sums = new Map<string, string>();
 
   /**
+   * Serves the workspaces under `root` with the upload limits `limits` (the agent builds one from `config.files`).
    * @param root the folder holding the workspaces (`<dataDir>/workspaces`)
    * @param limits upload limits
    */
