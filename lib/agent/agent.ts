@@ -16,6 +16,7 @@ import { WebhookDispatcher } from '../webhook/dispatcher.js';
 import { forwardTaskEvents } from '../webhook/task-events.js';
 import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from './config.js';
 import { WorkspaceFiles } from './files.js';
+import { startFtpServer, type FtpServerHandle } from './ftp.js';
 import { AgentClosedError } from './errors.js';
 import { agentRoutes, type AgentRuntime, type RegisterOptions } from './http/routes.js';
 import { StreamRegistry } from './http/streams.js';
@@ -61,6 +62,7 @@ export class Agent {
   readonly #deliveries: DeliveryLog;
   readonly #closers: Array<() => Promise<void> | void>;
   #app: FastifyInstance | undefined;
+  #ftp: FtpServerHandle | undefined;
   #url: string | undefined;
   #closing: Promise<void> | undefined;
 
@@ -107,6 +109,11 @@ export class Agent {
     return this.#url;
   }
 
+  /** The FTP(S) server `listen()` started when `config.ftp.enabled` (`undefined` otherwise). */
+  get ftp(): FtpServerHandle | undefined {
+    return this.#ftp;
+  }
+
   /** The Fastify instance `listen()` created (`undefined` before, or in embedded mode). */
   get server(): FastifyInstance | undefined {
     return this.#app;
@@ -114,7 +121,8 @@ export class Agent {
 
   /**
    * Starts a Fastify server owned by the agent on `config.listen` (body limit, request and
-   * header timeouts from `config.http`) and resolves with its URL. Call once.
+   * header timeouts from `config.http`) and, when `config.ftp.enabled`, the FTP(S) server
+   * ({@link Agent.ftp}); resolves with the HTTP URL. Call once.
    */
   async listen(): Promise<ListenInfo> {
     if (this.#closing) throw new AgentClosedError();
@@ -144,6 +152,15 @@ export class Agent {
     this.#app = app;
     await app.register(agentRoutes, { runtime: this.#runtime, prefix: '', ownServer: true });
     await app.listen({ host: this.config.listen.host, port: this.config.listen.port });
+    if (this.config.ftp.enabled) {
+      try {
+        this.#ftp = await startFtpServer({ files: this.files, queue: this.queue }, this.config.ftp);
+      } catch (e) {
+        this.#app = undefined;
+        await app.close();
+        throw e;
+      }
+    }
     const port = this.#port();
     const host = this.config.listen.host.includes(':') ? `[${this.config.listen.host}]` : this.config.listen.host;
     this.#url = `http://${host}:${port}`;
@@ -161,7 +178,7 @@ export class Agent {
   }
 
   /**
-   * Stops the agent: new requests get 503; tasks running now may finish for `graceMs`
+   * Stops the agent: the FTP server (if any) disconnects its clients and closes; new requests get 503; tasks running now may finish for `graceMs`
    * (default `config.shutdown.graceMs`), then the queue closes (still-running tasks are
    * cancelled, or recorded queued again with `shutdown.onTimeout: 'requeue'`); follow streams
    * end; the server closes (when the agent owns it); the webhook outbox is drained briefly
@@ -178,6 +195,8 @@ export class Agent {
   }
 
   async #close(graceMs: number): Promise<void> {
+    // FTP clients go first: no new uploads or downloads while the agent winds down.
+    await this.#ftp?.close().catch(() => undefined);
     const running = this.queue.list({ state: ['starting', 'running'] }).map((t) => this.queue.wait(t.id).catch(() => undefined));
     if (running.length && graceMs > 0) {
       let timer: NodeJS.Timeout | undefined;

@@ -213,6 +213,87 @@ const FilesSchema = z
   })
   .strict();
 
+const FtpUserSchema = z
+  .object({
+    /** Login name (printable ASCII, no spaces). `anonymous` and `ftp` are refused: there is no anonymous access. */
+    name: z
+      .string()
+      .min(1)
+      .max(100)
+      .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
+      .refine((n) => !['anonymous', 'ftp'].includes(n.toLowerCase()), 'anonymous FTP users are not allowed'),
+    /** 64 hex digits: `hashToken(password)` (the agent never stores the password). */
+    passwordSha256: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits (sha256 of the password, see hashToken)')
+      .transform((s) => s.toLowerCase())
+      .meta({ secret: true }),
+    /** Task ids whose workspaces this user sees, or `'*'` for every task. */
+    tasks: z.union([z.literal('*'), z.array(z.string().min(1).max(200))]),
+    /** Listing and downloads only (no STOR, DELE, RMD, MKD). */
+    readOnly: z.boolean().default(false),
+  })
+  .strict();
+
+/**
+ * FTP(S) access to task workspaces (an optional door beside the HTTP file routes; see
+ * docs/ftp-section.md). Off by default. Plaintext FTP is refused on a non-loopback host: set
+ * `tls` (explicit FTPS, `AUTH TLS`) to listen elsewhere; with `tls` set, logging in without
+ * TLS is refused on every host.
+ */
+export const FtpConfigSchema = z
+  .object({
+    /** Start the FTP server with the agent's `listen()`. */
+    enabled: z.boolean().default(false),
+    /** Address to bind (default 127.0.0.1). */
+    host: z.string().min(1).default('127.0.0.1'),
+    /** Control port; 0 = ephemeral. */
+    port: z.number().int().min(0).max(65535).default(2121),
+    /** Ports for passive data connections (EPSV/PASV): keep the range narrow (at most 1000 ports). */
+    passivePorts: z
+      .object({ min: z.number().int().min(1024).max(65535), max: z.number().int().min(1024).max(65535) })
+      .strict()
+      .default({ min: 30000, max: 30049 }),
+    /** IPv4 address announced in PASV answers (default `host` when it is a specific IPv4 address; otherwise PASV is refused and clients use EPSV). */
+    pasvUrl: z
+      .string()
+      .refine((s) => isIP(s) === 4 && s !== '0.0.0.0', 'must be a specific IPv4 address')
+      .optional(),
+    /** Who may log in. */
+    users: z.array(FtpUserSchema).default([]),
+    /** Certificate and key (PEM files) for explicit FTPS (`AUTH TLS`). When set, plaintext logins are refused. */
+    tls: z
+      .object({
+        certFile: z.string().min(1).meta({ path: true }),
+        keyFile: z.string().min(1).meta({ path: true }),
+      })
+      .strict()
+      .optional(),
+    /** A connection (control and data) idle this long is closed, ms. */
+    idleTimeoutMs: z.number().int().min(1000).default(300_000),
+    /** Most control connections at once (more are refused). */
+    maxConnections: z.number().int().min(1).max(10_000).default(32),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.passivePorts.min > c.passivePorts.max) ctx.addIssue({ code: 'custom', path: ['passivePorts', 'min'], message: 'must not exceed passivePorts.max' });
+    else if (c.passivePorts.max - c.passivePorts.min >= 1000) ctx.addIssue({ code: 'custom', path: ['passivePorts'], message: 'keep the passive range narrow: at most 1000 ports' });
+    if (c.enabled && c.users.length === 0) ctx.addIssue({ code: 'custom', path: ['users'], message: 'FTP is enabled but no user is configured (there is no anonymous access)' });
+    if (!c.tls && !isLoopbackHost(c.host)) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: `plaintext FTP is allowed only on a loopback host; set ftp.tls (explicit FTPS) to listen on '${c.host}'` });
+    }
+    const names = new Set<string>();
+    c.users.forEach((u, i) => {
+      if (names.has(u.name)) ctx.addIssue({ code: 'custom', path: ['users', i, 'name'], message: `duplicate FTP user '${u.name}'` });
+      names.add(u.name);
+    });
+  });
+
+/** The FTP configuration as written (defaults optional). */
+export type FtpConfigInput = z.input<typeof FtpConfigSchema>;
+/** The FTP configuration after parsing (defaults filled). */
+export type FtpConfig = z.output<typeof FtpConfigSchema>;
+
 const ShutdownSchema = z
   .object({
     /** How long `close()` lets running tasks finish, ms. */
@@ -267,6 +348,16 @@ export const AgentConfigSchema = z
       uploadIdleTimeoutMs: 60_000,
       uploadTimeoutMs: 3_600_000,
       maxZipBytes: 64 * GiB,
+    }),
+    /** Task workspaces over FTP(S) (off by default). */
+    ftp: FtpConfigSchema.default({
+      enabled: false,
+      host: '127.0.0.1',
+      port: 2121,
+      passivePorts: { min: 30000, max: 30049 },
+      users: [],
+      idleTimeoutMs: 300_000,
+      maxConnections: 32,
     }),
   })
   .strict()

@@ -134,7 +134,7 @@ export class WorkspaceFiles {
   readonly #layout: (taskId: string) => string | undefined;
 
   /**
-   * Creates the service.
+   * Serves the workspaces under `root` with the upload limits `limits` (the agent builds one from `config.files`).
    * @param root the folder holding the workspaces (`<dataDir>/workspaces`)
    * @param limits upload limits
    * @param layout the folder of a task's workspace as the task sees it, relative to

@@ -10,6 +10,15 @@ export { createAgent, Agent } from './agent.js';
 export type { ListenInfo, CloseOptions } from './agent.js';
 export { AgentConfigSchema, TokenEntrySchema, SCOPES, hashToken, isLoopbackHost } from './config.js';
 export type { AgentConfig, AgentConfigInput, Scope } from './config.js';
+export { FtpConfigSchema } from './config.js';
+export type { FtpConfig, FtpConfigInput } from './config.js';
+// Task workspaces as files (what the HTTP file routes and the FTP door both go through).
+export { WorkspaceFiles, INPUTS_DIR, QuotaExceededError, ChecksumMismatchError } from './files.js';
+export type { FileLimits, FileEntry, WrittenFile, WorkspaceZip, WorkspaceReadFile } from './files.js';
+export type { DirEntry, EntryKind, FolderZip, OpenedFile } from '../workspace/index.js';
+// Task workspaces over FTP(S) (ftp-srv, wrapped): started by listen() when ftp.enabled, or alone.
+export { startFtpServer, silentFtpLogger, FTP_BLACKLIST } from './ftp.js';
+export type { FtpDeps, FtpLogger, FtpServerHandle } from './ftp.js';
 // Loading config files, environment overrides, per-environment files, redaction (the launcher's side).
 export * from './config-file.js';
 export { AgentError, PolicyViolationError, AuthError, AgentClosedError } from './errors.js';

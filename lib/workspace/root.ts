@@ -34,7 +34,7 @@ export const DEFAULT_MAX_DEPTH = 64;
 /** What a walk or a listing found at one name. */
 export type EntryKind = 'file' | 'directory' | 'symlink' | 'special';
 
-/** One entry of {@link WorkspaceRoot.list}. */
+/** One entry of `WorkspaceRoot.list` (never following a link). */
 export interface DirEntry {
   /** The name as stored on disk (raw bytes: it need not be UTF-8). */
   name: Buffer;
@@ -77,7 +77,7 @@ export interface WalkSkipped {
 /** What {@link WorkspaceRoot.walk} yields. */
 export type WalkEntry = WalkFile | WalkSkipped;
 
-/** A regular file opened by {@link WorkspaceRoot.openFile}. */
+/** A regular file opened by `WorkspaceRoot.openFile`. */
 export interface OpenedFile {
   /** Read-only handle; the caller closes it (or lets a read stream close it). */
   handle: FileHandle;
