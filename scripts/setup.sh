@@ -13,7 +13,7 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # ---------------------------------------------------------------- system packages
 PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config cmake make g++ python3
-      iproute2 procps util-linux libcap2-bin)
+      iproute2 procps util-linux libcap2-bin openssl)
 [ "${SMOOTHTASK_SKIP_DOCKER:-0}" = 1 ] || PKGS+=(docker.io docker-compose busybox-static)
 if [ "${SMOOTHTASK_SKIP_APT:-0}" != 1 ]; then
   missing=()
