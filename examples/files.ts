@@ -1,8 +1,9 @@
 /**
- * Workspace files over HTTP, the way a tester moves data through an agent: submits a task
- * that waits for its inputs (`hold`), uploads two input files (one with its SHA-256 checked),
- * starts the task, which reads them and writes its outputs, then lists the outputs, downloads
- * one file whole and one byte range of it, and the whole outputs folder as a ZIP.
+ * Workspace files, the way a tester moves data through an agent: submits a task that waits for
+ * its inputs (`hold`), uploads one input over FTP (a tool that only speaks FTP) and one over
+ * HTTP with its SHA-256 checked, starts the task, which reads them and writes its outputs, then
+ * lists the outputs over HTTP, downloads a file, a byte range of one and the whole outputs
+ * folder as a ZIP.
  *
  *   npx tsup && node --import tsx examples/files.ts
  */
@@ -10,10 +11,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { Client } from 'basic-ftp';
 import { createAgent, hashToken } from 'smoothtask/agent';
 
 const dir = await mkdtemp(join(tmpdir(), 'smoothtask-example-files-'));
 const token = randomBytes(24).toString('base64url');
+const ftpPassword = randomBytes(18).toString('base64url');
 const agent = await createAgent({
   dataDir: join(dir, 'data'),
   listen: { host: '127.0.0.1', port: 0 },
@@ -22,6 +26,8 @@ const agent = await createAgent({
   metrics: { enabled: false },
   // Uploads: 64 MiB per file, 128 MiB per task's inputs, 1 GiB for all tasks together.
   files: { maxFileBytes: 64 * 1024 ** 2, workspaceBytes: 128 * 1024 ** 2, agentBytes: 1024 ** 3 },
+  // FTP on loopback (a non-loopback address needs TLS); one user who sees every task.
+  ftp: { enabled: true, host: '127.0.0.1', port: 0, users: [{ name: 'tester', passwordSha256: hashToken(ftpPassword), tasks: '*' }] },
 });
 const { url } = await agent.listen();
 console.log(`agent listening on ${url}`);
@@ -49,7 +55,18 @@ try {
   // 2. Uploads: the body is the file, streamed; x-checksum-sha256 has it checked before it lands.
   const words = Array.from({ length: 1000 }, (_, i) => `word-${i}`).join('\n') + '\n';
   const data = randomBytes(3 * 1024 * 1024);
-  for (const [path, body, checked] of [['inputs/words.txt', words, false], ['inputs/data.bin', data, true]] as const) {
+  // words.txt over FTP: the task's workspace is the folder /<task id>.
+  const ftp = new Client(15_000);
+  try {
+    await ftp.access({ host: '127.0.0.1', port: agent.ftp!.port, user: 'tester', password: ftpPassword });
+    await ftp.uploadFrom(Readable.from([words]), `/${task.id}/inputs/words.txt`);
+    const listed = await ftp.list(`/${task.id}/inputs`);
+    console.log(`FTP STOR inputs/words.txt: listed as ${listed.map((f) => `${f.name} (${f.size} B)`).join(', ')}`);
+    check(listed.some((f) => f.name === 'words.txt' && f.size === Buffer.byteLength(words)), 'the FTP upload');
+  } finally {
+    ftp.close();
+  }
+  for (const [path, body, checked] of [['inputs/data.bin', data, true]] as const) {
     r = await fetch(`${url}/v1/tasks/${task.id}/files/${path}`, {
       method: 'PUT',
       headers: { ...auth, 'content-type': 'application/octet-stream', ...(checked ? { 'x-checksum-sha256': sha256(body) } : {}) },
