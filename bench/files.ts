@@ -7,18 +7,20 @@
  *   `cp` + `sync -f` of the same file (the same durability: data on disk before it counts).
  * - download: `GET` of that file streamed to a file on the same disk, against `cp`.
  *
- * Target: HTTP / cp >= 0.5 for both (median of `rounds`; min reported beside). Rounds
- * alternate HTTP and cp so drift hits both. The agent runs in this process; the client is
- * node's fetch (undici) in this process too, so the ratio is a lower bound.
+ * - FTP: the same upload (STOR) and download (RETR) through the agent's FTP door (basic-ftp
+ *   client, EPSV on loopback), against the HTTP figures of the same round.
+ *
+ * Targets: HTTP / cp >= 0.5 and FTP / HTTP >= 0.7, both ways (median of `rounds`; best
+ * reported beside). Rounds alternate the order so drift hits all. The agent runs in this
+ * process; the HTTP client is curl in its own process (as a tester's would be), the FTP client
+ * basic-ftp in this process, so the FTP ratio is a lower bound.
  *
  *   npm run bench -- files [sizeMiB=1024] [rounds=3]
  */
-import { execFileSync } from 'node:child_process';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Client } from 'basic-ftp';
 import { createAgent, hashToken } from '../lib/agent/index.js';
 import type { BenchResult } from './run.js';
 
@@ -29,6 +31,11 @@ const median = (xs: number[]) => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
+
+/** curl in its own process (the client is not the agent's cost); resolves with its stdout. */
+function curl(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => execFile('curl', args, { maxBuffer: 1 << 20 }, (e, out) => (e ? reject(e) : resolve(out.trim()))));
+}
 
 async function timed(fn: () => Promise<unknown> | unknown): Promise<number> {
   const t0 = performance.now();
@@ -51,7 +58,8 @@ export default async function bench(args: string[]): Promise<BenchResult> {
     auth: { tokens: [{ name: 'bench', sha256: hashToken(TOKEN), scopes: ['read', 'submit'] }] },
     policy: { process: { commands: ['true'] } },
     metrics: { enabled: false },
-    files: { maxFileBytes: bytes * 2, workspaceBytes: bytes * 2, agentBytes: bytes * 4 },
+    files: { maxFileBytes: bytes * 2, workspaceBytes: bytes * 4, agentBytes: bytes * 8 },
+    ftp: { enabled: true, port: 0, users: [{ name: 'bench', passwordSha256: hashToken(TOKEN), tasks: '*' }] },
   });
   const { url } = await agent.listen();
   const auth = { authorization: `Bearer ${TOKEN}` };
@@ -59,7 +67,11 @@ export default async function bench(args: string[]): Promise<BenchResult> {
   const cpUp: number[] = [];
   const down: number[] = [];
   const cpDown: number[] = [];
+  const ftpUp: number[] = [];
+  const ftpDown: number[] = [];
+  const ftp = new Client(600_000);
   try {
+    await ftp.access({ host: '127.0.0.1', port: agent.ftp!.port, user: 'bench', password: TOKEN });
     for (let r = 0; r < rounds; r++) {
       const id = `bench-files-${r}`;
       const res = await fetch(`${url}/v1/tasks`, {
@@ -74,13 +86,10 @@ export default async function bench(args: string[]): Promise<BenchResult> {
         if (which === 'http') {
           up.push(
             await timed(async () => {
-              const put = await fetch(`${url}/v1/tasks/${id}/files/inputs/big.bin`, {
-                method: 'PUT',
-                headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': String(bytes) },
-                body: Readable.toWeb(createReadStream(src)) as ReadableStream,
-                duplex: 'half',
-              } as RequestInit);
-              if (put.status !== 201) throw new Error(`upload: ${put.status} ${await put.text()}`);
+              const status = Number(
+                await curl(['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', `authorization: Bearer ${TOKEN}`, '-H', 'content-type: application/octet-stream', '-T', src, `${url}/v1/tasks/${id}/files/inputs/big.bin`]),
+              );
+              if (status !== 201) throw new Error(`upload: ${status}`);
             }),
           );
         } else {
@@ -93,9 +102,8 @@ export default async function bench(args: string[]): Promise<BenchResult> {
         if (which === 'http') {
           down.push(
             await timed(async () => {
-              const g = await fetch(`${url}/v1/tasks/${id}/files/inputs/big.bin`, { headers: auth });
-              if (g.status !== 200 || !g.body) throw new Error(`download: ${g.status}`);
-              await pipeline(Readable.fromWeb(g.body as never), createWriteStream(got));
+              const code = await curl(['-sS', '-o', got, '-w', '%{http_code}', '-H', `authorization: Bearer ${TOKEN}`, `${url}/v1/tasks/${id}/files/inputs/big.bin`]);
+              if (code !== '200') throw new Error(`download: ${code}`);
             }),
           );
         } else {
@@ -103,11 +111,17 @@ export default async function bench(args: string[]): Promise<BenchResult> {
         }
       }
       if ((await stat(got)).size !== bytes) throw new Error('download size mismatch');
-      for (const f of [copy, copy2, got]) await unlink(f);
+      // FTP, the same file both ways.
+      const gotFtp = join(dir, `ftp-${r}.bin`);
+      ftpUp.push(await timed(() => ftp.uploadFrom(src, `/${id}/inputs/ftp.bin`)));
+      ftpDown.push(await timed(() => ftp.downloadTo(gotFtp, `/${id}/inputs/ftp.bin`)));
+      if ((await stat(gotFtp)).size !== bytes) throw new Error('FTP download size mismatch');
+      for (const f of [copy, copy2, got, gotFtp]) await unlink(f);
       await fetch(`${url}/v1/tasks/${id}/cancel`, { method: 'POST', headers: auth });
       await fetch(`${url}/v1/tasks/${id}`, { method: 'DELETE', headers: auth });
     }
   } finally {
+    ftp.close();
     await agent.close();
     await rm(dir, { recursive: true, force: true });
   }
@@ -122,6 +136,8 @@ export default async function bench(args: string[]): Promise<BenchResult> {
     downloadHttpMiBpsMedian: mbps(median(down)),
     downloadHttpMiBpsBest: mbps(Math.min(...down)),
     downloadCpMiBpsMedian: mbps(median(cpDown)),
+    uploadFtpMiBpsMedian: mbps(median(ftpUp)),
+    downloadFtpMiBpsMedian: mbps(median(ftpDown)),
   };
   // Throughput ratios: cp time / HTTP time.
   const ratios: BenchResult['ratios'] = {
@@ -129,6 +145,17 @@ export default async function bench(args: string[]): Promise<BenchResult> {
     uploadHttpOverCpBest: r2(Math.min(...cpUp) / Math.min(...up)),
     downloadHttpOverCpMedian: r2(median(cpDown) / median(down)),
     downloadHttpOverCpBest: r2(Math.min(...cpDown) / Math.min(...down)),
+    uploadFtpOverHttpMedian: r2(median(up) / median(ftpUp)),
+    downloadFtpOverHttpMedian: r2(median(down) / median(ftpDown)),
   };
-  return { figures, ratios, targets: { uploadAtLeastHalfOfCp: ratios.uploadHttpOverCpMedian! >= 0.5, downloadAtLeastHalfOfCp: ratios.downloadHttpOverCpMedian! >= 0.5 } };
+  return {
+    figures,
+    ratios,
+    targets: {
+      uploadHttpAtLeastHalfOfCp: ratios.uploadHttpOverCpMedian! >= 0.5,
+      downloadHttpAtLeastHalfOfCp: ratios.downloadHttpOverCpMedian! >= 0.5,
+      uploadFtpAtLeast07OfHttp: ratios.uploadFtpOverHttpMedian! >= 0.7,
+      downloadFtpAtLeast07OfHttp: ratios.downloadFtpOverHttpMedian! >= 0.7,
+    },
+  };
 }
