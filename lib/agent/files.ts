@@ -85,7 +85,7 @@ export class ChecksumMismatchError extends AgentError {
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
-const WRITE_BATCH_BYTES = 1024 * 1024;
+const WRITE_BATCH_BYTES = 4 * 1024 * 1024;
 
 /** Maps a workspace refusal or failure to the API answer it means (400/403/404/409). */
 export function fileErrorOf(e: unknown, path: string): unknown {
@@ -291,29 +291,53 @@ export class WorkspaceFiles {
       const nf = await root.createFile(path, { durable: true });
       const hash = createHash('sha256');
       let size = 0;
-      // Chunks are gathered up to 1 MiB per write: a network chunk is often 16-64 KiB, and one
-      // thread-pool round trip per chunk would bound the throughput.
+      // Chunks are gathered into batches written with one writev each (a network chunk is often
+      // 16-64 KiB: a thread-pool round trip per chunk would bound the throughput), and one batch
+      // is written while the next arrives and is hashed.
       let queued: Uint8Array[] = [];
       let queuedBytes = 0;
+      let inflight: Promise<void> = Promise.resolve();
+      const writeAll = async (bufs: Uint8Array[]) => {
+        let rest = bufs;
+        while (rest.length) {
+          let n = (await nf.handle.writev(rest)).bytesWritten;
+          const left: Uint8Array[] = [];
+          for (const b of rest) {
+            if (n >= b.byteLength) n -= b.byteLength;
+            else {
+              left.push(b.subarray(n));
+              n = 0;
+            }
+          }
+          rest = left;
+        }
+      };
       const flush = async () => {
         if (queuedBytes === 0) return;
-        const buf = queued.length === 1 ? queued[0]! : Buffer.concat(queued, queuedBytes);
+        const bufs = queued;
         queued = [];
         queuedBytes = 0;
-        let off = 0;
-        while (off < buf.byteLength) off += (await nf.handle.write(buf, off, buf.byteLength - off)).bytesWritten;
+        await inflight;
+        inflight = writeAll(bufs);
+        inflight.catch(() => undefined); // surfaced by the next await of it
       };
       try {
-        for await (const chunk of source) {
-          const b = chunk as Uint8Array;
-          reserve(b.byteLength, wsNow);
-          hash.update(b);
-          queued.push(b);
-          queuedBytes += b.byteLength;
-          size += b.byteLength;
-          if (queuedBytes >= WRITE_BATCH_BYTES) await flush();
+        try {
+          for await (const chunk of source) {
+            const b = chunk as Uint8Array;
+            reserve(b.byteLength, wsNow);
+            hash.update(b);
+            queued.push(b);
+            queuedBytes += b.byteLength;
+            size += b.byteLength;
+            if (queuedBytes >= WRITE_BATCH_BYTES) await flush();
+          }
+          await flush();
+        } finally {
+          // No write may still run when the file is aborted or committed.
+          await inflight.catch(() => undefined);
         }
-        await flush();
+        await inflight;
         if (options.size !== undefined && size !== options.size) {
           throw new AgentError('ERR_INCOMPLETE_UPLOAD', `The upload of '${path}' ended after ${size} of ${options.size} bytes; nothing was kept`, { status: 400 });
         }
