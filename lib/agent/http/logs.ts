@@ -153,6 +153,10 @@ export function logRoutes(app: FastifyInstance, rt: AgentRuntime): void {
       if (!q.follow) {
         const path = initial;
         const size = path ? await stat(path).then((s) => s.size, () => -1) : -1;
+        if (size < 0 && q.service !== undefined && isFinished(t.state)) {
+          throw new AgentError('ERR_NO_LOG', `Task '${t.id}' has no log of a service '${q.service}'`, { status: 404 });
+        }
+        // Not written yet (a task that has not started or printed): empty.
         if (size < 0) return reply.type('text/plain; charset=utf-8').header('accept-ranges', 'bytes').send('');
         const range = parseRange(request.headers.range, size);
         if (range === 'unsatisfiable') {
