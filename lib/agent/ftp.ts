@@ -240,7 +240,7 @@ class WorkspaceFtpFileSystem {
   #guardData(): Socket | undefined {
     const s = this.#conn.connector.socket;
     if (!s || s.destroyed) return undefined;
-    s.setTimeout(this.#idleMs, () => s.destroy(new Error('Data connection idle')));
+    s.setTimeout(this.#idleMs, () => s.destroy(new AgentError('ERR_FTP_IDLE', `Data connection idle for ${this.#idleMs} ms`, { status: 421 })));
     return s;
   }
 
