@@ -18,6 +18,7 @@
 #include <bpf/libbpf.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -348,9 +349,14 @@ constexpr double kSpinIsStalledMs = 0;  // never: CPU is parsing, judged by kCpu
 #endif
 
 PreCheck ForkCheckOpen(const std::vector<uint8_t>& elf, double timeoutMs, int* signalOut) {
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return PreCheck::kUnavailable;
   if (pid == 0) {
+    // The child never outlives the process that waits for it (a killed Node process once left a
+    // child spinning on an inherited sanitizer lock for an hour).
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
     // Test hook (test/ebpf/precheck.test.ts): a child stuck as if on an inherited lock.
     const char* hook = getenv("SMOOTHTASK_TEST_PRECHECK");
     if (hook && strcmp(hook, "stall") == 0)

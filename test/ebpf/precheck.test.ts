@@ -1,4 +1,5 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -57,6 +58,45 @@ describe('fork pre-check', () => {
     expect(r).toMatchObject({ ok: false, name: 'LoadTimeoutError' });
     // the deadline is the caller's, not the 2 s stall detection or the 120 s wall limit
     expect(r.ms).toBeLessThan(30_000);
+  }, 100_000);
+
+  it('the pre-check child dies with its parent (SIGKILL of the Node process leaves no child behind)', async () => {
+    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, env: { ...process.env, SMOOTHTASK_TEST_PRECHECK: 'stall' }, stdio: 'ignore' });
+    const childrenOf = (pid: number): number[] => {
+      try {
+        return readdirSync(`/proc/${pid}/task`).flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+      } catch {
+        return [];
+      }
+    };
+    // The stalled pre-check child: forked, so it has the node process's own command line (tsx's
+    // esbuild service, another child, has its own).
+    const forked = (k: number) => {
+      try {
+        return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('--input-type=module');
+      } catch {
+        return false;
+      }
+    };
+    let kids: number[] = [];
+    for (let i = 0; i < 300 && kids.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      kids = childrenOf(p.pid!).filter(forked);
+    }
+    expect(kids.length).toBeGreaterThan(0);
+    p.kill('SIGKILL');
+    await new Promise((r) => p.once('exit', r));
+    for (let i = 0; i < 50 && kids.some((k) => existsSync(`/proc/${k}`) && !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${k}/stat`, 'utf8'))); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const alive = kids.filter((k) => {
+      try {
+        return !/\) Z /.test(readFileSync(`/proc/${k}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    });
+    expect(alive).toEqual([]);
   }, 100_000);
 
   it('without the hook the bundled object loads through the pre-check', () => {
