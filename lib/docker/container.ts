@@ -315,14 +315,18 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
     attached.pipe(demux);
     const logsDone = once(demux, 'finish').catch(() => undefined);
 
-    const waited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
-    waited.catch(() => undefined);
     stopSignal?.throwIfAborted();
     try {
       await container.start();
     } catch (e) {
       throw toDockerError(e, engine.socketPath, `start container for task ${ctx.taskId}`);
     }
+    // Wait for "not running", asked once started: it answers at once for a container that has
+    // already exited. A `next-exit` wait sent before the start is its own request on its own
+    // socket, and when the engine sees it only after a quick container's exit (under load it
+    // does) it waits for an exit that never comes.
+    const waited = container.wait({ condition: 'not-running' }) as Promise<{ StatusCode: number }>;
+    waited.catch(() => undefined);
 
     let stopping: Promise<void> | undefined;
     const onAbort = (): void => {
