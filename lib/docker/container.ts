@@ -303,22 +303,28 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
     if (cfg.entrypoint) create.Entrypoint = cfg.entrypoint;
     if (cfg.user) create.User = cfg.user;
     try {
-      container = await engine.docker.createContainer(create);
+      // Each engine call before the start ends with the task's stop signal: an engine that
+      // never answers must not hold the task past its timeout or its cancel.
+      container = await orAbort(engine.docker.createContainer(create), stopSignal, (late) => void removeQuietly(late));
     } catch (e) {
+      if (stopSignal?.aborted) throw stopSignal.reason;
       throw toDockerError(e, engine.socketPath, `create container for task ${ctx.taskId}`);
     }
     containerChannel.publish({ phase: 'created', taskId: ctx.taskId, containerId: container.id });
 
     // Attach before start so no early output is lost (what `docker run` does).
-    const attached = (await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
+    const attached = (await orAbort(container.attach({ stream: true, stdout: true, stderr: true }) as Promise<unknown>, stopSignal, (late) =>
+      (late as Readable).destroy(),
+    )) as Readable;
     const demux = new DockerDemuxer((stream, chunk) => logs.write('main', stream, chunk));
     attached.pipe(demux);
     const logsDone = once(demux, 'finish').catch(() => undefined);
 
     stopSignal?.throwIfAborted();
     try {
-      await container.start();
+      await orAbort(container.start(), stopSignal);
     } catch (e) {
+      if (stopSignal?.aborted) throw stopSignal.reason;
       throw toDockerError(e, engine.socketPath, `start container for task ${ctx.taskId}`);
     }
     // Wait for "not running", asked once started: it answers at once for a container that has
@@ -414,6 +420,31 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
     unsub?.();
     await logs.close();
   }
+}
+
+/**
+ * `p`, or a rejection with `signal`'s reason as soon as it aborts. The request itself cannot be
+ * taken back: a value that arrives after the abort is handed to `late` (to remove a container
+ * created too late, or close a stream).
+ */
+function orAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, late?: (value: T) => void): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) late?.(v);
+        else resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }
 
 async function removeQuietly(c: Docker.Container): Promise<void> {
