@@ -7,20 +7,19 @@
  *   `cp` + `sync -f` of the same file (the same durability: data on disk before it counts).
  * - download: `GET` of that file streamed to a file on the same disk, against `cp`.
  *
- * - FTP: the same upload (STOR) and download (RETR) through the agent's FTP door (basic-ftp
- *   client, EPSV on loopback), against the HTTP figures of the same round.
+ * - FTP: the same upload (STOR) and download (RETR) through the agent's FTP door (curl as
+ *   the client, EPSV on loopback), against the HTTP figures of the same round.
  *
  * Targets: HTTP / cp >= 0.5 and FTP / HTTP >= 0.7, both ways (median of `rounds`; best
  * reported beside). Rounds alternate the order so drift hits all. The agent runs in this
- * process; the HTTP client is curl in its own process (as a tester's would be), the FTP client
- * basic-ftp in this process, so the FTP ratio is a lower bound.
+ * process; both clients are curl in its own process (as a tester's would be), so the client's
+ * CPU is not counted as the agent's.
  *
  *   npm run bench -- files [sizeMiB=1024] [rounds=3]
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Client } from 'basic-ftp';
 import { createAgent, hashToken } from '../lib/agent/index.js';
 import type { BenchResult } from './run.js';
 
@@ -55,7 +54,7 @@ export default async function bench(args: string[]): Promise<BenchResult> {
   const agent = await createAgent({
     dataDir: join(dir, 'data'),
     listen: { host: '127.0.0.1', port: 0 },
-    auth: { tokens: [{ name: 'bench', sha256: hashToken(TOKEN), scopes: ['read', 'submit'] }] },
+    auth: { tokens: [{ name: 'bench', sha256: hashToken(TOKEN), scopes: ['read', 'submit', 'admin'] }] },
     policy: { process: { commands: ['true'] } },
     metrics: { enabled: false },
     files: { maxFileBytes: bytes * 2, workspaceBytes: bytes * 4, agentBytes: bytes * 8 },
@@ -69,9 +68,7 @@ export default async function bench(args: string[]): Promise<BenchResult> {
   const cpDown: number[] = [];
   const ftpUp: number[] = [];
   const ftpDown: number[] = [];
-  const ftp = new Client(600_000);
   try {
-    await ftp.access({ host: '127.0.0.1', port: agent.ftp!.port, user: 'bench', password: TOKEN });
     for (let r = 0; r < rounds; r++) {
       const id = `bench-files-${r}`;
       const res = await fetch(`${url}/v1/tasks`, {
@@ -113,15 +110,18 @@ export default async function bench(args: string[]): Promise<BenchResult> {
       if ((await stat(got)).size !== bytes) throw new Error('download size mismatch');
       // FTP, the same file both ways.
       const gotFtp = join(dir, `ftp-${r}.bin`);
-      ftpUp.push(await timed(() => ftp.uploadFrom(src, `/${id}/inputs/ftp.bin`)));
-      ftpDown.push(await timed(() => ftp.downloadTo(gotFtp, `/${id}/inputs/ftp.bin`)));
+      const ftpUrl = `ftp://bench:${TOKEN}@127.0.0.1:${agent.ftp!.port}/${id}/inputs/ftp.bin`;
+      ftpUp.push(await timed(() => curl(['-sS', '-T', src, ftpUrl])));
+      ftpDown.push(await timed(() => curl(['-sS', '-o', gotFtp, ftpUrl])));
       if ((await stat(gotFtp)).size !== bytes) throw new Error('FTP download size mismatch');
       for (const f of [copy, copy2, got, gotFtp]) await unlink(f);
-      await fetch(`${url}/v1/tasks/${id}/cancel`, { method: 'POST', headers: auth });
-      await fetch(`${url}/v1/tasks/${id}`, { method: 'DELETE', headers: auth });
+      const c = await fetch(`${url}/v1/tasks/${id}/cancel`, { method: 'POST', headers: auth });
+      if (c.status !== 202) throw new Error(`cancel: ${c.status} ${await c.text()}`);
+      // Deleting the task frees its inputs from the agent's quota for the next round.
+      const del = await fetch(`${url}/v1/tasks/${id}`, { method: 'DELETE', headers: auth });
+      if (del.status !== 204) throw new Error(`delete: ${del.status} ${await del.text()}`);
     }
   } finally {
-    ftp.close();
     await agent.close();
     await rm(dir, { recursive: true, force: true });
   }

@@ -86,6 +86,8 @@ export class ChecksumMismatchError extends AgentError {
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const WRITE_BATCH_BYTES = 4 * 1024 * 1024;
+/** Bytes written between two background `fdatasync` calls of an upload. */
+const SYNC_EVERY_BYTES = 64 * 1024 * 1024;
 
 /** Maps a workspace refusal or failure to the API answer it means (400/403/404/409). */
 export function fileErrorOf(e: unknown, path: string): unknown {
@@ -312,12 +314,24 @@ export class WorkspaceFiles {
           rest = left;
         }
       };
+      // The page cache is flushed while the upload goes on (a `fdatasync` every
+      // SYNC_EVERY_BYTES, one at a time, beside the writes), so the final fsync before the
+      // rename finds little left to write instead of the whole file.
+      let unsynced = 0;
+      let syncing: Promise<void> | undefined;
       const flush = async () => {
         if (queuedBytes === 0) return;
         const bufs = queued;
+        const n = queuedBytes;
         queued = [];
         queuedBytes = 0;
         await inflight;
+        unsynced += n;
+        if (unsynced >= SYNC_EVERY_BYTES && !syncing) {
+          unsynced = 0;
+          syncing = nf.handle.datasync().finally(() => (syncing = undefined));
+          syncing.catch(() => undefined); // the final fsync reports a failing disk
+        }
         inflight = writeAll(bufs);
         inflight.catch(() => undefined); // surfaced by the next await of it
       };
@@ -334,8 +348,9 @@ export class WorkspaceFiles {
           }
           await flush();
         } finally {
-          // No write may still run when the file is aborted or committed.
+          // No write or sync may still run when the file is aborted or committed.
           await inflight.catch(() => undefined);
+          await syncing?.catch(() => undefined);
         }
         await inflight;
         if (options.size !== undefined && size !== options.size) {

@@ -316,7 +316,7 @@ class WorkspaceFtpFileSystem {
     const r = this.#resolve(name);
     if (!r.task || !r.rel) throw new FtpRefusal(`Not a file: ${r.client}`);
     const f = await this.#files(r, (files, id) => files.openRead(id, r.rel));
-    const stream = f.handle.createReadStream({ start: Math.max(0, options.start ?? 0), autoClose: true });
+    const stream = f.handle.createReadStream({ start: Math.max(0, options.start ?? 0), autoClose: true, highWaterMark: 1024 * 1024 });
     stream.once('close', () => void f.close());
     // Whatever happens to the transfer, the file and the workspace descriptor are released.
     this.#guardData()?.once('close', () => stream.destroy());

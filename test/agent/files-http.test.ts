@@ -205,10 +205,20 @@ describe('workspace files over HTTP', () => {
     // Start twice: the second is 409. Cancel a held task: it never runs.
     const c = 'files-cancel-held';
     await held(c, 'echo ran > out.txt');
-    expect((await h.req('POST', `/v1/tasks/${c}/cancel`, { token: 'submit' })).status).toBe(202);
+    const cr = await h.req('POST', `/v1/tasks/${c}/cancel`, { token: 'submit' });
+    expect(cr.status).toBe(202);
+    // A waiting task is cancelled at once: the answer is its final record, and a DELETE right
+    // after finds it finished (before, the answer still said `created` and the DELETE was 409).
+    expect(((await cr.json()) as any).task.state).toBe('cancelled');
     expect((await finished(h, c)).state).toBe('cancelled');
     expect((await h.req('POST', `/v1/tasks/${c}/start`, { token: 'submit' })).status).toBe(409);
     expect(existsSync(join(h.dir, 'workspaces', c, 'out.txt'))).toBe(false);
+    const c2 = 'files-cancel-delete';
+    await held(c2, 'true');
+    expect((await put(c2, 'inputs/a.txt', 'x')).status).toBe(201);
+    expect((await h.req('POST', `/v1/tasks/${c2}/cancel`, { token: 'submit' })).status).toBe(202);
+    expect((await h.req('DELETE', `/v1/tasks/${c2}`, { token: 'admin' })).status).toBe(204);
+    expect(existsSync(join(h.dir, 'workspaces', c2))).toBe(false);
     // Unknown task: 404 everywhere.
     expect((await h.req('GET', '/v1/tasks/nope/files', { token: 'read' })).status).toBe(404);
     expect((await put('nope', 'inputs/a', 'x')).status).toBe(404);

@@ -166,9 +166,17 @@ export function taskRoutes(app: FastifyInstance, rt: AgentRuntime): void {
     },
     async (request, reply) => {
       const { id } = request.params;
-      taskOr404(rt, id);
+      const before = taskOr404(rt, id).state;
       const ok = await rt.queue.cancel(id, `cancelled over HTTP by ${request.principal?.name ?? 'anonymous'}`);
       if (!ok) throw new AgentError('ERR_TASK_FINISHED', `Task '${id}' has already finished (state ${rt.queue.get(id)?.state})`, { status: 409 });
+      // A waiting task (held, queued, between retries) is cancelled at once: answer with its
+      // final record, so a DELETE right after finds it finished. A running one is only asked
+      // to stop; the answer does not wait for its processes.
+      if (before === 'created' || before === 'queued' || before === 'retrying') {
+        let t: NodeJS.Timeout | undefined;
+        await Promise.race([rt.queue.wait(id).catch(() => undefined), new Promise((r) => (t = setTimeout(r, 5_000)))]);
+        clearTimeout(t);
+      }
       return reply.code(202).send({ task: rt.queue.get(id) as TaskRecord });
     },
   );
