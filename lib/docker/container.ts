@@ -55,6 +55,13 @@ export interface DockerRunContext extends TaskPaths {
   portLeases?: PortLeaseBook;
   /** Grace between SIGTERM and SIGKILL when the spec sets no `stopGraceMs` (default 2000). */
   defaultStopGraceMs?: number;
+  /**
+   * How long an engine call before the start (create, attach, start) may go on answering after
+   * the task was stopped (timeout or cancel), default 10000 ms. One that answers in time goes on
+   * as usual (a started container is stopped gracefully); one still silent then is given up and
+   * the run ends with the stop's reason.
+   */
+  engineAnswerGraceMs?: number;
 }
 
 /** A running task container. */
@@ -246,6 +253,7 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
   const logs = await new TaskLogWriter(ctx.logsDir).init();
   const unsub = ctx.onLog ? logs.subscribe(ctx.onLog) : undefined;
   const outputsDir = join(ctx.workspaceDir, cfg.outputs.dir);
+  const answerGraceMs = ctx.engineAnswerGraceMs ?? 10_000;
   let container: Docker.Container | undefined;
   let builtImage: string | undefined;
   let ports: ResolvedPort[] = [];
@@ -303,9 +311,9 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
     if (cfg.entrypoint) create.Entrypoint = cfg.entrypoint;
     if (cfg.user) create.User = cfg.user;
     try {
-      // Each engine call before the start ends with the task's stop signal: an engine that
-      // never answers must not hold the task past its timeout or its cancel.
-      container = await orAbort(engine.docker.createContainer(create), stopSignal, (late) => void removeQuietly(late));
+      // Each engine call before the start ends with the task's stop signal (after a grace for
+      // an engine that is only slow): one that never answers must not hold the task for good.
+      container = await orAbort(engine.docker.createContainer(create), stopSignal, (late) => void removeQuietly(late), answerGraceMs);
     } catch (e) {
       if (stopSignal?.aborted) throw stopSignal.reason;
       throw toDockerError(e, engine.socketPath, `create container for task ${ctx.taskId}`);
@@ -313,8 +321,11 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
     containerChannel.publish({ phase: 'created', taskId: ctx.taskId, containerId: container.id });
 
     // Attach before start so no early output is lost (what `docker run` does).
-    const attached = (await orAbort(container.attach({ stream: true, stdout: true, stderr: true }) as Promise<unknown>, stopSignal, (late) =>
-      (late as Readable).destroy(),
+    const attached = (await orAbort(
+      container.attach({ stream: true, stdout: true, stderr: true }) as Promise<unknown>,
+      stopSignal,
+      (late) => (late as Readable).destroy(),
+      answerGraceMs,
     )) as Readable;
     const demux = new DockerDemuxer((stream, chunk) => logs.write('main', stream, chunk));
     attached.pipe(demux);
@@ -322,7 +333,9 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
 
     stopSignal?.throwIfAborted();
     try {
-      await orAbort(container.start(), stopSignal);
+      // A start that answers after the abort goes on to the graceful stop below (its output
+      // may already be flowing); only one that stays silent for the grace is given up.
+      await orAbort(container.start(), stopSignal, undefined, answerGraceMs);
     } catch (e) {
       if (stopSignal?.aborted) throw stopSignal.reason;
       throw toDockerError(e, engine.socketPath, `start container for task ${ctx.taskId}`);
@@ -423,25 +436,37 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
 }
 
 /**
- * `p`, or a rejection with `signal`'s reason as soon as it aborts. The request itself cannot be
- * taken back: a value that arrives after the abort is handed to `late` (to remove a container
- * created too late, or close a stream).
+ * `p`, or a rejection with `signal`'s reason once it aborts (after `graceMs` more, when given,
+ * during which `p` may still settle as usual). The request itself cannot be taken back: a value
+ * that arrives after the rejection is handed to `late` (to remove a container created too late,
+ * or close a stream).
  */
-function orAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, late?: (value: T) => void): Promise<T> {
+function orAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, late?: (value: T) => void, graceMs?: number): Promise<T> {
   if (!signal) return p;
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
+    let given = false;
+    let timer: NodeJS.Timeout | undefined;
+    const giveUp = () => {
+      given = true;
+      reject(signal.reason);
+    };
+    const onAbort = () => {
+      if (graceMs === undefined) giveUp();
+      else timer = setTimeout(giveUp, graceMs);
+    };
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
     p.then(
       (v) => {
         signal.removeEventListener('abort', onAbort);
-        if (signal.aborted) late?.(v);
+        clearTimeout(timer);
+        if (given) late?.(v);
         else resolve(v);
       },
       (e: unknown) => {
         signal.removeEventListener('abort', onAbort);
-        reject(e);
+        clearTimeout(timer);
+        if (!given) reject(e);
       },
     );
   });

@@ -65,24 +65,43 @@ export async function zipFolder(root: WorkspaceRoot, rel: string, options: { max
     if (total > maxBytes) throw new ArchiveTooLargeError(maxBytes, total);
   }
   if (files.length === 0) return undefined;
-  const zip = new yazl.ZipFile();
   const top = splitRelativePath(rel, what).map((p) => Buffer.from(p, 'utf8'));
-  for (const f of files) {
-    zip.addReadStreamLazy(f.name, { size: f.size, mtime: f.mtime, mode: f.mode }, (cb) => {
-      root.openFile([...top, ...f.parts], 'file').then(
-        ({ handle }) => {
-          if (f.size === 0) {
-            void handle.close();
-            cb(null, Readable.from([]));
-          } else cb(null, handle.createReadStream({ start: 0, end: f.size - 1 }));
-        },
-        (err: unknown) => cb(err, Readable.from([])),
-      );
-    });
+  // The archiver starts only when the stream is first read: a file that fails to open (a task
+  // renamed it meanwhile) is then an error of a stream somebody consumes, never an 'error'
+  // event with no listener between this return and the caller's pipe (that killed the process).
+  async function* archive(): AsyncGenerator<Buffer> {
+    const zip = new yazl.ZipFile();
+    const open = new Set<Readable>();
+    const out = zip.outputStream as Readable;
+    // An archiver error (a file vanished, a read failed) ends the stream with that error.
+    zip.on('error', (err: Error) => out.destroy(err));
+    for (const f of files) {
+      zip.addReadStreamLazy(f.name, { size: f.size, mtime: f.mtime, mode: f.mode }, (cb) => {
+        root.openFile([...top, ...f.parts], 'file').then(
+          ({ handle }) => {
+            if (f.size === 0) {
+              void handle.close();
+              cb(null, Readable.from([]));
+              return;
+            }
+            const rs = handle.createReadStream({ start: 0, end: f.size - 1 });
+            open.add(rs);
+            rs.once('close', () => open.delete(rs));
+            cb(null, rs);
+          },
+          (err: unknown) => cb(err, Readable.from([])),
+        );
+      });
+    }
+    zip.end();
+    try {
+      for await (const chunk of out) yield chunk as Buffer;
+    } finally {
+      // Ended, failed or abandoned by the consumer: no file stays open.
+      out.destroy();
+      for (const rs of open) rs.destroy();
+    }
   }
-  zip.end();
-  const stream = zip.outputStream as Readable;
-  // An archiver error (a file vanished, a read failed) ends the stream with that error.
-  zip.on('error', (err: Error) => stream.destroy(err));
+  const stream = Readable.from(archive(), { objectMode: false });
   return { stream, files: files.length, bytes: total, skipped };
 }

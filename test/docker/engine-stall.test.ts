@@ -1,7 +1,8 @@
-// An engine that does not answer must not hold a task past its timeout or its cancel. Each
-// engine call before the container starts is made to hang here (create, attach, start); the
-// task still ends with its timeout or cancel reason, and a container the engine creates after
-// the task gave up is removed, not left running.
+// An engine that does not answer must not hold a task for good past its timeout or its cancel.
+// Each engine call before the container starts is made to hang here (create, attach, start);
+// the task still ends with its timeout or cancel reason once the answer grace (300 ms here,
+// 10 s by default) is over, and a container the engine creates after the task gave up is
+// removed, not left running.
 import Docker from 'dockerode';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { LABELS, runContainer, taskPaths } from '../../lib/docker/index.js';
@@ -30,7 +31,7 @@ describe.skipIf(engineGate(probe))('a task whose engine calls hang before the st
 
   const never = () => new Promise<never>(() => undefined);
   const run = (id: string, spec: Record<string, unknown>, signal?: AbortSignal) =>
-    runContainer(engine, { image: IMAGE, command: ['true'], ...spec } as never, { taskId: `stall-${process.pid}-${id}`, ...taskPaths(data.dir, id), ...(signal ? { signal } : {}) });
+    runContainer(engine, { image: IMAGE, command: ['true'], ...spec } as never, { taskId: `stall-${process.pid}-${id}`, ...taskPaths(data.dir, id), engineAnswerGraceMs: 300, ...(signal ? { signal } : {}) });
 
   async function endsWithin<T>(p: Promise<T>, ms: number): Promise<{ error: unknown; ms: number }> {
     const t0 = performance.now();
@@ -69,7 +70,7 @@ describe.skipIf(engineGate(probe))('a task whose engine calls hang before the st
 
   it('create answers only after the timeout: the late container is removed', async () => {
     dockerProto.createContainer = async function (this: unknown, ...a: unknown[]) {
-      await new Promise((r) => setTimeout(r, 1_500));
+      await new Promise((r) => setTimeout(r, 1_500)); // past the 300 ms timeout and the 300 ms grace
       return saved.create.apply(this, a);
     };
     const { error } = await endsWithin(run('late', { timeoutMs: 300 }), 10_000);

@@ -49,7 +49,9 @@ describe('CPU rule driven by a real reader', () => {
       expect(await until(() => engine.alerts().some((a) => a.state === 'firing'), 20_000)).toBe(true);
       const a = engine.alerts()[0]!;
       expect(a.labels).toMatchObject({ alertname: 'ProcessBurnsCpu', tgid: String(pid), comm: 'sh' });
-      expect(a.value).toBeGreaterThan(0.1e9);
+      // Firing holds while the rate stays above the resolve level (hysteresis): the value now
+      // may be under the firing threshold on a loaded host (0.0985e9 was seen), not under 0.03e9.
+      expect(a.value).toBeGreaterThan(0.03e9);
       expect(a.firedAt! - a.activeAt).toBeGreaterThanOrEqual(1000);
       burner.kill('SIGSTOP'); // the process stays, its CPU rate falls to 0
       expect(await until(() => engine.alerts().some((x) => x.state === 'resolved'), 20_000)).toBe(true);
