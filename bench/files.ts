@@ -10,6 +10,9 @@
  * - FTP: the same upload (STOR) and download (RETR) through the agent's FTP door (curl as
  *   the client, EPSV on loopback), against the HTTP figures of the same round.
  *
+ * - bare: the same upload to a bare `node:http` server in this process that only counts the
+ *   body (no agent): Node's own ceiling, reported beside the targets.
+ *
  * Targets: HTTP / cp >= 0.5 and FTP / HTTP >= 0.7, both ways (median of `rounds`; best
  * reported beside). Rounds alternate the order so drift hits all. The agent runs in this
  * process; both clients are curl in its own process (as a tester's would be), so the client's
@@ -18,6 +21,7 @@
  *   npm run bench -- files [sizeMiB=1024] [rounds=3]
  */
 import { execFile, execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
 import { mkdir, mkdtemp, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAgent, hashToken } from '../lib/agent/index.js';
@@ -62,6 +66,15 @@ export default async function bench(args: string[]): Promise<BenchResult> {
   });
   const { url } = await agent.listen();
   const auth = { authorization: `Bearer ${TOKEN}` };
+  // Node's own ceiling: a bare node:http server in this process that only counts the body.
+  const bare = createServer((req, res) => {
+    let n = 0;
+    req.on('data', (c: Buffer) => (n += c.length));
+    req.on('end', () => res.writeHead(n === bytes ? 201 : 400).end());
+  });
+  await new Promise<void>((r) => bare.listen(0, '127.0.0.1', r));
+  const bareUrl = `http://127.0.0.1:${(bare.address() as { port: number }).port}`;
+  const bareUp: number[] = [];
   const up: number[] = [];
   const cpUp: number[] = [];
   const down: number[] = [];
@@ -78,8 +91,17 @@ export default async function bench(args: string[]): Promise<BenchResult> {
       });
       if (res.status !== 201) throw new Error(`submit: ${res.status} ${await res.text()}`);
       const copy = join(dir, `cp-${r}.bin`);
-      const order = r % 2 === 0 ? ['http', 'cp'] : ['cp', 'http'];
+      const order = r % 2 === 0 ? ['http', 'cp', 'bare'] : ['bare', 'cp', 'http'];
       for (const which of order) {
+        if (which === 'bare') {
+          bareUp.push(
+            await timed(async () => {
+              const status = await curl(['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', 'content-type: application/octet-stream', '-T', src, `${bareUrl}/upload`]);
+              if (status !== '201') throw new Error(`bare upload: ${status}`);
+            }),
+          );
+          continue;
+        }
         if (which === 'http') {
           up.push(
             await timed(async () => {
@@ -123,6 +145,7 @@ export default async function bench(args: string[]): Promise<BenchResult> {
     }
   } finally {
     await agent.close();
+    bare.close();
     await rm(dir, { recursive: true, force: true });
   }
   const mbps = (ms: number) => Math.round((sizeMiB / (ms / 1000)) * 10) / 10;
@@ -133,6 +156,7 @@ export default async function bench(args: string[]): Promise<BenchResult> {
     uploadHttpMiBpsMedian: mbps(median(up)),
     uploadHttpMiBpsBest: mbps(Math.min(...up)),
     uploadCpMiBpsMedian: mbps(median(cpUp)),
+    uploadBareNodeHttpMiBpsMedian: mbps(median(bareUp)),
     downloadHttpMiBpsMedian: mbps(median(down)),
     downloadHttpMiBpsBest: mbps(Math.min(...down)),
     downloadCpMiBpsMedian: mbps(median(cpDown)),
@@ -143,6 +167,9 @@ export default async function bench(args: string[]): Promise<BenchResult> {
   const ratios: BenchResult['ratios'] = {
     uploadHttpOverCpMedian: r2(median(cpUp) / median(up)),
     uploadHttpOverCpBest: r2(Math.min(...cpUp) / Math.min(...up)),
+    // What Node's HTTP server reaches with a handler that does nothing, and the agent against it.
+    uploadBareNodeHttpOverCpMedian: r2(median(cpUp) / median(bareUp)),
+    uploadHttpOverBareNodeHttpMedian: r2(median(bareUp) / median(up)),
     downloadHttpOverCpMedian: r2(median(cpDown) / median(down)),
     downloadHttpOverCpBest: r2(Math.min(...cpDown) / Math.min(...down)),
     uploadFtpOverHttpMedian: r2(median(up) / median(ftpUp)),
