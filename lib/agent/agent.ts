@@ -23,6 +23,7 @@ import { StreamRegistry } from './http/streams.js';
 import { ArtifactCache } from './http/artifacts.js';
 import { DeliveryLog } from './http/webhooks.js';
 import { NodeServices } from './node.js';
+import { within } from '../util/within.js';
 
 /** Where `listen()` bound. */
 export interface ListenInfo {
@@ -198,11 +199,7 @@ export class Agent {
     // FTP clients go first: no new uploads or downloads while the agent winds down.
     await this.#ftp?.close().catch(() => undefined);
     const running = this.queue.list({ state: ['starting', 'running'] }).map((t) => this.queue.wait(t.id).catch(() => undefined));
-    if (running.length && graceMs > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.allSettled(running), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
-      clearTimeout(timer);
-    }
+    if (running.length && graceMs > 0) await within(Promise.allSettled(running), graceMs);
     await this.queue.close();
     // Streams of tasks that just finished send their rest and end line; the others end now.
     await this.#streams.settle(2000);

@@ -18,6 +18,7 @@ import { LABELS, ownedBy, taskLabels } from './labels.js';
 import { TaskLogWriter } from './logs.js';
 import { UnsafePathError } from '../workspace/index.js';
 import { type ComposeTaskConfig, type ComposeTaskSpec, ComposeTaskSpecSchema } from './spec.js';
+import { within } from '../util/within.js';
 
 /** diagnostics_channel on which compose lifecycle events are published. */
 export const composeChannel = channel('smoothtask:docker:compose');
@@ -267,9 +268,7 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
       if (cfg.removeImages) await removeUntagged(engine, builtLayerIds(cliOutput));
     }
     for (const id of started) ctx.onStopped?.(id);
-    let lt: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(followers), new Promise((r) => (lt = setTimeout(r, LOG_DRAIN_MS)))]);
-    clearTimeout(lt);
+    await within(Promise.all(followers), LOG_DRAIN_MS);
     unsub?.();
     await logs.close();
   }

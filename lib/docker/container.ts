@@ -16,6 +16,7 @@ import { type LogListener, TaskLogWriter } from './logs.js';
 import { InMemoryPortLeases, type PortLeaseBook, type ResolvedPort, resolvePorts } from './ports.js';
 import { type ContainerTaskConfig, type ContainerTaskSpec, ContainerTaskSpecSchema } from './spec.js';
 import { UnsafePathError } from '../workspace/index.js';
+import { within } from '../util/within.js';
 
 /** diagnostics_channel on which container lifecycle events are published. */
 export const containerChannel = channel('smoothtask:docker:container');
@@ -386,9 +387,7 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
     if (stopping) await stopping;
     // The attach stream ends once the engine has sent all output; bound the wait (generously:
     // a busy engine flushes late) only in case it never closes it.
-    let lt: NodeJS.Timeout | undefined;
-    await Promise.race([logsDone, new Promise((r) => (lt = setTimeout(r, LOG_DRAIN_MS)))]);
-    clearTimeout(lt);
+    await within(logsDone, LOG_DRAIN_MS);
     attached.unpipe(demux);
     attached.destroy();
 

@@ -15,6 +15,7 @@ import type { JsonValue, TaskContext, TaskExecutor, TaskResult } from '../task/t
 import { cgroupSupport, createTaskCgroup, reapStaleCgroups, type ContainmentMode, type TaskCgroup } from './cgroup.js';
 import { CgroupError, ProcessSpawnError } from './errors.js';
 import { childClosed, killGroup, spawnError, stopGroup, type ChildEnd } from './group.js';
+import { within } from '../util/within.js';
 
 /** Spec of a `process` task. */
 export const ProcessSpecSchema = z.object({
@@ -323,9 +324,3 @@ function resolveExecutable(command: string, path: string, cwd: string): string {
   throw new ProcessSpawnError(command, `spawn ${command} ${code}`);
 }
 
-/** Waits for `p` at most `ms` (the timer is cleared when `p` settles first, so nothing lingers). */
-async function within(p: Promise<unknown>, ms: number): Promise<void> {
-  let t: NodeJS.Timeout | undefined;
-  await Promise.race([p.catch(() => {}), new Promise<void>((r) => (t = setTimeout(r, ms)))]);
-  clearTimeout(t);
-}

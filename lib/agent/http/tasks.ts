@@ -19,6 +19,7 @@ import { checkPolicy, withLimits } from '../policy.js';
 import { ErrorBodySchema } from './errors.js';
 import type { AgentRuntime } from './routes.js';
 import { ListAnswer, ListQuery, SubmitBody, TaskEnvelope, TaskParams } from './schemas.js';
+import { within } from '../../util/within.js';
 
 const SPEC_SCHEMAS: Record<string, z.ZodType> = {
   // Strict for remote callers: an unknown field is an error, not silently dropped.
@@ -173,9 +174,7 @@ export function taskRoutes(app: FastifyInstance, rt: AgentRuntime): void {
       // final record, so a DELETE right after finds it finished. A running one is only asked
       // to stop; the answer does not wait for its processes.
       if (before === 'created' || before === 'queued' || before === 'retrying') {
-        let t: NodeJS.Timeout | undefined;
-        await Promise.race([rt.queue.wait(id).catch(() => undefined), new Promise((r) => (t = setTimeout(r, 5_000)))]);
-        clearTimeout(t);
+        await within(rt.queue.wait(id), 5_000);
       }
       return reply.code(202).send({ task: rt.queue.get(id) as TaskRecord });
     },
