@@ -5,13 +5,23 @@
  * - upload: `PUT /v1/tasks/{id}/files/inputs/big.bin` of a `size` MiB file streamed from disk
  *   (the agent hashes it, counts it against the quotas, fsyncs and renames it), against
  *   `cp` + `sync -f` of the same file (the same durability: data on disk before it counts).
- * - download: `GET` of that file streamed to a file on the same disk, against `cp`.
+ * - download: `GET` of that file streamed to a file on the same disk, then `sync -f` of that
+ *   file, against `cp` + `sync -f` (a copy counts once it is on the disk, as for uploads).
+ *   The figures up to the client's exit (page cache only, no sync) are reported beside: there
+ *   `cp` is an in-kernel copy between cached pages that no transfer through a socket matches.
+ *
+ * Every timed step starts after a `sync` of the whole system (untimed), so the writeback of
+ * one step is not billed to the next. Download clients run with a 4 MiB stdout buffer
+ * (`stdbuf -o4M curl -o -`): curl's own `-o file` writes 8 KiB at a time (136k write calls
+ * per GiB), which made the client, not the agent, the bottleneck.
  *
  * - FTP: the same upload (STOR) and download (RETR) through the agent's FTP door (curl as
  *   the client, EPSV on loopback), against the HTTP figures of the same round.
  *
  * - bare: the same upload to a bare `node:http` server in this process that only counts the
- *   body (no agent): Node's own ceiling, reported beside the targets.
+ *   body (no agent): Node's own ceiling, reported beside the targets; and the event loop's
+ *   CPU per GiB for both (the agent hashes on a worker thread: its event loop should cost
+ *   little more than the bare server's).
  *
  * Targets: HTTP / cp >= 0.5 and FTP / HTTP >= 0.7, both ways (median of `rounds`; best
  * reported beside). Rounds alternate the order so drift hits all. The agent runs in this
@@ -20,9 +30,10 @@
  *
  *   npm run bench -- files [sizeMiB=1024] [rounds=3]
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { mkdir, mkdtemp, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAgent, hashToken } from '../lib/agent/index.js';
 import type { BenchResult } from './run.js';
@@ -38,6 +49,43 @@ const median = (xs: number[]) => {
 /** curl in its own process (the client is not the agent's cost); resolves with its stdout. */
 function curl(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => execFile('curl', args, { maxBuffer: 1 << 20 }, (e, out) => (e ? reject(e) : resolve(out.trim()))));
+}
+
+/** curl writing the body to `file` through a 4 MiB stdout buffer; resolves with its exit. */
+async function curlTo(file: string, args: string[]): Promise<void> {
+  const out = await open(file, 'w');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const c = spawn('stdbuf', ['-o4M', 'curl', '-sS', '--fail', '-o', '-', ...args], { stdio: ['ignore', out.fd, 'inherit'] });
+      c.on('error', reject);
+      c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`curl exited ${code}`))));
+    });
+  } finally {
+    await out.close();
+  }
+}
+
+/** CPU time of this process's main thread (the event loop), ms (clock-tick resolution). */
+function eventLoopCpuMs(): number {
+  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime, in USER_HZ (100)
+}
+
+/** Times `fn` from a clean page cache (a whole-system sync first, untimed). */
+async function step(fn: () => Promise<unknown> | unknown): Promise<number> {
+  execFileSync('sync');
+  return timed(fn);
+}
+
+/** Times a download: to the client's exit (`cached`) and once `file` is synced too (`durable`). */
+async function download(file: string, fn: () => Promise<unknown> | unknown): Promise<{ cached: number; durable: number }> {
+  execFileSync('sync');
+  const t0 = performance.now();
+  await fn();
+  const cached = performance.now() - t0;
+  execFileSync('sync', ['-f', file]);
+  return { cached, durable: performance.now() - t0 };
 }
 
 async function timed(fn: () => Promise<unknown> | unknown): Promise<number> {
@@ -75,10 +123,14 @@ export default async function bench(args: string[]): Promise<BenchResult> {
   await new Promise<void>((r) => bare.listen(0, '127.0.0.1', r));
   const bareUrl = `http://127.0.0.1:${(bare.address() as { port: number }).port}`;
   const bareUp: number[] = [];
+  const bareLoopCpu: number[] = [];
+  const upLoopCpu: number[] = [];
   const up: number[] = [];
   const cpUp: number[] = [];
   const down: number[] = [];
   const cpDown: number[] = [];
+  const downCached: number[] = [];
+  const cpDownCached: number[] = [];
   const ftpUp: number[] = [];
   const ftpDown: number[] = [];
   try {
@@ -94,47 +146,50 @@ export default async function bench(args: string[]): Promise<BenchResult> {
       const order = r % 2 === 0 ? ['http', 'cp', 'bare'] : ['bare', 'cp', 'http'];
       for (const which of order) {
         if (which === 'bare') {
+          const c0 = eventLoopCpuMs();
           bareUp.push(
-            await timed(async () => {
+            await step(async () => {
               const status = await curl(['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', 'content-type: application/octet-stream', '-T', src, `${bareUrl}/upload`]);
               if (status !== '201') throw new Error(`bare upload: ${status}`);
             }),
           );
+          bareLoopCpu.push(eventLoopCpuMs() - c0);
           continue;
         }
         if (which === 'http') {
+          const c0 = eventLoopCpuMs();
           up.push(
-            await timed(async () => {
+            await step(async () => {
               const status = Number(
                 await curl(['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', `authorization: Bearer ${TOKEN}`, '-H', 'content-type: application/octet-stream', '-T', src, `${url}/v1/tasks/${id}/files/inputs/big.bin`]),
               );
               if (status !== 201) throw new Error(`upload: ${status}`);
             }),
           );
+          upLoopCpu.push(eventLoopCpuMs() - c0);
         } else {
-          cpUp.push(await timed(() => execFileSync('sh', ['-c', `cp '${src}' '${copy}' && sync -f '${copy}'`])));
+          cpUp.push(await step(() => execFileSync('sh', ['-c', `cp '${src}' '${copy}' && sync -f '${copy}'`])));
         }
       }
       const got = join(dir, `got-${r}.bin`);
       const copy2 = join(dir, `cp2-${r}.bin`);
       for (const which of order) {
         if (which === 'http') {
-          down.push(
-            await timed(async () => {
-              const code = await curl(['-sS', '-o', got, '-w', '%{http_code}', '-H', `authorization: Bearer ${TOKEN}`, `${url}/v1/tasks/${id}/files/inputs/big.bin`]);
-              if (code !== '200') throw new Error(`download: ${code}`);
-            }),
-          );
-        } else {
-          cpDown.push(await timed(() => execFileSync('cp', [copy, copy2])));
+          const t = await download(got, () => curlTo(got, ['-H', `authorization: Bearer ${TOKEN}`, `${url}/v1/tasks/${id}/files/inputs/big.bin`]));
+          down.push(t.durable);
+          downCached.push(t.cached);
+        } else if (which === 'cp') {
+          const t = await download(copy2, () => execFileSync('cp', [copy, copy2]));
+          cpDown.push(t.durable);
+          cpDownCached.push(t.cached);
         }
       }
       if ((await stat(got)).size !== bytes) throw new Error('download size mismatch');
       // FTP, the same file both ways.
       const gotFtp = join(dir, `ftp-${r}.bin`);
       const ftpUrl = `ftp://bench:${TOKEN}@127.0.0.1:${agent.ftp!.port}/${id}/inputs/ftp.bin`;
-      ftpUp.push(await timed(() => curl(['-sS', '-T', src, ftpUrl])));
-      ftpDown.push(await timed(() => curl(['-sS', '-o', gotFtp, ftpUrl])));
+      ftpUp.push(await step(() => curl(['-sS', '-T', src, ftpUrl])));
+      ftpDown.push((await download(gotFtp, () => curlTo(gotFtp, [ftpUrl]))).durable);
       if ((await stat(gotFtp)).size !== bytes) throw new Error('FTP download size mismatch');
       for (const f of [copy, copy2, got, gotFtp]) await unlink(f);
       const c = await fetch(`${url}/v1/tasks/${id}/cancel`, { method: 'POST', headers: auth });
@@ -157,9 +212,14 @@ export default async function bench(args: string[]): Promise<BenchResult> {
     uploadHttpMiBpsBest: mbps(Math.min(...up)),
     uploadCpMiBpsMedian: mbps(median(cpUp)),
     uploadBareNodeHttpMiBpsMedian: mbps(median(bareUp)),
+    // Event-loop (main thread) CPU per GiB uploaded: the agent (hash on a worker thread) and the bare server.
+    uploadHttpEventLoopCpuMsPerGiB: Math.round(median(upLoopCpu) / (sizeMiB / 1024)),
+    uploadBareEventLoopCpuMsPerGiB: Math.round(median(bareLoopCpu) / (sizeMiB / 1024)),
     downloadHttpMiBpsMedian: mbps(median(down)),
     downloadHttpMiBpsBest: mbps(Math.min(...down)),
     downloadCpMiBpsMedian: mbps(median(cpDown)),
+    downloadHttpCachedMiBpsMedian: mbps(median(downCached)),
+    downloadCpCachedMiBpsMedian: mbps(median(cpDownCached)),
     uploadFtpMiBpsMedian: mbps(median(ftpUp)),
     downloadFtpMiBpsMedian: mbps(median(ftpDown)),
   };
@@ -170,8 +230,11 @@ export default async function bench(args: string[]): Promise<BenchResult> {
     // What Node's HTTP server reaches with a handler that does nothing, and the agent against it.
     uploadBareNodeHttpOverCpMedian: r2(median(cpUp) / median(bareUp)),
     uploadHttpOverBareNodeHttpMedian: r2(median(bareUp) / median(up)),
+    uploadEventLoopCpuOverBareMedian: r2(median(upLoopCpu) / median(bareLoopCpu)),
     downloadHttpOverCpMedian: r2(median(cpDown) / median(down)),
     downloadHttpOverCpBest: r2(Math.min(...cpDown) / Math.min(...down)),
+    // Up to the client's exit, nothing synced (not a target: see the header).
+    downloadHttpOverCpCachedMedian: r2(median(cpDownCached) / median(downCached)),
     uploadFtpOverHttpMedian: r2(median(up) / median(ftpUp)),
     downloadFtpOverHttpMedian: r2(median(down) / median(ftpDown)),
   };

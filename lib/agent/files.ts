@@ -23,6 +23,7 @@ import {
   WorkspaceRoot,
   zipFolder,
 } from '../workspace/index.js';
+import { inlineSha256, OFFLOAD_BUFFER_BYTES, offloadedSha256 } from '../util/sha256-offload.js';
 import { AgentError } from './errors.js';
 
 /** The folder of a workspace that remote users upload into. */
@@ -85,7 +86,8 @@ export class ChecksumMismatchError extends AgentError {
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
-const WRITE_BATCH_BYTES = 4 * 1024 * 1024;
+/** Uploads of at least this size (or of unknown size) are hashed on the worker thread. */
+const OFFLOAD_HASH_MIN_BYTES = 1024 * 1024;
 /** Bytes written between two background `fdatasync` calls of an upload. */
 const SYNC_EVERY_BYTES = 64 * 1024 * 1024;
 
@@ -291,28 +293,19 @@ export class WorkspaceFiles {
       if (parts.length > 1) await root.ensureDir(parts.slice(0, -1).join('/'), { what: 'folder' });
       if (old?.kind === 'directory') throw new AgentError('ERR_FILE_CONFLICT', `'${path}' is a folder`, { status: 409 });
       const nf = await root.createFile(path, { durable: true });
-      const hash = createHash('sha256');
+      // The hash runs on a worker thread for uploads that may be large (on the event loop it
+      // was the largest single cost of an upload), inline for small ones of known size.
+      const hash = options.size !== undefined && options.size < OFFLOAD_HASH_MIN_BYTES ? inlineSha256() : offloadedSha256();
       let size = 0;
-      // Chunks are gathered into batches written with one writev each (a network chunk is often
-      // 16-64 KiB: a thread-pool round trip per chunk would bound the throughput), and one batch
-      // is written while the next arrives and is hashed.
-      let queued: Uint8Array[] = [];
-      let queuedBytes = 0;
+      // Chunks are copied into batches written with one write each (a network chunk is often
+      // 16-64 KiB: a thread-pool round trip per chunk would bound the throughput); a batch is
+      // written while the next one fills, then handed (not copied) to the hash worker.
+      let batch: Buffer | undefined;
+      let fill = 0;
       let inflight: Promise<void> = Promise.resolve();
-      const writeAll = async (bufs: Uint8Array[]) => {
-        let rest = bufs;
-        while (rest.length) {
-          let n = (await nf.handle.writev(rest)).bytesWritten;
-          const left: Uint8Array[] = [];
-          for (const b of rest) {
-            if (n >= b.byteLength) n -= b.byteLength;
-            else {
-              left.push(b.subarray(n));
-              n = 0;
-            }
-          }
-          rest = left;
-        }
+      const writeAll = async (buf: Buffer, len: number) => {
+        let off = 0;
+        while (off < len) off += (await nf.handle.write(buf, off, len - off)).bytesWritten;
       };
       // The page cache is flushed while the upload goes on (a `fdatasync` every
       // SYNC_EVERY_BYTES, one at a time, beside the writes), so the final fsync before the
@@ -320,19 +313,22 @@ export class WorkspaceFiles {
       let unsynced = 0;
       let syncing: Promise<void> | undefined;
       const flush = async () => {
-        if (queuedBytes === 0) return;
-        const bufs = queued;
-        const n = queuedBytes;
-        queued = [];
-        queuedBytes = 0;
+        if (fill === 0 || !batch) return;
+        const buf = batch;
+        const len = fill;
+        batch = undefined;
+        fill = 0;
         await inflight;
-        unsynced += n;
+        unsynced += len;
         if (unsynced >= SYNC_EVERY_BYTES && !syncing) {
           unsynced = 0;
           syncing = nf.handle.datasync().finally(() => (syncing = undefined));
           syncing.catch(() => undefined); // the final fsync reports a failing disk
         }
-        inflight = writeAll(bufs);
+        inflight = (async () => {
+          await writeAll(buf, len);
+          hash.update(buf, len); // after the write: the buffer goes to the hash worker, and comes back
+        })();
         inflight.catch(() => undefined); // surfaced by the next await of it
       };
       try {
@@ -340,11 +336,15 @@ export class WorkspaceFiles {
           for await (const chunk of source) {
             const b = chunk as Uint8Array;
             reserve(b.byteLength, wsNow);
-            hash.update(b);
-            queued.push(b);
-            queuedBytes += b.byteLength;
             size += b.byteLength;
-            if (queuedBytes >= WRITE_BATCH_BYTES) await flush();
+            for (let off = 0; off < b.byteLength; ) {
+              batch ??= await hash.buffer();
+              const n = Math.min(b.byteLength - off, OFFLOAD_BUFFER_BYTES - fill);
+              batch.set(off === 0 && n === b.byteLength ? b : b.subarray(off, off + n), fill);
+              fill += n;
+              off += n;
+              if (fill === OFFLOAD_BUFFER_BYTES) await flush();
+            }
           }
           await flush();
         } finally {
@@ -356,7 +356,7 @@ export class WorkspaceFiles {
         if (options.size !== undefined && size !== options.size) {
           throw new AgentError('ERR_INCOMPLETE_UPLOAD', `The upload of '${path}' ended after ${size} of ${options.size} bytes; nothing was kept`, { status: 400 });
         }
-        const sha256 = hash.digest('hex');
+        const sha256 = await hash.digest();
         if (expected !== undefined && expected !== sha256) throw new ChecksumMismatchError(path, expected, sha256);
         const st = await nf.handle.stat();
         await nf.commit();
@@ -364,6 +364,7 @@ export class WorkspaceFiles {
         measured.set(taskId, wsNow + size - (old?.kind === 'file' ? old.size : 0));
         return { path, size, sha256, replaced: old !== undefined };
       } catch (e) {
+        hash.abort();
         await nf.abort();
         throw e;
       }
@@ -466,3 +467,4 @@ async function inputsBytes(root: WorkspaceRoot): Promise<number> {
   }
   return n;
 }
+
