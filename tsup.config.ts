@@ -1,3 +1,4 @@
+import { cp } from 'node:fs/promises';
 import { defineConfig } from 'tsup';
 
 // One entry per public subpath; keep in sync with package.json "exports".
@@ -20,4 +21,8 @@ export default defineConfig({
   shims: true,
   // The addon is located at run time by lib/native/addon.ts, never bundled.
   external: [/\.node$/],
+  // The dashboard's static files (lib/agent/ui) are served from dist/ui, as they are.
+  async onSuccess() {
+    await cp('lib/agent/ui', 'dist/ui', { recursive: true });
+  },
 });

@@ -6,6 +6,7 @@
 #   bash scripts/setup.sh            # everything
 #   SMOOTHTASK_SKIP_DOCKER=1 ...     # skip dockerd and the test image
 #   SMOOTHTASK_SKIP_APT=1 ...        # never call apt (packages installed by other means)
+#   SMOOTHTASK_SKIP_BROWSER=1 ...    # no Chromium (the dashboard's browser tests then fail)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -15,6 +16,8 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config cmake make g++ python3
       iproute2 procps util-linux libcap2-bin openssl)
 [ "${SMOOTHTASK_SKIP_DOCKER:-0}" = 1 ] || PKGS+=(docker.io docker-compose busybox-static)
+# The dashboard's browser tests drive Debian's Chromium with playwright-core (pinned to its major).
+[ "${SMOOTHTASK_SKIP_BROWSER:-0}" = 1 ] || PKGS+=(chromium fonts-liberation)
 if [ "${SMOOTHTASK_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${PKGS[@]}"; do

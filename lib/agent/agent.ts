@@ -24,6 +24,7 @@ import { ArtifactCache } from './http/artifacts.js';
 import { DeliveryLog } from './http/webhooks.js';
 import { NodeServices } from './node.js';
 import { within } from '../util/within.js';
+import { DashboardFeed } from './dashboard.js';
 
 /** Where `listen()` bound. */
 export interface ListenInfo {
@@ -101,6 +102,7 @@ export class Agent {
       deliveries: this.#deliveries,
       workspaces: join(this.config.dataDir, 'workspaces'),
       files: this.files,
+      dashboard: new DashboardFeed(this.node, this.queue),
       closing: () => this.#closing !== undefined,
     };
   }
@@ -204,6 +206,7 @@ export class Agent {
     // Streams of tasks that just finished send their rest and end line; the others end now.
     await this.#streams.settle(2000);
     this.#streams.endAll();
+    this.#runtime.dashboard.close();
     if (this.#app) await this.#app.close();
     this.#offForward();
     this.#deliveries.close();

@@ -124,9 +124,9 @@ export class NodeServices {
     return this.alerts.alerts().filter((a) => a.state === 'firing');
   }
 
-  /** A JSON snapshot of every open family (read at most once per second). */
-  metrics(): Promise<MetricsSnapshot> {
-    if (this.#snapshot && Date.now() - this.#snapshot.at < 1000) return this.#snapshot.p;
+  /** A JSON snapshot of every open family (a snapshot younger than `maxAgeMs` is reused). */
+  metrics(maxAgeMs = 1000): Promise<MetricsSnapshot> {
+    if (this.#snapshot && Date.now() - this.#snapshot.at < maxAgeMs) return this.#snapshot.p;
     const at = Date.now();
     const p = (async (): Promise<MetricsSnapshot> => {
       const errors = { ...this.#openErrors };

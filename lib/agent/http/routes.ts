@@ -31,6 +31,8 @@ import { webhookRoutes, type DeliveryLog } from './webhooks.js';
 import { artifactRoutes } from './artifacts.js';
 import { fileRoutes } from './files.js';
 import type { WorkspaceFiles } from '../files.js';
+import type { DashboardFeed } from '../dashboard.js';
+import { dashboardRoutes, isDashboardAsset } from './dashboard.js';
 
 /** Options of `agent.register(app, options)`. */
 export interface RegisterOptions {
@@ -52,6 +54,8 @@ export interface AgentRuntime {
   workspaces: string;
   /** File access to the workspaces (HTTP, FTP). */
   files: WorkspaceFiles;
+  /** The dashboard's event feed (runs while a page is open). */
+  dashboard: DashboardFeed;
   closing(): boolean;
 }
 
@@ -108,7 +112,8 @@ export async function agentRoutes(app: FastifyInstance, opts: { runtime: AgentRu
   const publicPaths = new Set(['/health', '/openapi.json']);
   if (cfg.http.publicStatus) publicPaths.add('/status');
   if (cfg.http.publicMetrics) publicPaths.add('/metrics');
-  const isPublic = (rel: string) => publicPaths.has(rel) || rel === '/docs' || rel.startsWith('/docs/');
+  // The dashboard's shell (HTML, script, styles: no data) is public; its data needs a token.
+  const isPublic = (rel: string) => publicPaths.has(rel) || rel === '/docs' || rel.startsWith('/docs/') || isDashboardAsset(rel);
   // Every route documents the answers any route can give: 500, 503 while the agent closes, and
   // 401/403 where a token is needed (added before swagger reads the schemas, which it does lazily).
   app.addHook('onRoute', (route) => {
@@ -196,6 +201,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { runtime: AgentRu
   artifactRoutes(app, rt);
   fileRoutes(app, rt);
   webhookRoutes(app, rt);
+  dashboardRoutes(app, rt, { root: opts.ownServer === true || prefix !== '' });
   // Open follow streams would keep close() waiting (fastify/sse#57): end them first.
   app.addHook('preClose', async () => rt.streams.endAll());
   r.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
