@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import { SmoothtaskError } from '../errors/index.js';
 
 /** Size of the buffers a hash hands out. */
 export const OFFLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -91,9 +92,10 @@ function getWorker(): Worker {
     const p = live.get(m.id!);
     if (!p) return;
     if (m.op === 'digest') p.digested(m.hex!);
-    else p.failed(new Error(`SHA-256 worker: ${m.message}`));
+    else p.failed(new SmoothtaskError('ERR_HASH_WORKER', `SHA-256 worker: ${m.message}`));
   });
   const gone = (e: Error) => {
+    if (!(e instanceof SmoothtaskError)) e = new SmoothtaskError('ERR_HASH_WORKER', `The SHA-256 worker failed: ${e.message}`, { cause: e });
     if (worker !== w) return;
     worker = undefined;
     // Buffers the dead worker held are free again (every hash using them fails below); those
@@ -103,7 +105,7 @@ function getWorker(): Worker {
     live.clear();
   };
   w.on('error', gone);
-  w.on('exit', (code) => gone(new Error(`The SHA-256 worker exited (code ${code})`)));
+  w.on('exit', (code) => gone(new SmoothtaskError('ERR_HASH_WORKER', `The SHA-256 worker exited (code ${code})`)));
   // Unref'd after the listeners (adding a 'message' listener refs the port again); held only
   // while a hash is live (track/untrack), so an idle worker never keeps the process alive.
   w.unref();
@@ -201,7 +203,7 @@ export function offloadedSha256(): OffloadedSha256 {
     update(buf, n) {
       if (failure) throw failure;
       const idx = indexOf.get(buf);
-      if (idx === undefined || holder.get(idx) !== id) throw new TypeError('update() takes a buffer from this hash\'s buffer()');
+      if (idx === undefined || holder.get(idx) !== id) throw new SmoothtaskError('ERR_HASH_BUFFER', "update() takes a buffer from this hash's buffer()");
       while (registered < pool.length) {
         w.postMessage({ op: 'buf', idx: registered, sab: pool[registered]!.buffer });
         registered++;
@@ -221,7 +223,7 @@ export function offloadedSha256(): OffloadedSha256 {
       // hashed come back with the worker's ack.
       releaseUnposted();
       if (!live.has(id)) return;
-      fail(new Error('The hash was aborted'));
+      fail(new SmoothtaskError('ERR_HASH_ABORTED', 'The hash was aborted'));
       w.postMessage({ id, op: 'drop' });
     },
   };

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,11 +26,18 @@ describe('third-party style objects', () => {
     const links = obj.attach();
     try {
       const hist = obj.map('hist', { key: u32, value: struct({ slots: field(array(u32, 26), 0), total: field(u64, 104) }, 112) });
-      // context switches happen all the time; give them a moment
+      // The switch program alone records only preempted tasks (a task switched out while still
+      // runnable): on a quiet machine there may be none for a while, so make some. Three busy
+      // threads on the test machine's cores are preempted at every tick.
+      const busy = spawn(process.execPath, ['-e', "const { Worker } = require('node:worker_threads'); for (let i = 0; i < 2; i++) new Worker('for (;;) {}', { eval: true }); for (;;) {}"], { stdio: 'ignore' });
       let total = 0n;
-      for (let i = 0; i < 50 && total === 0n; i++) {
-        await sleep(20);
-        total = hist.get(0)?.total ?? 0n;
+      try {
+        for (let i = 0; i < 250 && total === 0n; i++) {
+          await sleep(20);
+          total = hist.get(0)?.total ?? 0n;
+        }
+      } finally {
+        busy.kill('SIGKILL');
       }
       expect(total).toBeGreaterThan(0n);
       hist.close();
@@ -94,10 +102,18 @@ describe('third-party style objects', () => {
     const links = obj.attach();
     try {
       using hist = obj.map('hist', { key: u32, value: struct({ slots: field(array(u32, 26), 0), total: field(u64, 104) }, 112) });
+      // The switch program alone records only preempted tasks (a task switched out while still
+      // runnable): on a quiet machine there may be none for a while, so make some. Three busy
+      // threads on the test machine's cores are preempted at every tick.
+      const busy = spawn(process.execPath, ['-e', "const { Worker } = require('node:worker_threads'); for (let i = 0; i < 2; i++) new Worker('for (;;) {}', { eval: true }); for (;;) {}"], { stdio: 'ignore' });
       let total = 0n;
-      for (let i = 0; i < 50 && total === 0n; i++) {
-        await sleep(20);
-        total = hist.get(0)?.total ?? 0n;
+      try {
+        for (let i = 0; i < 250 && total === 0n; i++) {
+          await sleep(20);
+          total = hist.get(0)?.total ?? 0n;
+        }
+      } finally {
+        busy.kill('SIGKILL');
       }
       expect(total).toBeGreaterThan(0n);
     } finally {

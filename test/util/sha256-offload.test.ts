@@ -65,10 +65,10 @@ describe('SHA-256 off the event loop', () => {
 
   it('refuses a buffer that is not its own', async () => {
     const h = offloadedSha256();
-    expect(() => h.update(Buffer.alloc(OFFLOAD_BUFFER_BYTES), 1)).toThrow(TypeError);
+    expect(() => h.update(Buffer.alloc(OFFLOAD_BUFFER_BYTES), 1)).toThrow(/buffer from this hash/);
     const other = offloadedSha256();
     const b = await other.buffer();
-    expect(() => h.update(b, 1)).toThrow(TypeError);
+    expect(() => h.update(b, 1)).toThrow(/buffer from this hash/);
     other.abort();
     h.abort();
   });
