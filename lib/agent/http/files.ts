@@ -74,7 +74,8 @@ function removable(t: Readonly<TaskRecord>): void {
 function idleGuard(raw: IncomingMessage, body: Readable, idleMs: number): () => void {
   const socket = raw.socket;
   const prev = socket.timeout ?? 0;
-  const onTimeout = () => body.destroy(new AgentError('ERR_UPLOAD_IDLE', `The upload sent nothing for ${idleMs} ms; nothing was kept`, { status: 408 }));
+  // Only while the body arrives: once it has all come, hashing and fsync are the agent's time, not the client's.
+  const onTimeout = () => raw.complete || body.destroy(new AgentError('ERR_UPLOAD_IDLE', `The upload sent nothing for ${idleMs} ms; nothing was kept`, { status: 408 }));
   raw.setTimeout(idleMs, onTimeout);
   return () => {
     raw.off('timeout', onTimeout);
