@@ -16,6 +16,26 @@ import { testObject } from './helpers-loader.js';
 // `const volatile` filters. This host has no kprobes and refuses fentry, so those programs
 // are left out through `programs`, as a third-party object's user would do.
 
+/**
+ * Polls `read` (up to 5 s) while three busy threads run. The switch program alone records only
+ * preempted tasks (a task switched out while still runnable): on a quiet machine there may be
+ * none for a while, so make some; three busy threads on the test machine's cores are preempted
+ * at every tick.
+ */
+async function totalWhilePreempting(read: () => bigint): Promise<bigint> {
+  const busy = spawn(process.execPath, ['-e', "const { Worker } = require('node:worker_threads'); for (let i = 0; i < 2; i++) new Worker('for (;;) {}', { eval: true }); for (;;) {}"], { stdio: 'ignore' });
+  let total = 0n;
+  try {
+    for (let i = 0; i < 250 && total === 0n; i++) {
+      await sleep(20);
+      total = read();
+    }
+  } finally {
+    busy.kill('SIGKILL');
+  }
+  return total;
+}
+
 describe('third-party style objects', () => {
   it('runqlat-like: tp_btf programs load and attach, the kprobe and raw_tp alternates are left out', async () => {
     const p = probe();
@@ -26,19 +46,7 @@ describe('third-party style objects', () => {
     const links = obj.attach();
     try {
       const hist = obj.map('hist', { key: u32, value: struct({ slots: field(array(u32, 26), 0), total: field(u64, 104) }, 112) });
-      // The switch program alone records only preempted tasks (a task switched out while still
-      // runnable): on a quiet machine there may be none for a while, so make some. Three busy
-      // threads on the test machine's cores are preempted at every tick.
-      const busy = spawn(process.execPath, ['-e', "const { Worker } = require('node:worker_threads'); for (let i = 0; i < 2; i++) new Worker('for (;;) {}', { eval: true }); for (;;) {}"], { stdio: 'ignore' });
-      let total = 0n;
-      try {
-        for (let i = 0; i < 250 && total === 0n; i++) {
-          await sleep(20);
-          total = hist.get(0)?.total ?? 0n;
-        }
-      } finally {
-        busy.kill('SIGKILL');
-      }
+      const total = await totalWhilePreempting(() => hist.get(0)?.total ?? 0n);
       expect(total).toBeGreaterThan(0n);
       hist.close();
     } finally {
@@ -102,19 +110,7 @@ describe('third-party style objects', () => {
     const links = obj.attach();
     try {
       using hist = obj.map('hist', { key: u32, value: struct({ slots: field(array(u32, 26), 0), total: field(u64, 104) }, 112) });
-      // The switch program alone records only preempted tasks (a task switched out while still
-      // runnable): on a quiet machine there may be none for a while, so make some. Three busy
-      // threads on the test machine's cores are preempted at every tick.
-      const busy = spawn(process.execPath, ['-e', "const { Worker } = require('node:worker_threads'); for (let i = 0; i < 2; i++) new Worker('for (;;) {}', { eval: true }); for (;;) {}"], { stdio: 'ignore' });
-      let total = 0n;
-      try {
-        for (let i = 0; i < 250 && total === 0n; i++) {
-          await sleep(20);
-          total = hist.get(0)?.total ?? 0n;
-        }
-      } finally {
-        busy.kill('SIGKILL');
-      }
+      const total = await totalWhilePreempting(() => hist.get(0)?.total ?? 0n);
       expect(total).toBeGreaterThan(0n);
     } finally {
       for (const l of links) l.close();
