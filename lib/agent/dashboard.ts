@@ -104,7 +104,7 @@ function log2Percentile(slots: number[], q: number): number {
 }
 
 interface Fam {
-  processes?: Array<{ tgid: number; comm?: string; cpuNs: number | string; rssBytes?: number | string }>;
+  processes?: Array<{ tgid: number; comm?: string; cpuNs: number | string; rssBytes?: number | string; startNs?: number | string }>;
   cgroups?: Array<{ cgroupId: string; path: string; cpuNs: number | string }>;
   runqLatency?: { slots: Array<number | string> } | null;
   connections?: unknown[];
@@ -128,7 +128,7 @@ export class DashboardFeed {
   #dirty = new Set<string>();
   #offTransition: (() => void) | undefined;
   #lastAlerts = '';
-  #prev: { at: number; proc: Map<number, number>; cg: Map<string, number>; runq: number[] | undefined; disk: Map<string, [number, number]> } | undefined;
+  #prev: { at: number; monoNs: number; proc: Map<number, number>; cg: Map<string, number>; runq: number[] | undefined; disk: Map<string, [number, number]> } | undefined;
   /** The latest event of each kind, for a page that connects between two intervals. */
   readonly #latest = new Map<string, DashboardEvent>();
 
@@ -247,6 +247,8 @@ export class DashboardFeed {
 
   async #nodeEvent(): Promise<NodeEvent> {
     // A fresh read each interval (a cached one would make this interval's differences zero).
+    // `monoNs` is taken before the read: a process that started after it is new in the next one.
+    const monoNs = Number(process.hrtime.bigint());
     const [status, m] = await Promise.all([this.#node.status.get(), this.#node.metrics(Math.min(250, this.intervalMs / 4))]);
     const at = m.at;
     const fams = m.families as Record<string, Fam | undefined>;
@@ -262,7 +264,12 @@ export class DashboardFeed {
       for (const p of procSrc) {
         const ns = num(p.cpuNs);
         proc.set(p.tgid, ns);
-        const before = prev?.proc.get(p.tgid);
+        if (!prev) continue;
+        let before = prev.proc.get(p.tgid);
+        // A process first seen now that started after the previous read (the process family knows
+        // its start): all its CPU time is of this interval, so a new CPU burner shows in its first
+        // interval rather than its second. Other unseen processes wait for a second reading.
+        if (before === undefined && p.startNs !== undefined && Number(p.startNs) >= prev.monoNs) before = 0;
         if (before === undefined) continue;
         processes.push({ pid: p.tgid, comm: p.comm ?? String(p.tgid), cpuPct: Math.max(0, ((ns - before) / dtNs) * 100), rssBytes: p.rssBytes === undefined ? null : num(p.rssBytes) });
       }
@@ -311,7 +318,7 @@ export class DashboardFeed {
         disks.push({ name: dv.name, readBytesPerSec: Math.round(Math.max(0, r - b[0]) / sec), writeBytesPerSec: Math.round(Math.max(0, w - b[1]) / sec) });
       }
     }
-    this.#prev = { at, proc, cg, runq: slots, disk };
+    this.#prev = { at, monoNs, proc, cg, runq: slots, disk };
 
     const absent = (family: string): HardwareInfo => ({
       present: false,

@@ -3,6 +3,7 @@
  * its files), the token-gated stream, its events and their rate, resume after a reconnect.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { startAgent, TOKENS, type Harness } from '../agent/api-harness.js';
 
 let h: Harness;
@@ -106,6 +107,40 @@ describe('dashboard server', () => {
     for (let i = 1; i < ats.length; i++) expect(ats[i]! - ats[i - 1]!).toBeGreaterThanOrEqual(500);
     const ids = evs.map((e) => Number(e.id));
     for (let i = 1; i < ids.length; i++) expect(ids[i]!).toBeGreaterThanOrEqual(ids[i - 1]!);
+  });
+
+  it('a process started between two reads is counted in its first interval (a new CPU burner shows at once)', async () => {
+    // The burner starts right after a node event, so the next read is about a second later and
+    // its predecessor was taken before the burner existed: without the process's start time the
+    // feed could not know that all its CPU time is of this interval and would skip it once.
+    const burners: ChildProcess[] = [];
+    let spawnAt = 0;
+    let pid = 0;
+    let first: any;
+    try {
+      await readEvents((evs) => {
+        const last = evs.at(-1)!;
+        if (last.event !== 'node') return false;
+        if (spawnAt && last.data.at > spawnAt) {
+          if (last.data.at - spawnAt >= 300 || burners.length >= 4) {
+            first = last.data;
+            return true;
+          }
+          burners.at(-1)!.kill('SIGKILL'); // read too soon after the spawn to tell (a loaded host): again
+        }
+        const b = spawn(process.execPath, ['-e', "const { Worker } = require('node:worker_threads'); new Worker('for (;;) {}', { eval: true }); for (;;) {}"], { stdio: 'ignore' });
+        burners.push(b);
+        spawnAt = Date.now();
+        pid = b.pid!;
+        return false;
+      }, 30_000);
+      expect(first, 'a node event after the spawn').toBeDefined();
+      const row = first.processes.find((p: any) => p.pid === pid);
+      expect(row, `burner ${pid} in ${JSON.stringify(first.processes.map((p: any) => [p.pid, p.cpuPct]))}`).toBeDefined();
+      expect(row.cpuPct).toBeGreaterThan(10);
+    } finally {
+      for (const b of burners) b.kill('SIGKILL');
+    }
   });
 
   it('a task that changes state is sent as a row; a reconnect with Last-Event-ID gets the table again', async () => {
