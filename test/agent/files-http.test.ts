@@ -152,6 +152,30 @@ describe('workspace files over HTTP', () => {
     expect((await put(id, 'inputs/ok.txt', 'ok')).status).toBe(201);
   });
 
+  it('an upload whose body has all arrived is not cut by the idle limit while the agent hashes and syncs it', async () => {
+    // The idle limit is the client's silence while the body arrives; after it, the agent's own work
+    // (the SHA-256 digest, fsync, rename) may take longer on a loaded host. Simulated here: the
+    // store's write returns 1.6 s after it has read the whole body, past the 1 s idle limit.
+    const id = 'files-slow-finish';
+    await held(id, 'true');
+    const files = h.agent.files;
+    const write = files.write.bind(files);
+    files.write = (async (...args: Parameters<typeof files.write>) => {
+      const w = await write(...args);
+      await new Promise((r) => setTimeout(r, 1600));
+      return w;
+    }) as typeof files.write;
+    try {
+      const data = randomBytes(256 * 1024);
+      const r = await put(id, 'inputs/slow.bin', data, { 'x-checksum-sha256': createHash('sha256').update(data).digest('hex') });
+      expect(r.status).toBe(201);
+      const back = await h.req('GET', `/v1/tasks/${id}/files/inputs/slow.bin`, { token: 'read' });
+      expect(Buffer.from(await back.arrayBuffer()).equals(data)).toBe(true);
+    } finally {
+      files.write = write;
+    }
+  });
+
   it('quotas: per file, per workspace and per agent; refused uploads keep nothing and free their reservation', async () => {
     const MiB = 1024 * 1024;
     // An agent of its own: the agent quota counts every workspace.

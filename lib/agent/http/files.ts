@@ -70,16 +70,25 @@ function removable(t: Readonly<TaskRecord>): void {
   }
 }
 
-/** Cuts the upload when the client sends nothing for `idleMs` (the socket's idle timer, restored after). */
+/**
+ * Cuts the upload when the client sends nothing for `idleMs` while its body arrives. The socket's
+ * idle timer is restored as soon as the body has all been read: hashing and fsync after it are the
+ * agent's time, not the client's (and Node destroys a socket whose timer fires once the request is
+ * complete, without asking the request).
+ */
 function idleGuard(raw: IncomingMessage, body: Readable, idleMs: number): () => void {
   const socket = raw.socket;
   const prev = socket.timeout ?? 0;
-  // Only while the body arrives: once it has all come, hashing and fsync are the agent's time, not the client's.
-  const onTimeout = () => raw.complete || body.destroy(new AgentError('ERR_UPLOAD_IDLE', `The upload sent nothing for ${idleMs} ms; nothing was kept`, { status: 408 }));
-  raw.setTimeout(idleMs, onTimeout);
-  return () => {
+  const onTimeout = () => body.destroy(new AgentError('ERR_UPLOAD_IDLE', `The upload sent nothing for ${idleMs} ms; nothing was kept`, { status: 408 }));
+  const restore = () => {
     raw.off('timeout', onTimeout);
     if (!socket.destroyed) socket.setTimeout(prev);
+  };
+  raw.setTimeout(idleMs, onTimeout);
+  raw.once('end', restore);
+  return () => {
+    raw.off('end', restore);
+    restore();
   };
 }
 
