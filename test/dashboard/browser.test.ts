@@ -85,7 +85,14 @@ describe('dashboard in Chromium', () => {
     children.push(burner);
     await writeFile(`/proc/${burner.pid}/autogroup`, '-10').catch(() => undefined);
     const t0 = Date.now();
-    await page.waitForFunction((pid) => (globalThis as any).document.querySelector('[data-testid=proc-table] tbody tr')?.getAttribute('data-pid') === String(pid), burner.pid, { timeout: 3000 });
+    await page
+      .waitForFunction((pid) => (globalThis as any).document.querySelector('[data-testid=proc-table] tbody tr')?.getAttribute('data-pid') === String(pid), burner.pid, { timeout: 3000 })
+      .catch(async (e: unknown) => {
+        // What the page showed instead (a loaded host: which process, at what share).
+        const rows = await page.evaluate(() => [...(globalThis as any).document.querySelectorAll('[data-testid=proc-table] tbody tr')].slice(0, 5).map((r: any) => r.textContent.replace(/\s+/g, ' ').trim()));
+        console.log(`burner ${burner.pid} not on top after ${Date.now() - t0} ms; node events ${await page.evaluate(() => (globalThis as any).__dashboard.events.node)}; top rows: ${JSON.stringify(rows)}`);
+        throw e;
+      });
     console.log(`burner on top after ${Date.now() - t0} ms`);
     burner.kill('SIGKILL');
     await checkPage('node');
