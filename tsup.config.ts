@@ -2,7 +2,7 @@ import { cp } from 'node:fs/promises';
 import { defineConfig } from 'tsup';
 
 // One entry per public subpath; keep in sync with package.json "exports".
-const modules = ['ebpf', 'metrics', 'aggregate', 'notify', 'task', 'store', 'process', 'docker', 'status', 'webhook', 'agent'];
+const modules = ['ebpf', 'metrics', 'aggregate', 'notify', 'task', 'store', 'process', 'docker', 'status', 'webhook', 'agent', 'fleet'];
 
 export default defineConfig({
   entry: {

@@ -7,6 +7,7 @@
 #   SMOOTHTASK_SKIP_DOCKER=1 ...     # skip dockerd and the test image
 #   SMOOTHTASK_SKIP_APT=1 ...        # never call apt (packages installed by other means)
 #   SMOOTHTASK_SKIP_BROWSER=1 ...    # no Chromium (the dashboard's browser tests then fail)
+#   SMOOTHTASK_SKIP_REDIS=1 ...      # no local redis-server started (the fleet example then needs REDIS_URL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -14,7 +15,7 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # ---------------------------------------------------------------- system packages
 PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config cmake make g++ python3
-      iproute2 procps util-linux libcap2-bin openssl)
+      iproute2 procps util-linux libcap2-bin openssl redis-server)
 [ "${SMOOTHTASK_SKIP_DOCKER:-0}" = 1 ] || PKGS+=(docker.io docker-compose busybox-static)
 # The dashboard's browser tests drive Debian's Chromium with playwright-core (pinned to its major).
 [ "${SMOOTHTASK_SKIP_BROWSER:-0}" = 1 ] || PKGS+=(chromium fonts-liberation)
@@ -42,6 +43,12 @@ fi
 # ---------------------------------------------------------------- docker engine + test image
 if [ "${SMOOTHTASK_SKIP_DOCKER:-0}" != 1 ]; then
   bash scripts/docker-up.sh
+fi
+
+# ---------------------------------------------------------------- redis-server (the fleet)
+# Tests start redis-server processes of their own; the fleet example and benchmark use this one.
+if [ "${SMOOTHTASK_SKIP_REDIS:-0}" != 1 ]; then
+  bash scripts/redis-up.sh
 fi
 
 # ---------------------------------------------------------------- npm + builds

@@ -25,6 +25,9 @@ import { DeliveryLog } from './http/webhooks.js';
 import { NodeServices } from './node.js';
 import { within } from '../util/within.js';
 import { DashboardFeed } from './dashboard.js';
+import { admitTask } from './admission.js';
+import type { FleetWorker } from '../fleet/worker.js';
+import { hostname } from 'node:os';
 
 /** Where `listen()` bound. */
 export interface ListenInfo {
@@ -65,6 +68,7 @@ export class Agent {
   readonly #closers: Array<() => Promise<void> | void>;
   #app: FastifyInstance | undefined;
   #ftp: FtpServerHandle | undefined;
+  #fleet: FleetWorker | undefined;
   #url: string | undefined;
   #closing: Promise<void> | undefined;
 
@@ -117,6 +121,55 @@ export class Agent {
     return this.#ftp;
   }
 
+  /** The fleet worker when `config.fleet.enabled` (started by `listen()` or `register()`). */
+  get fleet(): FleetWorker | undefined {
+    return this.#fleet;
+  }
+
+  /** Starts taking fleet jobs (once): the same admission as the HTTP API, node facts from node status. */
+  async #startFleet(url: string | undefined): Promise<void> {
+    const f = this.config.fleet;
+    if (!f.enabled || this.#fleet) return;
+    const { FleetWorker } = await import('../fleet/worker.js');
+    const status = this.node.status;
+    const gpus = f.node.gpus ?? ((await status.get().catch(() => undefined))?.gpus?.length ?? 0);
+    const worker = new FleetWorker(
+      this.queue,
+      {
+        redis: f.redis,
+        prefix: f.prefix,
+        classes: f.classes,
+        concurrency: f.concurrency ?? this.config.queue.concurrency,
+        lockDurationMs: f.lockDurationMs,
+        stalledIntervalMs: f.stalledIntervalMs,
+        maxStalledCount: f.maxStalledCount,
+        forwardLogs: f.forwardLogs,
+      },
+      {
+        name: f.node.name ?? hostname(),
+        url: f.node.url ?? url,
+        labels: f.node.labels,
+        gpus,
+        free: async () => {
+          const s = await status.get();
+          return { memoryBytes: s.memory.availableBytes, cpus: s.cpu.cores * (1 - (s.cpu.utilisation ?? 0)) };
+        },
+      },
+      (t) => {
+        const a = admitTask(this.config, this.queue, t);
+        return { ...t, spec: a.spec, timeoutMs: a.timeoutMs };
+      },
+    );
+    this.#fleet = worker;
+    try {
+      await worker.start();
+    } catch (e) {
+      this.#fleet = undefined;
+      await worker.close().catch(() => undefined);
+      throw e;
+    }
+  }
+
   /** The Fastify instance `listen()` created (`undefined` before, or in embedded mode). */
   get server(): FastifyInstance | undefined {
     return this.#app;
@@ -167,6 +220,7 @@ export class Agent {
     const port = this.#port();
     const host = this.config.listen.host.includes(':') ? `[${this.config.listen.host}]` : this.config.listen.host;
     this.#url = `http://${host}:${port}`;
+    await this.#startFleet(this.#url);
     return { url: this.#url, port };
   }
 
@@ -178,6 +232,7 @@ export class Agent {
   async register(app: FastifyInstance, options: RegisterOptions = {}): Promise<void> {
     if (this.#closing) throw new AgentClosedError();
     await app.register(agentRoutes, { runtime: this.#runtime, prefix: options.prefix ?? '' });
+    await this.#startFleet(undefined);
   }
 
   /**
@@ -200,8 +255,11 @@ export class Agent {
   async #close(graceMs: number): Promise<void> {
     // FTP clients go first: no new uploads or downloads while the agent winds down.
     await this.#ftp?.close().catch(() => undefined);
+    // Fleet jobs: none taken from now; those still running after the grace go back to the fleet.
+    const fleetClosed = this.#fleet?.close(graceMs).catch(() => undefined);
     const running = this.queue.list({ state: ['starting', 'running'] }).map((t) => this.queue.wait(t.id).catch(() => undefined));
     if (running.length && graceMs > 0) await within(Promise.allSettled(running), graceMs);
+    await fleetClosed;
     await this.queue.close();
     // Streams of tasks that just finished send their rest and end line; the others end now.
     await this.#streams.settle(2000);

@@ -6,6 +6,8 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { ClassNameSchema, PrefixSchema } from '../fleet/protocol.js';
+import { RedisConfigSchema } from '../fleet/redis.js';
 import { NetworkPolicySchema } from '../webhook/ssrf.js';
 import { RuleSchema } from '../notify/schema.js';
 
@@ -303,6 +305,44 @@ const ShutdownSchema = z
   })
   .strict();
 
+/** The agent as a node of a fleet (see docs/fleet.md): it takes jobs of its classes from Redis. */
+export const FleetConfigSchema = z
+  .object({
+    /** Take fleet jobs (off by default). */
+    enabled: z.boolean().default(false),
+    /** Redis of the fleet: URL (`rediss://` for TLS), password, TLS CA. */
+    redis: RedisConfigSchema.default({ url: 'redis://127.0.0.1:6379', connectTimeoutMs: 10_000 }),
+    /** Key prefix shared by the fleet's producers and agents. */
+    prefix: PrefixSchema.default('smoothtask'),
+    /** Capability classes this node serves (one BullMQ queue each). */
+    classes: z.array(ClassNameSchema).min(1).default(['default']),
+    /** Fleet jobs taken at once per class (default `queue.concurrency`). */
+    concurrency: z.number().int().min(1).max(1024).optional(),
+    /** This node. */
+    node: z
+      .object({
+        /** Unique name in the fleet (default the host name). */
+        name: z.string().min(1).max(200).optional(),
+        /** URL other parties reach this agent at (recorded with each task; default the listen URL). */
+        url: z.string().url().optional(),
+        /** Labels a job's placement may require. */
+        labels: z.record(z.string().max(100), z.string().max(200)).default({}),
+        /** GPUs this node offers to placement (default: the GPUs node status finds). */
+        gpus: z.number().int().min(0).optional(),
+      })
+      .strict()
+      .default({ labels: {} }),
+    /** BullMQ lock of a running job; a node silent for longer is presumed dead and its jobs run elsewhere. */
+    lockDurationMs: z.number().int().min(1000).default(30_000),
+    /** How often stalled jobs are looked for. */
+    stalledIntervalMs: z.number().int().min(500).default(30_000),
+    /** How many times a job may stall and run again before it fails. */
+    maxStalledCount: z.number().int().min(0).default(3),
+    /** Publish log chunks of fleet tasks to producers (a Redis message per chunk). */
+    forwardLogs: z.boolean().default(false),
+  })
+  .strict();
+
 /**
  * The agent's configuration (see docs/agent.md). Every object is strict: an unknown key is an
  * error. `auth.anonymous` is refused unless `listen.host` is a loopback address.
@@ -358,6 +398,18 @@ export const AgentConfigSchema = z
       users: [],
       idleTimeoutMs: 300_000,
       maxConnections: 32,
+    }),
+    /** Run fleet jobs from Redis (off by default). */
+    fleet: FleetConfigSchema.default({
+      enabled: false,
+      redis: { url: 'redis://127.0.0.1:6379', connectTimeoutMs: 10_000 },
+      prefix: 'smoothtask',
+      classes: ['default'],
+      node: { labels: {} },
+      lockDurationMs: 30_000,
+      stalledIntervalMs: 30_000,
+      maxStalledCount: 3,
+      forwardLogs: false,
     }),
   })
   .strict()

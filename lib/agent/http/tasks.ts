@@ -8,25 +8,15 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ConfigError } from '../../errors/index.js';
-import { validate } from '../../errors/validate.js';
-import { ProcessSpecSchema } from '../../process/executor.js';
-import { ComposeTaskSpecSchema, ContainerTaskSpecSchema } from '../../docker/spec.js';
 import { isFinished, TASK_STATES, type TaskState } from '../../task/states.js';
 import { TaskNotFoundError, TaskNotHeldError } from '../../task/errors.js';
-import type { JsonValue, TaskRecord } from '../../task/types.js';
+import type { TaskRecord } from '../../task/types.js';
 import { AgentError } from '../errors.js';
-import { checkPolicy, withLimits } from '../policy.js';
+import { admitTask } from '../admission.js';
 import { ErrorBodySchema } from './errors.js';
 import type { AgentRuntime } from './routes.js';
 import { ListAnswer, ListQuery, SubmitBody, TaskEnvelope, TaskParams } from './schemas.js';
 import { within } from '../../util/within.js';
-
-const SPEC_SCHEMAS: Record<string, z.ZodType> = {
-  // Strict for remote callers: an unknown field is an error, not silently dropped.
-  process: ProcessSpecSchema.strict(),
-  container: ContainerTaskSpecSchema,
-  compose: ComposeTaskSpecSchema,
-};
 
 const E = ErrorBodySchema;
 
@@ -72,16 +62,8 @@ export function taskRoutes(app: FastifyInstance, rt: AgentRuntime): void {
     },
     async (request, reply) => {
       const b = request.body;
-      const specSchema = SPEC_SCHEMAS[b.kind];
-      if (!rt.queue.hasExecutor(b.kind)) {
-        throw new AgentError('ERR_UNKNOWN_TASK_KIND', `Task kind '${b.kind}' is not enabled on this agent`, {
-          status: 400,
-          issues: [{ path: 'body.kind', message: `not enabled (enabled: ${['process', 'container', 'compose'].filter((k) => rt.queue.hasExecutor(k)).join(', ') || 'none'})` }],
-        });
-      }
-      // Spec shape first (400), then the policy on the parsed spec (403): nothing is created before both pass.
-      const parsed = specSchema ? (validate(specSchema, b.spec ?? null, `'${b.kind}' task spec`) as Record<string, unknown>) : {};
-      const decision = checkPolicy(cfg.policy, cfg.queue.defaultTimeoutMs, { kind: b.kind, spec: parsed, timeoutMs: b.timeoutMs });
+      // Kind, spec shape (400), then the policy on the parsed spec (403): nothing is created before all pass.
+      const admitted = admitTask(cfg, rt.queue, { kind: b.kind, spec: b.spec, timeoutMs: b.timeoutMs });
       if (b.id !== undefined && rt.queue.get(b.id)) throw new AgentError('ERR_TASK_EXISTS', `A task with id '${b.id}' already exists`, { status: 409 });
       const s = rt.queue.stats();
       // Held tasks wait too (for their inputs): they count against the same bound.
@@ -97,11 +79,11 @@ export function taskRoutes(app: FastifyInstance, rt: AgentRuntime): void {
       try {
         h = rt.queue.submit({
           kind: b.kind,
-          spec: withLimits((b.spec ?? null) as JsonValue, decision.limits),
+          spec: admitted.spec,
           ...(b.id !== undefined ? { id: b.id } : {}),
           ...(b.priority !== undefined ? { priority: b.priority } : {}),
           ...(b.labels !== undefined ? { labels: b.labels } : {}),
-          timeoutMs: decision.timeoutMs,
+          timeoutMs: admitted.timeoutMs,
           ...(b.retry !== undefined ? { retry: b.retry } : {}),
           ...(b.killAfterMs !== undefined ? { killAfterMs: b.killAfterMs } : {}),
           hold: b.hold ?? false,

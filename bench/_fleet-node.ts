@@ -1,0 +1,39 @@
+/**
+ * One node of the fleet benchmark, in its own process: `agent` (a smoothtask agent with the
+ * fleet on, and a `noop` executor) or `bare` (a bare BullMQ worker with an empty processor).
+ * Prints `ready` when set up, starts taking jobs on a line `go` on stdin, exits on stdin's end.
+ *
+ *   node --import tsx bench/_fleet-node.ts agent|bare <redisUrl> <prefix> <name> <concurrency> <dataDir>
+ */
+import { createInterface } from 'node:readline';
+import { Worker } from 'bullmq';
+import { createAgent } from '../lib/agent/index.js';
+import { bullConnection, RedisConfigSchema } from '../lib/fleet/index.js';
+
+const [mode, url, prefix, name, conc, dataDir] = process.argv.slice(2) as [string, string, string, string, string, string];
+const concurrency = Number(conc);
+let go: () => Promise<void>;
+let stop: () => Promise<void>;
+if (mode === 'bare') {
+  const w = new Worker('bare', async () => {}, { connection: bullConnection(RedisConfigSchema.parse({ url })), prefix, concurrency, autorun: false });
+  await w.waitUntilReady();
+  go = async () => void w.run();
+  stop = () => w.close();
+} else {
+  const agent = await createAgent({
+    dataDir,
+    listen: { host: '127.0.0.1', port: 0 },
+    metrics: { enabled: false },
+    queue: { concurrency },
+    fleet: { enabled: true, redis: { url }, prefix, node: { name }, concurrency },
+  });
+  agent.queue.registerExecutor('noop', { run: async () => ({ exitCode: 0 }) });
+  go = async () => void (await agent.listen());
+  stop = () => agent.close();
+}
+console.log('ready');
+const rl = createInterface({ input: process.stdin });
+rl.on('line', (l) => {
+  if (l.trim() === 'go') void go();
+});
+rl.on('close', () => void stop().finally(() => process.exit(0)));
