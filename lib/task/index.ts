@@ -18,8 +18,9 @@ export {
   isFinished,
 } from './states.js';
 export type { TaskState, TaskEvent, OutcomeState } from './states.js';
+export { JsonValueSchema } from '../util/json.js';
+export type { JsonValue } from '../util/json.js';
 export {
-  JsonValueSchema,
   TransitionRecordSchema,
   RetryPolicySchema,
   TriggerRecordSchema,
@@ -27,7 +28,6 @@ export {
   TaskRecordSchema,
 } from './types.js';
 export type {
-  JsonValue,
   TransitionRecord,
   RetryPolicy,
   TriggerRecord,
@@ -57,8 +57,8 @@ export {
   TriggerTimeoutError,
   TaskLogError,
 } from './errors.js';
-export { backoffDelay } from './backoff.js';
-export type { BackoffOptions } from './backoff.js';
+export { backoffDelay } from '../util/backoff.js';
+export type { BackoffOptions } from '../util/backoff.js';
 export type { TaskPersistence } from './persistence.js';
 export { TASK_CHANNELS } from './diagnostics.js';
 export { TaskQueue, TaskQueueOptionsSchema, SubmitOptionsSchema } from './queue.js';

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
-import { backoffDelay } from './backoff.js';
+import { backoffDelay } from '../util/backoff.js';
+import { JsonValueSchema, type JsonValue } from '../util/json.js';
 import { errorChannel, logChannel, transitionChannel } from './diagnostics.js';
 import {
   QueueClosedError,
@@ -27,10 +28,8 @@ import {
 import type { TaskPersistence } from './persistence.js';
 import { isOutcome, nextState, type OutcomeState, type TaskEvent, type TaskState } from './states.js';
 import {
-  JsonValueSchema,
   RetryPolicySchema,
   TaskIdSchema,
-  type JsonValue,
   type Lease,
   type LeaseProvider,
   type LeaseRequest,
