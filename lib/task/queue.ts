@@ -4,10 +4,9 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { createWriteStream, mkdirSync, statSync, type WriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, type FileHandle } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { StringDecoder } from 'node:string_decoder';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
@@ -25,6 +24,9 @@ import {
   TriggerTimeoutError,
   UnknownTaskKindError,
 } from './errors.js';
+import { followLogFiles } from './log-follow.js';
+import { LogSink } from './log-sink.js';
+import { PendingSet } from './pending-set.js';
 import type { TaskPersistence } from './persistence.js';
 import { isOutcome, nextState, type OutcomeState, type TaskEvent, type TaskState } from './states.js';
 import {
@@ -201,7 +203,7 @@ export class TaskQueue {
   readonly #opts: z.output<typeof TaskQueueOptionsSchema>;
   readonly #executors = new Map<string, TaskExecutor<never>>();
   readonly #entries = new Map<string, Entry>();
-  readonly #pending = new PendingSet();
+  readonly #pending = new PendingSet<Entry>((e) => e.rec.priority);
   readonly #finishedOrder: string[] = [];
   readonly #transitionListeners = new Set<(e: TransitionEvent) => void>();
   readonly #logListeners = new Set<(e: LogEvent) => void>();
@@ -494,77 +496,27 @@ export class TaskQueue {
   ): AsyncGenerator<LogEvent> {
     const e = this.#entries.get(id);
     if (!e) throw new TaskNotFoundError(id);
-    const streams = options.streams ?? ['stdout', 'stderr'];
-    const size = Math.max(4096, Math.min(options.chunkBytes ?? 256 * 1024, 16 * 1024 * 1024));
-    const cursors = streams.map((stream) => ({ stream, path: undefined as string | undefined, fh: undefined as FileHandle | undefined, offset: 0, dec: new StringDecoder('utf8') }));
-    const buf = Buffer.allocUnsafe(size);
-    let ended = false;
-    let wake: (() => void) | undefined;
-    const poke = () => wake?.();
-    const offLog = this.onLog((ev) => {
-      if (ev.taskId === id) poke();
-    });
-    const offTr = this.onTransition((ev) => {
-      if (ev.task.id === id) poke();
-    });
-    void e.done.then(() => {
-      ended = true;
-      poke();
-    });
-    options.signal?.addEventListener('abort', poke, { once: true });
-    try {
-      for (;;) {
-        // Observed before reading: once the task has ended and a pass reads nothing, all was read.
-        const final = ended || e.phase === 'finished' || e.phase === 'closed';
-        let progressed = false;
-        for (const c of cursors) {
-          const rec = this.#entries.get(id)?.rec ?? e.rec;
-          const path = rec.logs?.[c.stream];
-          if (!path) continue;
-          if (c.path !== path) {
-            await c.fh?.close().catch(() => {});
-            c.fh = undefined;
-            c.path = path;
-            c.offset = 0;
-          }
-          let bytesRead: number;
-          try {
-            c.fh ??= await open(path, 'r');
-            ({ bytesRead } = await c.fh.read(buf, 0, size, c.offset));
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-            throw new TaskLogError(`cannot read the log ${path} of task ${id}: ${(err as Error).message}`, err);
-          }
-          if (bytesRead === 0) continue;
-          c.offset += bytesRead;
-          progressed = true;
-          const chunk = c.dec.write(buf.subarray(0, bytesRead));
-          if (chunk) yield { taskId: id, stream: c.stream, chunk, at: Date.now() };
-        }
-        if (progressed) continue;
-        if (final || options.signal?.aborted) {
-          for (const c of cursors) {
-            const rest = c.dec.end();
-            if (rest) yield { taskId: id, stream: c.stream, chunk: rest, at: Date.now() };
-          }
-          return;
-        }
-        // Woken by a log chunk or transition of the task, or by a poll (writes land asynchronously).
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, 200);
-          wake = () => {
-            clearTimeout(t);
-            r();
+    yield* followLogFiles(
+      {
+        id,
+        current: () => this.#entries.get(id)?.rec ?? e.rec,
+        done: e.done,
+        finished: () => e.phase === 'finished' || e.phase === 'closed',
+        subscribe: (poke) => {
+          const offLog = this.onLog((ev) => {
+            if (ev.taskId === id) poke();
+          });
+          const offTr = this.onTransition((ev) => {
+            if (ev.task.id === id) poke();
+          });
+          return () => {
+            offLog();
+            offTr();
           };
-        });
-        wake = undefined;
-      }
-    } finally {
-      offLog();
-      offTr();
-      options.signal?.removeEventListener('abort', poke);
-      for (const c of cursors) await c.fh?.close().catch(() => {});
-    }
+        },
+      },
+      options,
+    );
   }
 
   /** Listens to errors that have no caller (persistence failures, listener exceptions). */
@@ -1075,185 +1027,5 @@ export class TaskQueue {
           this.#finishedOrder.push(rec.id);
       }
     }
-  }
-}
-
-/**
- * Pending entries: priority descending, FIFO within a priority (by time of entry). Removal is
- * O(1) and lazy (a ticket per insertion), so cancelling or dispatching from the middle of a
- * long queue costs nothing.
- */
-class PendingSet {
-  readonly #buckets = new Map<number, { items: Array<[Entry, number]>; head: number }>();
-  readonly #prios: number[] = [];
-  readonly #tickets = new Map<Entry, number>();
-  #next = 0;
-  get size(): number {
-    return this.#tickets.size;
-  }
-  add(e: Entry): void {
-    const ticket = this.#next++;
-    this.#tickets.set(e, ticket);
-    const p = e.rec.priority;
-    let b = this.#buckets.get(p);
-    if (!b) {
-      b = { items: [], head: 0 };
-      this.#buckets.set(p, b);
-      let i = 0;
-      while (i < this.#prios.length && this.#prios[i]! > p) i++;
-      this.#prios.splice(i, 0, p);
-    }
-    b.items.push([e, ticket]);
-  }
-  delete(e: Entry): boolean {
-    return this.#tickets.delete(e);
-  }
-  clear(): void {
-    this.#tickets.clear();
-    this.#buckets.clear();
-    this.#prios.length = 0;
-  }
-  *ordered(): Generator<Entry> {
-    for (const p of this.#prios) {
-      const b = this.#buckets.get(p)!;
-      const live = (x: [Entry, number]) => this.#tickets.get(x[0]) === x[1];
-      while (b.head < b.items.length && !live(b.items[b.head]!)) b.head++;
-      if (b.head > 1024 && b.head * 2 > b.items.length) {
-        b.items = b.items.slice(b.head);
-        b.head = 0;
-      }
-      for (let i = b.head; i < b.items.length; i++) {
-        const x = b.items[i]!;
-        if (live(x)) yield x[0];
-      }
-    }
-  }
-}
-
-/** Marker written once to a task's logs when it reaches `maxLogBytes`. @internal */
-export const logCapMarker = (maxBytes: number): string =>
-  `\n[smoothtask: log cap of ${maxBytes} bytes reached; further stdout/stderr is dropped]\n`;
-
-/**
- * Per-task log files, opened lazily; also feeds listeners. Keeps at most `maxBytes` of
- * stdout+stderr per task (counted once, across attempts: the combined file's size at start
- * counts) and as much of the system log, drops the rest with one marker line and counts the
- * dropped bytes. `write()` returns
- * a promise while a file's write buffer is full, so producers can pause (backpressure).
- */
-class LogSink {
-  readonly #paths: Record<LogStream, string>;
-  readonly #combined: string;
-  readonly #emit: (stream: LogStream, chunk: string) => void;
-  readonly #ensureDir: () => string;
-  readonly #streams = new Map<string, WriteStream>();
-  readonly #maxBytes: number;
-  readonly #output: { path: string; used: number | undefined; dropped: number };
-  readonly #system: { path: string; used: number | undefined; dropped: number };
-  #drain: Promise<void> | undefined;
-  #closed = false;
-  constructor(
-    paths: Record<LogStream, string>,
-    combined: string,
-    ensureDir: () => string,
-    emit: (stream: LogStream, chunk: string) => void,
-    maxBytes: number,
-  ) {
-    this.#paths = paths;
-    this.#combined = combined;
-    this.#ensureDir = ensureDir;
-    this.#emit = emit;
-    this.#maxBytes = maxBytes;
-    this.#output = { path: combined, used: undefined, dropped: 0 };
-    this.#system = { path: paths.system, used: undefined, dropped: 0 };
-  }
-  /** Bytes dropped at the cap by this sink (stdout, stderr and system). */
-  get droppedBytes(): number {
-    return this.#output.dropped + this.#system.dropped;
-  }
-  #open(path: string): WriteStream {
-    let s = this.#streams.get(path);
-    if (!s) {
-      this.#ensureDir();
-      s = createWriteStream(path, { flags: 'a' });
-      s.on('error', () => {});
-      this.#streams.set(path, s);
-    }
-    return s;
-  }
-  write(stream: LogStream, chunk: string | Uint8Array): void | Promise<void> {
-    if (this.#closed) return;
-    let buf = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    // Two budgets of maxBytes: stdout+stderr (the combined file), and the system log (build and
-    // compose output go there).
-    const b = stream === 'system' ? this.#system : this.#output;
-    if (b.used === undefined) {
-      try {
-        b.used = statSync(b.path).size;
-      } catch {
-        b.used = 0;
-      }
-    }
-    const room = Math.max(0, this.#maxBytes - b.used);
-    if (buf.length > room) {
-      const first = b.dropped === 0;
-      b.dropped += buf.length - room;
-      buf = buf.subarray(0, room);
-      b.used += buf.length;
-      if (buf.length) this.#put(stream, buf);
-      if (first) {
-        const marker = Buffer.from(logCapMarker(this.#maxBytes));
-        this.#open(this.#paths[stream]).write(marker);
-        if (stream !== 'system') this.#open(this.#combined).write(marker);
-        this.#emit(stream, marker.toString('utf8'));
-      }
-      return this.#pressure();
-    }
-    b.used += buf.length;
-    this.#put(stream, buf);
-    return this.#pressure();
-  }
-  #put(stream: LogStream, buf: Buffer): void {
-    this.#open(this.#paths[stream]).write(buf);
-    if (stream !== 'system') this.#open(this.#combined).write(buf);
-    this.#emit(stream, buf.toString('utf8'));
-  }
-  /** A promise while any file's buffer is over its high-water mark; settles on drain (or close/error). */
-  #pressure(): Promise<void> | undefined {
-    if (this.#drain) return this.#drain;
-    const full = [...this.#streams.values()].filter((s) => s.writableNeedDrain && !s.destroyed);
-    if (!full.length) return undefined;
-    this.#drain = Promise.all(
-      full.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            const done = () => {
-              s.off('drain', done);
-              s.off('close', done);
-              s.off('error', done);
-              resolve();
-            };
-            s.on('drain', done);
-            s.on('close', done);
-            s.on('error', done);
-          }),
-      ),
-    ).then(() => {
-      this.#drain = undefined;
-    });
-    return this.#drain;
-  }
-  async close(): Promise<void> {
-    this.#closed = true;
-    await Promise.all(
-      [...this.#streams.values()].map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            if (s.destroyed) return resolve();
-            s.end(() => resolve());
-            s.once('error', () => resolve());
-          }),
-      ),
-    );
   }
 }
