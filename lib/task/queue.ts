@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
-import { backoffDelay } from '../util/backoff.js';
 import { JsonValueSchema, type JsonValue } from '../util/json.js';
 import { errorChannel, logChannel, transitionChannel } from './diagnostics.js';
 import {
@@ -21,12 +20,14 @@ import {
   TaskNotFoundError,
   TaskNotHeldError,
   TaskTimeoutError,
-  TriggerTimeoutError,
   UnknownTaskKindError,
 } from './errors.js';
 import { followLogFiles } from './log-follow.js';
 import { LogSink } from './log-sink.js';
+import { decideOutcome, errInfo, retryDelay } from './outcome.js';
 import { PendingSet } from './pending-set.js';
+import { recoveryOrder, recoveryStep } from './recovery.js';
+import { runCleanup, runTriggers } from './triggers.js';
 import type { TaskPersistence } from './persistence.js';
 import { isOutcome, nextState, type OutcomeState, type TaskEvent, type TaskState } from './states.js';
 import {
@@ -175,14 +176,6 @@ const deepFreeze = <T>(v: T): T => {
     for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
   }
   return v;
-};
-
-const errInfo = (e: unknown): { code?: string; message: string } => {
-  if (e instanceof Error) {
-    const code = (e as { code?: unknown }).code;
-    return typeof code === 'string' ? { code, message: e.message } : { message: e.message };
-  }
-  return { message: String(e) };
 };
 
 /**
@@ -825,53 +818,15 @@ export class TaskQueue {
       if (!leases.some((r) => r.id === l.id)) leases.push({ id: l.id, resource: l.resource, ids: [...l.ids], amount: l.amount, releasedAt });
     }
 
-    // Decide the ending. An abort that happened before the work settled wins: the work was stopped.
-    let event: TaskEvent;
-    let reason: string | undefined;
     const patch: Partial<TaskRecord> = { leases, timings: { ...e.rec.timings, durationMs: Date.now() - t0 } };
     if (infoDirty) patch.info = info;
     e.liveInfo = undefined;
     if (sink?.droppedBytes) patch.logDroppedBytes = (e.rec.logDroppedBytes ?? 0) + sink.droppedBytes;
-    if (result) {
-      patch.exitCode = result.exitCode ?? (result.signal ? null : 0);
-      patch.signal = result.signal ?? null;
-      if (result.outputs) patch.outputs = result.outputs;
-      if (result.artifacts) patch.artifacts = result.artifacts;
-      if (result.result !== undefined) patch.result = result.result;
-    }
-    if (signal.aborted) {
-      const r: unknown = signal.reason;
-      if (r instanceof TaskTimeoutError) {
-        event = 'time_out';
-        reason = r.message;
-      } else if (r instanceof QueueClosedError) {
-        const policy = this.#opts.onClose ?? (this.#opts.persistence ? 'requeue' : 'cancel');
-        event = policy === 'requeue' ? 'requeue' : 'cancel';
-        reason = r.message;
-      } else {
-        event = 'cancel';
-        reason = r instanceof Error ? r.message : 'cancelled';
-      }
-      patch.error = errInfo(r);
-    } else if (failure !== undefined) {
-      event = 'fail';
-      patch.error = errInfo(failure);
-      reason = patch.error.message;
-      if (!ran) reason = `could not start: ${reason}`;
-    } else if (result && (result.error !== undefined || (result.exitCode ?? 0) !== 0 || (result.signal && result.exitCode == null))) {
-      event = 'fail';
-      reason = result.error ?? (result.signal ? `killed by ${result.signal}` : `exit code ${result.exitCode}`);
-      patch.error = { message: reason };
-    } else {
-      event = 'succeed';
-    }
     const retry = e.rec.retry;
-    const outcomeOf = event === 'time_out' ? 'timed_out' : event === 'fail' ? 'failed' : undefined;
-    const willRetry = retry && outcomeOf && retry.on.includes(outcomeOf) && attempt < retry.maxAttempts && !this.#closed;
-    if (willRetry) {
-      reason = `attempt ${attempt}/${retry.maxAttempts} ${outcomeOf}${reason ? `: ${reason}` : ''}`;
-      event = 'retry';
-    }
+    const onClose = this.#opts.onClose ?? (this.#opts.persistence ? 'requeue' : 'cancel');
+    const verdict = decideOutcome({ signal, result, failure, ran, attempt, retry, closed: this.#closed, onClose });
+    const { event, reason } = verdict;
+    Object.assign(patch, verdict.patch);
     try {
       await this.#transition(e, event, reason, patch);
     } finally {
@@ -882,7 +837,7 @@ export class TaskQueue {
 
     if (event === 'retry' && retry) {
       e.phase = 'retry-wait';
-      const delay = backoffDelay(attempt - 1, { baseMs: retry.baseMs, maxMs: retry.maxMs, factor: retry.factor });
+      const delay = retryDelay(retry, attempt);
       // Ref'd on purpose: a pending retry is the user's work and should keep a script alive.
       e.retryTimer = setTimeout(() => {
         e.retryTimer = undefined;
@@ -918,7 +873,8 @@ export class TaskQueue {
     e.phase = 'finished';
     e.detachSignal?.();
     const outcome = e.rec.state as OutcomeState;
-    const records = await this.#runTriggers(e, outcome);
+    const report = (err: unknown, where: string) => this.#report(e.rec.id, err, where);
+    const records = await runTriggers([...this.#opts.triggers, ...e.triggers], () => e.rec, outcome, report);
     if (records.length) {
       e.rec = deepFreeze({ ...e.rec, triggers: [...e.rec.triggers, ...records] });
       await this.#save(e, e.rec);
@@ -932,53 +888,10 @@ export class TaskQueue {
     }
   }
 
-  async #runTriggers(e: Entry, outcome: OutcomeState): Promise<TaskRecord['triggers']> {
-    const key = ({ succeeded: 'success', failed: 'failure', timed_out: 'timeout', cancelled: 'cancel' } as const)[outcome];
-    const all = [...this.#opts.triggers, ...e.triggers].filter((t) => t.on.includes(key));
-    const out: TaskRecord['triggers'] = [];
-    for (const t of all) {
-      const at = Date.now();
-      const ms = t.timeoutMs ?? 30_000;
-      const ac = new AbortController();
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        await Promise.race([
-          Promise.resolve().then(() => t.run(e.rec, { outcome, signal: ac.signal })),
-          new Promise((_, rej) => {
-            timer = setTimeout(() => {
-              const err = new TriggerTimeoutError(t.name, ms);
-              ac.abort(err);
-              rej(err);
-            }, ms);
-            timer.unref();
-          }),
-        ]);
-        out.push({ name: t.name, on: outcome, at, ok: true, durationMs: Date.now() - at });
-      } catch (err) {
-        out.push({ name: t.name, on: outcome, at, ok: false, durationMs: Date.now() - at, error: errInfo(err) });
-        this.#report(e.rec.id, err, `trigger ${t.name}`);
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-    return out;
-  }
-
   async #archive(e: Entry): Promise<TaskRecord> {
     if (e.rec.state === 'archived') return e.rec;
     if (e.rec.state !== 'cleaning') await this.#transition(e, 'clean');
-    const ex = this.#executors.get(e.rec.kind);
-    let rec: TaskRecord['triggers'][number] | undefined;
-    if (ex?.cleanup) {
-      const at = Date.now();
-      try {
-        await ex.cleanup(e.rec);
-        rec = { name: 'cleanup', on: e.rec.outcome ?? 'failed', at, ok: true, durationMs: Date.now() - at };
-      } catch (err) {
-        rec = { name: 'cleanup', on: e.rec.outcome ?? 'failed', at, ok: false, durationMs: Date.now() - at, error: errInfo(err) };
-        this.#report(e.rec.id, err, 'cleanup');
-      }
-    }
+    const rec = await runCleanup(this.#executors.get(e.rec.kind), e.rec, (err, where) => this.#report(e.rec.id, err, where));
     await this.#transition(e, 'archive', undefined, rec ? { triggers: [...e.rec.triggers, rec] } : {});
     return e.rec;
   }
@@ -986,45 +899,21 @@ export class TaskQueue {
   async #recover(): Promise<void> {
     const p = this.#opts.persistence;
     if (!p) return;
-    const records = await p.loadAll();
-    records.sort((a, b) => a.timings.createdAt - b.timings.createdAt);
-    for (const rec of records) {
+    for (const rec of recoveryOrder(await p.loadAll())) {
       if (this.#entries.has(rec.id)) continue;
       const e = this.#newEntry(rec, []);
-      switch (rec.state) {
-        case 'starting':
-        case 'running':
-          if (this.#opts.recovery === 'requeue') {
-            await this.#transition(e, 'requeue', `recovered after restart: was ${rec.state}`);
-            this.#enqueue(e);
-          } else {
-            await this.#transition(e, 'abandon', `recovered after restart: was ${rec.state}, policy fail`, {
-              error: { code: 'ERR_TASK_INTERRUPTED', message: `interrupted while ${rec.state}` },
-            });
-            await this.#finish(e);
-          }
-          break;
-        case 'created':
-          if (rec.held) {
-            e.phase = 'held';
-            break;
-          }
-        // falls through
-        case 'retrying':
-          await this.#transition(e, 'enqueue', 'recovered after restart');
-          this.#enqueue(e);
-          break;
-        case 'queued':
-          this.#enqueue(e);
-          break;
-        case 'cleaning':
-          e.phase = 'finished';
-          e.resolve(e.rec);
-          break;
-        default:
-          e.phase = 'finished';
-          e.resolve(e.rec);
-          this.#finishedOrder.push(rec.id);
+      const step = recoveryStep(rec, this.#opts.recovery);
+      if (step.action === 'hold') {
+        e.phase = 'held';
+      } else if (step.action === 'settle') {
+        e.phase = 'finished';
+        e.resolve(e.rec);
+        if (step.forgettable) this.#finishedOrder.push(rec.id);
+      } else {
+        const t = step.transition;
+        if (t) await this.#transition(e, t.event, t.reason, t.patch);
+        if (step.action === 'enqueue') this.#enqueue(e);
+        else await this.#finish(e);
       }
     }
   }
