@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
 import { JsonValueSchema, type JsonValue } from '../util/json.js';
@@ -25,20 +25,18 @@ import {
 import { followLogFiles } from './log-follow.js';
 import { LogSink } from './log-sink.js';
 import { decideOutcome, errInfo, retryDelay } from './outcome.js';
+import { SubmitOptionsSchema, TaskQueueOptionsSchema, type QueueStats, type SubmitOptions, type TaskQueueOptions } from './options.js';
 import { PendingSet } from './pending-set.js';
+import type { TaskHandle, TaskListFilter, TaskQueueLike } from './queue-like.js';
 import { recoveryOrder, recoveryStep } from './recovery.js';
 import { runCleanup, runTriggers } from './triggers.js';
-import type { TaskPersistence } from './persistence.js';
 import { isOutcome, nextState, type OutcomeState, type TaskEvent, type TaskState } from './states.js';
 import {
   RetryPolicySchema,
-  TaskIdSchema,
   type Lease,
-  type LeaseProvider,
   type LeaseRequest,
   type LogEvent,
   type LogStream,
-  type RetryPolicy,
   type TaskContext,
   type TaskExecutor,
   type TaskRecord,
@@ -46,108 +44,6 @@ import {
   type TaskTrigger,
   type TransitionEvent,
 } from './types.js';
-
-/** Options of {@link TaskQueue}. */
-export const TaskQueueOptionsSchema = z.object({
-  /** Attempts running at once. */
-  concurrency: z.number().int().min(1).max(10_000).default(4),
-  /** Root of per-task workspaces (`<dataDir>/<taskId>/`). Default: a new temp directory. */
-  dataDir: z.string().min(1).optional(),
-  /** Timeout applied to tasks that set none. */
-  defaultTimeoutMs: z.number().positive().optional(),
-  /** Default grace between SIGTERM and SIGKILL (executors receive it as `ctx.killAfterMs`). */
-  killAfterMs: z.number().min(0).default(5000),
-  /** What to do with tasks found `starting`/`running` in the store at start: run them again or fail them. */
-  recovery: z.literal(['requeue', 'fail']).default('requeue'),
-  /** What `close()` does with running tasks: `requeue` (needs persistence) or `cancel`. Default: requeue with persistence, else cancel. */
-  onClose: z.literal(['requeue', 'cancel']).optional(),
-  /** Run `clean` + `archive` (executor cleanup) right after the triggers of every finished task. */
-  archiveOnFinish: z.boolean().default(false),
-  /** Finished tasks kept in memory (oldest forgotten first; the store keeps them all). */
-  keepFinished: z.number().int().min(0).default(10_000),
-  /** Durable task records; see `StoreTaskPersistence` in `smoothtask/store`. */
-  persistence: z.custom<TaskPersistence>((v) => v != null && typeof (v as TaskPersistence).save === 'function').optional(),
-  /** Lease provider for `resources` and `ctx.leases` (e.g. `ResourceLeaseManager` from `smoothtask/process`). */
-  leases: z.custom<LeaseProvider>((v) => v != null && typeof (v as LeaseProvider).tryAcquire === 'function').optional(),
-  /** Triggers applied to every task. */
-  triggers: z.array(z.custom<TaskTrigger>((v) => v != null && typeof (v as TaskTrigger).run === 'function')).default([]),
-  /**
-   * Most bytes of stdout+stderr kept per task (default 64 MiB). Past it output is dropped: one
-   * marker line goes to the logs and `task.logDroppedBytes` counts what was lost.
-   */
-  maxLogBytes: z.number().int().min(0).default(64 * 1024 * 1024),
-});
-/** Options of {@link TaskQueue}. */
-export type TaskQueueOptions = z.input<typeof TaskQueueOptionsSchema>;
-
-/** Options of {@link TaskQueue.submit}. */
-export const SubmitOptionsSchema = z.object({
-  /** Executor kind (registered with `registerExecutor`). */
-  kind: z.string().min(1),
-  /** Executor-specific spec (JSON); validated by the executor's `specSchema`. */
-  spec: z.unknown().optional(),
-  /** Task id; default a random UUID. */
-  id: TaskIdSchema.optional(),
-  /** Higher runs first; FIFO within a priority. */
-  priority: z.number().default(0),
-  /** Free-form labels (persisted, sent with webhooks). */
-  labels: z.record(z.string(), z.string()).default({}),
-  /** Per-attempt time limit. */
-  timeoutMs: z.number().positive().optional(),
-  /** Grace between SIGTERM and SIGKILL for this task. */
-  killAfterMs: z.number().min(0).optional(),
-  /** Opt into retries: `true` for defaults, or a policy. */
-  retry: z.union([z.literal(true), RetryPolicySchema]).optional(),
-  /** Resources leased before the task starts; it waits in the queue until they are free. */
-  resources: z
-    .array(
-      z.object({
-        /** Resource name. */
-        resource: z.string().min(1),
-        /** Ids wanted (discrete resources). */
-        count: z.number().int().positive().optional(),
-        /** Amount wanted (quantity resources). */
-        amount: z.number().positive().optional(),
-      }),
-    )
-    .default([]),
-  /** Triggers for this task only (not persisted: a recovered task runs only the queue's triggers). */
-  triggers: z.array(z.custom<TaskTrigger>((v) => v != null && typeof (v as TaskTrigger).run === 'function')).default([]),
-  /** Cancels the task when aborted. */
-  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
-  /**
-   * Keep the task `created` (recorded, not queued) until {@link TaskQueue.release}: for work
-   * that waits for something first, e.g. its input files. Survives restarts; cancellable.
-   */
-  hold: z.boolean().default(false),
-});
-/** Options of {@link TaskQueue.submit}. */
-export type SubmitOptions = z.input<typeof SubmitOptionsSchema>;
-
-/** Counts returned by {@link TaskQueue.stats}. */
-export interface QueueStats {
-  /** Attempts running. */
-  active: number;
-  /** Tasks waiting for a slot. */
-  pending: number;
-  /** Tasks waiting to retry. */
-  retrying: number;
-  /** Tasks in memory. */
-  total: number;
-}
-
-/** What `submit()` returns at once. */
-export interface TaskHandle {
-  /** The task id. */
-  readonly id: string;
-  /**
-   * Settles when the task reached an outcome and its triggers ran (resolves with the final
-   * record; never rejects). After `close()` it resolves with the record as it was left.
-   */
-  readonly done: Promise<TaskRecord>;
-  /** Same as `queue.cancel(id, reason)`. */
-  cancel(reason?: string): Promise<boolean>;
-}
 
 type Phase = 'new' | 'held' | 'pending' | 'active' | 'retry-wait' | 'finished' | 'closed';
 
@@ -190,7 +86,7 @@ const deepFreeze = <T>(v: T): T => {
  * const rec = await h.done; // rec.state: 'succeeded' | 'failed' | 'timed_out' | 'cancelled'
  * ```
  */
-export class TaskQueue {
+export class TaskQueue implements TaskQueueLike {
   /** Resolves once recorded tasks were loaded and recovered (at once without persistence). Rejects if loading failed. */
   readonly ready: Promise<void>;
   readonly #opts: z.output<typeof TaskQueueOptionsSchema>;
@@ -328,7 +224,7 @@ export class TaskQueue {
   }
 
   /** Snapshots of the tasks in memory, optionally filtered by state or labels. */
-  list(filter: { state?: TaskState | TaskState[]; labels?: Record<string, string> } = {}): Readonly<TaskRecord>[] {
+  list(filter: TaskListFilter = {}): Readonly<TaskRecord>[] {
     const states = filter.state === undefined ? undefined : Array.isArray(filter.state) ? filter.state : [filter.state];
     const out: TaskRecord[] = [];
     for (const { rec } of this.#entries.values()) {
