@@ -16,12 +16,12 @@ import { errorChannel, logChannel, transitionChannel } from './diagnostics.js';
 import {
   QueueClosedError,
   TaskCancelledError,
-  TaskLogError,
   TaskNotFoundError,
   TaskNotHeldError,
   TaskTimeoutError,
   UnknownTaskKindError,
 } from './errors.js';
+import { attemptLeases, leaseRecord, releaseLeases, tryLeaseAll } from './leases.js';
 import { followLogFiles } from './log-follow.js';
 import { LogSink } from './log-sink.js';
 import { decideOutcome, errInfo, retryDelay } from './outcome.js';
@@ -29,12 +29,11 @@ import { SubmitOptionsSchema, TaskQueueOptionsSchema, type QueueStats, type Subm
 import { PendingSet } from './pending-set.js';
 import type { TaskHandle, TaskListFilter, TaskQueueLike } from './queue-like.js';
 import { recoveryOrder, recoveryStep } from './recovery.js';
+import { applyTransition, deepFreeze, newTaskRecord } from './record.js';
+import { isOutcome, type OutcomeState, type TaskEvent } from './states.js';
 import { runCleanup, runTriggers } from './triggers.js';
-import { isOutcome, nextState, type OutcomeState, type TaskEvent, type TaskState } from './states.js';
 import {
-  RetryPolicySchema,
   type Lease,
-  type LeaseRequest,
   type LogEvent,
   type LogStream,
   type TaskContext,
@@ -65,14 +64,6 @@ interface Entry {
   /** `setInfo` of the running attempt: shown by get()/list() at once, persisted with the attempt's ending. */
   liveInfo?: Record<string, JsonValue>;
 }
-
-const deepFreeze = <T>(v: T): T => {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
-  }
-  return v;
-};
 
 /**
  * The in-process task queue.
@@ -153,30 +144,7 @@ export class TaskQueue implements TaskQueueLike {
     const id = o.id ?? randomUUID();
     if (this.#entries.has(id)) throw new ConfigError(`A task with id '${id}' already exists`);
     if (o.resources.length && !this.#opts.leases) throw new ConfigError('Task declares resources but the queue has no lease provider');
-    const now = Date.now();
-    const rec: TaskRecord = {
-      id,
-      kind: o.kind,
-      spec,
-      state: 'created',
-      priority: o.priority,
-      labels: o.labels,
-      attempt: 0,
-      ...(o.retry === undefined ? {} : { retry: RetryPolicySchema.parse(o.retry === true ? {} : o.retry) }),
-      ...((o.timeoutMs ?? this.#opts.defaultTimeoutMs) === undefined ? {} : { timeoutMs: o.timeoutMs ?? this.#opts.defaultTimeoutMs }),
-      killAfterMs: o.killAfterMs ?? this.#opts.killAfterMs,
-      resources: o.resources,
-      history: [],
-      exitCode: null,
-      signal: null,
-      timings: { createdAt: now },
-      outputs: [],
-      artifacts: [],
-      info: {},
-      leases: [],
-      triggers: [],
-      ...(o.hold ? { held: true } : {}),
-    };
+    const rec = newTaskRecord(o, id, spec, this.#opts);
     const e = this.#newEntry(rec, o.triggers);
     if (o.signal) {
       const sig = o.signal;
@@ -497,24 +465,7 @@ export class TaskQueue implements TaskQueueLike {
 
   /** Applies an event: persist first, then publish. */
   async #transition(e: Entry, event: TaskEvent, reason?: string, patch: Partial<TaskRecord> = {}): Promise<void> {
-    const from = e.rec.state;
-    const to = nextState(from, event, e.rec.id);
-    const at = Date.now();
-    const timings = { ...e.rec.timings };
-    if (to === 'queued') timings.queuedAt = at;
-    if (to === 'starting') timings.startedAt = at;
-    if (to === 'running') timings.runningAt = at;
-    if (isOutcome(to)) timings.endedAt = at;
-    const next: TaskRecord = {
-      ...e.rec,
-      ...patch,
-      state: to,
-      timings: { ...timings, ...patch.timings },
-      history: [...e.rec.history, { from, to, event, at, ...(reason === undefined ? {} : { reason }), attempt: patch.attempt ?? e.rec.attempt }],
-    };
-    if (isOutcome(to)) next.outcome = to;
-    deepFreeze(next);
-    const ev: TransitionEvent = { task: next, from, to, event, at, reason };
+    const { next, ev } = applyTransition(e.rec, event, reason, patch);
     for (const hook of this.#commitHooks) {
       try {
         await hook(ev);
@@ -555,7 +506,7 @@ export class TaskQueue implements TaskQueueLike {
       for (const cand of this.#pending.ordered()) {
         // Strict order: wait for an earlier entry whose 'enqueue' is still being recorded.
         if (!cand.enqueued) break;
-        const got = this.#tryLeases(cand);
+        const got = tryLeaseAll(this.#opts.leases, cand.rec.id, cand.rec.resources);
         if (got) {
           picked = cand;
           leases = got;
@@ -573,23 +524,6 @@ export class TaskQueue implements TaskQueueLike {
       this.#activeDone.add(p);
       void p.finally(() => this.#activeDone.delete(p));
     }
-  }
-
-  #tryLeases(e: Entry): Lease[] | undefined {
-    const reqs = e.rec.resources;
-    if (!reqs.length) return [];
-    const lp = this.#opts.leases;
-    if (!lp) return undefined;
-    const got: Lease[] = [];
-    for (const r of reqs) {
-      const l = lp.tryAcquire(e.rec.id, r);
-      if (!l) {
-        for (const g of got) lp.release(g.id);
-        return undefined;
-      }
-      got.push(l);
-    }
-    return got;
   }
 
   #workspaceRoot(): Promise<string> {
@@ -619,7 +553,6 @@ export class TaskQueue implements TaskQueueLike {
       const root = await this.#workspaceRoot();
       const workspace = join(root, id);
       const logs = { stdout: join(workspace, 'stdout.log'), stderr: join(workspace, 'stderr.log'), system: join(workspace, 'system.log') };
-      const leaseRecords = held.map((l) => ({ id: l.id, resource: l.resource, ids: [...l.ids], amount: l.amount }));
       await this.#transition(e, 'start', attempt > 1 ? `attempt ${attempt}` : undefined, {
         attempt,
         // A new attempt starts clean: the previous attempt's ending is in the history.
@@ -629,7 +562,7 @@ export class TaskQueue implements TaskQueueLike {
         workspace,
         logs,
         logPath: join(workspace, 'output.log'),
-        leases: [...e.rec.leases, ...leaseRecords],
+        leases: [...e.rec.leases, ...held.map(leaseRecord)],
       });
       // Created on first use (most no-op tasks never touch it): the seam promises it exists when read.
       let wsReady = false;
@@ -678,26 +611,7 @@ export class TaskQueue implements TaskQueueLike {
           e.liveInfo = info;
           e.rec = deepFreeze({ ...e.rec, info: structuredClone(info) });
         },
-        leases: {
-          get held() {
-            return held;
-          },
-          tryAcquire: (req: LeaseRequest) => {
-            if (!lp) throw new ConfigError('The queue has no lease provider');
-            const l = lp.tryAcquire(id, req);
-            if (l) held.push(l);
-            return l;
-          },
-          acquire: async (req: LeaseRequest, o: { timeoutMs?: number } = {}) => {
-            if (!lp) throw new ConfigError('The queue has no lease provider');
-            const l = await lp.acquire(id, req, { signal, ...o });
-            held.push(l);
-            return l;
-          },
-          release: (l: Lease) => {
-            lp?.release(l.id);
-          },
-        },
+        leases: attemptLeases(lp, id, held, signal),
       };
       ran = true;
       result = await executor.run(ctx);
@@ -706,13 +620,7 @@ export class TaskQueue implements TaskQueueLike {
     }
     clearTimeout(timer);
     await sink?.close().catch((err: unknown) => this.#report(id, err, 'log close'));
-    if (lp) for (const l of held) lp.release(l.id);
-    const releasedAt = Date.now();
-    const heldIds = new Set(held.map((l) => l.id));
-    const leases = e.rec.leases.map((l) => (heldIds.has(l.id) && l.releasedAt === undefined ? { ...l, releasedAt } : l));
-    for (const l of held) {
-      if (!leases.some((r) => r.id === l.id)) leases.push({ id: l.id, resource: l.resource, ids: [...l.ids], amount: l.amount, releasedAt });
-    }
+    const leases = releaseLeases(lp, held, e.rec.leases);
 
     const patch: Partial<TaskRecord> = { leases, timings: { ...e.rec.timings, durationMs: Date.now() - t0 } };
     if (infoDirty) patch.info = info;
