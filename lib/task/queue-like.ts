@@ -1,7 +1,7 @@
 /**
  * The queue interface: what the agent, the dashboard and user code need of a task queue,
- * whichever queue it is. The in-process {@link TaskQueue} implements it; so does the fleet's
- * producer (`smoothtask/fleet`, a distributed queue on BullMQ, being built).
+ * whichever queue it is. The in-process {@link TaskQueue} implements it, and so does the
+ * producer of the fleet (`smoothtask/fleet`, a distributed queue on BullMQ, being built).
  * @module
  */
 import type { SubmitOptions } from './options.js';
