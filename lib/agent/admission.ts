@@ -9,7 +9,7 @@ import { validate } from '../errors/validate.js';
 import { ComposeTaskSpecSchema, ContainerTaskSpecSchema } from '../docker/spec.js';
 import { ProcessSpecSchema } from '../process/executor.js';
 import type { TaskQueue } from '../task/queue.js';
-import type { JsonValue } from '../task/types.js';
+import type { JsonValue } from '../util/json.js';
 import type { AgentConfig } from './config.js';
 import { AgentError } from './errors.js';
 import { checkPolicy, withLimits } from './policy.js';

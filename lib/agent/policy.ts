@@ -6,7 +6,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
-import type { JsonValue } from '../task/types.js';
+import type { JsonValue } from '../util/json.js';
 import type { AgentConfig } from './config.js';
 import { PolicyViolationError } from './errors.js';
 

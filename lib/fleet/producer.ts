@@ -10,7 +10,8 @@ import { Redis } from 'ioredis';
 import { z } from 'zod';
 import { ConfigError, SmoothtaskError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
-import { SubmitOptionsSchema, type SubmitOptions, type TaskHandle } from '../task/queue.js';
+import { SubmitOptionsSchema, type SubmitOptions } from '../task/options.js';
+import type { TaskHandle, TaskListFilter, TaskQueueLike } from '../task/queue-like.js';
 import { isFinished, type TaskState } from '../task/states.js';
 import { RetryPolicySchema, type LogEvent, type TaskRecord, type TransitionEvent } from '../task/types.js';
 import { FleetRecords, FleetTaskSchema, PlacementSchema, PrefixSchema, refuseLocalOnly, type FleetJobData, type PlacementInput } from './protocol.js';
@@ -54,7 +55,7 @@ export type FleetSubmitOptions = SubmitOptions & { placement?: PlacementInput };
  * await fleet.close();
  * ```
  */
-export class FleetProducer {
+export class FleetProducer implements TaskQueueLike {
   /** The options, defaults filled. */
   readonly options: z.output<typeof FleetProducerOptionsSchema>;
   readonly #redis: Redis;
@@ -176,7 +177,7 @@ export class FleetProducer {
   }
 
   /** Records of the fleet's tasks (newest 10,000), oldest first, filtered by state and labels. */
-  async list(filter: { state?: TaskState | TaskState[]; labels?: Record<string, string> } = {}): Promise<Readonly<TaskRecord>[]> {
+  async list(filter: TaskListFilter = {}): Promise<Readonly<TaskRecord>[]> {
     const states = filter.state === undefined ? undefined : Array.isArray(filter.state) ? filter.state : [filter.state];
     const recs = await this.#records.getMany(await this.#records.ids());
     return recs.filter((r) => (!states || states.includes(r.state)) && Object.entries(filter.labels ?? {}).every(([k, v]) => r.labels[k] === v));

@@ -18,7 +18,8 @@ import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
 import { isFinished } from '../task/states.js';
-import { JsonValueSchema, RetryPolicySchema, TaskIdSchema, type TaskRecord } from '../task/types.js';
+import { RetryPolicySchema, TaskIdSchema, type TaskRecord } from '../task/types.js';
+import { JsonValueSchema } from '../util/json.js';
 
 /** A capability class name: one BullMQ queue per class. */
 export const ClassNameSchema = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'lower-case letters, digits, _ and -, at most 32');

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
-import { backoffDelay } from '../task/backoff.js';
+import { backoffDelay } from '../util/backoff.js';
 import { HealthCheckTimeoutError } from './errors.js';
 import { childClosed, killGroup, stopGroup } from './group.js';
 

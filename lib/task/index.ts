@@ -1,7 +1,8 @@
 /**
- * smoothtask/task: the task state machine, the executor seam and the in-process queue
- * (bounded concurrency, priorities, timeouts that stop the work, cancellation, retries with
- * backoff, triggers, listeners). No native addon needed.
+ * smoothtask/task: the task state machine, the executor seam, the queue interface
+ * (`TaskQueueLike`) and the in-process queue (bounded concurrency, priorities, timeouts that
+ * stop the work, cancellation, retries with backoff, triggers, listeners). No native addon
+ * needed.
  * @module
  */
 export {
@@ -18,8 +19,9 @@ export {
   isFinished,
 } from './states.js';
 export type { TaskState, TaskEvent, OutcomeState } from './states.js';
+export { JsonValueSchema } from '../util/json.js';
+export type { JsonValue } from '../util/json.js';
 export {
-  JsonValueSchema,
   TransitionRecordSchema,
   RetryPolicySchema,
   TriggerRecordSchema,
@@ -27,7 +29,6 @@ export {
   TaskRecordSchema,
 } from './types.js';
 export type {
-  JsonValue,
   TransitionRecord,
   RetryPolicy,
   TriggerRecord,
@@ -57,9 +58,11 @@ export {
   TriggerTimeoutError,
   TaskLogError,
 } from './errors.js';
-export { backoffDelay } from './backoff.js';
-export type { BackoffOptions } from './backoff.js';
+export { backoffDelay } from '../util/backoff.js';
+export type { BackoffOptions } from '../util/backoff.js';
 export type { TaskPersistence } from './persistence.js';
 export { TASK_CHANNELS } from './diagnostics.js';
-export { TaskQueue, TaskQueueOptionsSchema, SubmitOptionsSchema } from './queue.js';
-export type { TaskQueueOptions, SubmitOptions, TaskHandle, QueueStats } from './queue.js';
+export { TaskQueue } from './queue.js';
+export { TaskQueueOptionsSchema, SubmitOptionsSchema } from './options.js';
+export type { TaskQueueOptions, SubmitOptions, QueueStats } from './options.js';
+export type { TaskQueueLike, TaskHandle, TaskListFilter } from './queue-like.js';

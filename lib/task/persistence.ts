@@ -1,13 +1,18 @@
 /**
- * The persistence seam of the queue. `smoothtask/store` provides the crash-safe JSON
- * implementation (`StoreTaskPersistence`); a distributed engine can provide another.
+ * The durable local record of one `TaskQueue`. `smoothtask/store` provides the crash-safe
+ * JSON implementation (`StoreTaskPersistence`). It is not the seam of a distributed queue: it
+ * has no claim operation, and a queue that starts requeues (or fails) every task recorded
+ * `starting`/`running`, taking it for its own interrupted attempt. A distributed queue
+ * implements `TaskQueueLike` instead.
  * @module
  */
 import type { TaskRecord } from './types.js';
 
 /**
- * Where the queue records tasks. `save()` is awaited on every transition before any listener
- * hears of it, so what listeners see has been recorded.
+ * Where one queue records its tasks, to find them again when it starts. `save()` is awaited on
+ * every transition before any listener hears of it, so what listeners see has been recorded.
+ * One queue per record: it is not shared between queues (see {@link TaskQueueLike} for a queue
+ * over several nodes).
  */
 export interface TaskPersistence {
   /** Durably records the task (replacing the previous version). */

@@ -4,39 +4,38 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { createWriteStream, mkdirSync, statSync, type WriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, type FileHandle } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { StringDecoder } from 'node:string_decoder';
 import { join } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
-import { backoffDelay } from './backoff.js';
+import { JsonValueSchema, type JsonValue } from '../util/json.js';
 import { errorChannel, logChannel, transitionChannel } from './diagnostics.js';
 import {
   QueueClosedError,
   TaskCancelledError,
-  TaskLogError,
   TaskNotFoundError,
   TaskNotHeldError,
   TaskTimeoutError,
-  TriggerTimeoutError,
   UnknownTaskKindError,
 } from './errors.js';
-import type { TaskPersistence } from './persistence.js';
-import { isOutcome, nextState, type OutcomeState, type TaskEvent, type TaskState } from './states.js';
+import { attemptLeases, leaseRecord, releaseLeases, tryLeaseAll } from './leases.js';
+import { followLogFiles } from './log-follow.js';
+import { LogSink } from './log-sink.js';
+import { decideOutcome, errInfo, retryDelay } from './outcome.js';
+import { SubmitOptionsSchema, TaskQueueOptionsSchema, type QueueStats, type SubmitOptions, type TaskQueueOptions } from './options.js';
+import { PendingSet } from './pending-set.js';
+import type { TaskHandle, TaskListFilter, TaskQueueLike } from './queue-like.js';
+import { recoveryOrder, recoveryStep } from './recovery.js';
+import { applyTransition, deepFreeze, newTaskRecord } from './record.js';
+import { isOutcome, type OutcomeState, type TaskEvent } from './states.js';
+import { runCleanup, runTriggers } from './triggers.js';
 import {
-  JsonValueSchema,
-  RetryPolicySchema,
-  TaskIdSchema,
-  type JsonValue,
   type Lease,
-  type LeaseProvider,
-  type LeaseRequest,
   type LogEvent,
   type LogStream,
-  type RetryPolicy,
   type TaskContext,
   type TaskExecutor,
   type TaskRecord,
@@ -44,108 +43,6 @@ import {
   type TaskTrigger,
   type TransitionEvent,
 } from './types.js';
-
-/** Options of {@link TaskQueue}. */
-export const TaskQueueOptionsSchema = z.object({
-  /** Attempts running at once. */
-  concurrency: z.number().int().min(1).max(10_000).default(4),
-  /** Root of per-task workspaces (`<dataDir>/<taskId>/`). Default: a new temp directory. */
-  dataDir: z.string().min(1).optional(),
-  /** Timeout applied to tasks that set none. */
-  defaultTimeoutMs: z.number().positive().optional(),
-  /** Default grace between SIGTERM and SIGKILL (executors receive it as `ctx.killAfterMs`). */
-  killAfterMs: z.number().min(0).default(5000),
-  /** What to do with tasks found `starting`/`running` in the store at start: run them again or fail them. */
-  recovery: z.literal(['requeue', 'fail']).default('requeue'),
-  /** What `close()` does with running tasks: `requeue` (needs persistence) or `cancel`. Default: requeue with persistence, else cancel. */
-  onClose: z.literal(['requeue', 'cancel']).optional(),
-  /** Run `clean` + `archive` (executor cleanup) right after the triggers of every finished task. */
-  archiveOnFinish: z.boolean().default(false),
-  /** Finished tasks kept in memory (oldest forgotten first; the store keeps them all). */
-  keepFinished: z.number().int().min(0).default(10_000),
-  /** Durable task records; see `StoreTaskPersistence` in `smoothtask/store`. */
-  persistence: z.custom<TaskPersistence>((v) => v != null && typeof (v as TaskPersistence).save === 'function').optional(),
-  /** Lease provider for `resources` and `ctx.leases` (e.g. `ResourceLeaseManager` from `smoothtask/process`). */
-  leases: z.custom<LeaseProvider>((v) => v != null && typeof (v as LeaseProvider).tryAcquire === 'function').optional(),
-  /** Triggers applied to every task. */
-  triggers: z.array(z.custom<TaskTrigger>((v) => v != null && typeof (v as TaskTrigger).run === 'function')).default([]),
-  /**
-   * Most bytes of stdout+stderr kept per task (default 64 MiB). Past it output is dropped: one
-   * marker line goes to the logs and `task.logDroppedBytes` counts what was lost.
-   */
-  maxLogBytes: z.number().int().min(0).default(64 * 1024 * 1024),
-});
-/** Options of {@link TaskQueue}. */
-export type TaskQueueOptions = z.input<typeof TaskQueueOptionsSchema>;
-
-/** Options of {@link TaskQueue.submit}. */
-export const SubmitOptionsSchema = z.object({
-  /** Executor kind (registered with `registerExecutor`). */
-  kind: z.string().min(1),
-  /** Executor-specific spec (JSON); validated by the executor's `specSchema`. */
-  spec: z.unknown().optional(),
-  /** Task id; default a random UUID. */
-  id: TaskIdSchema.optional(),
-  /** Higher runs first; FIFO within a priority. */
-  priority: z.number().default(0),
-  /** Free-form labels (persisted, sent with webhooks). */
-  labels: z.record(z.string(), z.string()).default({}),
-  /** Per-attempt time limit. */
-  timeoutMs: z.number().positive().optional(),
-  /** Grace between SIGTERM and SIGKILL for this task. */
-  killAfterMs: z.number().min(0).optional(),
-  /** Opt into retries: `true` for defaults, or a policy. */
-  retry: z.union([z.literal(true), RetryPolicySchema]).optional(),
-  /** Resources leased before the task starts; it waits in the queue until they are free. */
-  resources: z
-    .array(
-      z.object({
-        /** Resource name. */
-        resource: z.string().min(1),
-        /** Ids wanted (discrete resources). */
-        count: z.number().int().positive().optional(),
-        /** Amount wanted (quantity resources). */
-        amount: z.number().positive().optional(),
-      }),
-    )
-    .default([]),
-  /** Triggers for this task only (not persisted: a recovered task runs only the queue's triggers). */
-  triggers: z.array(z.custom<TaskTrigger>((v) => v != null && typeof (v as TaskTrigger).run === 'function')).default([]),
-  /** Cancels the task when aborted. */
-  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
-  /**
-   * Keep the task `created` (recorded, not queued) until {@link TaskQueue.release}: for work
-   * that waits for something first, e.g. its input files. Survives restarts; cancellable.
-   */
-  hold: z.boolean().default(false),
-});
-/** Options of {@link TaskQueue.submit}. */
-export type SubmitOptions = z.input<typeof SubmitOptionsSchema>;
-
-/** Counts returned by {@link TaskQueue.stats}. */
-export interface QueueStats {
-  /** Attempts running. */
-  active: number;
-  /** Tasks waiting for a slot. */
-  pending: number;
-  /** Tasks waiting to retry. */
-  retrying: number;
-  /** Tasks in memory. */
-  total: number;
-}
-
-/** What `submit()` returns at once. */
-export interface TaskHandle {
-  /** The task id. */
-  readonly id: string;
-  /**
-   * Settles when the task reached an outcome and its triggers ran (resolves with the final
-   * record; never rejects). After `close()` it resolves with the record as it was left.
-   */
-  readonly done: Promise<TaskRecord>;
-  /** Same as `queue.cancel(id, reason)`. */
-  cancel(reason?: string): Promise<boolean>;
-}
 
 type Phase = 'new' | 'held' | 'pending' | 'active' | 'retry-wait' | 'finished' | 'closed';
 
@@ -168,22 +65,6 @@ interface Entry {
   liveInfo?: Record<string, JsonValue>;
 }
 
-const deepFreeze = <T>(v: T): T => {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
-  }
-  return v;
-};
-
-const errInfo = (e: unknown): { code?: string; message: string } => {
-  if (e instanceof Error) {
-    const code = (e as { code?: unknown }).code;
-    return typeof code === 'string' ? { code, message: e.message } : { message: e.message };
-  }
-  return { message: String(e) };
-};
-
 /**
  * The in-process task queue.
  *
@@ -196,13 +77,13 @@ const errInfo = (e: unknown): { code?: string; message: string } => {
  * const rec = await h.done; // rec.state: 'succeeded' | 'failed' | 'timed_out' | 'cancelled'
  * ```
  */
-export class TaskQueue {
+export class TaskQueue implements TaskQueueLike {
   /** Resolves once recorded tasks were loaded and recovered (at once without persistence). Rejects if loading failed. */
   readonly ready: Promise<void>;
   readonly #opts: z.output<typeof TaskQueueOptionsSchema>;
   readonly #executors = new Map<string, TaskExecutor<never>>();
   readonly #entries = new Map<string, Entry>();
-  readonly #pending = new PendingSet();
+  readonly #pending = new PendingSet<Entry>((e) => e.rec.priority);
   readonly #finishedOrder: string[] = [];
   readonly #transitionListeners = new Set<(e: TransitionEvent) => void>();
   readonly #logListeners = new Set<(e: LogEvent) => void>();
@@ -263,30 +144,7 @@ export class TaskQueue {
     const id = o.id ?? randomUUID();
     if (this.#entries.has(id)) throw new ConfigError(`A task with id '${id}' already exists`);
     if (o.resources.length && !this.#opts.leases) throw new ConfigError('Task declares resources but the queue has no lease provider');
-    const now = Date.now();
-    const rec: TaskRecord = {
-      id,
-      kind: o.kind,
-      spec,
-      state: 'created',
-      priority: o.priority,
-      labels: o.labels,
-      attempt: 0,
-      ...(o.retry === undefined ? {} : { retry: RetryPolicySchema.parse(o.retry === true ? {} : o.retry) }),
-      ...((o.timeoutMs ?? this.#opts.defaultTimeoutMs) === undefined ? {} : { timeoutMs: o.timeoutMs ?? this.#opts.defaultTimeoutMs }),
-      killAfterMs: o.killAfterMs ?? this.#opts.killAfterMs,
-      resources: o.resources,
-      history: [],
-      exitCode: null,
-      signal: null,
-      timings: { createdAt: now },
-      outputs: [],
-      artifacts: [],
-      info: {},
-      leases: [],
-      triggers: [],
-      ...(o.hold ? { held: true } : {}),
-    };
+    const rec = newTaskRecord(o, id, spec, this.#opts);
     const e = this.#newEntry(rec, o.triggers);
     if (o.signal) {
       const sig = o.signal;
@@ -334,7 +192,7 @@ export class TaskQueue {
   }
 
   /** Snapshots of the tasks in memory, optionally filtered by state or labels. */
-  list(filter: { state?: TaskState | TaskState[]; labels?: Record<string, string> } = {}): Readonly<TaskRecord>[] {
+  list(filter: TaskListFilter = {}): Readonly<TaskRecord>[] {
     const states = filter.state === undefined ? undefined : Array.isArray(filter.state) ? filter.state : [filter.state];
     const out: TaskRecord[] = [];
     for (const { rec } of this.#entries.values()) {
@@ -495,77 +353,27 @@ export class TaskQueue {
   ): AsyncGenerator<LogEvent> {
     const e = this.#entries.get(id);
     if (!e) throw new TaskNotFoundError(id);
-    const streams = options.streams ?? ['stdout', 'stderr'];
-    const size = Math.max(4096, Math.min(options.chunkBytes ?? 256 * 1024, 16 * 1024 * 1024));
-    const cursors = streams.map((stream) => ({ stream, path: undefined as string | undefined, fh: undefined as FileHandle | undefined, offset: 0, dec: new StringDecoder('utf8') }));
-    const buf = Buffer.allocUnsafe(size);
-    let ended = false;
-    let wake: (() => void) | undefined;
-    const poke = () => wake?.();
-    const offLog = this.onLog((ev) => {
-      if (ev.taskId === id) poke();
-    });
-    const offTr = this.onTransition((ev) => {
-      if (ev.task.id === id) poke();
-    });
-    void e.done.then(() => {
-      ended = true;
-      poke();
-    });
-    options.signal?.addEventListener('abort', poke, { once: true });
-    try {
-      for (;;) {
-        // Observed before reading: once the task has ended and a pass reads nothing, all was read.
-        const final = ended || e.phase === 'finished' || e.phase === 'closed';
-        let progressed = false;
-        for (const c of cursors) {
-          const rec = this.#entries.get(id)?.rec ?? e.rec;
-          const path = rec.logs?.[c.stream];
-          if (!path) continue;
-          if (c.path !== path) {
-            await c.fh?.close().catch(() => {});
-            c.fh = undefined;
-            c.path = path;
-            c.offset = 0;
-          }
-          let bytesRead: number;
-          try {
-            c.fh ??= await open(path, 'r');
-            ({ bytesRead } = await c.fh.read(buf, 0, size, c.offset));
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-            throw new TaskLogError(`cannot read the log ${path} of task ${id}: ${(err as Error).message}`, err);
-          }
-          if (bytesRead === 0) continue;
-          c.offset += bytesRead;
-          progressed = true;
-          const chunk = c.dec.write(buf.subarray(0, bytesRead));
-          if (chunk) yield { taskId: id, stream: c.stream, chunk, at: Date.now() };
-        }
-        if (progressed) continue;
-        if (final || options.signal?.aborted) {
-          for (const c of cursors) {
-            const rest = c.dec.end();
-            if (rest) yield { taskId: id, stream: c.stream, chunk: rest, at: Date.now() };
-          }
-          return;
-        }
-        // Woken by a log chunk or transition of the task, or by a poll (writes land asynchronously).
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, 200);
-          wake = () => {
-            clearTimeout(t);
-            r();
+    yield* followLogFiles(
+      {
+        id,
+        current: () => this.#entries.get(id)?.rec ?? e.rec,
+        done: e.done,
+        finished: () => e.phase === 'finished' || e.phase === 'closed',
+        subscribe: (poke) => {
+          const offLog = this.onLog((ev) => {
+            if (ev.taskId === id) poke();
+          });
+          const offTr = this.onTransition((ev) => {
+            if (ev.task.id === id) poke();
+          });
+          return () => {
+            offLog();
+            offTr();
           };
-        });
-        wake = undefined;
-      }
-    } finally {
-      offLog();
-      offTr();
-      options.signal?.removeEventListener('abort', poke);
-      for (const c of cursors) await c.fh?.close().catch(() => {});
-    }
+        },
+      },
+      options,
+    );
   }
 
   /** Listens to errors that have no caller (persistence failures, listener exceptions). */
@@ -657,24 +465,7 @@ export class TaskQueue {
 
   /** Applies an event: persist first, then publish. */
   async #transition(e: Entry, event: TaskEvent, reason?: string, patch: Partial<TaskRecord> = {}): Promise<void> {
-    const from = e.rec.state;
-    const to = nextState(from, event, e.rec.id);
-    const at = Date.now();
-    const timings = { ...e.rec.timings };
-    if (to === 'queued') timings.queuedAt = at;
-    if (to === 'starting') timings.startedAt = at;
-    if (to === 'running') timings.runningAt = at;
-    if (isOutcome(to)) timings.endedAt = at;
-    const next: TaskRecord = {
-      ...e.rec,
-      ...patch,
-      state: to,
-      timings: { ...timings, ...patch.timings },
-      history: [...e.rec.history, { from, to, event, at, ...(reason === undefined ? {} : { reason }), attempt: patch.attempt ?? e.rec.attempt }],
-    };
-    if (isOutcome(to)) next.outcome = to;
-    deepFreeze(next);
-    const ev: TransitionEvent = { task: next, from, to, event, at, reason };
+    const { next, ev } = applyTransition(e.rec, event, reason, patch);
     for (const hook of this.#commitHooks) {
       try {
         await hook(ev);
@@ -715,7 +506,7 @@ export class TaskQueue {
       for (const cand of this.#pending.ordered()) {
         // Strict order: wait for an earlier entry whose 'enqueue' is still being recorded.
         if (!cand.enqueued) break;
-        const got = this.#tryLeases(cand);
+        const got = tryLeaseAll(this.#opts.leases, cand.rec.id, cand.rec.resources);
         if (got) {
           picked = cand;
           leases = got;
@@ -733,23 +524,6 @@ export class TaskQueue {
       this.#activeDone.add(p);
       void p.finally(() => this.#activeDone.delete(p));
     }
-  }
-
-  #tryLeases(e: Entry): Lease[] | undefined {
-    const reqs = e.rec.resources;
-    if (!reqs.length) return [];
-    const lp = this.#opts.leases;
-    if (!lp) return undefined;
-    const got: Lease[] = [];
-    for (const r of reqs) {
-      const l = lp.tryAcquire(e.rec.id, r);
-      if (!l) {
-        for (const g of got) lp.release(g.id);
-        return undefined;
-      }
-      got.push(l);
-    }
-    return got;
   }
 
   #workspaceRoot(): Promise<string> {
@@ -779,7 +553,6 @@ export class TaskQueue {
       const root = await this.#workspaceRoot();
       const workspace = join(root, id);
       const logs = { stdout: join(workspace, 'stdout.log'), stderr: join(workspace, 'stderr.log'), system: join(workspace, 'system.log') };
-      const leaseRecords = held.map((l) => ({ id: l.id, resource: l.resource, ids: [...l.ids], amount: l.amount }));
       await this.#transition(e, 'start', attempt > 1 ? `attempt ${attempt}` : undefined, {
         attempt,
         // A new attempt starts clean: the previous attempt's ending is in the history.
@@ -789,7 +562,7 @@ export class TaskQueue {
         workspace,
         logs,
         logPath: join(workspace, 'output.log'),
-        leases: [...e.rec.leases, ...leaseRecords],
+        leases: [...e.rec.leases, ...held.map(leaseRecord)],
       });
       // Created on first use (most no-op tasks never touch it): the seam promises it exists when read.
       let wsReady = false;
@@ -838,26 +611,7 @@ export class TaskQueue {
           e.liveInfo = info;
           e.rec = deepFreeze({ ...e.rec, info: structuredClone(info) });
         },
-        leases: {
-          get held() {
-            return held;
-          },
-          tryAcquire: (req: LeaseRequest) => {
-            if (!lp) throw new ConfigError('The queue has no lease provider');
-            const l = lp.tryAcquire(id, req);
-            if (l) held.push(l);
-            return l;
-          },
-          acquire: async (req: LeaseRequest, o: { timeoutMs?: number } = {}) => {
-            if (!lp) throw new ConfigError('The queue has no lease provider');
-            const l = await lp.acquire(id, req, { signal, ...o });
-            held.push(l);
-            return l;
-          },
-          release: (l: Lease) => {
-            lp?.release(l.id);
-          },
-        },
+        leases: attemptLeases(lp, id, held, signal),
       };
       ran = true;
       result = await executor.run(ctx);
@@ -866,61 +620,17 @@ export class TaskQueue {
     }
     clearTimeout(timer);
     await sink?.close().catch((err: unknown) => this.#report(id, err, 'log close'));
-    if (lp) for (const l of held) lp.release(l.id);
-    const releasedAt = Date.now();
-    const heldIds = new Set(held.map((l) => l.id));
-    const leases = e.rec.leases.map((l) => (heldIds.has(l.id) && l.releasedAt === undefined ? { ...l, releasedAt } : l));
-    for (const l of held) {
-      if (!leases.some((r) => r.id === l.id)) leases.push({ id: l.id, resource: l.resource, ids: [...l.ids], amount: l.amount, releasedAt });
-    }
+    const leases = releaseLeases(lp, held, e.rec.leases);
 
-    // Decide the ending. An abort that happened before the work settled wins: the work was stopped.
-    let event: TaskEvent;
-    let reason: string | undefined;
     const patch: Partial<TaskRecord> = { leases, timings: { ...e.rec.timings, durationMs: Date.now() - t0 } };
     if (infoDirty) patch.info = info;
     e.liveInfo = undefined;
     if (sink?.droppedBytes) patch.logDroppedBytes = (e.rec.logDroppedBytes ?? 0) + sink.droppedBytes;
-    if (result) {
-      patch.exitCode = result.exitCode ?? (result.signal ? null : 0);
-      patch.signal = result.signal ?? null;
-      if (result.outputs) patch.outputs = result.outputs;
-      if (result.artifacts) patch.artifacts = result.artifacts;
-      if (result.result !== undefined) patch.result = result.result;
-    }
-    if (signal.aborted) {
-      const r: unknown = signal.reason;
-      if (r instanceof TaskTimeoutError) {
-        event = 'time_out';
-        reason = r.message;
-      } else if (r instanceof QueueClosedError) {
-        const policy = this.#opts.onClose ?? (this.#opts.persistence ? 'requeue' : 'cancel');
-        event = policy === 'requeue' ? 'requeue' : 'cancel';
-        reason = r.message;
-      } else {
-        event = 'cancel';
-        reason = r instanceof Error ? r.message : 'cancelled';
-      }
-      patch.error = errInfo(r);
-    } else if (failure !== undefined) {
-      event = 'fail';
-      patch.error = errInfo(failure);
-      reason = patch.error.message;
-      if (!ran) reason = `could not start: ${reason}`;
-    } else if (result && (result.error !== undefined || (result.exitCode ?? 0) !== 0 || (result.signal && result.exitCode == null))) {
-      event = 'fail';
-      reason = result.error ?? (result.signal ? `killed by ${result.signal}` : `exit code ${result.exitCode}`);
-      patch.error = { message: reason };
-    } else {
-      event = 'succeed';
-    }
     const retry = e.rec.retry;
-    const outcomeOf = event === 'time_out' ? 'timed_out' : event === 'fail' ? 'failed' : undefined;
-    const willRetry = retry && outcomeOf && retry.on.includes(outcomeOf) && attempt < retry.maxAttempts && !this.#closed;
-    if (willRetry) {
-      reason = `attempt ${attempt}/${retry.maxAttempts} ${outcomeOf}${reason ? `: ${reason}` : ''}`;
-      event = 'retry';
-    }
+    const onClose = this.#opts.onClose ?? (this.#opts.persistence ? 'requeue' : 'cancel');
+    const verdict = decideOutcome({ signal, result, failure, ran, attempt, retry, closed: this.#closed, onClose });
+    const { event, reason } = verdict;
+    Object.assign(patch, verdict.patch);
     try {
       await this.#transition(e, event, reason, patch);
     } finally {
@@ -931,7 +641,7 @@ export class TaskQueue {
 
     if (event === 'retry' && retry) {
       e.phase = 'retry-wait';
-      const delay = backoffDelay(attempt - 1, { baseMs: retry.baseMs, maxMs: retry.maxMs, factor: retry.factor });
+      const delay = retryDelay(retry, attempt);
       // Ref'd on purpose: a pending retry is the user's work and should keep a script alive.
       e.retryTimer = setTimeout(() => {
         e.retryTimer = undefined;
@@ -967,7 +677,8 @@ export class TaskQueue {
     e.phase = 'finished';
     e.detachSignal?.();
     const outcome = e.rec.state as OutcomeState;
-    const records = await this.#runTriggers(e, outcome);
+    const report = (err: unknown, where: string) => this.#report(e.rec.id, err, where);
+    const records = await runTriggers([...this.#opts.triggers, ...e.triggers], () => e.rec, outcome, report);
     if (records.length) {
       e.rec = deepFreeze({ ...e.rec, triggers: [...e.rec.triggers, ...records] });
       await this.#save(e, e.rec);
@@ -981,53 +692,10 @@ export class TaskQueue {
     }
   }
 
-  async #runTriggers(e: Entry, outcome: OutcomeState): Promise<TaskRecord['triggers']> {
-    const key = ({ succeeded: 'success', failed: 'failure', timed_out: 'timeout', cancelled: 'cancel' } as const)[outcome];
-    const all = [...this.#opts.triggers, ...e.triggers].filter((t) => t.on.includes(key));
-    const out: TaskRecord['triggers'] = [];
-    for (const t of all) {
-      const at = Date.now();
-      const ms = t.timeoutMs ?? 30_000;
-      const ac = new AbortController();
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        await Promise.race([
-          Promise.resolve().then(() => t.run(e.rec, { outcome, signal: ac.signal })),
-          new Promise((_, rej) => {
-            timer = setTimeout(() => {
-              const err = new TriggerTimeoutError(t.name, ms);
-              ac.abort(err);
-              rej(err);
-            }, ms);
-            timer.unref();
-          }),
-        ]);
-        out.push({ name: t.name, on: outcome, at, ok: true, durationMs: Date.now() - at });
-      } catch (err) {
-        out.push({ name: t.name, on: outcome, at, ok: false, durationMs: Date.now() - at, error: errInfo(err) });
-        this.#report(e.rec.id, err, `trigger ${t.name}`);
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-    return out;
-  }
-
   async #archive(e: Entry): Promise<TaskRecord> {
     if (e.rec.state === 'archived') return e.rec;
     if (e.rec.state !== 'cleaning') await this.#transition(e, 'clean');
-    const ex = this.#executors.get(e.rec.kind);
-    let rec: TaskRecord['triggers'][number] | undefined;
-    if (ex?.cleanup) {
-      const at = Date.now();
-      try {
-        await ex.cleanup(e.rec);
-        rec = { name: 'cleanup', on: e.rec.outcome ?? 'failed', at, ok: true, durationMs: Date.now() - at };
-      } catch (err) {
-        rec = { name: 'cleanup', on: e.rec.outcome ?? 'failed', at, ok: false, durationMs: Date.now() - at, error: errInfo(err) };
-        this.#report(e.rec.id, err, 'cleanup');
-      }
-    }
+    const rec = await runCleanup(this.#executors.get(e.rec.kind), e.rec, (err, where) => this.#report(e.rec.id, err, where));
     await this.#transition(e, 'archive', undefined, rec ? { triggers: [...e.rec.triggers, rec] } : {});
     return e.rec;
   }
@@ -1035,226 +703,22 @@ export class TaskQueue {
   async #recover(): Promise<void> {
     const p = this.#opts.persistence;
     if (!p) return;
-    const records = await p.loadAll();
-    records.sort((a, b) => a.timings.createdAt - b.timings.createdAt);
-    for (const rec of records) {
+    for (const rec of recoveryOrder(await p.loadAll())) {
       if (this.#entries.has(rec.id)) continue;
       const e = this.#newEntry(rec, []);
-      switch (rec.state) {
-        case 'starting':
-        case 'running':
-          if (this.#opts.recovery === 'requeue') {
-            await this.#transition(e, 'requeue', `recovered after restart: was ${rec.state}`);
-            this.#enqueue(e);
-          } else {
-            await this.#transition(e, 'abandon', `recovered after restart: was ${rec.state}, policy fail`, {
-              error: { code: 'ERR_TASK_INTERRUPTED', message: `interrupted while ${rec.state}` },
-            });
-            await this.#finish(e);
-          }
-          break;
-        case 'created':
-          if (rec.held) {
-            e.phase = 'held';
-            break;
-          }
-        // falls through
-        case 'retrying':
-          await this.#transition(e, 'enqueue', 'recovered after restart');
-          this.#enqueue(e);
-          break;
-        case 'queued':
-          this.#enqueue(e);
-          break;
-        case 'cleaning':
-          e.phase = 'finished';
-          e.resolve(e.rec);
-          break;
-        default:
-          e.phase = 'finished';
-          e.resolve(e.rec);
-          this.#finishedOrder.push(rec.id);
+      const step = recoveryStep(rec, this.#opts.recovery);
+      if (step.action === 'hold') {
+        e.phase = 'held';
+      } else if (step.action === 'settle') {
+        e.phase = 'finished';
+        e.resolve(e.rec);
+        if (step.forgettable) this.#finishedOrder.push(rec.id);
+      } else {
+        const t = step.transition;
+        if (t) await this.#transition(e, t.event, t.reason, t.patch);
+        if (step.action === 'enqueue') this.#enqueue(e);
+        else await this.#finish(e);
       }
     }
-  }
-}
-
-/**
- * Pending entries: priority descending, FIFO within a priority (by time of entry). Removal is
- * O(1) and lazy (a ticket per insertion), so cancelling or dispatching from the middle of a
- * long queue costs nothing.
- */
-class PendingSet {
-  readonly #buckets = new Map<number, { items: Array<[Entry, number]>; head: number }>();
-  readonly #prios: number[] = [];
-  readonly #tickets = new Map<Entry, number>();
-  #next = 0;
-  get size(): number {
-    return this.#tickets.size;
-  }
-  add(e: Entry): void {
-    const ticket = this.#next++;
-    this.#tickets.set(e, ticket);
-    const p = e.rec.priority;
-    let b = this.#buckets.get(p);
-    if (!b) {
-      b = { items: [], head: 0 };
-      this.#buckets.set(p, b);
-      let i = 0;
-      while (i < this.#prios.length && this.#prios[i]! > p) i++;
-      this.#prios.splice(i, 0, p);
-    }
-    b.items.push([e, ticket]);
-  }
-  delete(e: Entry): boolean {
-    return this.#tickets.delete(e);
-  }
-  clear(): void {
-    this.#tickets.clear();
-    this.#buckets.clear();
-    this.#prios.length = 0;
-  }
-  *ordered(): Generator<Entry> {
-    for (const p of this.#prios) {
-      const b = this.#buckets.get(p)!;
-      const live = (x: [Entry, number]) => this.#tickets.get(x[0]) === x[1];
-      while (b.head < b.items.length && !live(b.items[b.head]!)) b.head++;
-      if (b.head > 1024 && b.head * 2 > b.items.length) {
-        b.items = b.items.slice(b.head);
-        b.head = 0;
-      }
-      for (let i = b.head; i < b.items.length; i++) {
-        const x = b.items[i]!;
-        if (live(x)) yield x[0];
-      }
-    }
-  }
-}
-
-/** Marker written once to a task's logs when it reaches `maxLogBytes`. @internal */
-export const logCapMarker = (maxBytes: number): string =>
-  `\n[smoothtask: log cap of ${maxBytes} bytes reached; further stdout/stderr is dropped]\n`;
-
-/**
- * Per-task log files, opened lazily; also feeds listeners. Keeps at most `maxBytes` of
- * stdout+stderr per task (counted once, across attempts: the combined file's size at start
- * counts) and as much of the system log, drops the rest with one marker line and counts the
- * dropped bytes. `write()` returns
- * a promise while a file's write buffer is full, so producers can pause (backpressure).
- */
-class LogSink {
-  readonly #paths: Record<LogStream, string>;
-  readonly #combined: string;
-  readonly #emit: (stream: LogStream, chunk: string) => void;
-  readonly #ensureDir: () => string;
-  readonly #streams = new Map<string, WriteStream>();
-  readonly #maxBytes: number;
-  readonly #output: { path: string; used: number | undefined; dropped: number };
-  readonly #system: { path: string; used: number | undefined; dropped: number };
-  #drain: Promise<void> | undefined;
-  #closed = false;
-  constructor(
-    paths: Record<LogStream, string>,
-    combined: string,
-    ensureDir: () => string,
-    emit: (stream: LogStream, chunk: string) => void,
-    maxBytes: number,
-  ) {
-    this.#paths = paths;
-    this.#combined = combined;
-    this.#ensureDir = ensureDir;
-    this.#emit = emit;
-    this.#maxBytes = maxBytes;
-    this.#output = { path: combined, used: undefined, dropped: 0 };
-    this.#system = { path: paths.system, used: undefined, dropped: 0 };
-  }
-  /** Bytes dropped at the cap by this sink (stdout, stderr and system). */
-  get droppedBytes(): number {
-    return this.#output.dropped + this.#system.dropped;
-  }
-  #open(path: string): WriteStream {
-    let s = this.#streams.get(path);
-    if (!s) {
-      this.#ensureDir();
-      s = createWriteStream(path, { flags: 'a' });
-      s.on('error', () => {});
-      this.#streams.set(path, s);
-    }
-    return s;
-  }
-  write(stream: LogStream, chunk: string | Uint8Array): void | Promise<void> {
-    if (this.#closed) return;
-    let buf = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    // Two budgets of maxBytes: stdout+stderr (the combined file), and the system log (build and
-    // compose output go there).
-    const b = stream === 'system' ? this.#system : this.#output;
-    if (b.used === undefined) {
-      try {
-        b.used = statSync(b.path).size;
-      } catch {
-        b.used = 0;
-      }
-    }
-    const room = Math.max(0, this.#maxBytes - b.used);
-    if (buf.length > room) {
-      const first = b.dropped === 0;
-      b.dropped += buf.length - room;
-      buf = buf.subarray(0, room);
-      b.used += buf.length;
-      if (buf.length) this.#put(stream, buf);
-      if (first) {
-        const marker = Buffer.from(logCapMarker(this.#maxBytes));
-        this.#open(this.#paths[stream]).write(marker);
-        if (stream !== 'system') this.#open(this.#combined).write(marker);
-        this.#emit(stream, marker.toString('utf8'));
-      }
-      return this.#pressure();
-    }
-    b.used += buf.length;
-    this.#put(stream, buf);
-    return this.#pressure();
-  }
-  #put(stream: LogStream, buf: Buffer): void {
-    this.#open(this.#paths[stream]).write(buf);
-    if (stream !== 'system') this.#open(this.#combined).write(buf);
-    this.#emit(stream, buf.toString('utf8'));
-  }
-  /** A promise while any file's buffer is over its high-water mark; settles on drain (or close/error). */
-  #pressure(): Promise<void> | undefined {
-    if (this.#drain) return this.#drain;
-    const full = [...this.#streams.values()].filter((s) => s.writableNeedDrain && !s.destroyed);
-    if (!full.length) return undefined;
-    this.#drain = Promise.all(
-      full.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            const done = () => {
-              s.off('drain', done);
-              s.off('close', done);
-              s.off('error', done);
-              resolve();
-            };
-            s.on('drain', done);
-            s.on('close', done);
-            s.on('error', done);
-          }),
-      ),
-    ).then(() => {
-      this.#drain = undefined;
-    });
-    return this.#drain;
-  }
-  async close(): Promise<void> {
-    this.#closed = true;
-    await Promise.all(
-      [...this.#streams.values()].map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            if (s.destroyed) return resolve();
-            s.end(() => resolve());
-            s.once('error', () => resolve());
-          }),
-      ),
-    );
   }
 }

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { TASK_EVENTS, TASK_STATES, OUTCOME_STATES } from './states.js';
 import type { OutcomeState, TaskState, TaskEvent } from './states.js';
 import { isSafeComponent } from '../workspace/policy.js';
+import { JsonValueSchema, type JsonValue } from '../util/json.js';
 
 /**
  * A task id: it names the task's workspace folder (`<dataDir>/<id>`), its store document and
@@ -21,13 +22,6 @@ export const TaskIdSchema = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a letter or digit, then letters, digits, . _ - only')
   .refine(isSafeComponent, 'must be one safe path component');
 
-/** A JSON value (what a task spec, result and info may hold, since they are persisted). */
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
-
-/** Zod schema of {@link JsonValue}. */
-export const JsonValueSchema: z.ZodType<JsonValue> = z.lazy(() =>
-  z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(JsonValueSchema), z.record(z.string(), JsonValueSchema)]),
-);
 
 /** One entry of a task's history: `{ from, to, event, at, reason }`. */
 export interface TransitionRecord {

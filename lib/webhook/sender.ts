@@ -7,7 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../errors/index.js';
-import { backoffDelay } from '../task/backoff.js';
+import { backoffDelay } from '../util/backoff.js';
 import { SsrfBlockedError, WebhookDeliveryError, WebhookVerificationError } from './errors.js';
 import { postWebhook } from './post.js';
 import { checkWebhookSecret } from './signature.js';

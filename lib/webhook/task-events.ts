@@ -3,7 +3,7 @@
  * @module
  */
 import type { TaskRecord, TransitionEvent } from '../task/types.js';
-import type { JsonValue } from '../task/types.js';
+import type { JsonValue } from '../util/json.js';
 import type { WebhookDispatcher } from './dispatcher.js';
 
 /** The `data` of a `task.<state>` webhook event. */

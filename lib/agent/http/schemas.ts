@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import { TASK_STATES } from '../../task/states.js';
-import { JsonValueSchema, TaskIdSchema, TaskRecordSchema } from '../../task/types.js';
+import { TaskIdSchema, TaskRecordSchema } from '../../task/types.js';
+import { JsonValueSchema } from '../../util/json.js';
 
 // The JSON value schema is recursive (z.lazy): without an id its self-reference becomes a
 // dangling `__shared#/$defs` pointer in the document. Registered once, on the library's own

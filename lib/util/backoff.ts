@@ -1,5 +1,6 @@
 /**
- * Exponential backoff shared by the queue, the webhook dispatcher and the supervisor.
+ * Exponential backoff shared by the task queue, the webhook dispatcher and the supervisor.
+ * Internal; re-exported from `smoothtask/task`, where it has always been public.
  * @module
  */
 
