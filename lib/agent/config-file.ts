@@ -294,6 +294,7 @@ function markedPaths(schema: z.ZodType, marker: Marker): Pattern[] {
 /** Fields resolved as paths when the schema marks none with `.meta({ path: true })`. */
 const DEFAULT_PATH_FIELDS: Pattern[] = [['dataDir'], ['policy', 'docker', 'mountRoots', '*']];
 /** Key names whose string values are always redacted, whatever the schema says. */
+const URL_PASSWORD = /^([a-z][a-z0-9+.-]*:\/\/[^/@:\s]*:)[^/@\s]*@/i;
 const SECRET_KEY = /^(sha256|secret|secrets|password|passphrase|token|apiKey|privateKey|authorization)$|secret|password/i;
 
 let pathFields: Pattern[] | undefined;
@@ -352,6 +353,8 @@ export function redactConfig(config: unknown): unknown {
       for (const k of Object.keys(v)) {
         const x = v[k];
         if (SECRET_KEY.test(k) && (typeof x === 'string' || typeof x === 'number' || Array.isArray(x))) put(v, k, hide(x));
+        // A password inside a URL (`redis://user:pass@host`): the URL stays, its password goes.
+        else if (typeof x === 'string' && URL_PASSWORD.test(x)) put(v, k, x.replace(URL_PASSWORD, `$1${REDACTED}@`));
         else byName(x);
       }
   };

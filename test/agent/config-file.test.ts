@@ -73,6 +73,13 @@ describe('redactConfig', () => {
     expect(out.misc).toEqual({ dbPassword: REDACTED, apiKey: REDACTED, secretRef: null, note: 'hello' });
   });
 
+  it('redacts the password of a URL (a fleet Redis URL), keeping the rest of it', () => {
+    const out = redactConfig({ fleet: { redis: { url: 'rediss://app:hunter2hunter2@redis.internal:6380/2' } }, other: { url: 'redis://redis.internal:6379' } }) as Record<string, any>;
+    expect(out.fleet.redis.url).toBe(`rediss://app:${REDACTED}@redis.internal:6380/2`);
+    expect(JSON.stringify(out)).not.toContain('hunter2');
+    expect(out.other.url).toBe('redis://redis.internal:6379');
+  });
+
   it('property: no value under a secret key survives, whatever the shape', () => {
     const secretKey = fc.constantFrom('sha256', 'secret', 'password', 'token', 'webhookSecret', 'apiKey', 'privateKey');
     const leaf = fc.string({ minLength: 8 }).map((s) => `S!${s}`);

@@ -20,8 +20,8 @@ function mappedAddonAfterImport(modules: string[], env: NodeJS.ProcessEnv = {}):
 }
 
 describe('package barrels', () => {
-  it('root, task, store, process, webhook, aggregate, notify, status and docker do not load the addon', () => {
-    const mods = ['root', 'task', 'store', 'process', 'webhook', 'aggregate', 'notify', 'status', 'docker'].map((m) =>
+  it('root, task, store, process, webhook, aggregate, notify, status, docker and fleet do not load the addon', () => {
+    const mods = ['root', 'task', 'store', 'process', 'webhook', 'aggregate', 'notify', 'status', 'docker', 'fleet'].map((m) =>
       m === 'root' ? './lib/index.ts' : `./lib/${m}/index.ts`,
     );
     expect(mappedAddonAfterImport(mods)).toBe('CLEAN');
