@@ -6,6 +6,7 @@
  * and optional bpffs pinning that lets the next process skip the verifier.
  * @module
  */
+import { SpanStatusCode, trace } from '@opentelemetry/api';
 import { createHash } from 'node:crypto';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { execFile } from 'node:child_process';
@@ -427,6 +428,21 @@ function waitFor(
  * ```
  */
 export async function loadObject(source: ObjectSource, options: LoadOptions = {}): Promise<BpfObject> {
+  // A span per load (OpenTelemetry API: a no-op without an SDK), with the error's code on failure.
+  return trace.getTracer('smoothtask').startActiveSpan('smoothtask.ebpf.load', { attributes: { 'smoothtask.ebpf.object': typeof source === 'string' ? source : `<${source.byteLength} bytes>` } }, async (span) => {
+    try {
+      return await loadObjectTraced(source, options);
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      span.setStatus({ code: SpanStatusCode.ERROR, message: typeof code === 'string' ? code : String(e) });
+      throw e;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+async function loadObjectTraced(source: ObjectSource, options: LoadOptions): Promise<BpfObject> {
   const stackFrom = new Error();
   const started = performance.now();
   const o = validate(LoadOptionsSchema, options, 'load options');

@@ -31,7 +31,9 @@ import type { TaskHandle, TaskListFilter, TaskQueueLike } from './queue-like.js'
 import { recoveryOrder, recoveryStep } from './recovery.js';
 import { applyTransition, deepFreeze, newTaskRecord } from './record.js';
 import { isOutcome, type OutcomeState, type TaskEvent } from './states.js';
+import { TaskTelemetry } from './telemetry.js';
 import { runCleanup, runTriggers } from './triggers.js';
+import { context } from '@opentelemetry/api';
 import {
   type Lease,
   type LogEvent,
@@ -86,6 +88,7 @@ export class TaskQueue implements TaskQueueLike {
   readonly #pending = new PendingSet<Entry>((e) => e.rec.priority);
   readonly #finishedOrder: string[] = [];
   readonly #transitionListeners = new Set<(e: TransitionEvent) => void>();
+  readonly #telemetry = new TaskTelemetry();
   readonly #logListeners = new Set<(e: LogEvent) => void>();
   readonly #errorListeners = new Set<(e: { taskId?: string; error: unknown; where: string }) => void>();
   readonly #commitHooks = new Set<(e: TransitionEvent) => unknown>();
@@ -146,6 +149,7 @@ export class TaskQueue implements TaskQueueLike {
     if (o.resources.length && !this.#opts.leases) throw new ConfigError('Task declares resources but the queue has no lease provider');
     const rec = newTaskRecord(o, id, spec, this.#opts);
     const e = this.#newEntry(rec, o.triggers);
+    this.#telemetry.begin(rec);
     if (o.signal) {
       const sig = o.signal;
       const onAbort = () => void this.cancel(id, 'submit signal aborted');
@@ -414,6 +418,7 @@ export class TaskQueue implements TaskQueueLike {
     }
     await Promise.allSettled([...this.#activeDone]);
     await Promise.allSettled([...this.#entries.values()].map((e) => e.chain));
+    this.#telemetry.close();
   }
 
   /** Same as `close()`. */
@@ -477,6 +482,11 @@ export class TaskQueue implements TaskQueueLike {
     // Facts the running attempt reported (pid, container id) stay visible across its transitions.
     e.rec = e.liveInfo && patch.info === undefined ? deepFreeze({ ...next, info: structuredClone(e.liveInfo) }) : next;
     if (transitionChannel.hasSubscribers) transitionChannel.publish(ev);
+    try {
+      this.#telemetry.transition(ev);
+    } catch (err) {
+      this.#report(e.rec.id, err, 'telemetry');
+    }
     for (const fn of this.#transitionListeners) {
       try {
         fn(ev);
@@ -614,7 +624,8 @@ export class TaskQueue implements TaskQueueLike {
         leases: attemptLeases(lp, id, held, signal),
       };
       ran = true;
-      result = await executor.run(ctx);
+      // In the attempt's span context: what the executor traces nests under the attempt.
+      result = await context.with(this.#telemetry.attemptContext(id), () => executor.run(ctx));
     } catch (err) {
       failure = err;
     }
