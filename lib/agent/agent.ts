@@ -14,6 +14,7 @@ import type { TaskTrigger } from '../task/types.js';
 import { ProcessExecutor } from '../process/executor.js';
 import { WebhookDispatcher } from '../webhook/dispatcher.js';
 import { forwardTaskEvents } from '../webhook/task-events.js';
+import { webhookNotifier } from '../notify/notifiers.js';
 import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from './config.js';
 import { WorkspaceFiles } from './files.js';
 import { startFtpServer, type FtpServerHandle } from './ftp.js';
@@ -28,6 +29,9 @@ import { DashboardFeed } from './dashboard.js';
 import { admitTask } from './admission.js';
 import type { FleetWorker } from '../fleet/worker.js';
 import { hostname } from 'node:os';
+
+/** The agent's name as a node (in a fleet and in the webhooks it sends): `fleet.node.name`, else the host name. */
+const nodeName = (c: AgentConfig): string => c.fleet.node.name ?? hostname();
 
 /** Where `listen()` bound. */
 export interface ListenInfo {
@@ -87,7 +91,7 @@ export class Agent {
     this.webhooks = parts.webhooks;
     this.node = parts.node;
     this.#closers = parts.closers;
-    this.#offForward = forwardTaskEvents(this.queue, this.webhooks);
+    this.#offForward = forwardTaskEvents(this.queue, this.webhooks, { source: nodeName(this.config) });
     this.#deliveries = new DeliveryLog(this.webhooks);
     const f = this.config.files;
     // Container and compose tasks see `<workspace>/work` as /work (dockerTaskLayout); process tasks the workspace itself.
@@ -146,7 +150,7 @@ export class Agent {
         forwardLogs: f.forwardLogs,
       },
       {
-        name: f.node.name ?? hostname(),
+        name: nodeName(this.config),
         url: f.node.url ?? url,
         labels: f.node.labels,
         gpus,
@@ -337,6 +341,9 @@ export async function createAgent(config: AgentConfigInput): Promise<Agent> {
     const webhooks = await WebhookDispatcher.open({ store, network: c.webhooks.network });
     closers.push(() => webhooks.close());
     const node = await NodeServices.open(c, queue);
+    // Alerts go to the webhook endpoints too (`alert.firing` / `alert.resolved`, subject `alerts`),
+    // with ids stable for this node: a fleet's receivers know which node sent what.
+    node.alerts.addNotifier(webhookNotifier({ dispatcher: webhooks, source: nodeName(c) }));
     // On success the agent closes these in its own order (close()); only the node services stay in its list.
     return new Agent({ config: c, queue, store, webhooks, node, closers: [() => node.close()] });
   } catch (e) {

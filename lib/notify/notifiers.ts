@@ -4,7 +4,8 @@
  * either its durable `WebhookDispatcher` or its in-memory `standardWebhookSender`.
  * @module
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { EventEmitter } from 'node:events';
 import { standardWebhookSender, type StandardWebhookSenderOptions, type WebhookSender } from '../webhook/sender.js';
 import type { Notification } from './dispatcher.js';
@@ -63,7 +64,7 @@ export interface WebhookDispatcherLike {
   /** Queues an event for every matching endpoint; resolves once durably stored. */
   send(
     event: { type: string; data: NonNullable<unknown>; subject?: string },
-    options?: { orderingKey?: string },
+    options?: { orderingKey?: string; eventId?: string },
   ): Promise<string[]>;
 }
 
@@ -80,7 +81,7 @@ export function dispatcherSender(dispatcher: WebhookDispatcherLike, opts: { subj
       const groupKey = (msg.payload as { groupKey?: unknown }).groupKey;
       await dispatcher.send(
         { type: msg.type, data, subject: opts.subject ?? 'alerts' },
-        { orderingKey: `alerts:${typeof groupKey === 'string' ? groupKey : 'default'}` },
+        { orderingKey: `alerts:${typeof groupKey === 'string' ? groupKey : 'default'}`, eventId: msg.id },
       );
     },
   };
@@ -111,22 +112,28 @@ export type WebhookNotifierOptions =
  * notification carry the same id and receivers dedupe).
  * Type: `alert.firing` or `alert.resolved`; payload: the {@link Notification}.
  *
+ * `source` (default the host name) is part of each message id: the same notification sent
+ * again by this node keeps its id, two nodes of a fleet never share one. When given, it is also
+ * sent in the payload (`source`), so receivers know which node the alert is about.
+ *
  * Throws `ConfigError` for a bad URL or secret, `SsrfBlockedError` for an IP-literal URL the
  * address policy refuses.
  */
-export function webhookNotifier(opts: WebhookNotifierOptions): Notifier {
+export function webhookNotifier(opts: WebhookNotifierOptions & { source?: string }): Notifier {
   const sender =
     'dispatcher' in opts
       ? dispatcherSender(opts.dispatcher, opts.subject !== undefined ? { subject: opts.subject } : {})
       : 'sender' in opts
         ? opts.sender
         : standardWebhookSender(opts);
-  const salt = randomUUID();
+  // Who sends: part of each id, so two nodes' alerts never share one, while one node's
+  // notification sent again (a retry, a restart) keeps its id.
+  const source = opts.source ?? hostname();
   return {
     name: 'webhook',
     async notify(n) {
-      const id = `msg_${createHash('sha256').update(`${salt}|${n.groupKey}|${n.timestamp}`).digest('hex').slice(0, 32)}`;
-      await sender.send({ id, type: `alert.${n.status}`, payload: n });
+      const id = `msg_${createHash('sha256').update(`${source}|${n.groupKey}|${n.timestamp}`).digest('hex').slice(0, 32)}`;
+      await sender.send({ id, type: `alert.${n.status}`, payload: opts.source === undefined ? n : { ...n, source } });
     },
     close: () => sender.close?.(),
   };

@@ -3,7 +3,7 @@
  * subscribed endpoints.
  * @module
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import http from 'node:http';
 import https from 'node:https';
@@ -157,6 +157,13 @@ export interface SendOptions {
   hold?: boolean;
   /** A JSON reference stored with the message, handed to `reconcileHeld` after a restart. */
   ref?: JsonValue;
+  /**
+   * A stable id of the event (e.g. `task.succeeded:<task>:<attempt>:0`): each copy's `webhook-id`
+   * is derived from it and the endpoint's URL instead of drawn at random, so the same event sent
+   * again (after a restart, or by another agent of a fleet that ran the same task) carries the
+   * same `webhook-id` and receivers deduplicate; a copy still pending here is not queued twice.
+   */
+  eventId?: string;
 }
 
 /** An event to send. */
@@ -289,9 +296,15 @@ export class WebhookDispatcher {
     const ids: string[] = [];
     for (const ep of this.#endpoints.values()) {
       if (ep.disabled || !matches(ep, event)) continue;
+      const msgId =
+        options.eventId === undefined ? `msg_${randomBytes(12).toString('hex')}` : `msg_${createHash('sha256').update(`${options.eventId}\u0000${ep.url}`).digest('hex').slice(0, 24)}`;
+      if (options.eventId !== undefined && this.#lanes.get(`${ep.id}\u0000${key}`)?.msgs.some((m) => m.msgId === msgId)) {
+        ids.push(msgId);
+        continue;
+      }
       // seq is taken synchronously, so the call order is the delivery order.
       const msg: Message = {
-        msgId: `msg_${randomBytes(12).toString('hex')}`,
+        msgId,
         seq: this.#seq++,
         endpointId: ep.id,
         orderingKey: key,

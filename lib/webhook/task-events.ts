@@ -33,6 +33,8 @@ export interface TaskWebhookData {
   seq: number;
   /** Task labels. */
   labels: { [key: string]: string };
+  /** Who sent it (the agent's node name; `null` when the forwarder was given none). */
+  source: string | null;
 }
 
 /** What `forwardTaskEvents` needs from a queue (a `TaskQueue`). */
@@ -65,7 +67,11 @@ export interface ForwardableQueue {
 export function forwardTaskEvents(
   queue: ForwardableQueue,
   dispatcher: WebhookDispatcher,
-  options: { onError?: (err: unknown) => void } = {},
+  options: {
+    onError?: (err: unknown) => void;
+    /** Sent as `data.source` (an agent gives its node name, so a fleet's receivers know which node sent what). */
+    source?: string;
+  } = {},
 ): () => void {
   const held = new Map<string, string[]>();
   const keyOf = (id: string, seq: number) => `${id}\u0000${seq}`;
@@ -86,11 +92,17 @@ export function forwardTaskEvents(
       signal: t.signal,
       seq,
       labels: { ...t.labels },
+      source: options.source ?? null,
     };
+    // The event's identity: the task entering this state in this attempt (the nth time, for a
+    // state entered twice in one attempt). Not the history position: a fleet task run again on
+    // another node after its first node died has a history of its own there, but its transitions
+    // are the same events, and receivers deduplicate them by webhook-id.
+    const nth = t.history.slice(0, seq).filter((h) => h.to === e.to && (h.attempt ?? 0) === t.attempt).length;
     try {
       const ids = await dispatcher.send(
         { type: `task.${e.to}`, subject: t.id, data },
-        { orderingKey: t.id, hold: true, ref: { taskId: t.id, seq, at: e.at, event: e.event } },
+        { orderingKey: t.id, hold: true, ref: { taskId: t.id, seq, at: e.at, event: e.event }, eventId: `task.${e.to}:${t.id}:${t.attempt}:${nth}` },
       );
       held.set(keyOf(t.id, seq), ids);
     } catch (err) {

@@ -99,3 +99,44 @@ describe('allowed loopback receiver', () => {
     expect((await h.req('GET', '/v1/webhooks/hook1/deliveries')).status).toBe(404);
   });
 });
+
+describe('alerts as webhooks', () => {
+  let h: Harness;
+  let server: Server;
+  let alarm = false;
+  const got: Array<{ id: string; type: string; data: any }> = [];
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        got.push({ id: String(req.headers['webhook-id']), ...(JSON.parse(body) as { type: string; data: unknown }) });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    h = await startAgent({
+      webhooks: { network: { allowPrivate: false, allow: ['127.0.0.1/32'], block: [] } },
+      metrics: { enabled: false, backend: 'auto', families: ['cpu'], intervalMs: 500 },
+      fleet: { node: { name: 'node-w' } },
+      alerts: { rules: [{ name: 'HookAlarm', expr: { fn: () => (alarm ? 1 : 0), op: '>', value: 0 } }] as never },
+    });
+  });
+  afterAll(async () => {
+    await h?.close();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('an alert that fires and resolves reaches the endpoints as alert.firing and alert.resolved, naming the node', async () => {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/alerts`;
+    expect((await h.req('POST', '/v1/webhooks', { json: { url, types: ['alert.*'] } })).status).toBe(201);
+    alarm = true;
+    await until(() => got.some((m) => m.type === 'alert.firing'), 'alert.firing', 20_000);
+    alarm = false;
+    await until(() => got.some((m) => m.type === 'alert.resolved'), 'alert.resolved', 20_000);
+    const firing = got.find((m) => m.type === 'alert.firing')!;
+    expect(firing.data.source).toBe('node-w');
+    expect(JSON.stringify(firing.data)).toContain('HookAlarm');
+    expect(new Set(got.map((m) => m.id)).size).toBe(got.length);
+  });
+});

@@ -11,13 +11,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetProducer } from '../../lib/fleet/index.js';
 import type { TaskRecord } from '../../lib/task/types.js';
 import { isOutcome } from '../../lib/task/states.js';
-import { killHard, startFleetAgent, stopAgent, type AgentProc } from './agents.js';
+import { createServer, type Server } from 'node:http';
+import { ADMIN_TOKEN, killHard, startFleetAgent, stopAgent, type AgentProc } from './agents.js';
 import { startRedis, type RedisServer } from './redis.js';
 
 let redis: RedisServer;
 let dir: string;
 let producer: FleetProducer;
 const agents: AgentProc[] = [];
+let receiver: Server;
+const received: Array<{ id: string; type: string; data: any }> = [];
 const prefix = 'fleet3';
 
 beforeAll(async () => {
@@ -31,9 +34,25 @@ beforeAll(async () => {
     ])),
   );
   producer = new FleetProducer({ redis: { url: redis.url }, prefix, pollMs: 250 });
+  // One webhook receiver, registered with every agent (each signs with its own secret).
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      received.push({ id: String(req.headers['webhook-id']), ...(JSON.parse(body) as { type: string; data: any }) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  const hook = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`;
+  for (const a of agents) {
+    const r = await fetch(`${a.url}/v1/webhooks`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ url: hook, types: ['task.*'] }) });
+    expect(r.status).toBe(201);
+  }
 }, 180_000);
 
 afterAll(async () => {
+  await new Promise((r) => receiver?.close(r));
   await producer?.close();
   await Promise.all(agents.map((a) => stopAgent(a)));
   await redis?.close();
@@ -134,6 +153,8 @@ describe('a fleet of three agents', () => {
       const rs = (await producer.list({ state: 'running' })).filter((r) => r.id.startsWith('k-') && fleetOf(r).node === 'node-c');
       return rs.length ? rs : undefined;
     }, 'a job running on node-c');
+    // node-c has told the receiver that it runs them before it dies.
+    await until(async () => onVictim.every((v) => received.some((m) => m.type === 'task.running' && m.data.id === v.id && m.data.source === 'node-c')), 'node-c’s task.running webhooks', 10_000);
     killHard(victim);
     const recs = await Promise.all(handles.map((h) => h.done));
     for (const r of recs) {
@@ -145,6 +166,17 @@ describe('a fleet of three agents', () => {
       expect(fleetOf(r).node, r.id).not.toBe('node-c');
       expect(fleetOf(r).run, r.id).toBeGreaterThan(fleetOf(v).run);
     }
+    // The webhooks of a task run twice (node-c, then another node) carry one webhook-id per event:
+    // receivers deduplicate. Different events never share an id.
+    await until(async () => onVictim.every((v) => received.some((m) => m.type === 'task.succeeded' && m.data.id === v.id)), 'the succeeded webhooks', 10_000);
+    for (const v of onVictim) {
+      const running = received.filter((m) => m.type === 'task.running' && m.data.id === v.id && m.data.attempt === 1);
+      expect(new Set(running.map((m) => m.data.source)).size, v.id).toBe(2);
+      expect(new Set(running.map((m) => m.id)).size, v.id).toBe(1);
+    }
+    const byId = new Map<string, Set<string>>();
+    for (const m of received) byId.set(m.id, (byId.get(m.id) ?? new Set()).add(`${m.type} ${m.data.id} ${m.data.attempt}`));
+    for (const [id, events] of byId) expect([...events], id).toHaveLength(1);
     console.log(`ran again elsewhere: ${onVictim.map((v) => `${v.id} -> ${fleetOf(recs.find((x) => x.id === v.id)!).node}`).join(', ')}`);
   });
 });

@@ -3,7 +3,11 @@
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hashToken } from '../../lib/agent/config.js';
 import { startCli } from '../agent/cli-run.js';
+
+/** The admin token of the fleet test agents. */
+export const ADMIN_TOKEN = 'fleet-admin-token-0123456789';
 
 export interface AgentProc {
   name: string;
@@ -27,6 +31,8 @@ export async function startFleetAgent(dir: string, redisUrl: string, prefix: str
     JSON.stringify({
       dataDir: join(dir, s.name),
       listen: { host: '127.0.0.1', port: 0 },
+      auth: { tokens: [{ name: 'admin', sha256: hashToken(ADMIN_TOKEN), scopes: ['admin'] }] },
+      webhooks: { network: { allowPrivate: false, allow: ['127.0.0.1/32'], block: [] } },
       metrics: { enabled: false },
       queue: { concurrency: 8 },
       policy: { process: { commands: ['/bin/sh', '/bin/true', '/bin/sleep', '/bin/echo'] } },

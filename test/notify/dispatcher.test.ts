@@ -65,15 +65,19 @@ describe('webhook notifier over the task core\'s durable dispatcher', () => {
     expect(got[0]!.data.alerts[0]!.labels).toEqual({ alertname: 'DiskFull', mount: '/data' });
 
     // the resolved notification goes through a notifier on the reopened dispatcher, in order
+    // (a second engine, a second later: its firing is a new notification with a new id; the
+    // same notification sent again would keep its id, which is derived from group, time and node)
+    let t = 1000;
     const engine2 = new AlertEngine({
       rules: [{ name: 'DiskFull', expr: { fn: () => v, op: '>', value: 0 }, labels: { mount: '/data' } }],
       route: { groupInterval: 0 },
       notifiers: [webhookNotifier({ dispatcher })],
-      now: () => 0,
+      now: () => t,
     });
-    await engine2.evaluate(0);
+    await engine2.evaluate(t);
     v = 0;
-    await engine2.evaluate(1000);
+    t = 2000;
+    await engine2.evaluate(t);
     await engine2.flush();
     // At-least-once: a delivery in flight across the restart may arrive twice, with the same
     // webhook id (receivers deduplicate on it). Distinct deliveries must be exactly these, in order.
