@@ -10,7 +10,7 @@
  */
 export { FleetProducer, FleetProducerOptionsSchema, bullPriority, type FleetProducerOptions, type FleetSubmitOptions } from './producer.js';
 export { FleetWorker, FleetWorkerOptionsSchema, type FleetAdmission, type FleetNode, type FleetWorkerOptions } from './worker.js';
-export { RedisConfigSchema, redisOptions, bullConnection, type RedisConfig, type RedisConfigInput } from './redis.js';
+export { RedisConfigSchema, redisOptions, bullConnection, waitReady, type RedisConfig, type RedisConfigInput } from './redis.js';
 export {
   ClassNameSchema,
   FleetJobDataSchema,

@@ -15,7 +15,7 @@ import type { TaskHandle, TaskListFilter, TaskQueueLike } from '../task/queue-li
 import { isFinished, type TaskState } from '../task/states.js';
 import { RetryPolicySchema, type LogEvent, type TaskRecord, type TransitionEvent } from '../task/types.js';
 import { FleetRecords, FleetTaskSchema, PlacementSchema, PrefixSchema, refuseLocalOnly, type FleetJobData, type PlacementInput } from './protocol.js';
-import { bullConnection, RedisConfigSchema, redisOptions, type RedisConfigInput } from './redis.js';
+import { bullConnection, RedisConfigSchema, redisOptions, waitReady } from './redis.js';
 import { injectTrace, fleetTracer } from './trace.js';
 
 /** BullMQ priority (1 runs first, at most 2^21) of a task priority (higher runs first; default 0). */
@@ -77,6 +77,26 @@ export class FleetProducer implements TaskQueueLike {
     this.#sub = new Redis({ ...ro, lazyConnect: true });
     for (const c of [this.#redis, this.#sub]) c.on('error', () => {}); // reconnects by itself; commands wait
     this.#records = new FleetRecords(this.#redis, this.options.prefix);
+  }
+
+  /**
+   * A producer whose Redis connection is up: rejects with `ERR_FLEET_REDIS` (the connection
+   * error: refused, wrong password, TLS) after `redis.connectTimeoutMs`.
+   */
+  static async connect(options: FleetProducerOptions = {}): Promise<FleetProducer> {
+    const p = new FleetProducer(options);
+    try {
+      await p.ready();
+    } catch (e) {
+      await p.close().catch(() => undefined);
+      throw e;
+    }
+    return p;
+  }
+
+  /** Resolves once connected to Redis; rejects with `ERR_FLEET_REDIS` after `redis.connectTimeoutMs`. */
+  ready(): Promise<void> {
+    return waitReady(this.#redis, this.options.redis.connectTimeoutMs);
   }
 
   #queue(cls: string): Queue {

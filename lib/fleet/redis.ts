@@ -6,9 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'bullmq';
-import type { RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
-import { ConfigError } from '../errors/index.js';
+import { ConfigError, SmoothtaskError } from '../errors/index.js';
 
 /** Redis connection settings. */
 export const RedisConfigSchema = z
@@ -88,4 +88,34 @@ function readCa(path: string): Buffer {
 /** The same options for BullMQ (its own type for ioredis options; BullMQ opens its connections from them). */
 export function bullConnection(config: RedisConfig): ConnectionOptions {
   return redisOptions(config) as ConnectionOptions;
+}
+
+/**
+ * Resolves once `redis` is connected and authenticated; rejects with `ERR_FLEET_REDIS` (naming
+ * the last connection error: refused, wrong password, TLS) when it is not within `timeoutMs`.
+ * Commands on a connection that is not ready wait for it (a Redis restart is ridden out), so a
+ * wrong address or password would otherwise show as a hang.
+ */
+export function waitReady(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    let last: Error | undefined;
+    const onError = (e: Error) => (last = e);
+    const done = () => {
+      clearTimeout(t);
+      redis.off('ready', onReady);
+      redis.off('error', onError);
+    };
+    const onReady = () => {
+      done();
+      resolve();
+    };
+    const t = setTimeout(() => {
+      done();
+      const where = `${redis.options.host ?? '?'}:${redis.options.port ?? '?'}`;
+      reject(new SmoothtaskError('ERR_FLEET_REDIS', `Redis at ${where} is not ready after ${timeoutMs} ms${last ? `: ${last.message}` : ''}`, last ? { cause: last } : {}));
+    }, timeoutMs);
+    redis.on('ready', onReady);
+    redis.on('error', onError);
+  });
 }

@@ -19,7 +19,7 @@ import { isFinished } from '../task/states.js';
 import type { TaskRecord, TransitionEvent } from '../task/types.js';
 import type { JsonValue } from '../util/json.js';
 import { ClassNameSchema, FleetRecords, PrefixSchema, parseJobData, type FleetInfo, type FleetJobData, type Placement } from './protocol.js';
-import { bullConnection, RedisConfigSchema, redisOptions } from './redis.js';
+import { bullConnection, RedisConfigSchema, redisOptions, waitReady } from './redis.js';
 import { extractTrace, fleetTracer } from './trace.js';
 
 /** This node as the fleet sees it. */
@@ -126,6 +126,8 @@ export class FleetWorker {
 
   /** Subscribes to cancel requests and starts taking jobs. */
   async start(): Promise<void> {
+    // A wrong address or password fails the start (ERR_FLEET_REDIS) rather than hanging it.
+    await waitReady(this.#redis, this.options.redis.connectTimeoutMs);
     const k = this.#records.keys;
     this.#off.push(this.#queue.onTransition((e) => this.#onTransition(e)));
     if (this.options.forwardLogs) {

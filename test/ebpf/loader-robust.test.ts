@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/native/addon.js';
@@ -21,19 +23,35 @@ function rng(seed: number): () => number {
 }
 
 describe('resource use', () => {
-  it('1,000 load/close cycles leave no fds behind and RSS bounded', async () => {
+  it('load/close cycles leave no fds behind and RSS does not keep growing', async () => {
     const path = bundled('counter');
-    // warm-up: first-use allocations (threads, libbpf probes, V8 code) are not leaks
-    for (let i = 0; i < 50; i++) (await loadObject(path, { cache: false })).close();
+    const cycles = async (n: number) => {
+      for (let i = 0; i < n; i++) (await loadObject(path, { cache: false })).close();
+    };
+    // warm-up: first-use allocations (threads, libbpf probes, V8 code, the allocator's pools,
+    // ASan's quarantine) are not leaks
+    await cycles(1000);
+    // Measured after a full GC: JS garbage of the loads is not a leak of the loader.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const settled = () => (gc(), rssBytes());
     const fds = fdCount();
-    const rss = rssBytes();
-    for (let i = 0; i < 1000; i++) {
-      const o = await loadObject(path, { cache: false });
-      o.close();
+    const growth: number[] = [];
+    for (let b = 0; b < 3; b++) {
+      const before = settled();
+      await cycles(1000);
+      growth.push(settled() - before);
     }
     expect(fdCount()).toBe(fds);
-    // a leak of even one kernel object or ELF copy per cycle would be tens of MB here
-    expect(rssBytes() - rss).toBeLessThan(24 * 1024 * 1024);
+    const mib = growth.map((g) => g / 1048576);
+    console.log(`RSS growth per 1,000 cycles after warm-up: ${mib.map((m) => m.toFixed(1)).join(', ')} MiB`);
+    // Measured here (2 cores): 0.8-8.3 MiB per batch, 13-17 MiB for the three (under ASan beside
+    // other test files, 8-12 MiB): the native allocator grows in steps of several MiB, so one
+    // batch says little. A leak grows every batch alike: 32 MiB over 3,000 cycles is about 11 KiB
+    // a cycle, more than the allocator's steps and less than any leak of a kernel BTF parse or a
+    // program's instructions per load (a leaked ELF copy, 6.4 KiB, would stay under it: the
+    // LeakSanitizer phase of scripts/sanitize.sh is what catches such native leaks).
+    expect(mib.reduce((a, b) => a + b, 0)).toBeLessThan(32);
   }, 120_000);
 
   it('1,000 cache hits and closes hold one object', async () => {

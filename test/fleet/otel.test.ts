@@ -26,7 +26,7 @@ const prefix = 'otel';
 beforeAll(async () => {
   redis = await startRedis();
   dir = await mkdtemp(join(tmpdir(), 'st-otel-'));
-  node = spawn(process.execPath, ['--import', tsx, join(import.meta.dirname, 'otel-node.ts'), redis.url, prefix, dir], { stdio: ['pipe', 'pipe', 'inherit'] });
+  node = spawn(process.execPath, ['--import', tsx, join(import.meta.dirname, 'node-proc.ts'), redis.url, prefix, dir], { stdio: ['pipe', 'pipe', 'inherit'] });
   lines = createInterface({ input: node.stdout! })[Symbol.asyncIterator]();
   expect((await lines.next()).value).toBe('ready');
 }, 60_000);

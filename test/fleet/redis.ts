@@ -1,13 +1,16 @@
 // A real redis-server for a test file: its own process on a free loopback port, no persistence
 // unless asked, `noeviction` (what BullMQ needs). Restartable on the same port.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export interface RedisServer {
   url: string;
+  /** The CA (the server's self-signed certificate) when started with `tls`. */
+  caFile?: string;
   port: number;
   /** Stops the server (SIGKILL when `hard`). */
   stop(hard?: boolean): Promise<void>;
@@ -27,27 +30,40 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function answers(port: number): Promise<boolean> {
+async function answers(port: number, tls: boolean, password: string | undefined): Promise<boolean> {
   return new Promise((resolve) => {
-    const c = connect(port, '127.0.0.1');
-    c.once('connect', () => c.write('PING\r\n'));
-    c.once('data', (d) => {
-      c.destroy();
-      resolve(d.toString().startsWith('+PONG'));
+    const c = tls ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : connect(port, '127.0.0.1');
+    c.once(tls ? 'secureConnect' : 'connect', () => c.write(password ? `AUTH ${password}\r\nPING\r\n` : 'PING\r\n'));
+    let got = '';
+    c.on('data', (d) => {
+      got += d.toString();
+      if (got.includes('+PONG') || got.startsWith('-')) {
+        c.destroy();
+        resolve(got.includes('+PONG'));
+      }
     });
     c.once('error', () => resolve(false));
   });
 }
 
-/** Starts redis-server; `persist` keeps an append-only file so a restart keeps the jobs. */
-export async function startRedis(o: { persist?: boolean } = {}): Promise<RedisServer> {
+/**
+ * Starts redis-server; `persist` keeps an append-only file so a restart keeps the jobs; `tls`
+ * serves TLS only (a self-signed certificate made here, `caFile`); `password` requires AUTH.
+ */
+export async function startRedis(o: { persist?: boolean; tls?: boolean; password?: string } = {}): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), 'st-redis-'));
   const port = await freePort();
+  const caFile = join(dir, 'cert.pem');
+  const tlsArgs: string[] = [];
+  if (o.tls) {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', caFile, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    tlsArgs.push('--port', '0', '--tls-port', String(port), '--tls-cert-file', caFile, '--tls-key-file', join(dir, 'key.pem'), '--tls-ca-cert-file', caFile, '--tls-auth-clients', 'no');
+  } else tlsArgs.push('--port', String(port));
   let child: ChildProcess | undefined;
   const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', o.persist ? 'yes' : 'no', '--appendfsync', 'always', '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'], { stdio: 'ignore' });
+    child = spawn('redis-server', [...tlsArgs, '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', o.persist ? 'yes' : 'no', '--appendfsync', 'always', '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes', ...(o.password ? ['--requirepass', o.password] : [])], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
-      if (await answers(port)) return;
+      if (await answers(port, !!o.tls, o.password)) return;
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`redis-server did not start on port ${port}`);
@@ -60,5 +76,5 @@ export async function startRedis(o: { persist?: boolean } = {}): Promise<RedisSe
     await gone;
   };
   await start();
-  return { url: `redis://127.0.0.1:${port}`, port, stop, start, close: async () => { await stop(true); await rm(dir, { recursive: true, force: true }); } };
+  return { url: `${o.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`, ...(o.tls ? { caFile } : {}), port, stop, start, close: async () => { await stop(true); await rm(dir, { recursive: true, force: true }); } };
 }
