@@ -12,8 +12,10 @@ if (!has('clang', ['--version'])) missing.push('clang');
 if (!has('cmake', ['--version'])) missing.push('cmake');
 if (!existsSync('/usr/sbin/bpftool') && !has('bpftool', ['version'])) missing.push('bpftool');
 if (missing.length) {
+  // The names are Debian/Ubuntu packages. scripts/setup.sh is the repository's development
+  // set-up (it runs npm install and tsup in place) and is not shipped in the package.
   console.warn(`[smoothtask] native addon not built: missing ${missing.join(', ')}. ` +
-    'Install them (or run `bash node_modules/smoothtask/scripts/setup.sh`), then `npm rebuild smoothtask`.');
+    `Install them (Debian/Ubuntu: \`sudo apt-get install ${missing.join(' ')}\`), then \`npm rebuild smoothtask\`.`);
   process.exit(0);
 }
 const r = spawnSync('npx', ['--no-install', 'cmake-js', 'compile', '--out', 'build-native'], { stdio: 'inherit' });
