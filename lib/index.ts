@@ -7,7 +7,7 @@
  * `smoothtask/status`, `smoothtask/webhook`.
  * @module
  */
-export { SmoothtaskError, ConfigError } from './errors/index.js';
+export { SmoothtaskError, ConfigError, MissingPeerError } from './errors/index.js';
 export type { SmoothtaskErrorOptions } from './errors/index.js';
 
 /** The library version. */

@@ -25,6 +25,7 @@ import { ArtifactCache } from './http/artifacts.js';
 import { DeliveryLog } from './http/webhooks.js';
 import { NodeServices } from './node.js';
 import { within } from '../util/within.js';
+import { importPeer } from '../util/peer.js';
 import { DashboardFeed } from './dashboard.js';
 import { admitTask } from './admission.js';
 import type { FleetWorker } from '../fleet/worker.js';
@@ -134,7 +135,8 @@ export class Agent {
   async #startFleet(url: string | undefined): Promise<void> {
     const f = this.config.fleet;
     if (!f.enabled || this.#fleet) return;
-    const { FleetWorker } = await import('../fleet/worker.js');
+    // bullmq and ioredis are optional peers: absent, this rejects with a typed MissingPeerError.
+    const { FleetWorker } = await importPeer('the agent\'s fleet (config fleet.enabled)', ['bullmq', 'ioredis'], () => import('../fleet/worker.js'));
     const status = this.node.status;
     const gpus = f.node.gpus ?? ((await status.get().catch(() => undefined))?.gpus?.length ?? 0);
     const worker = new FleetWorker(
@@ -312,7 +314,8 @@ export async function createAgent(config: AgentConfigInput): Promise<Agent> {
     const triggers: TaskTrigger[] = [];
     let docker: { register: (q: TaskQueue) => void } | undefined;
     if (c.executors.docker || c.executors.compose) {
-      const d = await import('../docker/index.js');
+      // dockerode is an optional peer: connectDocker rejects with a typed MissingPeerError without it.
+      const d = await importPeer('the agent\'s docker/compose executors', ['dockerode'], () => import('../docker/index.js'));
       const engine = await d.connectDocker({ ownerId: await d.persistentOwnerId(c.dataDir) });
       triggers.push(d.dockerCleanupTrigger(engine));
       docker = {

@@ -1,8 +1,9 @@
 import { readdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
+import type Docker from 'dockerode';
 import type { DockerEngine } from './engine.js';
-import { toDockerError } from './engine.js';
+import { dockerode, toDockerError } from './engine.js';
 import { DockerBuildError } from './errors.js';
 import { taskLabels } from './labels.js';
 
@@ -72,7 +73,7 @@ export async function buildTaskImage(engine: DockerEngine, req: BuildRequest): P
   let failure: string | undefined;
   let stream: Readable;
   try {
-    stream = (await engine.docker.buildImage(
+    stream = (await dockerode(engine).buildImage(
       { context: req.context, src },
       {
         t: tag,
@@ -82,7 +83,7 @@ export async function buildTaskImage(engine: DockerEngine, req: BuildRequest): P
         rm: true,
         forcerm: true,
         ...(req.signal ? { abortSignal: req.signal } : {}),
-      } as Parameters<typeof engine.docker.buildImage>[1],
+      } as Parameters<Docker['buildImage']>[1],
     )) as unknown as Readable;
   } catch (e) {
     const err = toDockerError(e, engine.socketPath, 'build');
@@ -137,10 +138,10 @@ export async function buildTaskImage(engine: DockerEngine, req: BuildRequest): P
 export async function removeUntagged(engine: DockerEngine, ids: string[]): Promise<void> {
   for (const id of [...new Set(ids)].reverse()) {
     try {
-      const info = await engine.docker.getImage(id).inspect();
+      const info = await dockerode(engine).getImage(id).inspect();
       const tags = (info.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
       if (tags.length > 0) continue;
-      await engine.docker.getImage(id).remove({ noprune: false });
+      await dockerode(engine).getImage(id).remove({ noprune: false });
     } catch {
       // Already gone, or a parent of something else: not ours to force.
     }

@@ -12,7 +12,7 @@ import { cgroupIdOfPid, cgroupUsageOfPid } from './cgroup.js';
 import { type DockerRunContext, isTimeoutReason, LOG_DRAIN_MS, type RunOutcome, stopContainer } from './container.js';
 import type { ArchiveInfo } from './artifacts.js';
 import { DockerDemuxer } from './demux.js';
-import { type DockerEngine, toDockerError } from './engine.js';
+import { type DockerEngine, dockerode, toDockerError } from './engine.js';
 import { ComposeError, OutputTooLargeError } from './errors.js';
 import { LABELS, ownedBy, taskLabels } from './labels.js';
 import { TaskLogWriter } from './logs.js';
@@ -90,7 +90,7 @@ export function composeProjectName(taskId: string, ownerId: string): string {
  */
 export async function foreignProjectResources(engine: DockerEngine, project: string, taskId: string): Promise<string[]> {
   const filters = { label: [`${PROJECT_LABEL}=${project}`] };
-  const d = engine.docker;
+  const d = dockerode(engine);
   const [cs, ns, vs] = await Promise.all([
     d.listContainers({ all: true, filters }),
     d.listNetworks({ filters }),
@@ -196,11 +196,11 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
     stopSignal?.throwIfAborted();
     if (up.code !== 0) composeFailed(`docker compose up failed for project ${project}`, up);
 
-    const containers = await engine.docker.listContainers({ all: true, filters: { label: [`${PROJECT_LABEL}=${project}`] } });
+    const containers = await dockerode(engine).listContainers({ all: true, filters: { label: [`${PROJECT_LABEL}=${project}`] } });
     const byService = new Map<string, Docker.Container>();
     for (const info of containers) {
       const svc = info.Labels[SERVICE_LABEL] ?? info.Names[0] ?? info.Id;
-      byService.set(svc, engine.docker.getContainer(info.Id));
+      byService.set(svc, dockerode(engine).getContainer(info.Id));
     }
     if (byService.size === 0) throw new ComposeError(`docker compose up created no containers for project ${project}`, up.output);
 
@@ -372,7 +372,7 @@ async function composeDown(
  */
 export async function removeProjectLeftovers(engine: DockerEngine, project: string, taskId: string): Promise<void> {
   const filter = { label: [`${PROJECT_LABEL}=${project}`, `${LABELS.managed}=true`, `${LABELS.owner}=${engine.ownerId}`, `${LABELS.taskId}=${taskId}`] };
-  const d = engine.docker;
+  const d = dockerode(engine);
   const mine = (l: Record<string, string> | null | undefined): boolean => ownedBy(l, engine.ownerId, taskId);
   for (const c of await d.listContainers({ all: true, filters: filter }).catch(() => [])) if (mine(c.Labels)) await d.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
   for (const n of await d.listNetworks({ filters: filter }).catch(() => [])) if (mine(n.Labels)) await d.getNetwork(n.Id).remove().catch(() => undefined);

@@ -9,7 +9,7 @@ import { type ArchiveInfo, prepareOutputsDir, zipDirectory } from './artifacts.j
 import { buildTaskImage, tagSafe } from './build.js';
 import { cgroupIdOfPid, cgroupUsageOfPid, type CgroupUsage } from './cgroup.js';
 import { DockerDemuxer } from './demux.js';
-import { type DockerEngine, toDockerError } from './engine.js';
+import { type DockerEngine, dockerode, toDockerError } from './engine.js';
 import { OutputTooLargeError } from './errors.js';
 import { taskLabels } from './labels.js';
 import { type LogListener, TaskLogWriter } from './logs.js';
@@ -314,7 +314,7 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
     try {
       // Each engine call before the start ends with the task's stop signal (after a grace for
       // an engine that is only slow): one that never answers must not hold the task for good.
-      container = await orAbort(engine.docker.createContainer(create), stopSignal, (late) => void removeQuietly(late), answerGraceMs);
+      container = await orAbort(dockerode(engine).createContainer(create), stopSignal, (late) => void removeQuietly(late), answerGraceMs);
     } catch (e) {
       if (stopSignal?.aborted) throw stopSignal.reason;
       throw toDockerError(e, engine.socketPath, `create container for task ${ctx.taskId}`);
@@ -424,7 +424,7 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
     leases.release(ctx.taskId);
     if (builtImage && cfg.build?.removeImage) {
       try {
-        await engine.docker.getImage(builtImage).remove({ force: true });
+        await dockerode(engine).getImage(builtImage).remove({ force: true });
       } catch {
         // The reaper catches what is left.
       }

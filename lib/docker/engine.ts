@@ -1,8 +1,9 @@
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import { z } from 'zod';
 import { validate } from '../errors/validate.js';
 import { DockerError, DockerUnavailableError } from './errors.js';
 import { isValidOwnerId, newOwnerId } from './labels.js';
+import { importPeer } from '../util/peer.js';
 
 /** Options of {@link connectDocker}. */
 export const DockerEngineOptionsSchema = z
@@ -25,14 +26,32 @@ export type DockerEngineOptions = z.input<typeof DockerEngineOptionsSchema>;
 
 /** A connected Docker Engine client plus the identity this process labels resources with. */
 export interface DockerEngine {
-  /** The dockerode client (full Engine API). */
-  readonly docker: Docker;
+  /**
+   * The dockerode client (full Engine API), typed `unknown` so that smoothtask's types never
+   * need `@types/dockerode` (a dockerode install has no types of its own). To call it, install
+   * `@types/dockerode` and cast: `const docker = engine.docker as import('dockerode')`.
+   */
+  readonly docker: unknown;
   /** The socket path in use. */
   readonly socketPath: string;
   /** The owner id put on every resource created through this engine; cleanup touches only this owner's. */
   readonly ownerId: string;
   /** Pings the engine; rejects with {@link DockerUnavailableError} when it does not answer. */
   ping(signal?: AbortSignal): Promise<void>;
+}
+
+/** The dockerode client of an engine made by {@link connectDocker}, with dockerode's types. @internal */
+export function dockerode(engine: DockerEngine): Docker {
+  return engine.docker as Docker;
+}
+
+/**
+ * Loads dockerode, an optional peer dependency: absent, it rejects with a typed
+ * `MissingPeerError` (code `ERR_MISSING_PEER`) that names the install command.
+ */
+async function loadDockerode(): Promise<typeof Docker> {
+  const m = await importPeer('smoothtask/docker (connectDocker)', ['dockerode'], () => import('dockerode'));
+  return (m as { default?: typeof Docker }).default ?? (m as unknown as typeof Docker);
 }
 
 function defaultSocket(): string {
@@ -56,6 +75,8 @@ export function toDockerError(err: unknown, socketPath: string, what: string): E
  * Connects to the Docker Engine and pings it.
  *
  * @throws {@link DockerUnavailableError} when the engine does not answer within `pingTimeoutMs`.
+ * @throws `MissingPeerError` (code `ERR_MISSING_PEER`) when the optional peer dependency
+ * `dockerode` is not installed.
  * @example
  * ```ts
  * const engine = await connectDocker();
@@ -64,7 +85,8 @@ export function toDockerError(err: unknown, socketPath: string, what: string): E
 export async function connectDocker(options: DockerEngineOptions = {}): Promise<DockerEngine> {
   const o = validate(DockerEngineOptionsSchema, options, 'Docker engine options');
   const socketPath = o.socketPath ?? defaultSocket();
-  const docker = new Docker({ socketPath });
+  const Dockerode = await loadDockerode();
+  const docker = new Dockerode({ socketPath });
   const engine: DockerEngine = {
     docker,
     socketPath,

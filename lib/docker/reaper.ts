@@ -2,7 +2,7 @@ import { channel } from 'node:diagnostics_channel';
 import { z } from 'zod';
 import { validate } from '../errors/validate.js';
 import type { DockerEngine } from './engine.js';
-import { toDockerError } from './engine.js';
+import { dockerode, toDockerError } from './engine.js';
 import { instanceAlive, instanceId, isValidOwnerId, LABELS } from './labels.js';
 
 /** diagnostics_channel on which the reaper publishes what it removed. */
@@ -64,7 +64,7 @@ export interface ReapReport {
  */
 export async function reapLeftovers(engine: DockerEngine, options: ReapOptions = {}): Promise<ReapReport> {
   const o = validate(ReapOptionsSchema, options, 'reaper options');
-  const d = engine.docker;
+  const d = dockerode(engine);
   const report: ReapReport = { containers: [], networks: [], volumes: [], images: [], taskIds: [], errors: [] };
   const tasks = new Set<string>();
   const owner = o.owner ?? engine.ownerId;
@@ -165,7 +165,7 @@ export async function managedResources(
   engine: DockerEngine,
   options: { taskIds?: string[] } = {},
 ): Promise<ManagedResources> {
-  const d = engine.docker;
+  const d = dockerode(engine);
   const filters = { label: [`${LABELS.managed}=true`] };
   const keep = (l: Record<string, string> | null | undefined): boolean => !options.taskIds || options.taskIds.includes(l?.[LABELS.taskId] ?? '');
   let c, n, v, i;

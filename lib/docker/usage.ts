@@ -1,6 +1,6 @@
 import { type CgroupUsage, cgroupUsageOfPid } from './cgroup.js';
 import type { DockerEngine } from './engine.js';
-import { toDockerError } from './engine.js';
+import { dockerode, toDockerError } from './engine.js';
 
 /** Usage of a running container. */
 export interface ContainerUsage extends CgroupUsage {
@@ -15,7 +15,7 @@ export interface ContainerUsage extends CgroupUsage {
 export async function containerUsage(engine: DockerEngine, containerId: string): Promise<ContainerUsage | undefined> {
   let info;
   try {
-    info = await engine.docker.getContainer(containerId).inspect();
+    info = await dockerode(engine).getContainer(containerId).inspect();
   } catch (e) {
     if ((e as { statusCode?: number }).statusCode === 404) return undefined;
     throw toDockerError(e, engine.socketPath, `inspect ${containerId}`);

@@ -70,3 +70,25 @@ export class ConfigError extends SmoothtaskError {
     this.issues = issues;
   }
 }
+
+/**
+ * Thrown (code `ERR_MISSING_PEER`) when a feature needs an optional peer dependency that is
+ * not installed: `dockerode` for `smoothtask/docker`, `bullmq` and `ioredis` for
+ * `smoothtask/fleet`. The message names the package and the command that installs it.
+ */
+export class MissingPeerError extends SmoothtaskError {
+  /** The packages the feature needs. */
+  readonly packages: string[];
+  /** The package that could not be found. */
+  readonly missing: string;
+  /** The command that installs {@link MissingPeerError.packages}, e.g. `npm install dockerode@^4.0.8`. */
+  readonly install: string;
+  /** Creates the error for `feature`, which needs `packages`, of which `missing` is not installed. */
+  constructor(feature: string, packages: string[], missing: string, install: string, options: SmoothtaskErrorOptions = {}) {
+    const needs = packages.length > 1 ? `the optional peer dependencies ${packages.join(' and ')}` : `the optional peer dependency ${missing}`;
+    super('ERR_MISSING_PEER', `${feature} needs ${needs}, and '${missing}' is not installed; install it with \`${install}\``, options);
+    this.packages = packages;
+    this.missing = missing;
+    this.install = install;
+  }
+}

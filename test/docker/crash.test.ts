@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { JsonStore, StoreTaskPersistence } from '../../lib/store/index.js';
 import { TaskQueue } from '../../lib/task/index.js';
 import { connectDocker, instanceAlive, LABELS, persistentOwnerId, reapLeftovers } from '../../lib/docker/index.js';
-import { engineGate, probeEngine, tempDir } from './helpers.js';
+import { engineGate, probeEngine, tempDir, dockerOf } from './helpers.js';
 
 const probe = await probeEngine();
 const PREFIX = `crash-${process.pid}-`;
@@ -55,15 +55,15 @@ describe.skipIf(engineGate(probe))('crash of the Node process mid-task', () => {
 
     // The crash left resources behind, labeled with the dead owner.
     const filters = { label: [`${LABELS.owner}=${owner}`] };
-    const left = await engine.docker.listContainers({ all: true, filters });
+    const left = await dockerOf(engine).listContainers({ all: true, filters });
     expect(left.map((c) => c.Labels[LABELS.taskId]).sort()).toEqual([`${PREFIX}compose`, `${PREFIX}container`]);
-    expect((await engine.docker.listNetworks({ filters })).length).toBeGreaterThanOrEqual(1);
-    expect((await engine.docker.listVolumes({ filters })).Volumes?.length).toBe(1);
+    expect((await dockerOf(engine).listNetworks({ filters })).length).toBeGreaterThanOrEqual(1);
+    expect((await dockerOf(engine).listVolumes({ filters })).Volumes?.length).toBe(1);
 
     // Another owner (this test process's engine) reaping everything of those task ids touches none of it.
     const other = await reapLeftovers(engine, { scope: 'all', taskIds: [`${PREFIX}container`, `${PREFIX}compose`] });
     expect([...other.containers, ...other.networks, ...other.volumes]).toEqual([]);
-    expect((await engine.docker.listContainers({ all: true, filters })).length).toBe(2);
+    expect((await dockerOf(engine).listContainers({ all: true, filters })).length).toBe(2);
 
     // "Restart" as the same owner: reap first (what dead processes of this owner left), then
     // open the store and the queue.
@@ -89,7 +89,7 @@ describe.skipIf(engineGate(probe))('crash of the Node process mid-task', () => {
     store.close();
 
     // Nothing of the dead owner remains in the engine.
-    const [c2, n2, v2] = await Promise.all([engine.docker.listContainers({ all: true, filters }), engine.docker.listNetworks({ filters }), engine.docker.listVolumes({ filters })]);
+    const [c2, n2, v2] = await Promise.all([dockerOf(engine).listContainers({ all: true, filters }), dockerOf(engine).listNetworks({ filters }), dockerOf(engine).listVolumes({ filters })]);
     expect([...c2.map((x) => x.Id), ...n2.map((x) => x.Name), ...(v2.Volumes ?? []).map((x) => x.Name)]).toEqual([]);
   }, 480_000);
 });

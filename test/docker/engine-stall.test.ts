@@ -6,7 +6,7 @@
 import Docker from 'dockerode';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { LABELS, runContainer, taskPaths } from '../../lib/docker/index.js';
-import { engineGate, IMAGE, probeEngine, tempDir } from './helpers.js';
+import { engineGate, IMAGE, probeEngine, tempDir, dockerOf } from './helpers.js';
 
 const probe = await probeEngine();
 type Proto = Record<string, (...a: unknown[]) => Promise<unknown>>;
@@ -56,7 +56,7 @@ describe.skipIf(engineGate(probe))('a task whose engine calls hang before the st
     setTimeout(() => ac.abort(Object.assign(new Error('stop'), { name: 'TaskCancelledError' })), 500);
     const { error } = await endsWithin(p, 10_000);
     expect((error as Error).name).toBe('TaskCancelledError');
-    const left = await engine.docker.listContainers({ all: true, filters: { label: [`${LABELS.taskId}=stall-${process.pid}-attach`] } });
+    const left = await dockerOf(engine).listContainers({ all: true, filters: { label: [`${LABELS.taskId}=stall-${process.pid}-attach`] } });
     expect(left).toEqual([]);
   });
 
@@ -64,7 +64,7 @@ describe.skipIf(engineGate(probe))('a task whose engine calls hang before the st
     containerProto.start = never;
     const { error } = await endsWithin(run('start', { timeoutMs: 500 }), 10_000);
     expect((error as Error).name).toBe('TimeoutError');
-    const left = await engine.docker.listContainers({ all: true, filters: { label: [`${LABELS.taskId}=stall-${process.pid}-start`] } });
+    const left = await dockerOf(engine).listContainers({ all: true, filters: { label: [`${LABELS.taskId}=stall-${process.pid}-start`] } });
     expect(left).toEqual([]);
   });
 
@@ -80,7 +80,7 @@ describe.skipIf(engineGate(probe))('a task whose engine calls hang before the st
     let left: unknown[] = [1];
     let seen = false;
     while (Date.now() < end) {
-      left = await engine.docker.listContainers({ all: true, filters });
+      left = await dockerOf(engine).listContainers({ all: true, filters });
       if (left.length) seen = true;
       if (seen && left.length === 0) break;
       if (!seen && Date.now() > end - 7_000) break; // created and removed between two looks

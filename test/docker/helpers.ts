@@ -2,8 +2,17 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'vitest';
+import type Docker from 'dockerode';
 import yauzl from 'yauzl';
 import { connectDocker, type DockerEngine } from '../../lib/docker/index.js';
+
+/**
+ * The dockerode client of an engine, with @types/dockerode's types: the cast the public
+ * `DockerEngine.docker: unknown` asks a user to make.
+ */
+export function dockerOf(engine: DockerEngine): Docker {
+  return engine.docker as Docker;
+}
 
 /** The one image every test uses (built locally by scripts/docker-up.sh). */
 export const IMAGE = 'smoothtask/busybox:latest';
@@ -16,7 +25,7 @@ export const IMAGE = 'smoothtask/busybox:latest';
 export async function probeEngine(): Promise<{ engine: DockerEngine | undefined; why: string }> {
   try {
     const engine = await connectDocker({ pingTimeoutMs: 3000 });
-    await engine.docker.getImage(IMAGE).inspect().catch(() => {
+    await dockerOf(engine).getImage(IMAGE).inspect().catch(() => {
       throw new Error(`image ${IMAGE} is missing (run scripts/docker-up.sh)`);
     });
     return { engine, why: '' };

@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { DockerDemuxer } from '../../lib/docker/demux.js';
 import { readTaskLog, runContainer, taskPaths } from '../../lib/docker/index.js';
-import { engineGate, IMAGE, probeEngine, tempDir } from './helpers.js';
+import { engineGate, IMAGE, probeEngine, tempDir, dockerOf } from './helpers.js';
 
 const probe = await probeEngine();
 const PREFIX = `logs-${process.pid}-`;
@@ -15,7 +15,7 @@ describe.skipIf(engineGate(probe))('container logs', () => {
   const engine = probe.engine!;
 
   it('a slow consumer bounds what is buffered in this process (backpressure on the attach stream)', async () => {
-    const c = await engine.docker.createContainer({
+    const c = await dockerOf(engine).createContainer({
       Image: IMAGE,
       Cmd: ['sh', '-c', `head -c ${TOTAL} /dev/zero; echo done >&2`],
       AttachStdout: true,
@@ -65,7 +65,7 @@ describe.skipIf(engineGate(probe))('container logs', () => {
       { image: IMAGE, command: ['sh', '-c', 'for i in 1 2 3; do echo out-$i; echo err-$i >&2; done'] },
       { taskId: `${PREFIX}files`, ...taskPaths(t.dir, 'files'), onLog: (c) => live.push({ stream: c.stream, text: c.data.toString() }) },
     );
-    const gone = await engine.docker.getContainer(r.containerId).inspect().catch((e: { statusCode?: number }) => e.statusCode);
+    const gone = await dockerOf(engine).getContainer(r.containerId).inspect().catch((e: { statusCode?: number }) => e.statusCode);
     expect(gone).toBe(404);
     expect(await readTaskLog(r.logs.dir, 'main', 'stdout')).toBe('out-1\nout-2\nout-3\n');
     expect(await readTaskLog(r.logs.dir, 'main', 'stderr')).toBe('err-1\nerr-2\nerr-3\n');

@@ -17,7 +17,7 @@ import {
   type DockerEngine,
   type RunningContainer,
 } from '../../lib/docker/index.js';
-import { engineGate, IMAGE, probeEngine, tempDir } from './helpers.js';
+import { engineGate, IMAGE, probeEngine, tempDir, dockerOf } from './helpers.js';
 
 const probe = await probeEngine();
 const PREFIX = `own-${process.pid}-`;
@@ -35,7 +35,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false> |
 }
 
 async function running(engine: DockerEngine, id: string): Promise<boolean> {
-  const info = await engine.docker.getContainer(id).inspect().catch(() => undefined);
+  const info = await dockerOf(engine).getContainer(id).inspect().catch(() => undefined);
   return info?.State.Running === true;
 }
 
@@ -81,12 +81,12 @@ describe.skipIf(engineGate(probe))('cleanup touches only resources of our owner 
     await until('both containers to print', () => alive.size === 2);
     // Each owner's container, found by its own labels.
     const cid = async (e: DockerEngine): Promise<string | undefined> =>
-      (await e.docker.listContainers({ filters: { label: [`${LABELS.owner}=${e.ownerId}`, `${LABELS.taskId}=${id}`] } }))[0]?.Id;
+      (await dockerOf(e).listContainers({ filters: { label: [`${LABELS.owner}=${e.ownerId}`, `${LABELS.taskId}=${id}`] } }))[0]?.Id;
     const ca = await until('A\'s container', () => cid(a));
     const cb = await until('B\'s container', () => cid(b));
     expect(ca).not.toBe(cb);
     // The labels carry each owner.
-    const lb = (await b.docker.getContainer(cb).inspect()).Config.Labels;
+    const lb = (await dockerOf(b).getContainer(cb).inspect()).Config.Labels;
     expect(lb[LABELS.owner]).toBe(`${PREFIX}owner-b`);
     expect(lb[LABELS.taskId]).toBe(id);
 
@@ -180,7 +180,7 @@ describe.skipIf(engineGate(probe))('cleanup touches only resources of our owner 
     const down = async (): Promise<void> => void spawnSync(cli[0]!, [...cli.slice(1), '-p', project, '-f', composeFile, 'down', '-t', '0'], { stdio: 'ignore' });
     cleanups.push(down);
     expect(up.status, up.stderr).toBe(0);
-    const foreign = await engine.docker.listContainers({ filters: { label: [`com.docker.compose.project=${project}`] } });
+    const foreign = await dockerOf(engine).listContainers({ filters: { label: [`com.docker.compose.project=${project}`] } });
     expect(foreign.length).toBe(1);
     const fid = foreign[0]!.Id;
 

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TaskQueue, type TaskRecord } from '../../lib/task/index.js';
 import { cgroupIdOfPid, containerUsage, type DockerExecutors, freeTcpPort, registerDockerExecutors, runContainer, taskPaths } from '../../lib/docker/index.js';
-import { engineGate, IMAGE, probeEngine, tempDir } from './helpers.js';
+import { engineGate, IMAGE, probeEngine, tempDir, dockerOf } from './helpers.js';
 
 const probe = await probeEngine();
 const PREFIX = `ports-${process.pid}-`;
@@ -55,7 +55,7 @@ describe.skipIf(engineGate(probe))('host port collisions', () => {
   // Asks the engine which host ports the task's running container publishes.
   const publishedPorts = (taskId: string): Promise<number[]> =>
     waitFor(async () => {
-      const cs = await engine.docker.listContainers({ filters: { label: [`smoothtask.task-id=${taskId}`], status: ['running'] } });
+      const cs = await dockerOf(engine).listContainers({ filters: { label: [`smoothtask.task-id=${taskId}`], status: ['running'] } });
       const ports = cs[0]?.Ports.map((p) => p.PublicPort).filter((p) => p > 0);
       return ports?.length ? ports : undefined;
     });
@@ -105,7 +105,7 @@ describe.skipIf(engineGate(probe))('host port collisions', () => {
     expect(running).toHaveLength(1);
     const c = running[0]!;
     expect(executors.metricsFilter(id)).toEqual({ cgroupIds: [c.cgroupId] });
-    const inspect = await engine.docker.getContainer(c.containerId).inspect();
+    const inspect = await dockerOf(engine).getContainer(c.containerId).inspect();
     expect(inspect.State.Pid).toBe(c.pid);
     expect(inspect.Config.Labels['smoothtask.task-id']).toBe(id);
     // CPU time grows while it spins (bounded wait, no timing assertion).

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TaskQueue, type TaskRecord, type TaskTrigger } from '../../lib/task/index.js';
 import { LABELS, dockerCleanupTrigger, registerDockerExecutors, type DockerEngine } from '../../lib/docker/index.js';
-import { engineGate, IMAGE, probeEngine, readZip, tempDir } from './helpers.js';
+import { engineGate, IMAGE, probeEngine, readZip, tempDir, dockerOf } from './helpers.js';
 
 const probe = await probeEngine();
 const fixtures = resolve(import.meta.dirname, '../fixtures');
@@ -200,7 +200,7 @@ function plan(): Expect[] {
 }
 
 async function labeledLeftovers(engine: DockerEngine): Promise<string[]> {
-  const d = engine.docker;
+  const d = dockerOf(engine);
   const mine = (labels: Record<string, string> | null | undefined): boolean => (labels?.[LABELS.taskId] ?? '').startsWith(PREFIX);
   const filters = { label: [`${LABELS.managed}=true`] };
   const [c, n, v, i] = await Promise.all([d.listContainers({ all: true, filters }), d.listNetworks({ filters }), d.listVolumes({ filters }), d.listImages({ filters })]);
@@ -325,11 +325,11 @@ describe.skipIf(engineGate(probe))('30 docker tasks through the queue', () => {
     // The broken build's intermediate layer (RUN echo step-one) must be gone too: no untagged
     // image whose history holds that command.
     // Nor the container of the failed build step (the builder leaves it unlabeled unless force-rm).
-    const all = await engine.docker.listContainers({ all: true });
+    const all = await dockerOf(engine).listContainers({ all: true });
     expect(all.filter((c) => c.Command.includes('step-two-fails')).map((c) => c.Id)).toEqual([]);
-    const dangling = await engine.docker.listImages({ filters: { dangling: ['true'] } });
+    const dangling = await dockerOf(engine).listImages({ filters: { dangling: ['true'] } });
     for (const img of dangling) {
-      const hist = await engine.docker.getImage(img.Id).history().catch(() => []);
+      const hist = await dockerOf(engine).getImage(img.Id).history().catch(() => []);
       expect(JSON.stringify(hist)).not.toContain('step-one');
     }
   });

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connectDocker, reapLeftovers, runContainer, type ContainerRunResult, type DockerEngine } from '../../lib/docker/index.js';
-import { engineGate, IMAGE, probeEngine, tempDir } from './helpers.js';
+import { engineGate, IMAGE, probeEngine, tempDir, dockerOf } from './helpers.js';
 
 const probe = await probeEngine();
 const PREFIX = `verdict-${process.pid}-`;
@@ -37,8 +37,8 @@ describe.skipIf(engineGate(probe))('container verdicts on a busy engine', () => 
       let i = 0;
       while (busy) {
         await Promise.all([
-          engine.docker.listContainers({ all: true }),
-          engine.docker.getImage(IMAGE).inspect(),
+          dockerOf(engine).listContainers({ all: true }),
+          dockerOf(engine).getImage(IMAGE).inspect(),
           run(`noise-${i++}`, { command: ['true'] }),
         ]).catch(() => undefined);
       }
@@ -47,7 +47,7 @@ describe.skipIf(engineGate(probe))('container verdicts on a busy engine', () => 
     const ooms = Array.from({ length: 8 }, (_, i) => run(`oom-${i}`, oom));
     // Killed from outside with SIGKILL under a memory limit but without memory pressure: exit 137, not an OOM.
     const killed = run('killed', { limits: { memoryBytes: 64 * 1024 * 1024 }, command: ['sleep', '600'] }, undefined, (id) => {
-      void engine.docker.getContainer(id).kill({ signal: 'SIGKILL' });
+      void dockerOf(engine).getContainer(id).kill({ signal: 'SIGKILL' });
     });
     const exit3 = run('exit3', { limits: { memoryBytes: 64 * 1024 * 1024 }, command: ['sh', '-c', 'exit 3'] });
     const results = await Promise.all(ooms);
