@@ -86,7 +86,7 @@ export class MissingPeerError extends SmoothtaskError {
   /** Creates the error for `feature`, which needs `packages`, of which `missing` is not installed. */
   constructor(feature: string, packages: string[], missing: string, install: string, options: SmoothtaskErrorOptions = {}) {
     const needs = packages.length > 1 ? `the optional peer dependencies ${packages.join(' and ')}` : `the optional peer dependency ${missing}`;
-    super('ERR_MISSING_PEER', `${feature} needs ${needs}, and '${missing}' is not installed; install it with \`${install}\``, options);
+    super('ERR_MISSING_PEER', `${feature} needs ${needs}, and '${missing}' is not installed; install ${packages.length > 1 ? 'them' : 'it'} with \`${install}\``, options);
     this.packages = packages;
     this.missing = missing;
     this.install = install;

@@ -142,6 +142,31 @@ describe.skipIf(!hasDist)('the packed tarball, installed in a fresh project', ()
     }
   }, 60_000);
 
+  it('without the peers, an agent with fleet.enabled or the docker executor rejects with ERR_MISSING_PEER; the default agent runs', () => {
+    const script = `
+      const { createAgent } = await import('smoothtask/agent');
+      const { mkdtempSync } = await import('node:fs');
+      const out = [];
+      for (const cfg of [{}, { fleet: { enabled: true } }, { executors: { process: true, docker: true } }]) {
+        let agent;
+        try {
+          agent = await createAgent({ dataDir: mkdtempSync(${JSON.stringify(join(tmp, 'agent-'))}), listen: { host: '127.0.0.1', port: 0 }, ...cfg });
+          await agent.listen();
+          out.push({ ok: true });
+        } catch (e) { out.push({ code: e.code, message: e.message }); }
+        finally { await agent?.close().catch(() => undefined); }
+      }
+      console.log(JSON.stringify(out));
+      process.exit(0);
+    `;
+    const [plain, fleet, docker] = JSON.parse(run(process.execPath, ['--input-type=module', '-e', script], project).trim().split('\n').pop()!) as Array<{ ok?: true; code?: string; message?: string }>;
+    expect(plain).toEqual({ ok: true });
+    expect(fleet!.code, fleet!.message).toBe('ERR_MISSING_PEER');
+    expect(fleet!.message).toContain(`npm install bullmq@${pkg.peerDependencies.bullmq} ioredis@${pkg.peerDependencies.ioredis}`);
+    expect(docker!.code, docker!.message).toBe('ERR_MISSING_PEER');
+    expect(docker!.message).toContain(`npm install dockerode@${pkg.peerDependencies.dockerode}`);
+  }, 60_000);
+
   describe('with the optional peers installed', () => {
     beforeAll(() => {
       const peers = Object.entries(pkg.peerDependencies).map(([n, r]) => `${n}@${r}`);
