@@ -140,9 +140,13 @@ describe('LoadAverageSampler', () => {
     const last = ticks.at(-1)!;
     // scheduled times are an exact arithmetic progression from the start
     for (const t of ticks) expect(t.scheduled - first.scheduled).toBeCloseTo((t.index - first.index) * 40, 6);
-    // lateness does not accumulate: the last tick is about as late as typical ticks, not N * jitter
-    const lateness = ticks.map((t) => t.actual - t.scheduled).sort((a, b) => a - b);
-    expect(last.actual - last.scheduled).toBeLessThan(lateness[Math.floor(lateness.length / 2)]! + 40);
+    // lateness does not accumulate: the last ticks are about as late as the first ones, not
+    // N * jitter (medians of five, so one tick delayed by a busy host does not decide it)
+    const late = ticks.map((t) => t.actual - t.scheduled);
+    const median5 = (v: number[]) => [...v].sort((a, b) => a - b)[2]!;
+    expect(median5(late.slice(-5))).toBeLessThan(median5(late.slice(0, 5)) + 40);
+    expect(last.scheduled).toBeGreaterThan(first.scheduled);
+    const lateness = [...late].sort((a, b) => a - b);
     // never early: a timer that fires before the due time waits out the remainder
     expect(Math.min(...lateness)).toBeGreaterThanOrEqual(0);
   });
