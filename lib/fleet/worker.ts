@@ -331,7 +331,7 @@ export class FleetWorker {
       await a.writing;
       if (a.handBack) {
         // The node is closing: the job goes back to the queue for another node.
-        this.#queue.forget?.(id)?.catch?.(() => {});
+        void this.#queue.forget(id).catch(() => {});
         await job.moveToWait(token);
         throw new WaitingError();
       }

@@ -28,9 +28,10 @@ interface Open {
 export class TaskTelemetry {
   readonly #tracer = trace.getTracer('smoothtask');
   readonly #open = new Map<string, Open>();
-  readonly #finished = metrics.getMeter('smoothtask').createCounter('smoothtask.tasks.finished', { description: 'Tasks that reached an outcome' });
-  readonly #running = metrics.getMeter('smoothtask').createUpDownCounter('smoothtask.tasks.running', { description: 'Attempts running' });
-  readonly #duration = metrics.getMeter('smoothtask').createHistogram('smoothtask.task.duration', { description: 'Submit to outcome', unit: 'ms' });
+  readonly #meter = metrics.getMeter('smoothtask');
+  readonly #finished = this.#meter.createCounter('smoothtask.tasks.finished', { description: 'Tasks that reached an outcome' });
+  readonly #running = this.#meter.createUpDownCounter('smoothtask.tasks.running', { description: 'Attempts running' });
+  readonly #duration = this.#meter.createHistogram('smoothtask.task.duration', { description: 'Submit to outcome', unit: 'ms' });
 
   /** A task was submitted (call in the caller's context: it becomes the span's parent). */
   begin(rec: Readonly<TaskRecord>, parent: Context = context.active()): void {

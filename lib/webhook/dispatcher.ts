@@ -176,6 +176,9 @@ export interface WebhookEvent {
   subject?: string;
 }
 
+/** Key of a delivery lane (one per endpoint and ordering key). */
+const laneKey = (endpointId: string, key: string): string => `${endpointId}\u0000${key}`;
+
 interface Lane {
   endpointId: string;
   key: string;
@@ -298,7 +301,7 @@ export class WebhookDispatcher {
       if (ep.disabled || !matches(ep, event)) continue;
       const msgId =
         options.eventId === undefined ? `msg_${randomBytes(12).toString('hex')}` : `msg_${createHash('sha256').update(`${options.eventId}\u0000${ep.url}`).digest('hex').slice(0, 24)}`;
-      if (options.eventId !== undefined && this.#lanes.get(`${ep.id}\u0000${key}`)?.msgs.some((m) => m.msgId === msgId)) {
+      if (options.eventId !== undefined && this.#lanes.get(laneKey(ep.id, key))?.msgs.some((m) => m.msgId === msgId)) {
         ids.push(msgId);
         continue;
       }
@@ -416,7 +419,7 @@ export class WebhookDispatcher {
   }
 
   #laneFor(endpointId: string, key: string): Lane {
-    const id = `${endpointId}\u0000${key}`;
+    const id = laneKey(endpointId, key);
     let l = this.#lanes.get(id);
     if (!l) {
       l = { endpointId, key, msgs: [], running: false };
@@ -433,7 +436,7 @@ export class WebhookDispatcher {
       .finally(() => {
         l.running = false;
         this.#laneRuns.delete(run);
-        if (l.msgs.length === 0) this.#lanes.delete(`${l.endpointId}\u0000${l.key}`);
+        if (l.msgs.length === 0) this.#lanes.delete(laneKey(l.endpointId, l.key));
         else this.#kick(l);
       });
     this.#laneRuns.add(run);
