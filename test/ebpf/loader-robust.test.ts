@@ -51,7 +51,11 @@ describe('resource use', () => {
     // a cycle, more than the allocator's steps and less than any leak of a kernel BTF parse or a
     // program's instructions per load (a leaked ELF copy, 6.4 KiB, would stay under it: the
     // LeakSanitizer phase of scripts/sanitize.sh is what catches such native leaks).
-    expect(mib.reduce((a, b) => a + b, 0)).toBeLessThan(32);
+    // Under ASan the bound means nothing: freed chunks wait in ASan's quarantine (256 MiB by
+    // default) before they are reused, so RSS grows with every byte freed until the quarantine is
+    // full (a CI run saw 13.5, 4.1 and 19.6 MiB). There LeakSanitizer alone judges leaks.
+    const underAsan = /libasan/.test(process.env.LD_PRELOAD ?? '');
+    if (!underAsan) expect(mib.reduce((a, b) => a + b, 0)).toBeLessThan(32);
   }, 120_000);
 
   it('1,000 cache hits and closes hold one object', async () => {
