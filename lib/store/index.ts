@@ -9,4 +9,4 @@ export type { JsonStoreOptions } from './store.js';
 export { writeFileDurable, fsyncDir, mkdirDurable } from './atomic.js';
 export type { DurableWriteOptions } from './atomic.js';
 export { StoreError, StoreIoError, StoreCorruptError, StoreLockError, StoreClosedError } from './errors.js';
-export { StoreTaskPersistence } from './task-persistence.js';
+export { StoreTaskPersistence, TASK_PERSISTENCE_CHANNELS, type StoreTaskPersistenceOptions } from './task-persistence.js';

@@ -21,4 +21,6 @@ export interface TaskPersistence {
   loadAll(): Promise<TaskRecord[]>;
   /** Forgets a task (used by `queue.forget(id)`). */
   remove?(id: string): Promise<void>;
+  /** Called by `queue.close()` once its last transition is recorded (e.g. to flush and close files). */
+  close?(): Promise<void>;
 }

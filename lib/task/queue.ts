@@ -418,6 +418,7 @@ export class TaskQueue implements TaskQueueLike {
     }
     await Promise.allSettled([...this.#activeDone]);
     await Promise.allSettled([...this.#entries.values()].map((e) => e.chain));
+    await this.#opts.persistence?.close?.().catch((err: unknown) => this.#report(undefined, err, 'persistence close'));
     this.#telemetry.close();
   }
 

@@ -6,6 +6,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAgent, hashToken, type Agent, type AgentConfigInput } from '../../lib/agent/index.js';
+import { JsonStore, StoreTaskPersistence } from '../../lib/store/index.js';
 
 export const TOKENS = { read: 'tok-read-0123456789', submit: 'tok-submit-0123456789', admin: 'tok-admin-0123456789' } as const;
 
@@ -16,7 +17,7 @@ export interface Harness {
   /** fetch with a token (by scope name, a raw token string, or none) and a JSON or raw body. */
   req(method: string, path: string, o?: { token?: keyof typeof TOKENS | { raw: string } | null; json?: unknown; body?: string | Buffer; headers?: Record<string, string> }): Promise<Response>;
   /** Task documents in the store and folders in the workspace root. */
-  created(): Promise<{ docs: string[]; workspaces: string[]; inMemory: number }>;
+  created(): Promise<{ recorded: string[]; workspaces: string[]; inMemory: number }>;
   close(): Promise<void>;
 }
 
@@ -54,7 +55,9 @@ export async function startAgent(over: Partial<AgentConfigInput> = {}): Promise<
     },
     async created() {
       const ls = async (p: string) => (await readdir(p).catch(() => [] as string[])).filter((n) => !n.startsWith('.'));
-      return { docs: await ls(join(dir, 'store', 'tasks')), workspaces: await ls(join(dir, 'workspaces')), inMemory: agent.queue.list().length };
+      // What a restart would find in the task records (snapshot and journal), read without claiming them.
+      const recorded = (await StoreTaskPersistence.inspect(await JsonStore.open({ dir: join(dir, 'store') }))).map((r) => r.id);
+      return { recorded, workspaces: await ls(join(dir, 'workspaces')), inMemory: agent.queue.list().length };
     },
     async close() {
       await agent.close({ graceMs: 0 });

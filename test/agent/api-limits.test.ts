@@ -46,7 +46,7 @@ describe('time limits', () => {
     const r = await stall(`POST /v1/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-admin-0123456789\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n${body}`);
     expect(r.closed).toBe(true);
     if (r.answer) expect(r.answer).toMatch(/^HTTP\/1\.1 408/);
-    expect(await h.created()).toEqual({ docs: [], workspaces: [], inMemory: 0 });
+    expect(await h.created()).toEqual({ recorded: [], workspaces: [], inMemory: 0 });
     expect((await fetch(`${h.url}/health`)).status).toBe(200);
   });
 });

@@ -34,7 +34,7 @@ const errOf = async (r: Response) => ((await r.json()) as { error: { code: strin
 
 async function expectNothingCreated() {
   const c = await h.created();
-  expect(c).toEqual({ docs: [], workspaces: [], inMemory: 0 });
+  expect(c).toEqual({ recorded: [], workspaces: [], inMemory: 0 });
 }
 
 describe('bad input creates nothing', () => {
@@ -230,20 +230,20 @@ describe('task lifecycle', () => {
     expect(none.items).toEqual([]);
   });
 
-  it('delete a finished task: 204; record, store document and workspace are gone', async () => {
+  it('delete a finished task: 204; record (journal and snapshot) and workspace are gone', async () => {
     const before = await h.created();
-    expect(before.docs).toContain('ok-1.json');
+    expect(before.recorded).toContain('ok-1');
     expect(before.workspaces).toContain('ok-1');
     const ws = (h.agent.queue.get('ok-1')!.workspace)!;
     const r = await h.req('DELETE', '/v1/tasks/ok-1');
     expect(r.status).toBe(204);
     const after = await h.created();
-    expect(after.docs).not.toContain('ok-1.json');
+    expect(after.recorded).not.toContain('ok-1');
     expect(after.workspaces).not.toContain('ok-1');
     await expect(access(ws)).rejects.toThrow();
     expect((await h.req('GET', '/v1/tasks/ok-1')).status).toBe(404);
     // other tasks untouched
-    expect(after.docs).toContain('fail-1.json');
+    expect(after.recorded).toContain('fail-1');
   });
 });
 
@@ -262,7 +262,7 @@ describe('queue full', () => {
       expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
       expect((await errOf(r)).code).toBe('ERR_QUEUE_FULL');
       expect(q.agent.queue.get('w3')).toBeUndefined();
-      expect((await q.created()).docs).not.toContain('w3.json');
+      expect((await q.created()).recorded).not.toContain('w3');
     } finally {
       await q.close();
     }

@@ -125,7 +125,7 @@ describe('over HTTP: 403 with the rule, nothing created', () => {
     await h?.close();
   });
 
-  const expectNothing = async () => expect(await h.created()).toEqual({ docs: [], workspaces: [], inMemory: 0 });
+  const expectNothing = async () => expect(await h.created()).toEqual({ recorded: [], workspaces: [], inMemory: 0 });
 
   it('a process command not allowed', async () => {
     const r = await h.req('POST', '/v1/tasks', { json: { kind: 'process', spec: { command: '/bin/sh', args: ['-c', 'id'] } } });

@@ -1,5 +1,5 @@
 // Child process used by the store tests (bundled with esbuild so it starts in ~50 ms).
-// Modes: loop <dir> <key> | incr <dir> <key> <n> | hold <dir> <key> | queue <dir> | once <dir> <key> (default staleness, 5 s lock wait)
+// Modes: loop <dir> <key> | incr <dir> <key> <n> | hold <dir> <key> | queue <dir> | burst <dir> <id prefix> | once <dir> <key> (default staleness, 5 s lock wait)
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { JsonStore, StoreTaskPersistence } from '../../lib/store/index.js';
@@ -34,6 +34,24 @@ if (mode === 'loop') {
     await sleep(1e9);
     return d!;
   });
+} else if (mode === 'burst') {
+  // Many short tasks through a persisted queue, with checkpoints every 64 KiB of journal: each
+  // transition a listener hears (so: acknowledged as recorded) is printed as `<id> <history length>`.
+  const queue = new TaskQueue({ concurrency: 8, persistence: new StoreTaskPersistence(store, { checkpointBytes: 64 * 1024 }), dataDir: `${dir}/work`, keepFinished: 0 });
+  queue.registerExecutor('noop', { run: async () => ({}) });
+  let announced = false;
+  queue.onTransition((e) => {
+    process.stdout.write(`${e.task.id} ${e.task.history.length}\n`);
+    if (!announced && e.to === 'succeeded') {
+      announced = true;
+      process.stdout.write('ready\n');
+    }
+  });
+  await queue.ready;
+  for (let i = 0; ; i++) {
+    const hs = Array.from({ length: 50 }, (_, j) => queue.submit({ kind: 'noop', id: `${key}-${i}-${j}` }));
+    await Promise.all(hs.map((h) => h.done));
+  }
 } else if (mode === 'queue') {
   const queue = new TaskQueue({ concurrency: 1, persistence: new StoreTaskPersistence(store), dataDir: `${dir}/work` });
   queue.registerExecutor('sleep', {

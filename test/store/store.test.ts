@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, readdir, rm, writeFile, stat, mkdir } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { appendFile, mkdtemp, readFile, readdir, rm, writeFile, stat, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,6 +9,19 @@ import { JsonStore, STORE_CHANNELS, StoreCorruptError, StoreLockError, StoreTask
 import { TaskQueue, TaskRecordSchema, type TaskRecord } from 'smoothtask/task';
 import { ConfigError } from '../../lib/errors/index.js';
 import { bundleChild, exited, startChild } from './helpers.js';
+
+/** The last record of each task in the journals under `dir`, read synchronously (journal line: `<crc> <len> <json>`). */
+function journaled(dir: string): Map<string, TaskRecord> {
+  const out = new Map<string, TaskRecord>();
+  for (const n of readdirSync(dir).filter((x) => x.startsWith('.journal-')).sort()) {
+    for (const line of readFileSync(join(dir, n), 'utf8').split('\n')) {
+      if (!line) continue;
+      const op = JSON.parse(line.slice(line.indexOf(' ', 9) + 1));
+      if (op.op === 'put') out.set(op.rec.id, TaskRecordSchema.parse(op.rec));
+    }
+  }
+  return out;
+}
 
 const Doc = z.object({ n: z.number().int(), writer: z.number(), pad: z.string() });
 let root: string;
@@ -240,8 +254,8 @@ describe('task persistence', () => {
     const mismatches: string[] = [];
     let checked = 0;
     q.onTransition((e) => {
-      // synchronous read in the listener: what was recorded must already be the new state
-      const onDisk = TaskRecordSchema.parse(JSON.parse(require('node:fs').readFileSync(s.path(`tasks/${e.task.id}`), 'utf8')));
+      // synchronous read of the journal in the listener: its last line for the task must already be the new state
+      const onDisk = journaled(join(s.dir, 'tasks')).get(e.task.id)!;
       checked++;
       if (onDisk.state !== e.to || onDisk.history.length !== e.task.history.length) mismatches.push(`${e.to} vs ${onDisk.state}`);
     });
@@ -251,21 +265,35 @@ describe('task persistence', () => {
     expect(mismatches).toEqual([]);
   });
 
-  it('a corrupt task record at start is moved aside and reported; the queue starts with the rest', async () => {
+  it('a damaged snapshot line and a torn legacy document are reported and left out; the queue starts with the rest', async () => {
     const dir = join(root, 'corrupt-tasks');
     const s = await JsonStore.open({ dir });
     const q1 = new TaskQueue({ persistence: new StoreTaskPersistence(s), dataDir: join(dir, 'w') });
     q1.registerExecutor('ok', { run: async () => ({}) });
-    await Promise.all([q1.submit({ kind: 'ok', id: 'good' }).done, q1.submit({ kind: 'ok', id: 'bad' }).done]);
-    await q1.close();
-    await writeFile(s.path('tasks/bad'), '{"id":"bad","state":"runn'); // torn by something outside our control
+    await Promise.all(['good', 'bad', 'good2'].map((id) => q1.submit({ kind: 'ok', id }).done));
+    await q1.close(); // writes the snapshot
+    const snap = (await readdir(join(dir, 'tasks'))).filter((n) => n.startsWith('.snapshot-'));
+    expect(snap).toHaveLength(1);
+    // damage one byte inside the record of 'bad' (something outside our control)
+    const path = join(dir, 'tasks', snap[0]!);
+    const bytes = await readFile(path);
+    const at = bytes.indexOf('"id":"bad"');
+    expect(at).toBeGreaterThan(0);
+    bytes[at + 7] = 'B'.charCodeAt(0);
+    await writeFile(path, bytes);
+    await writeFile(join(dir, 'tasks', 'old.json'), '{"id":"old","state":"runn'); // a torn document of an earlier version
     const reported: StoreCorruptError[] = [];
     const q2 = new TaskQueue({ persistence: new StoreTaskPersistence(s, { onCorrupt: (e) => reported.push(e) }), dataDir: join(dir, 'w') });
     await q2.ready;
     expect(q2.get('good')?.state).toBe('succeeded');
+    expect(q2.get('good2')?.state).toBe('succeeded');
     expect(q2.get('bad')).toBeUndefined();
-    expect(reported).toHaveLength(1);
-    expect(await readFile(reported[0]!.movedTo!, 'utf8')).toBe('{"id":"bad","state":"runn');
+    expect(reported.map((e) => [e.code, e.kind]).sort()).toEqual([
+      ['ERR_STORE_CORRUPT', 'json'],
+      ['ERR_STORE_CORRUPT', 'json'],
+    ]);
+    const legacy = reported.find((e) => e.movedTo)!;
+    expect(await readFile(legacy.movedTo!, 'utf8')).toBe('{"id":"old","state":"runn');
     await q2.close();
   });
 
@@ -278,16 +306,80 @@ describe('task persistence', () => {
     while (q1.get('long')?.state !== 'running') await sleep(5);
     await q1.close();
     expect((await h.done).state).toBe('queued');
-    expect((await s.read('tasks/long', TaskRecordSchema))!.state).toBe('queued');
+    const recorded = async (id: string) => (await StoreTaskPersistence.inspect(s)).find((r) => r.id === id);
+    expect((await recorded('long'))!.state).toBe('queued');
     const q2 = new TaskQueue({ persistence: new StoreTaskPersistence(s), dataDir: join(dir, 'w') });
     q2.registerExecutor('sleep', { run: async () => ({}) });
     const r = await q2.wait('long');
     expect(r.state).toBe('succeeded');
     expect(r.history.map((x) => x.event)).toEqual(['enqueue', 'start', 'run', 'requeue', 'start', 'run', 'succeed']);
     expect(await q2.forget('long')).toBe(true);
-    expect(await s.read('tasks/long', TaskRecordSchema)).toBeUndefined();
+    expect(await recorded('long')).toBeUndefined();
     expect(q2.get('long')).toBeUndefined();
     await q2.close();
+  });
+
+  it('a queue SIGKILLed during group commits and checkpoints loses no acknowledged transition', async () => {
+    const dir = join(root, 'burst');
+    let acked = 0;
+    let checkpointsSeen = 0;
+    for (let trial = 0; trial < 8; trial++) {
+      const child = await startChild(bundle, ['burst', dir, `t${trial}`], 'ready', 60_000);
+      children.add(child);
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await sleep(20 + Math.random() * 200);
+      child.kill('SIGKILL');
+      await exited(child);
+      children.delete(child);
+      const last = new Map<string, number>();
+      for (const line of out.split('\n')) {
+        const [id, n] = line.split(' ');
+        if (id && n && id !== 'ready') last.set(id, Math.max(last.get(id) ?? 0, Number(n)));
+      }
+      checkpointsSeen += (await readdir(join(dir, 'tasks'))).filter((n) => n.startsWith('.snapshot-')).length;
+      const s = await JsonStore.open({ dir });
+      const p = new StoreTaskPersistence(s); // takes over from the dead writer
+      const recs = new Map((await p.loadAll()).map((r) => [r.id, r]));
+      await p.close();
+      const lost = [...last].filter(([id, n]) => (recs.get(id)?.history.length ?? 0) < n);
+      expect(lost).toEqual([]);
+      acked += last.size;
+    }
+    expect(acked).toBeGreaterThan(8 * 50);
+    expect(checkpointsSeen).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('a torn journal tail is ignored; a second live writer is refused; documents of the earlier format are folded in', async () => {
+    const dir = join(root, 'journal-misc');
+    const s = await JsonStore.open({ dir });
+    const mem = new TaskQueue({ dataDir: join(dir, 'w') });
+    mem.registerExecutor('k', { run: async () => ({}) });
+    const template = await mem.submit({ kind: 'k', id: 'template' }).done;
+    await mem.close();
+    const rec = (id: string, state: TaskRecord['state'] = 'queued'): TaskRecord => ({ ...template, id, state });
+    // earlier format: one document per task
+    await s.write('tasks/legacy', TaskRecordSchema, rec('legacy', 'succeeded'));
+    const p1 = new StoreTaskPersistence(s);
+    expect((await p1.loadAll()).map((r) => r.id)).toEqual(['legacy']);
+    expect(await s.list('tasks')).toEqual([]); // folded into the snapshot
+    await p1.save(rec('a'));
+    await p1.save(rec('b'));
+    // a second queue on the same records, live: refused with a typed error
+    const p2 = new StoreTaskPersistence(s);
+    await expect(p2.loadAll()).rejects.toBeInstanceOf(StoreLockError);
+    await expect(p2.save(rec('c'))).rejects.toBeInstanceOf(StoreLockError);
+    // a crash in the middle of an append: half a line at the end of the journal
+    const journal = (await readdir(join(dir, 'tasks'))).find((n) => n.startsWith('.journal-'))!;
+    await appendFile(join(dir, 'tasks', journal), '1234abcd 999 {"op":"put","rec":{"id":"torn"');
+    // the writer "dies" (its claim names a pid that is gone): take over
+    await writeFile(join(dir, 'tasks', '.writer'), '999999999 1 x');
+    const p3 = new StoreTaskPersistence(s);
+    expect((await p3.loadAll()).map((r) => r.id).sort()).toEqual(['a', 'b', 'legacy']);
+    await p3.remove('a');
+    await p3.close();
+    expect((await StoreTaskPersistence.inspect(s)).map((r) => r.id).sort()).toEqual(['b', 'legacy']);
+    expect((await readdir(join(dir, 'tasks'))).filter((n) => n.startsWith('.')).map((n) => n.replace(/\d+/, 'N'))).toEqual(['.snapshot-N.log']);
   });
 
   it('a queue process SIGKILLed mid-task: restart requeues (or fails) what was running, never leaves it running', async () => {
