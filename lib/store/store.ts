@@ -58,11 +58,7 @@ const KEY_RE = /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/
 
 /** Process-wide per-path mutexes: one writer per document per process, even across store instances. */
 const mutexes = new Map<string, Promise<unknown>>();
-/**
- * Runs `fn` after every earlier call for `path` in this process has settled.
- * @internal
- */
-export function serialize<T>(path: string, fn: () => Promise<T>): Promise<T> {
+function serialize<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const prev = mutexes.get(path) ?? Promise.resolve();
   const run = prev.then(fn, fn);
   const tail = run.then(
@@ -132,14 +128,6 @@ export class JsonStore {
   /** Further calls throw {@link StoreClosedError}; operations in flight finish. Idempotent. */
   close(): void {
     this.#closed = true;
-  }
-
-  /**
-   * The bytes of a document as this store writes them (pretty-printed or not, newline-terminated).
-   * @internal
-   */
-  encode(value: unknown): string {
-    return (this.#opts.pretty ? JSON.stringify(value, null, 2) : JSON.stringify(value)) + '\n';
   }
 
   /**
@@ -302,7 +290,7 @@ export class JsonStore {
       await mkdirDurable(dir);
       this.#dirs.add(dir);
     }
-    const data = this.encode(value);
+    const data = (this.#opts.pretty ? JSON.stringify(value, null, 2) : JSON.stringify(value)) + '\n';
     await writeFileDurable(path, data, { beforeRename: guard });
     if (writeCh.hasSubscribers) writeCh.publish({ path, bytes: Buffer.byteLength(data), durationMs: performance.now() - t0 });
   }
