@@ -29,8 +29,11 @@ export interface JournalContents {
   bad: number;
 }
 
-/** Parses one line at `pos`: the record and the next position, or undefined if the line is not intact. */
-function parseLine(buf: Buffer, pos: number): { value: unknown; next: number } | undefined {
+/**
+ * Checks the line at `pos` (length and CRC) without parsing its JSON: the JSON's bounds and the
+ * next position, or undefined if the line is not intact.
+ */
+export function checkLine(buf: Buffer, pos: number): { start: number; end: number; next: number } | undefined {
   const sp1 = buf.indexOf(0x20, pos);
   const sp2 = sp1 < 0 ? -1 : buf.indexOf(0x20, sp1 + 1);
   if (sp1 !== pos + 8 || sp2 < 0 || sp2 - sp1 > 11) return undefined;
@@ -40,10 +43,15 @@ function parseLine(buf: Buffer, pos: number): { value: unknown; next: number } |
   const start = sp2 + 1;
   const end = start + len;
   if (end >= buf.length || buf[end] !== 0x0a) return undefined;
-  const json = buf.subarray(start, end);
-  if (crc32(json) !== crc) return undefined;
+  if (crc32(buf.subarray(start, end)) !== crc) return undefined;
+  return { start, end, next: end + 1 };
+}
+
+function parseLine(buf: Buffer, pos: number): { value: unknown; next: number } | undefined {
+  const l = checkLine(buf, pos);
+  if (!l) return undefined;
   try {
-    return { value: JSON.parse(json.toString('utf8')), next: end + 1 };
+    return { value: JSON.parse(buf.toString('utf8', l.start, l.end)), next: l.next };
   } catch {
     return undefined;
   }
@@ -109,7 +117,11 @@ export class GroupCommitJournal {
 
   /** Appends `value`; resolves once it is durable. */
   append(value: unknown): Promise<void> {
-    const line = journalLine(value);
+    return this.appendLine(journalLine(value));
+  }
+
+  /** Appends a line made by {@link journalLine}; resolves once it is durable. */
+  appendLine(line: Buffer): Promise<void> {
     this.#bytes += line.length;
     return new Promise<void>((resolve, reject) => {
       if (this.#failed !== undefined || !this.#fh) {

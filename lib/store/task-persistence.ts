@@ -10,7 +10,7 @@ import { TaskRecordSchema, type TaskRecord } from '../task/types.js';
 import type { TaskPersistence } from '../task/persistence.js';
 import { fsyncDir, mkdirDurable, storeIoError } from './atomic.js';
 import { StoreCorruptError, StoreLockError } from './errors.js';
-import { GroupCommitJournal, journalLine, parseJournal } from './journal.js';
+import { checkLine, GroupCommitJournal, journalLine, parseJournal } from './journal.js';
 import type { JsonStore } from './store.js';
 
 /** Channel names of the task persistence (`node:diagnostics_channel`). */
@@ -37,13 +37,19 @@ export interface StoreTaskPersistenceOptions {
   checkpointBytes?: number;
 }
 
-type JournalOp = { op: 'put'; rec: TaskRecord } | { op: 'del'; id: string };
+/**
+ * A journal line. `id` comes first so that a checkpoint can tell which task a snapshot line
+ * belongs to without parsing it; a snapshot holds the `put` lines of the live tasks verbatim.
+ */
+type JournalOp = { id: string; op: 'put'; rec: TaskRecord } | { id: string; op: 'del' };
+const ID_PREFIX = Buffer.from('{"id":');
 
 /** An open journal, its generation, the latest operation per task in it, and whether a checkpoint took it. */
 interface OpenJournal {
   j: GroupCommitJournal;
   gen: number;
-  changes: Map<string, JournalOp>;
+  /** The last line per task in this journal (`null`: deleted). */
+  changes: Map<string, Buffer | null>;
   retired: boolean;
 }
 
@@ -58,6 +64,17 @@ async function startTime(pid: number): Promise<string | undefined> {
   const stat = await readFile(`/proc/${pid}/stat`, 'latin1').catch(() => undefined);
   if (stat === undefined) return undefined;
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+}
+
+/** The task id of a snapshot line (its JSON starts with `{"id":"…"`), without parsing the rest. */
+function lineId(buf: Buffer, start: number, end: number): string | undefined {
+  if (buf.compare(ID_PREFIX, 0, ID_PREFIX.length, start, start + ID_PREFIX.length) !== 0) return undefined;
+  // The id is a store key (letters, digits, . _ -): no escapes, so the next quote ends it.
+  const q1 = start + ID_PREFIX.length;
+  if (buf[q1] !== 0x22) return undefined;
+  const q2 = buf.indexOf(0x22, q1 + 1);
+  if (q2 < 0 || q2 >= end) return undefined;
+  return buf.toString('utf8', q1 + 1, q2);
 }
 
 /** What is on disk under a prefix. */
@@ -151,12 +168,12 @@ export class StoreTaskPersistence implements TaskPersistence {
 
   /** Records the task: resolves once its journal line is on disk. */
   async save(task: TaskRecord): Promise<void> {
-    await this.#append({ op: 'put', rec: task }, task.id);
+    await this.#append({ id: task.id, op: 'put', rec: task });
   }
 
   /** Forgets a task's record (a journal line; the next snapshot leaves it out). */
   async remove(id: string): Promise<void> {
-    await this.#append({ op: 'del', id }, id);
+    await this.#append({ id, op: 'del' });
   }
 
   /**
@@ -184,17 +201,19 @@ export class StoreTaskPersistence implements TaskPersistence {
 
   // ---------------------------------------------------------------- internals
 
-  async #append(op: JournalOp, id: string): Promise<void> {
+  async #append(op: JournalOp): Promise<void> {
     this.#store.assertOpen();
+    const id = op.id;
     this.#store.path(`${this.#prefix}/${id}`); // the id must be a key this store accepts
+    const line = journalLine(op);
     await this.#open();
     for (;;) {
       const cur = await this.#current();
       // From here to the append nothing awaits: a checkpoint that took this journal waits for it.
       if (cur.retired) continue;
-      cur.changes.set(id, op);
+      cur.changes.set(id, op.op === 'put' ? line : null);
       try {
-        await cur.j.append(op);
+        await cur.j.appendLine(line);
       } catch (e) {
         // A journal refuses appends after a failed write: a checkpoint retires it (the next save opens a new one).
         if (!cur.retired) this.#retireSoon();
@@ -243,7 +262,10 @@ export class StoreTaskPersistence implements TaskPersistence {
     // Fold everything into one snapshot, so the files after a crash are replayed once.
     const state = await this.#readState(disk, true);
     const g = this.#nextGen++;
-    await this.#writeSnapshot(g, state.values());
+    await this.#writeSnapshot(
+      g,
+      [...state.values()].map((rec) => journalLine({ id: rec.id, op: 'put', rec } satisfies JournalOp)),
+    );
     await this.#removeFiles(disk, g);
   }
 
@@ -310,7 +332,7 @@ export class StoreTaskPersistence implements TaskPersistence {
       const path = join(this.#dir, `.snapshot-${gen(snap)}.log`);
       const { records, bad } = parseJournal(await this.#read(path), true);
       for (const r of records) {
-        const p = TaskRecordSchema.safeParse((r as { rec?: unknown }).rec);
+        const p = TaskRecordSchema.safeParse((r as { rec?: unknown } | null)?.rec);
         if (p.success) state.set(p.data.id, p.data);
         else if (report) this.#onCorrupt(new StoreCorruptError(path, undefined, 'schema', { cause: p.error }));
       }
@@ -321,7 +343,7 @@ export class StoreTaskPersistence implements TaskPersistence {
       const path = join(this.#dir, `.journal-${gen(g)}.log`);
       const { records, droppedBytes } = parseJournal(await this.#read(path), false);
       for (const r of records) {
-        const op = r as JournalOp;
+        const op = (r ?? {}) as JournalOp;
         if (op.op === 'del' && typeof op.id === 'string') state.delete(op.id);
         else if (op.op === 'put') {
           const p = TaskRecordSchema.safeParse(op.rec);
@@ -382,28 +404,40 @@ export class StoreTaskPersistence implements TaskPersistence {
     const t0 = performance.now();
     await cur.j.close();
     const prev = this.#snapshotGen;
-    const state = new Map<string, TaskRecord>();
+    // The previous snapshot's lines are copied as they are (checked, not parsed) unless this
+    // journal changed their task; then the journal's last line of each task that still exists.
+    const lines: Buffer[] = [];
     if (prev) {
-      const { records } = parseJournal(await this.#read(join(this.#dir, `.snapshot-${gen(prev)}.log`)), true);
-      for (const r of records) {
-        const rec = (r as { rec?: TaskRecord }).rec;
-        if (rec && typeof rec.id === 'string') state.set(rec.id, rec);
+      const buf = await this.#read(join(this.#dir, `.snapshot-${gen(prev)}.log`));
+      for (let pos = 0; pos < buf.length; ) {
+        const l = checkLine(buf, pos);
+        if (!l) {
+          const nl = buf.indexOf(0x0a, pos);
+          pos = nl < 0 ? buf.length : nl + 1;
+          continue; // damaged: reported at the next start, dropped here as it would be there
+        }
+        const id = lineId(buf, l.start, l.end);
+        if (id !== undefined && !cur.changes.has(id)) lines.push(buf.subarray(pos, l.next));
+        pos = l.next;
       }
     }
-    for (const [id, op] of cur.changes) {
-      if (op.op === 'del') state.delete(id);
-      else state.set(id, op.rec);
+    let tasks = lines.length;
+    for (const line of cur.changes.values()) {
+      if (line) {
+        lines.push(line);
+        tasks++;
+      }
     }
-    const bytes = await this.#writeSnapshot(cur.gen, state.values());
+    const bytes = await this.#writeSnapshot(cur.gen, lines);
     const files: OnDisk = { snapshots: prev ? [prev] : [], journals: [cur.gen], legacy: [], temps: [] };
     await this.#removeFiles(files, cur.gen);
     if (checkpointCh.hasSubscribers) {
-      checkpointCh.publish({ snapshot: join(this.#dir, `.snapshot-${gen(cur.gen)}.log`), tasks: state.size, bytes, durationMs: performance.now() - t0 });
+      checkpointCh.publish({ snapshot: join(this.#dir, `.snapshot-${gen(cur.gen)}.log`), tasks, bytes, durationMs: performance.now() - t0 });
     }
   }
 
   /** Writes `.snapshot-<g>.log` durably (temp file, fsync, rename, directory fsync); returns its size. */
-  async #writeSnapshot(g: number, recs: Iterable<TaskRecord>): Promise<number> {
+  async #writeSnapshot(g: number, lines: Iterable<Buffer>): Promise<number> {
     const path = join(this.#dir, `.snapshot-${gen(g)}.log`);
     const tmp = `${path}.tmp`;
     let bytes = 0;
@@ -412,8 +446,7 @@ export class StoreTaskPersistence implements TaskPersistence {
       try {
         let chunk: Buffer[] = [];
         let size = 0;
-        for (const rec of recs) {
-          const line = journalLine({ rec });
+        for (const line of lines) {
           chunk.push(line);
           size += line.length;
           if (size >= 1 << 20) {

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startCli } from './cli-run.js';
+import { JsonStore, StoreTaskPersistence } from '../../lib/store/index.js';
+import type { TaskRecord } from '../../lib/task/index.js';
 
 const TOKEN = `tok-shutdown-${randomUUID()}`;
 const HASH = createHash('sha256').update(TOKEN).digest('hex');
@@ -102,14 +104,17 @@ async function stateOf(url: string, id: string): Promise<string> {
   return ((await res.json()) as { task: { state: string } }).task.state;
 }
 
-/** The task's record as the store left it on disk (the file whose JSON has this id). */
-function recordOnDisk(dataDir: string, id: string): { state: string } {
-  const files = readdirSync(join(dataDir, 'store'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.json'));
-  for (const f of files) {
-    const doc = JSON.parse(readFileSync(join(dataDir, 'store', f), 'utf8')) as { id?: string; state?: string };
-    if (doc.id === id) return doc as { state: string };
-  }
-  throw new Error(`no record of ${id} under ${dataDir}/store (${files.join(', ')})`);
+/** The task records the agent left on disk (what a restart would find: snapshot and journal). */
+async function recordsOnDisk(dataDir: string): Promise<TaskRecord[]> {
+  return StoreTaskPersistence.inspect(await JsonStore.open({ dir: join(dataDir, 'store') }));
+}
+
+/** The task's record as the agent left it on disk. */
+async function recordOnDisk(dataDir: string, id: string): Promise<{ state: string }> {
+  const recs = await recordsOnDisk(dataDir);
+  const rec = recs.find((r) => r.id === id);
+  if (!rec) throw new Error(`no record of ${id} under ${dataDir}/store (${recs.map((r) => r.id).join(', ')})`);
+  return rec;
 }
 
 /** Pids of live processes whose command line contains `marker`. */
@@ -150,13 +155,11 @@ describe('smoothtask agent: signals and shutdown', () => {
     expect(signal).toBeNull();
     expect(code, a.stderr()).toBe(0);
     expect(at - t0).toBeLessThan(30_000); // within the grace
-    const rec = recordOnDisk(a.dataDir, id);
+    const rec = await recordOnDisk(a.dataDir, id);
     expect(rec.state).toBe('succeeded');
     expect(processesWith(marker)).toEqual([]);
     // Exactly one task was ever recorded: the refused submission created nothing.
-    const recs = readdirSync(join(a.dataDir, 'store'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.json'));
-    const taskDocs = recs.map((f) => JSON.parse(readFileSync(join(a.dataDir, 'store', f), 'utf8')) as { id?: string; kind?: string }).filter((d) => d.kind === 'process');
-    expect(taskDocs.map((d) => d.id)).toEqual([id]);
+    expect((await recordsOnDisk(a.dataDir)).map((d) => d.id)).toEqual([id]);
   });
 
   it('SIGTERM past the grace: cancels the running task (onTimeout cancel), kills its processes, exits 0', async () => {
@@ -172,7 +175,7 @@ describe('smoothtask agent: signals and shutdown', () => {
     expect(code, a.stderr()).toBe(0);
     expect(at - t0).toBeGreaterThanOrEqual(1400); // the grace was honoured
     expect(at - t0).toBeLessThan(45_000);
-    expect(recordOnDisk(a.dataDir, id).state).toBe('cancelled');
+    expect((await recordOnDisk(a.dataDir, id)).state).toBe('cancelled');
     expect(processesWith(marker)).toEqual([]);
   });
 
@@ -185,7 +188,7 @@ describe('smoothtask agent: signals and shutdown', () => {
     a.child.kill('SIGINT');
     const { code } = await a.exited;
     expect(code, a.stderr()).toBe(0);
-    expect(recordOnDisk(a.dataDir, id).state).toBe('queued');
+    expect((await recordOnDisk(a.dataDir, id)).state).toBe('queued');
     expect(processesWith(marker)).toEqual([]);
   });
 
@@ -202,7 +205,7 @@ describe('smoothtask agent: signals and shutdown', () => {
     const { code, at } = await a.exited;
     expect(code, a.stderr()).toBe(1);
     expect(at - t0).toBeLessThan(30_000); // not the 300 s grace
-    expect(recordOnDisk(a.dataDir, id).state).toBe('cancelled');
+    expect((await recordOnDisk(a.dataDir, id)).state).toBe('cancelled');
     expect(processesWith(marker)).toEqual([]);
   });
 
@@ -215,7 +218,7 @@ describe('smoothtask agent: signals and shutdown', () => {
     process.kill(-a.child.pid!, 'SIGINT');
     const { code } = await a.exited;
     expect(code, a.stderr()).toBe(0);
-    expect(recordOnDisk(a.dataDir, id).state).toBe('succeeded');
+    expect((await recordOnDisk(a.dataDir, id)).state).toBe('succeeded');
     expect(processesWith(marker)).toEqual([]);
   });
 
