@@ -10,6 +10,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { storeIoError } from './atomic.js';
+import { StoreClosedError } from './errors.js';
 
 /** One encoded journal line for `value`. */
 export function journalLine(value: unknown): Buffer {
@@ -125,7 +126,7 @@ export class GroupCommitJournal {
     this.#bytes += line.length;
     return new Promise<void>((resolve, reject) => {
       if (this.#failed !== undefined || !this.#fh) {
-        reject(this.#failed ?? storeIoError(Object.assign(new Error('journal closed'), { code: 'EBADF', errno: 9 }), this.path, 'write'));
+        reject(this.#failed ?? new StoreClosedError());
         return;
       }
       this.#pending.push({ line, resolve, reject });
