@@ -49,7 +49,7 @@ interface OpenJournal {
   j: GroupCommitJournal;
   gen: number;
   /** The last line per task in this journal (`null`: deleted). */
-  changes: Map<string, Buffer | null>;
+  changes: Map<string, string | null>;
   retired: boolean;
 }
 
@@ -264,7 +264,7 @@ export class StoreTaskPersistence implements TaskPersistence {
     const g = this.#nextGen++;
     await this.#writeSnapshot(
       g,
-      [...state.values()].map((rec) => journalLine({ id: rec.id, op: 'put', rec } satisfies JournalOp)),
+      [...state.values()].map((rec) => Buffer.from(journalLine({ id: rec.id, op: 'put', rec } satisfies JournalOp), 'utf8')),
     );
     await this.#removeFiles(disk, g);
   }
@@ -424,7 +424,7 @@ export class StoreTaskPersistence implements TaskPersistence {
     let tasks = lines.length;
     for (const line of cur.changes.values()) {
       if (line) {
-        lines.push(line);
+        lines.push(Buffer.from(line, 'utf8'));
         tasks++;
       }
     }
