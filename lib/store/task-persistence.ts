@@ -132,6 +132,9 @@ export class StoreTaskPersistence implements TaskPersistence {
   #snapshotBytes = 0;
   /** The journal saves go to now. */
   #journal: Promise<OpenJournal> | undefined;
+  /** The next journal, created (and preallocated) while the current one fills. */
+  #spare: Promise<OpenJournal> | undefined;
+  readonly #prealloc: number;
   #nextGen = 1;
   #retired: Promise<void> = Promise.resolve();
   #retirePending = false;
@@ -147,6 +150,8 @@ export class StoreTaskPersistence implements TaskPersistence {
     this.#prefix = options.prefix ?? 'tasks';
     this.#onCorrupt = options.onCorrupt ?? (() => {});
     this.#checkpointBytes = options.checkpointBytes ?? 4 * 1024 * 1024;
+    const MiB = 1 << 20;
+    this.#prealloc = Math.min(64 * MiB, Math.ceil((this.#checkpointBytes + MiB) / MiB) * MiB);
     this.#dir = dirname(store.path(`${this.#prefix}/x`));
   }
 
@@ -193,6 +198,13 @@ export class StoreTaskPersistence implements TaskPersistence {
     const done = this.#retired.then(() => this.#checkpoint());
     this.#retired = done.catch(() => {});
     await done;
+    const spare = await this.#spare?.catch(() => undefined);
+    this.#spare = undefined;
+    if (spare) {
+      await spare.j.close();
+      await unlink(spare.j.path).catch(() => {});
+      await fsyncDir(this.#dir).catch(() => {});
+    }
     this.#opened = undefined;
     // Give the prefix up only if it is still ours.
     const owner = await readFile(join(this.#dir, WRITER), 'utf8').catch(() => undefined);
@@ -219,12 +231,24 @@ export class StoreTaskPersistence implements TaskPersistence {
         if (!cur.retired) this.#retireSoon();
         throw e;
       }
-      if (!cur.retired && cur.j.bytes >= Math.max(this.#checkpointBytes, this.#snapshotBytes)) this.#retireSoon();
+      const threshold = Math.max(this.#checkpointBytes, this.#snapshotBytes);
+      if (!cur.retired && !this.#spare && cur.j.bytes >= threshold / 2) {
+        const sp = this.#openJournal();
+        this.#spare = sp;
+        sp.catch(() => {
+          if (this.#spare === sp) this.#spare = undefined;
+        });
+      }
+      if (!cur.retired && cur.j.bytes >= threshold) this.#retireSoon();
       return;
     }
   }
 
   #current(): Promise<OpenJournal> {
+    if (!this.#journal && this.#spare) {
+      this.#journal = this.#spare;
+      this.#spare = undefined;
+    }
     if (!this.#journal) {
       const p = this.#openJournal();
       this.#journal = p;
@@ -367,7 +391,7 @@ export class StoreTaskPersistence implements TaskPersistence {
 
   async #openJournal(): Promise<OpenJournal> {
     const g = this.#nextGen++;
-    const j = await GroupCommitJournal.open(join(this.#dir, `.journal-${gen(g)}.log`));
+    const j = await GroupCommitJournal.open(join(this.#dir, `.journal-${gen(g)}.log`), this.#prealloc);
     try {
       await fsyncDir(this.#dir);
     } catch (e) {

@@ -1,11 +1,12 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { readdirSync, readFileSync } from 'node:fs';
-import { appendFile, mkdtemp, readFile, readdir, rm, writeFile, stat, mkdir } from 'node:fs/promises';
+import { open, mkdtemp, readFile, readdir, rm, writeFile, stat, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { JsonStore, STORE_CHANNELS, StoreCorruptError, StoreLockError, StoreTaskPersistence, writeFileDurable } from 'smoothtask/store';
+import { JsonStore, STORE_CHANNELS, TASK_PERSISTENCE_CHANNELS, StoreCorruptError, StoreLockError, StoreTaskPersistence, writeFileDurable } from 'smoothtask/store';
 import { TaskQueue, TaskRecordSchema, type TaskRecord } from 'smoothtask/task';
 import { ConfigError } from '../../lib/errors/index.js';
 import { bundleChild, exited, startChild } from './helpers.js';
@@ -14,7 +15,10 @@ import { bundleChild, exited, startChild } from './helpers.js';
 function journaled(dir: string): Map<string, TaskRecord> {
   const out = new Map<string, TaskRecord>();
   for (const n of readdirSync(dir).filter((x) => x.startsWith('.journal-')).sort()) {
-    for (const line of readFileSync(join(dir, n), 'utf8').split('\n')) {
+    // a journal is preallocated: its lines end where the zeros start
+    const text = readFileSync(join(dir, n), 'utf8');
+    const used = text.indexOf('\0') < 0 ? text : text.slice(0, text.indexOf('\0'));
+    for (const line of used.split('\n')) {
       if (!line) continue;
       const op = JSON.parse(line.slice(line.indexOf(' ', 9) + 1));
       if (op.op === 'put') out.set(op.rec.id, TaskRecordSchema.parse(op.rec));
@@ -370,12 +374,21 @@ describe('task persistence', () => {
     await expect(p2.loadAll()).rejects.toBeInstanceOf(StoreLockError);
     await expect(p2.save(rec('c'))).rejects.toBeInstanceOf(StoreLockError);
     // a crash in the middle of an append: half a line at the end of the journal
-    const journal = (await readdir(join(dir, 'tasks'))).find((n) => n.startsWith('.journal-'))!;
-    await appendFile(join(dir, 'tasks', journal), '1234abcd 999 {"op":"put","rec":{"id":"torn"');
+    const journal = join(dir, 'tasks', (await readdir(join(dir, 'tasks'))).find((n) => n.startsWith('.journal-'))!);
+    const end = (await readFile(journal)).indexOf(0); // the lines end where the preallocated zeros start
+    expect(end).toBeGreaterThan(0);
+    const fh = await open(journal, 'r+');
+    await fh.write(Buffer.from('1234abcd 999 {"id":"torn","op":"put","rec":{"id":"torn"'), 0, undefined, end);
+    await fh.close();
+    const replays: Array<{ droppedBytes: number }> = [];
+    const onReplay = (m: unknown) => replays.push(m as { droppedBytes: number });
+    subscribe(TASK_PERSISTENCE_CHANNELS.replay, onReplay);
     // the writer "dies" (its claim names a pid that is gone): take over
     await writeFile(join(dir, 'tasks', '.writer'), '999999999 1 x');
     const p3 = new StoreTaskPersistence(s);
     expect((await p3.loadAll()).map((r) => r.id).sort()).toEqual(['a', 'b', 'legacy']);
+    unsubscribe(TASK_PERSISTENCE_CHANNELS.replay, onReplay);
+    expect(replays.map((r) => r.droppedBytes)).toEqual([55]); // the torn line, reported
     await p3.remove('a');
     await p3.close();
     expect((await StoreTaskPersistence.inspect(s)).map((r) => r.id).sort()).toEqual(['b', 'legacy']);
