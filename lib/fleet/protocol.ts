@@ -169,6 +169,12 @@ export interface RunStart {
   firstStart: number;
 }
 
+/** The connection with the fleet's scripts defined on it (`defineCommand`). */
+type ScriptedRedis = Redis & {
+  smoothtaskFleetPut(...args: string[]): Promise<unknown>;
+  smoothtaskFleetBegin(...args: string[]): Promise<unknown>;
+};
+
 interface Stored {
   run: number;
   final: boolean;
@@ -183,6 +189,10 @@ export class FleetRecords {
   constructor(redis: Redis, prefix: string) {
     this.#redis = redis;
     this.keys = fleetKeys(prefix);
+    // EVALSHA with a fallback to EVAL on NOSCRIPT (ioredis): the script's text is not sent (and
+    // hashed by Redis) with every call.
+    redis.defineCommand('smoothtaskFleetPut', { numberOfKeys: 1, lua: PUT });
+    redis.defineCommand('smoothtaskFleetBegin', { numberOfKeys: 4, lua: BEGIN });
   }
 
   /** Records a new task (refused when the id exists). */
@@ -199,14 +209,25 @@ export class FleetRecords {
    */
   async put(rec: TaskRecord, run: number, event?: unknown): Promise<boolean> {
     const final = isFinished(rec.state);
-    const r = await this.#redis.eval(PUT, 1, this.keys.record(rec.id), JSON.stringify({ run, final, rec } satisfies Stored), String(run), event === undefined ? '' : this.keys.eventChannel, event === undefined ? '' : JSON.stringify(event));
+    const r = await (this.#redis as ScriptedRedis).smoothtaskFleetPut(
+      this.keys.record(rec.id),
+      JSON.stringify({ run, final, rec } satisfies Stored),
+      String(run),
+      event === undefined ? '' : this.keys.eventChannel,
+      event === undefined ? '' : JSON.stringify(event),
+    );
     return r === 1;
   }
 
   /** Begins a run of `id`: its delivery number, a pending cancel, whether it is final already, its first start. */
   async begin(id: string): Promise<RunStart> {
     const k = this.keys;
-    const r = (await this.#redis.eval(BEGIN, 4, k.run(id), k.cancel(id), k.record(id), k.firstStart(id), String(Date.now()), String(7 * 86_400))) as [number, string | null, number, string | null];
+    const r = (await (this.#redis as ScriptedRedis).smoothtaskFleetBegin(k.run(id), k.cancel(id), k.record(id), k.firstStart(id), String(Date.now()), String(7 * 86_400))) as [
+      number,
+      string | null,
+      number,
+      string | null,
+    ];
     return { run: Number(r[0]), cancel: typeof r[1] === 'string' ? r[1] : undefined, final: r[2] === 1, firstStart: Number(r[3] ?? Date.now()) };
   }
 

@@ -291,6 +291,11 @@ export class WebhookDispatcher {
   async send(event: WebhookEvent, options: SendOptions = {}): Promise<string[]> {
     this.#check();
     if (!event || typeof event.type !== 'string' || !event.type) throw new ConfigError('webhook event needs a type');
+    // Nothing to deliver (no endpoint, or none that wants this event): no validation walk of
+    // the data and no JSON (an agent forwards every task transition, with or without endpoints).
+    let any = false;
+    for (const ep of this.#endpoints.values()) if (!ep.disabled && matches(ep, event)) any = true;
+    if (!any) return [];
     validate(JsonValueSchema, event.data, 'webhook event data');
     const key = options.orderingKey ?? event.subject ?? 'default';
     const now = Date.now();

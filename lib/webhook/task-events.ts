@@ -104,7 +104,7 @@ export function forwardTaskEvents(
         { type: `task.${e.to}`, subject: t.id, data },
         { orderingKey: t.id, hold: true, ref: { taskId: t.id, seq, at: e.at, event: e.event }, eventId: `task.${e.to}:${t.id}:${t.attempt}:${nth}` },
       );
-      held.set(keyOf(t.id, seq), ids);
+      if (ids.length) held.set(keyOf(t.id, seq), ids);
     } catch (err) {
       options.onError?.(err);
     }

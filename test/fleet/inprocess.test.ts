@@ -79,12 +79,17 @@ describe('fleet in one process', () => {
     }
     expect(rec?.state).toBe('running');
     const node = nodes.find((n) => n.name === fleetOf(rec!).node)!;
-    const pid = node.queue.get('long-1')!.info.pid as number;
+    // 'running' is recorded before the executor spawns the process and reports its pid
+    let pid: number | undefined;
+    for (let i = 0; i < 100 && pid === undefined; i++) {
+      pid = node.queue.get('long-1')?.info.pid as number | undefined;
+      if (pid === undefined) await new Promise((r) => setTimeout(r, 50));
+    }
     expect(pid).toBeGreaterThan(0);
     expect(await producer.cancel('long-1', 'test')).toBe(true);
     const end = await h.done;
     expect(end.state).toBe('cancelled');
-    expect(() => process.kill(pid, 0)).toThrow();
+    expect(() => process.kill(pid!, 0)).toThrow();
     expect(await producer.cancel('long-1')).toBe(false);
     // Nobody serves class 'none': the job waits, and a cancel removes it.
     const w = await producer.submit({ id: 'wait-1', kind: 'process', spec: { command: '/bin/true' }, placement: { class: 'none' } });
