@@ -107,9 +107,10 @@ async function scan(dir: string): Promise<OnDisk> {
  * Task records of one queue in a {@link JsonStore}, under `<dir>/<prefix>/`. Pass it to
  * `new TaskQueue({ persistence })`.
  *
- * Every `save()` appends the record to a journal and resolves once the journal is
- * `fdatasync`ed; saves that arrive while a commit runs share the next one (group commit), so
- * eight running tasks cost one disk flush per round of transitions, not eight. A checkpoint
+ * Every `save()` adds the record to a journal and resolves once its line is on disk (an
+ * `O_DSYNC` write into preallocated space); saves that arrive while a commit runs share the
+ * next one (group commit), so eight running tasks cost one disk write per round of
+ * transitions, not eight. A checkpoint
  * (every `checkpointBytes` of journal, and at `close()`) streams the previous snapshot and the
  * journal's changes into a new snapshot (temp file, fsync, rename), then removes the old
  * files. At start, `loadAll()` reads the newest snapshot and the journals after it, ignores a
