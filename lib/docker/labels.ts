@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { processStartTicks } from '../util/proc-start.js';
 import { DockerOwnerIdError } from './errors.js';
 
 /** Label keys put on every container, network, volume and image this module creates. */
@@ -45,18 +45,6 @@ export function taskLabels(taskId: string, owner: string, kind: 'container' | 'c
 export function ownedBy(labels: Record<string, string> | null | undefined, owner: string, taskId?: string): boolean {
   if (!labels || labels[LABELS.managed] !== 'true' || labels[LABELS.owner] !== owner) return false;
   return taskId === undefined || labels[LABELS.taskId] === taskId;
-}
-
-/** Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), or undefined. */
-export function processStartTicks(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // comm may hold spaces and parentheses: fields start after the last ')'.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return rest[19];
-  } catch {
-    return undefined;
-  }
 }
 
 /**

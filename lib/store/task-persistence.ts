@@ -4,7 +4,7 @@
  * @module
  */
 import { channel } from 'node:diagnostics_channel';
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TaskRecordSchema, type TaskRecord } from '../task/types.js';
 import type { TaskPersistence } from '../task/persistence.js';
@@ -12,6 +12,7 @@ import { fsyncDir, mkdirDurable, storeIoError } from './atomic.js';
 import { StoreCorruptError, StoreLockError } from './errors.js';
 import { checkLine, GroupCommitJournal, journalLine, parseJournal } from './journal.js';
 import type { JsonStore } from './store.js';
+import { processStartTicks } from '../util/proc-start.js';
 
 /** Channel names of the task persistence (`node:diagnostics_channel`). */
 export const TASK_PERSISTENCE_CHANNELS = {
@@ -58,13 +59,6 @@ const FILE_RE = /^\.(snapshot|journal)-(\d{12})\.log$/;
 const TMP_RE = /^\.snapshot-\d{12}\.log\.tmp$/;
 const gen = (g: number) => String(g).padStart(12, '0');
 const WRITER = '.writer';
-
-/** The start time of a process (`/proc/<pid>/stat` field 22), or undefined if there is none. */
-async function startTime(pid: number): Promise<string | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'latin1').catch(() => undefined);
-  if (stat === undefined) return undefined;
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-}
 
 /** The task id of a snapshot line (its JSON starts with `{"id":"…"`), without parsing the rest. */
 function lineId(buf: Buffer, start: number, end: number): string | undefined {
@@ -281,7 +275,7 @@ export class StoreTaskPersistence implements TaskPersistence {
     this.#nextGen = top + 1;
     const extra = disk.snapshots.length > 1 || disk.journals.length > 0 || disk.legacy.length > 0;
     if (!extra) {
-      if (this.#snapshotGen) this.#snapshotBytes = (await readFile(join(this.#dir, `.snapshot-${gen(this.#snapshotGen)}.log`)).catch(() => Buffer.alloc(0))).length;
+      if (this.#snapshotGen) this.#snapshotBytes = (await stat(join(this.#dir, `.snapshot-${gen(this.#snapshotGen)}.log`)).catch(() => undefined))?.size ?? 0;
       return;
     }
     // Fold everything into one snapshot, so the files after a crash are replayed once.
@@ -297,7 +291,7 @@ export class StoreTaskPersistence implements TaskPersistence {
   /** Claims `<prefix>/.writer`: created exclusively; a dead owner's file is taken over. */
   async #claim(): Promise<void> {
     const path = join(this.#dir, WRITER);
-    this.#token ||= `${process.pid} ${(await startTime(process.pid)) ?? '0'} ${Math.random().toString(36).slice(2)}`;
+    this.#token ||= `${process.pid} ${processStartTicks(process.pid) ?? '0'} ${Math.random().toString(36).slice(2)}`;
     for (let i = 0; i < 5; i++) {
       try {
         const fh = await open(path, 'wx', 0o644);
@@ -313,7 +307,7 @@ export class StoreTaskPersistence implements TaskPersistence {
       const owner = await readFile(path, 'utf8').catch(() => '');
       if (owner === this.#token) return; // ours (an earlier start-up of this object failed after claiming)
       const [pid, start] = owner.split(' ');
-      if (pid && start && Number(pid) > 0 && (await startTime(Number(pid))) === start) {
+      if (pid && start && Number(pid) > 0 && processStartTicks(Number(pid)) === start) {
         throw new StoreLockError(path, `task records under '${this.#prefix}' are written by another queue (pid ${pid})`);
       }
       // The owner is gone (or the file is empty, cut by a crash): move it aside and try again;
