@@ -60,6 +60,10 @@ if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ]
 fi
 log "building native addon and BPF objects (cmake-js)"
 npx --no-install cmake-js compile --out build-native >/tmp/smoothtask-cmake.log 2>&1 || { tail -50 /tmp/smoothtask-cmake.log; exit 1; }
+# The prebuilt addon the package ships (prebuilds/, as `npm pack` makes it): test/package
+# installs the packed tarball on a machine without the toolchain and loads it from there.
+log "building the prebuilt addon (scripts/prebuild.mjs)"
+node scripts/prebuild.mjs >/tmp/smoothtask-prebuild.log 2>&1 || { tail -50 /tmp/smoothtask-prebuild.log; exit 1; }
 log "building TypeScript (tsup)"
 npx --no-install tsup --silent >/tmp/smoothtask-tsup.log 2>&1 || { tail -50 /tmp/smoothtask-tsup.log; exit 1; }
 log "ready"

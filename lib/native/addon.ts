@@ -18,15 +18,24 @@ export class AddonNotBuiltError extends SmoothtaskError {
   constructor(tried: string[]) {
     super(
       'ERR_ADDON_NOT_BUILT',
-      `The smoothtask native addon is not built or failed to load. Build it with ` +
-        `\`npm run setup && npm run build:native\` (needs clang, libbpf-dev, libelf-dev, zlib1g-dev, cmake). Tried:\n  ` +
+      `The smoothtask native addon could not be loaded: no local build, and no prebuilt one for ` +
+        `${process.platform}-${process.arch} (glibc) that loads here. Build it from source: install clang, ` +
+        `cmake, libbpf-dev, libelf-dev, zlib1g-dev, pkg-config and bpftool, then ` +
+        `\`npm rebuild smoothtask --build-from-source\` (in a checkout of smoothtask: \`npm run build:native\`). Tried:\n  ` +
         tried.join('\n  '),
     );
     this.tried = tried;
   }
 }
 
+/** Where one build of the addon lives: the addon file and the BPF objects built with it. */
+interface NativeBuild {
+  addon: string;
+  bpf: string;
+}
+
 let cached: NativeBinding | undefined;
+let loadedFrom: NativeBuild | undefined;
 let root: string | undefined;
 
 /** The package root (the directory holding smoothtask's package.json). */
@@ -48,35 +57,57 @@ export function packageRoot(): string {
   }
 }
 
-/** Directory of the compiled bundled BPF objects (`<root>/build-native/bpf`), or `SMOOTHTASK_BPF_DIR`. */
+/**
+ * The builds to try, in order. A local build first: it exists only where someone asked for
+ * one (a development checkout, or `npm rebuild smoothtask --build-from-source`; the install
+ * hook does not build when the prebuilt loads), and a deliberate source build must not be
+ * shadowed by the shipped binary. Then the prebuilt of `prebuilds/<platform>-<arch>/`
+ * (scripts/prebuild.mjs). `build/` is node-gyp's, which builds no BPF objects.
+ */
+function nativeBuilds(): NativeBuild[] {
+  const base = packageRoot();
+  const prebuilt = join(base, 'prebuilds', `${process.platform}-${process.arch}`);
+  return [
+    { addon: join(base, 'build-native', 'Release', 'smoothtask.node'), bpf: join(base, 'build-native', 'bpf') },
+    { addon: join(base, 'build', 'Release', 'smoothtask.node'), bpf: join(base, 'build-native', 'bpf') },
+    { addon: join(prebuilt, 'smoothtask.node'), bpf: join(prebuilt, 'bpf') },
+  ];
+}
+
+/**
+ * Directory of the bundled BPF objects: `SMOOTHTASK_BPF_DIR`, else those built with the addon
+ * that was loaded, else the first build (in {@link loadAddon}'s order) that has them.
+ */
 export function bpfObjectDir(): string {
-  return process.env.SMOOTHTASK_BPF_DIR ?? join(packageRoot(), 'build-native', 'bpf');
+  if (process.env.SMOOTHTASK_BPF_DIR) return process.env.SMOOTHTASK_BPF_DIR;
+  if (loadedFrom) return loadedFrom.bpf;
+  const builds = nativeBuilds();
+  return (builds.find((b) => existsSync(b.addon) && existsSync(b.bpf)) ?? builds.find((b) => existsSync(b.bpf)) ?? builds[0]!).bpf;
+}
+
+/** Where the loaded addon came from (undefined before the first {@link loadAddon}, or when `SMOOTHTASK_ADDON` chose it). */
+export function addonSource(): string | undefined {
+  return loadedFrom?.addon;
 }
 
 /** Loads the addon once; throws {@link AddonNotBuiltError} listing every path tried. */
 export function loadAddon(): NativeBinding {
   if (cached) return cached;
   const require = createRequire(import.meta.url);
-  const base = packageRoot();
   // An explicit SMOOTHTASK_ADDON is the only candidate: a wrong override must not be hidden
   // by a silently loaded other build.
   const override = process.env.SMOOTHTASK_ADDON;
-  const candidates = override
-    ? [override]
-    : [
-        join(base, 'build-native', 'Release', 'smoothtask.node'),
-        join(base, 'build', 'Release', 'smoothtask.node'),
-        join(base, 'prebuilds', `${process.platform}-${process.arch}`, 'smoothtask.node'),
-      ];
+  const candidates: Array<NativeBuild | undefined> = override ? [undefined] : nativeBuilds();
   const tried: string[] = [];
-  for (const p of candidates) {
-    const abs = resolve(p);
+  for (const c of candidates) {
+    const abs = resolve(c ? c.addon : override!);
     if (!existsSync(abs)) {
       tried.push(`${abs}: not found`);
       continue;
     }
     try {
       cached = require(abs) as NativeBinding;
+      loadedFrom = c;
       return cached;
     } catch (e) {
       tried.push(`${abs}: ${(e as Error).message}`);
