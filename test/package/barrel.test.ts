@@ -46,7 +46,8 @@ describe('package barrels', () => {
     expect(r.typed).toBe(true);
     expect(r.code).toBe('ERR_ADDON_NOT_BUILT');
     expect(r.msg).toContain('/nonexistent/smoothtask.node: not found');
-    expect(r.msg).toContain('npm run build:native');
+    expect(r.msg).toContain('npm rebuild smoothtask --build-from-source');
+    expect(r.msg).toContain('libbpf-dev');
   });
 });
 

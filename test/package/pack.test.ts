@@ -5,7 +5,7 @@
 // first without the optional peers (dockerode, bullmq, ioredis), then with them. The public
 // types are checked from that project too, with no @types/dockerode in reach.
 // Needs the npm registry (or a warm npm cache) for the tarball's dependencies.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -72,6 +72,13 @@ describe.skipIf(!hasDist)('the packed tarball, installed in a fresh project', ()
   let files: string[] = [];
   let project = '';
   const timings: Record<string, number> = {};
+  const sizes: Record<string, { packages: number; megabytes: number }> = {};
+  /** Installed packages (npm query) and the size of node_modules on disk (du). */
+  const measure = (what: string) => {
+    const packages = (JSON.parse(run('npm', ['query', '*'], project)) as unknown[]).length;
+    const bytes = Number(run('du', ['-sb', 'node_modules'], project).split(/\s/)[0]);
+    sizes[what] = { packages, megabytes: Math.round(bytes / 1e5) / 10 };
+  };
   const timed = <T>(what: string, f: () => T): T => {
     const t0 = Date.now();
     try {
@@ -92,12 +99,15 @@ describe.skipIf(!hasDist)('the packed tarball, installed in a fresh project', ()
     // zod is a regular dependency of smoothtask (its schemas are part of the API), so the
     // tarball alone brings it; the optional peers are not installed by npm.
     timed('npm install tarball', () => run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', tarball], project, { SMOOTHTASK_SKIP_BUILD: '1' }));
+    // What a service that imports only smoothtask/task and smoothtask/process installs.
+    measure('without the optional peers');
   }, 240_000);
 
   afterAll(() => {
     // Removing ~270 installed packages can take 20 s on a loaded disk: done in the background.
     if (tmp) spawn('rm', ['-rf', tmp], { detached: true, stdio: 'ignore' }).unref();
     console.log(`[pack.test] timings (ms): ${JSON.stringify(timings)}`);
+    console.log(`[pack.test] install size: ${JSON.stringify(sizes)}`);
   });
 
   it('ships dist (ESM, CJS, types), LICENSE, README, the native sources and the install hook; no tests, benchmarks or dev scripts', () => {
@@ -131,6 +141,16 @@ describe.skipIf(!hasDist)('the packed tarball, installed in a fresh project', ()
       }
     }
   }, 60_000);
+
+  it('a build from source asked for without cmake-js and node-addon-api (optional peers): one message with the install command; the hook still exits 0', () => {
+    const dir = join(project, 'node_modules', 'smoothtask');
+    const r = spawnSync(process.execPath, ['scripts/install.mjs'], { cwd: dir, env: { ...env, SMOOTHTASK_BUILD_FROM_SOURCE: '1' }, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stderr.split('\n').filter((l) => l.includes('[smoothtask]'));
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toContain(`npm install --save-dev cmake-js@${pkg.peerDependencies['cmake-js']} node-addon-api@${pkg.peerDependencies['node-addon-api']}`);
+    expect(existsSync(join(dir, 'build-native'))).toBe(false);
+  });
 
   it('without dockerode, connectDocker() rejects with ERR_MISSING_PEER naming dockerode and the install command (ESM and CJS)', () => {
     for (const mode of ['esm', 'cjs'] as const) {
@@ -172,6 +192,8 @@ describe.skipIf(!hasDist)('the packed tarball, installed in a fresh project', ()
       const peers = Object.entries(pkg.peerDependencies).map(([n, r]) => `${n}@${r}`);
       // --ignore-scripts: ssh2's optional native speed-up (cpu-features) is not needed here.
       timed('npm install peers', () => run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', '--ignore-scripts', ...peers], project));
+      // What every install got while dockerode, bullmq and ioredis were dependencies.
+      measure('with the optional peers');
     }, 240_000);
 
     it('every subpath loads in ESM and in CJS', () => {
@@ -209,7 +231,7 @@ describe.skipIf(!hasDist)('the packed tarball, installed in a fresh project', ()
       expect(untyped).toEqual([]);
     });
 
-    it('the public types resolve in a strict TypeScript consumer (node16, ESM and CJS) that has no @types/dockerode', () => {
+    it('the public types resolve in a strict TypeScript consumer (node16 ESM and CJS; bundler) that has no @types/dockerode', () => {
       expect(existsSync(join(project, 'node_modules', '@types', 'dockerode'))).toBe(false);
       // @types/node only (a Node service has it); typeRoots keeps the repository's other @types out.
       mkdirSync(join(project, 'types'));
@@ -234,14 +256,25 @@ describe.skipIf(!hasDist)('the packed tarball, installed in a fresh project', ()
           files: ['esm.mts', 'cjs.cts'],
         }),
       );
-      let output = '';
-      try {
-        timed('tsc consumer', () => run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], project));
-      } catch (e) {
-        output = String((e as { stdout?: string }).stdout ?? e);
+      // The same consumer under bundler resolution (Vite, esbuild, webpack users): the ESM file
+      // only, as a bundler-resolved project has no CommonJS `import x = require()`.
+      writeFileSync(
+        join(project, 'tsconfig.bundler.json'),
+        JSON.stringify({
+          compilerOptions: { module: 'esnext', moduleResolution: 'bundler', target: 'es2022', strict: true, skipLibCheck: true, noEmit: true, typeRoots: ['./types'], types: ['node'] },
+          files: ['esm.mts'],
+        }),
+      );
+      for (const config of ['tsconfig.json', 'tsconfig.bundler.json']) {
+        let output = '';
+        try {
+          timed(`tsc consumer ${config}`, () => run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', config], project));
+        } catch (e) {
+          output = String((e as { stdout?: string }).stdout ?? e);
+        }
+        expect(output, config).toBe('');
       }
-      expect(output).toBe('');
-    }, 120_000);
+    }, 180_000);
   });
 
   // Linters of the packed tarball (devDependencies; skipped only where they are not installed).

@@ -15,9 +15,12 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 const notFound = (message: string, code: string) => Object.assign(new Error(message), { code });
 
 describe('optional peer dependencies', () => {
-  it('OPTIONAL_PEERS is package.json peerDependencies: each optional, in devDependencies with the same range, not a dependency', () => {
-    expect(pkg.peerDependencies).toEqual(OPTIONAL_PEERS);
-    for (const [name, range] of Object.entries(OPTIONAL_PEERS)) {
+  it('package.json peerDependencies are OPTIONAL_PEERS and the source-build peers: each optional, in devDependencies with the same range, not a dependency', () => {
+    // cmake-js and node-addon-api: only scripts/install.mjs uses them, for a build from source.
+    const buildPeers = { 'cmake-js': pkg.peerDependencies['cmake-js'], 'node-addon-api': pkg.peerDependencies['node-addon-api'] };
+    expect(Object.values(buildPeers).every(Boolean)).toBe(true);
+    expect(pkg.peerDependencies).toEqual({ ...OPTIONAL_PEERS, ...buildPeers });
+    for (const [name, range] of Object.entries(pkg.peerDependencies)) {
       expect(pkg.peerDependenciesMeta[name]?.optional, name).toBe(true);
       expect(pkg.devDependencies[name], name).toBe(range);
       expect(pkg.dependencies[name], name).toBeUndefined();
