@@ -13,15 +13,6 @@ import type { CpuSnapshot, DiskSnapshot, NetworkSnapshot, ProcessEvent, ProcessS
 import { ConfigError } from '../errors/index.js';
 import { MetricsError } from './errors.js';
 
-declare module './family.js' {
-  interface FamilySnapshots {
-    cpu: CpuSnapshot;
-    process: ProcessSnapshot;
-    network: NetworkSnapshot;
-    disk: DiskSnapshot;
-    syscalls: SyscallsSnapshot;
-  }
-}
 
 /** Bundled object of each built-in family's eBPF backend. */
 export const BUILTIN_OBJECTS = {

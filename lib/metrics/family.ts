@@ -8,6 +8,10 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
+import type { CpuSnapshot, DiskSnapshot, NetworkSnapshot, ProcessSnapshot, SyscallsSnapshot } from './schemas.js';
+import type { GpuSnapshot } from './gpu/schema.js';
+import type { ThermalSnapshot } from './thermal/schema.js';
+import type { PowerSnapshot } from './power/schema.js';
 
 /** Where a reader's numbers come from. */
 export type Backend = 'ebpf' | 'procfs' | 'sysfs' | 'nvml' | 'stub';
@@ -151,14 +155,33 @@ export interface FamilyDefinition extends Required<Pick<FamilyOptions, 'backends
 }
 
 /**
- * Snapshot type of each family, by name. Families add themselves with declaration merging so
- * `monitor.read()` is typed:
+ * Snapshot type of each family, by name, so `monitor.read()` and `monitor.get()` are typed.
+ * The built-in families are listed here, not added by declaration merging from their own
+ * modules: an augmentation of a relative module (`'./family.js'`) does not survive bundling
+ * into `dist/`, and users never saw it. A family of your own adds itself through the package
+ * name, which does reach the bundled declarations:
  * ```ts
- * declare module 'smoothtask/metrics' { interface FamilySnapshots { gpu: GpuSnapshot } }
+ * declare module 'smoothtask/metrics' { interface FamilySnapshots { mine: MySnapshot } }
  * ```
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export interface FamilySnapshots {}
+export interface FamilySnapshots {
+  /** CPU time per process, thread and cgroup; switches; run-queue latency. */
+  cpu: CpuSnapshot;
+  /** Processes (CPU, faults, switches, memory, lifetime). */
+  process: ProcessSnapshot;
+  /** TCP connections with addresses, ports, bytes and retransmits per process. */
+  network: NetworkSnapshot;
+  /** Block I/O per device (latency histogram) and per process. */
+  disk: DiskSnapshot;
+  /** System call counts, errors and latency per syscall per process. */
+  syscalls: SyscallsSnapshot;
+  /** CUDA driver API per process, GPU jobs, NVML devices. */
+  gpu: GpuSnapshot;
+  /** Thermal zones, hwmon sensors, CPU frequency and idle residency. */
+  thermal: ThermalSnapshot;
+  /** RAPL and hwmon power, per-process power estimate. */
+  power: PowerSnapshot;
+}
 
 const registry = new Map<string, FamilyDefinition>();
 

@@ -220,16 +220,17 @@ export class AlertEngine extends EventEmitter {
   }
 
   /**
-   * Consumes an event stream (e.g. a reader's `events()`) in the background; events count for
-   * the event rules naming `name` as their source. Stops at `close()`.
+   * Consumes an event stream (e.g. a reader's `events()`, typed `unknown` by the generic
+   * reader interface) in the background; events count for the event rules naming `name` as
+   * their source. Items that are not objects match no rule and are skipped. Stops at `close()`.
    */
-  addEventSource(name: string, events: AsyncIterable<object> | ((signal: AbortSignal) => AsyncIterable<object>)): void {
+  addEventSource(name: string, events: AsyncIterable<unknown> | ((signal: AbortSignal) => AsyncIterable<unknown>)): void {
     const it = typeof events === 'function' ? events(this.abortEvents.signal) : events;
     const run = async () => {
       try {
         for await (const ev of it) {
           if (this.isClosed) break;
-          this.pushEvent(name, ev);
+          if (typeof ev === 'object' && ev !== null) this.pushEvent(name, ev);
         }
       } catch (error) {
         if (!this.isClosed) this.reportError('eventSource', name, error);

@@ -4,14 +4,7 @@
  */
 import { registerFamily } from '../family.js';
 import { openGpuReader, openNvmlGpuReader } from './reader.js';
-import type { GpuSnapshot } from './schema.js';
 
-declare module '../family.js' {
-  interface FamilySnapshots {
-    /** Snapshot of the `gpu` family. */
-    gpu: GpuSnapshot;
-  }
-}
 
 registerFamily('gpu', (ctx) => (ctx.backend === 'nvml' ? openNvmlGpuReader({}, ctx.filter) : openGpuReader({}, { filter: ctx.filter, ...(ctx.object ? { object: ctx.object } : {}) })), {
   backends: ['ebpf', 'nvml'],

@@ -4,14 +4,7 @@
  */
 import { registerFamily } from '../family.js';
 import { openPowerReader } from './reader.js';
-import type { PowerSnapshot } from './schema.js';
 
-declare module '../family.js' {
-  interface FamilySnapshots {
-    /** Snapshot of the `power` family. */
-    power: PowerSnapshot;
-  }
-}
 
 registerFamily('power', (ctx) => openPowerReader({}, { filter: ctx.filter }), {
   backends: ['sysfs'],

@@ -4,14 +4,7 @@
  */
 import { registerFamily } from '../family.js';
 import { openThermalReader } from './reader.js';
-import type { ThermalSnapshot } from './schema.js';
 
-declare module '../family.js' {
-  interface FamilySnapshots {
-    /** Snapshot of the `thermal` family. */
-    thermal: ThermalSnapshot;
-  }
-}
 
 registerFamily(
   'thermal',
