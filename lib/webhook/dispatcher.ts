@@ -31,7 +31,7 @@ const disabledCh = channel(WEBHOOK_CHANNELS.disabled);
 
 /** A subscription: where to POST which events. */
 export const EndpointSchema = z.object({
-  /** Stable id (letters, digits, `._-`). Default: random. */
+  /** Stable id (letters, digits, `._-`): adding it again updates it (keeping its secret). Default: random. */
   id: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(100),
   /** http(s) URL. */
   url: z.url({ protocol: /^https?$/ }),
@@ -57,7 +57,7 @@ export const EndpointSchema = z.object({
 export type Endpoint = z.infer<typeof EndpointSchema>;
 /** What {@link WebhookDispatcher.addEndpoint} accepts. */
 export interface EndpointInput {
-  /** Stable id (letters, digits, `._-`). Default: random. */
+  /** Stable id (letters, digits, `._-`): adding it again updates it (keeping its secret). Default: random. */
   id?: string;
   /** http(s) URL. */
   url: string;
@@ -241,12 +241,22 @@ export class WebhookDispatcher {
    * Subscribes an endpoint (persisted). Returns it, with its secret. Throws `ConfigError` for
    * a bad URL or secret, and `SsrfBlockedError` when the URL's host is an IP literal the
    * network policy refuses (a host name is checked at each connect instead).
+   *
+   * With an `id`, it is an upsert: a service that calls it at every start keeps one endpoint,
+   * and the endpoint keeps its secret (unless `secret` is given) and its creation time, so
+   * receivers keep verifying. Without an `id`, every call adds a new endpoint.
    */
   async addEndpoint(input: EndpointInput): Promise<Endpoint> {
     this.#check();
+    const existing = input.id !== undefined ? this.#endpoints.get(input.id) : undefined;
     const ep = validate(
       EndpointSchema,
-      { ...input, id: input.id ?? `ep_${randomBytes(6).toString('hex')}`, secret: input.secret ?? generateWebhookSecret(), createdAt: Date.now() },
+      {
+        ...input,
+        id: input.id ?? `ep_${randomBytes(6).toString('hex')}`,
+        secret: input.secret ?? existing?.secret ?? generateWebhookSecret(),
+        createdAt: existing?.createdAt ?? Date.now(),
+      },
       'webhook endpoint',
     );
     checkWebhookSecret(ep.secret, 'webhook endpoint secret');

@@ -349,3 +349,34 @@ describe('WebhookDispatcher delivery', () => {
     ]);
   });
 });
+
+describe('WebhookDispatcher endpoints', () => {
+  it('addEndpoint with an id is an upsert: called at every start it keeps one endpoint, its secret and creation time', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'smoothtask-wh-upsert-'));
+    try {
+      const open = async () => WebhookDispatcher.open({ store: await JsonStore.open({ dir }), timeoutMs: 1000 });
+      const d1 = await open();
+      const a = await d1.addEndpoint({ id: 'ops', url: 'https://ops.example.com/hooks' });
+      await d1.close();
+      // A restart: the same call again, with a changed filter.
+      const d2 = await open();
+      const b = await d2.addEndpoint({ id: 'ops', url: 'https://ops.example.com/hooks', types: ['task.*'] });
+      expect(d2.endpoints().map((e) => e.id)).toEqual(['ops']);
+      expect(b.secret).toBe(a.secret);
+      expect(b.createdAt).toBe(a.createdAt);
+      expect(b.types).toEqual(['task.*']);
+      // An explicit secret replaces it; an endpoint without an id is a new one each time.
+      const c = await d2.addEndpoint({ id: 'ops', url: 'https://ops.example.com/hooks', secret: 'whsec_' + Buffer.alloc(24, 7).toString('base64') });
+      expect(c.secret).not.toBe(a.secret);
+      await d2.addEndpoint({ url: 'https://ci.example.com/hooks' });
+      await d2.addEndpoint({ url: 'https://ci.example.com/hooks' });
+      expect(d2.endpoints()).toHaveLength(3);
+      await d2.close();
+      const d3 = await open();
+      expect(d3.endpoints().find((e) => e.id === 'ops')!.secret).toBe(c.secret);
+      await d3.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
