@@ -3,6 +3,7 @@
  * the counts of `stats()`. Public through `smoothtask/task`.
  * @module
  */
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import type { TaskPersistence } from './persistence.js';
 import { RetryPolicySchema, TaskIdSchema, type LeaseProvider, type TaskTrigger } from './types.js';
@@ -11,8 +12,16 @@ import { RetryPolicySchema, TaskIdSchema, type LeaseProvider, type TaskTrigger }
 export const TaskQueueOptionsSchema = z.object({
   /** Attempts running at once. */
   concurrency: z.number().int().min(1).max(10_000).default(4),
-  /** Root of per-task workspaces (`<dataDir>/<taskId>/`). Default: a new temp directory. */
-  dataDir: z.string().min(1).optional(),
+  /**
+   * Root of per-task workspaces (`<dataDir>/<taskId>/`). Default: a new temp directory. A
+   * relative path is resolved against the working directory when the queue is created
+   * (workspaces are handed to other processes and to the Docker engine as absolute paths).
+   */
+  dataDir: z
+    .string()
+    .min(1)
+    .transform((p) => resolve(p))
+    .optional(),
   /** Timeout applied to tasks that set none. */
   defaultTimeoutMs: z.number().positive().optional(),
   /** Default grace between SIGTERM and SIGKILL (executors receive it as `ctx.killAfterMs`). */

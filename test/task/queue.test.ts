@@ -316,3 +316,26 @@ describe('TaskQueue', () => {
     expect(() => q.submit({ kind: 'sleep', spec: { ms: 1 } })).toThrow(/closed/);
   });
 });
+
+describe('dataDir', () => {
+  it('a relative dataDir is resolved when the queue is created: workspaces are absolute paths (the Docker engine refuses relative binds)', async () => {
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { isAbsolute, join, relative } = await import('node:path');
+    const abs = await mkdtemp(join(tmpdir(), 'smoothtask-reldir-'));
+    try {
+      const rel = relative(process.cwd(), join(abs, 'tasks'));
+      expect(isAbsolute(rel)).toBe(false);
+      const q = new TaskQueue({ dataDir: rel });
+      queues.push(q);
+      let seen = '';
+      q.registerExecutor('where', { async run(ctx) { seen = ctx.workspace; return {}; } });
+      const rec = await q.submit({ kind: 'where', spec: {} }).done;
+      expect(rec.state).toBe('succeeded');
+      expect(isAbsolute(seen)).toBe(true);
+      expect(seen.startsWith(join(abs, 'tasks') + '/')).toBe(true);
+    } finally {
+      await rm(abs, { recursive: true, force: true });
+    }
+  });
+});
