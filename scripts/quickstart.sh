@@ -10,7 +10,8 @@ mode=${1:-test}; shift || true
 bash scripts/setup.sh
 case "$mode" in
   demo)
-    exec node --import tsx examples/demo.ts "$@" ;;
+    # Against the built package, as a user's code (examples/tsconfig.json: no path mapping).
+    TSX_TSCONFIG_PATH=examples/tsconfig.json exec node --import tsx examples/demo.ts "$@" ;;
   test)
     mkdir -p build-native
     set +e

@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SMOOTHTASK_EXAMPLE_SECONDS=${SMOOTHTASK_EXAMPLE_SECONDS:-3}
+# examples/tsconfig.json has no path mapping: `smoothtask/*` resolves through the package's
+# "exports" to dist/, as in a user's project (tsx reads the mapping of the tsconfig it is given).
+export TSX_TSCONFIG_PATH=examples/tsconfig.json
+[ -f dist/index.js ] || { echo "dist/ is missing: build it with \`npx tsup\` (scripts/setup.sh does)"; exit 1; }
+printf -- '---- type-check of the examples against dist/ (tsc -p examples)\n'
+npx --no-install tsc -p examples || exit 1
 fail=0
 for f in examples/*.ts; do
   printf '\n---- %s\n' "$f"

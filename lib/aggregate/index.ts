@@ -58,5 +58,5 @@ export {
 export type { ParsedLoadavg, ParsedProcStat, CurrentTriple, KernelTriple, LoadTriple, LoadSample, CpuTimes, LoadAverageSamplerOptions, LoadAverages, TickInfo } from './loadavg.js';
 export { flattenSnapshot, labelsMatch, labelsKey, DEFAULT_LABEL_KEYS } from './samples.js';
 export type { Labels, ScalarSample, HistogramSample, Sample, SnapshotSource, FlattenOptions } from './samples.js';
-export { promName, registerSamples, registerReader, createMetricsHandler } from './prometheus.js';
+export { promName, registerSamples, registerReader, createMetricsHandler, BUILTIN_COUNTERS } from './prometheus.js';
 export type { PromScalarType, PrometheusExportOptions, PrometheusBinding } from './prometheus.js';

@@ -12,6 +12,23 @@ import { flattenSnapshot, type FlattenOptions, type Labels, type Sample, type Sn
 /** Prometheus metric type chosen for a scalar sample. */
 export type PromScalarType = 'counter' | 'gauge';
 
+/**
+ * Dotted names of the built-in metric families' cumulative fields (CPU time, context switches,
+ * faults, bytes, operations, syscall counts): exported as Prometheus counters by default, so
+ * `rate()` works on them. A series whose entry the kernel map evicted starts again from zero,
+ * which Prometheus reads as a counter reset. Left out on purpose: `network.processes.*`, sums
+ * over the live connections that drop when a closed connection is forgotten (not monotonic).
+ */
+export const BUILTIN_COUNTERS: ReadonlySet<string> = new Set([
+  ...['processes', 'threads'].flatMap((a) => ['cpuNs', 'voluntary', 'involuntary', 'runqNs', 'runqCount'].map((f) => `cpu.${a}.${f}`)),
+  'cpu.cgroups.cpuNs',
+  ...['cpuNs', 'userNs', 'systemNs', 'voluntary', 'involuntary', 'minorFaults', 'majorFaults', 'faultsTraced'].map((f) => `process.processes.${f}`),
+  ...['bytesSent', 'bytesReceived', 'retransmits'].map((f) => `network.connections.${f}`),
+  ...['readOps', 'writeOps', 'otherOps', 'readBytes', 'writeBytes', 'totalLatencyNs'].map((f) => `disk.devices.${f}`),
+  ...['readOps', 'writeOps', 'readBytes', 'writeBytes'].map((f) => `disk.processes.${f}`),
+  ...['count', 'errors', 'totalNs'].map((f) => `syscalls.syscalls.${f}`),
+]);
+
 /** Options of {@link registerReader} and {@link registerSamples}. */
 export interface PrometheusExportOptions {
   /** Name prefix (default `smoothtask`). */
@@ -19,9 +36,10 @@ export interface PrometheusExportOptions {
   /** Type per dotted sample name (`cpu.processes.cpuTimeNs: 'counter'`); wins over {@link isCounter}. */
   types?: Record<string, PromScalarType>;
   /**
-   * Decides which scalars are counters. The default is conservative: names ending in `Total`,
-   * `Count`, `_total` or `_count`; everything else is a gauge. Type a reader's cumulative
-   * `…Ns` / `…Bytes` fields as counters with {@link PrometheusExportOptions.types} or this function.
+   * Decides which scalars are counters. The default: the built-in families' cumulative fields
+   * ({@link BUILTIN_COUNTERS}), and names ending in `Total`, `Count`, `_total` or `_count`;
+   * everything else is a gauge. Type your own readers' cumulative fields with
+   * {@link PrometheusExportOptions.types} or this function.
    */
   isCounter?: (name: string) => boolean;
   /** Help text per dotted sample name. */
@@ -73,7 +91,7 @@ export async function registerSamples(
 ): Promise<PrometheusBinding> {
   const prefix = opts.prefix ?? 'smoothtask';
   const cacheMs = opts.cacheMs ?? 500;
-  const isCounter = opts.isCounter ?? ((n: string) => /(Total|Count|_total|_count)$/.test(n));
+  const isCounter = opts.isCounter ?? ((n: string) => BUILTIN_COUNTERS.has(n) || /(Total|Count|_total|_count)$/.test(n));
   const constLabels = opts.constLabels ?? {};
   let cache: { at: number; p: Promise<Sample[]> } | undefined;
   const families = new Map<string, Family>(); // by prom name

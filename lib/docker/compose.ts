@@ -8,8 +8,8 @@ import { validate } from '../errors/validate.js';
 import { prepareOutputsDir, zipDirectory } from './artifacts.js';
 import { builtLayerIds, removeUntagged, tagSafe } from './build.js';
 import { composeFailed, detectCompose, labelOverride, parseComposeConfig, runCli } from './compose-cli.js';
-import { cgroupIdOfPid, cgroupUsageOfPid } from './cgroup.js';
-import { type DockerRunContext, isTimeoutReason, LOG_DRAIN_MS, type RunOutcome, stopContainer } from './container.js';
+import { cgroupIdOfPid } from './cgroup.js';
+import { type DockerRunContext, isTimeoutReason, LOG_DRAIN_MS, type RunOutcome, runningContainer, stopContainer } from './container.js';
 import type { ArchiveInfo } from './artifacts.js';
 import { DockerDemuxer } from './demux.js';
 import { type DockerEngine, dockerode, toDockerError } from './engine.js';
@@ -218,7 +218,7 @@ export async function runCompose(engine: DockerEngine, spec: ComposeTaskSpec, ct
     }
     await waitReady(engine, byService, services, cfg.waitTimeoutMs, stopSignal, (svc, pid, cgroupId, containerId) => {
       started.push(containerId);
-      ctx.onStarted?.({ containerId, pid, cgroupId, ports: [], service: svc, usage: () => cgroupUsageOfPid(pid) });
+      ctx.onStarted?.(runningContainer({ containerId, pid, cgroupId, ports: [], service: svc }));
     });
     composeChannel.publish({ phase: 'started', taskId: ctx.taskId, project, services: services.map((s) => s.service) });
 

@@ -79,6 +79,28 @@ export interface RunningContainer {
   service?: string;
   /** CPU, memory and I/O of the container right now, from cgroup files. */
   usage(): CgroupUsage;
+  /**
+   * What `JSON.stringify` writes: the fields, with `cgroupId` as a decimal string (or null),
+   * since JSON has no BigInt.
+   */
+  toJSON(): { containerId: string; pid: number; cgroupId: string | null; ports: ResolvedPort[]; service?: string };
+}
+
+/** A {@link RunningContainer} with its JSON form. @internal */
+export function runningContainer(f: Omit<RunningContainer, 'usage' | 'toJSON'>): RunningContainer {
+  return {
+    ...f,
+    usage: () => cgroupUsageOfPid(f.pid),
+    toJSON() {
+      return {
+        containerId: f.containerId,
+        pid: f.pid,
+        cgroupId: f.cgroupId === undefined ? null : f.cgroupId.toString(),
+        ports: f.ports,
+        ...(f.service !== undefined ? { service: f.service } : {}),
+      };
+    },
+  };
 }
 
 /** How a container or compose run ended. */
@@ -366,7 +388,7 @@ export async function runContainer(engine: DockerEngine, spec: ContainerTaskSpec
           } catch {
             // Exited already: no cgroup to name.
           }
-          const running: RunningContainer = { containerId: container.id, pid, cgroupId, ports, usage: () => cgroupUsageOfPid(pid) };
+          const running = runningContainer({ containerId: container.id, pid, cgroupId, ports });
           containerChannel.publish({ phase: 'started', taskId: ctx.taskId, containerId: container.id, pid, cgroupId });
           startedId = container.id;
           ctx.onStarted?.(running);

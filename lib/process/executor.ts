@@ -19,7 +19,7 @@ import { childClosed, killGroup, spawnError, stopGroup, type ChildEnd } from './
 import { within } from '../util/within.js';
 
 /** Spec of a `process` task. */
-export const ProcessSpecSchema = z.object({
+export const ProcessSpecSchema = z.strictObject({
   /** Executable (looked up in PATH), or a shell command line with `shell: true`. */
   command: z.string().min(1),
   /** Arguments. */
@@ -49,7 +49,7 @@ export const ProcessSpecSchema = z.object({
 export type ProcessSpec = z.input<typeof ProcessSpecSchema>;
 
 /** Options of {@link ProcessExecutor}. */
-export const ProcessExecutorOptionsSchema = z.object({
+export const ProcessExecutorOptionsSchema = z.strictObject({
   /**
    * `auto` (default): a cgroup per task where one is writable, else process groups (reported in
    * `task.info.containment` and the system log); `require`: fail tasks where no cgroup is

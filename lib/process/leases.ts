@@ -34,7 +34,7 @@ export const ResourceDefinitionSchema = z.union([
 export type ResourceDefinition = z.input<typeof ResourceDefinitionSchema>;
 
 /** Options of {@link ResourceLeaseManager}. */
-export const LeaseManagerOptionsSchema = z.object({
+export const LeaseManagerOptionsSchema = z.strictObject({
   /** Resources by name, e.g. `{ gpu: { ids: [0, 1] }, port: { range: [20000, 20099] }, memory: { capacity: 8e9 } }`. */
   resources: z.record(z.string().min(1), ResourceDefinitionSchema).default({}),
 });

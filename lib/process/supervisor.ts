@@ -61,7 +61,7 @@ export const HealthCheckSchema = z.discriminatedUnion('type', [
 export type HealthCheck = z.input<typeof HealthCheckSchema>;
 
 /** A supervised program. */
-export const SupervisedSpecSchema = z.object({
+export const SupervisedSpecSchema = z.strictObject({
   /** Unique name. */
   name: z.string().regex(/^[A-Za-z0-9._-]+$/),
   /** Executable, or a shell command line with `shell: true`. */

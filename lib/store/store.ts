@@ -28,7 +28,7 @@ const corruptCh = channel(STORE_CHANNELS.corrupt);
 const compromisedCh = channel(STORE_CHANNELS.lockCompromised);
 
 /** Options of {@link JsonStore.open}. */
-export const JsonStoreOptionsSchema = z.object({
+export const JsonStoreOptionsSchema = z.strictObject({
   /** Root directory (created if missing). */
   dir: z.string().min(1),
   /**

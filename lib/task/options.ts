@@ -9,7 +9,7 @@ import type { TaskPersistence } from './persistence.js';
 import { RetryPolicySchema, TaskIdSchema, type LeaseProvider, type TaskTrigger } from './types.js';
 
 /** Options of {@link TaskQueue}. */
-export const TaskQueueOptionsSchema = z.object({
+export const TaskQueueOptionsSchema = z.strictObject({
   /** Attempts running at once. */
   concurrency: z.number().int().min(1).max(10_000).default(4),
   /**
@@ -50,7 +50,7 @@ export const TaskQueueOptionsSchema = z.object({
 export type TaskQueueOptions = z.input<typeof TaskQueueOptionsSchema>;
 
 /** Options of {@link TaskQueue.submit}. */
-export const SubmitOptionsSchema = z.object({
+export const SubmitOptionsSchema = z.strictObject({
   /** Executor kind (registered with `registerExecutor`). */
   kind: z.string().min(1),
   /** Executor-specific spec (JSON); validated by the executor's `specSchema`. */

@@ -88,7 +88,7 @@ const MessageSchema = z.object({
 type Message = z.infer<typeof MessageSchema>;
 
 /** Options of {@link WebhookDispatcher.open}. */
-export const WebhookDispatcherOptionsSchema = z.object({
+export const WebhookDispatcherOptionsSchema = z.strictObject({
   /** Where endpoints and pending deliveries are kept (under `<prefix>/`). */
   store: z.custom<JsonStore>((v) => v != null && typeof (v as JsonStore).update === 'function'),
   /** Store key prefix. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createMetricsHandler, flattenSnapshot, histogramOf, promName, registerReader } from 'smoothtask/aggregate';
+import { BUILTIN_COUNTERS, createMetricsHandler, flattenSnapshot, histogramOf, promName, registerReader } from 'smoothtask/aggregate';
 import { ProcfsCpuReader } from '../../lib/metrics/procfs-readers.js';
 
 /** Parses Prometheus text exposition format back into series (a strict little parser). */
@@ -97,6 +97,35 @@ describe('Prometheus export', () => {
     expect(b.metricNames.length).toBe(5);
     b.unregister();
     expect(await registry.metrics()).toBe('\n');
+  });
+
+  it('without options, the built-in families\' cumulative fields are counters (real procfs readers), gauges stay gauges', async () => {
+    const { ProcfsProcessReader } = await import('../../lib/metrics/procfs-readers.js');
+    const filter = { tgids: [process.pid], cgroupIds: [], cgroupLevels: [] };
+    const registry = new Registry();
+    const cpu = new ProcfsCpuReader(filter);
+    const proc = new ProcfsProcessReader(filter);
+    await registerReader(registry, cpu, { cacheMs: 0 });
+    await registerReader(registry, proc, { cacheMs: 0 });
+    const { types } = parseProm(await registry.metrics());
+    for (const name of ['smoothtask_cpu_processes_cpu_ns_total', 'smoothtask_cpu_processes_voluntary_total', 'smoothtask_process_processes_cpu_ns_total', 'smoothtask_process_processes_minor_faults_total']) {
+      expect(types.get(name), name).toBe('counter');
+    }
+    for (const name of ['smoothtask_process_processes_rss_bytes', 'smoothtask_process_processes_threads']) expect(types.get(name), name).toBe('gauge');
+    // every name in the list is a real field of a built-in snapshot schema
+    const schemas = await import('../../lib/metrics/schemas.js');
+    const shapes: Record<string, Record<string, { shape: Record<string, unknown> }>> = {
+      cpu: { processes: schemas.CpuProcessSchema, threads: schemas.CpuThreadSchema },
+      process: { processes: schemas.ProcessInfoSchema },
+      network: { connections: schemas.TcpConnectionSchema },
+      disk: { devices: schemas.DiskDeviceSchema, processes: schemas.DiskProcessSchema },
+      syscalls: { syscalls: schemas.SyscallStatSchema },
+    };
+    for (const n of BUILTIN_COUNTERS) {
+      const [family, array, field] = n.split('.') as [string, string, string];
+      if (n === 'cpu.cgroups.cpuNs') continue;
+      expect(shapes[family]?.[array]?.shape, n).toHaveProperty(field);
+    }
   });
 
   it('exports the real procfs CPU reader over HTTP; this process\'s CPU time matches process.cpuUsage()', async () => {

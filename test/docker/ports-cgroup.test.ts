@@ -108,6 +108,8 @@ describe.skipIf(engineGate(probe))('host port collisions', () => {
     const inspect = await dockerOf(engine).getContainer(c.containerId).inspect();
     expect(inspect.State.Pid).toBe(c.pid);
     expect(inspect.Config.Labels['smoothtask.task-id']).toBe(id);
+    // JSON has no BigInt: the running container serialises its cgroup id as a decimal string.
+    expect(JSON.parse(JSON.stringify(executors.running(id)))).toEqual([{ containerId: c.containerId, pid: c.pid, cgroupId: c.cgroupId === undefined ? null : String(c.cgroupId), ports: [] }]);
     // CPU time grows while it spins (bounded wait, no timing assertion).
     const first = executors.usage(id)!.cpuNs;
     const later = await waitFor(() => {
