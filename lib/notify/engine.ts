@@ -16,12 +16,18 @@ import {
   compare,
   NotifyConfigSchema,
   RuleSchema,
+  type AbsentExpr,
+  type EventExpr,
   type Expr,
+  type FnExpr,
   type NotifyConfig,
   type Op,
   type Rule,
   type RuleConfig,
   type RuleContext,
+  type PercentileExpr,
+  type RateExpr,
+  type ThresholdExpr,
 } from './schema.js';
 
 /** diagnostics_channel names published by the engine. */
@@ -112,12 +118,78 @@ interface Entry extends Alert {
   seenAt: number;
 }
 
-interface EventBucket {
-  labels: Labels;
-  times: number[];
+/**
+ * A FIFO of time-ordered items with O(1) amortised removal from the front (an array and a
+ * head index, compacted when the dead prefix is the larger half): windows drop their oldest
+ * items on every evaluation, where `Array.shift()` would copy the whole window each time.
+ */
+class Window<T> {
+  #items: T[] = [];
+  #head = 0;
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+  push(item: T): void {
+    this.#items.push(item);
+  }
+  first(): T | undefined {
+    return this.#items[this.#head];
+  }
+  last(): T | undefined {
+    return this.size ? this.#items[this.#items.length - 1] : undefined;
+  }
+  /** Drops items from the front while `old(item)` holds, keeping at least `keep`. */
+  dropWhile(old: (item: T) => boolean, keep = 0): void {
+    while (this.size > keep && old(this.#items[this.#head]!)) this.#head++;
+    if (this.#head > 64 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+  *[Symbol.iterator](): IterableIterator<T> {
+    for (let i = this.#head; i < this.#items.length; i++) yield this.#items[i]!;
+  }
 }
 
+interface EventBucket {
+  labels: Labels;
+  times: Window<number>;
+}
+
+/** What each kind of expression is: the key its config object is told apart by. */
+type ExprKind = 'event' | 'absent' | 'fn' | 'rate' | 'percentile' | 'threshold';
+function exprKind(e: Expr): ExprKind {
+  if ('event' in e) return 'event';
+  if ('absent' in e) return 'absent';
+  if ('fn' in e) return 'fn';
+  if ('rate' in e) return 'rate';
+  if ('percentile' in e) return 'percentile';
+  return 'threshold';
+}
+/** The expression of kind `K`. */
+type ExprOf<K extends ExprKind> = K extends 'event'
+  ? EventExpr<number>
+  : K extends 'absent'
+    ? AbsentExpr
+    : K extends 'fn'
+      ? FnExpr
+      : K extends 'rate'
+        ? RateExpr<number>
+        : K extends 'percentile'
+          ? PercentileExpr<number>
+          : ThresholdExpr;
+
 type SeriesResult = { labels: Labels; value: number; fire: boolean; resolve?: boolean };
+
+/** A series compared with its threshold (and, when given, its resolve condition: hysteresis). */
+function cmpSeries(labels: Labels, value: number, op: Op, threshold: number, resolve?: { op?: Op | undefined; value: number }): SeriesResult {
+  return {
+    labels,
+    value,
+    fire: compare(value, op, threshold),
+    ...(resolve ? { resolve: compare(value, resolve.op ?? opposite(op), resolve.value) } : {}),
+  };
+}
 
 /** A function source: returns samples directly (already named). */
 export type SampleFn = () => Sample[] | Promise<Sample[]>;
@@ -136,7 +208,9 @@ export class AlertEngine extends EventEmitter {
   private readonly alertsByRule = new Map<string, Map<string, Entry>>();
   private readonly sources = new Map<string, SampleFn>();
   private readonly eventBuckets = new Map<string, Map<string, EventBucket>>(); // rule → group → times
-  private readonly history = new Map<string, Array<{ time: number; sample: Sample }>>();
+  /** Event rules by source: an event is matched against its source's rules only. */
+  private readonly eventRules = new Map<string, Map<string, Rule>>();
+  private readonly history = new Map<string, Window<{ time: number; sample: Sample }>>();
   private readonly historyWindow = new Map<string, number>(); // metric → ms to keep
   private readonly notifiers: Notifier[] = [];
   private readonly dispatcher: NotificationDispatcher;
@@ -173,12 +247,27 @@ export class AlertEngine extends EventEmitter {
   }
 
   private installRule(r: Rule): void {
+    this.unindex(r.name);
     this.rules.set(r.name, r);
     if (!this.alertsByRule.has(r.name)) this.alertsByRule.set(r.name, new Map());
     const e = r.expr;
     if ('rate' in e) this.keepHistory(e.rate.metric, e.rate.window);
     if ('percentile' in e && e.percentile.window !== undefined) this.keepHistory(e.percentile.metric, e.percentile.window);
-    if ('event' in e) this.eventBuckets.set(r.name, new Map());
+    if ('event' in e) {
+      this.eventBuckets.set(r.name, new Map());
+      const bySource = this.eventRules.get(e.event.source) ?? new Map<string, Rule>();
+      bySource.set(r.name, r);
+      this.eventRules.set(e.event.source, bySource);
+    }
+  }
+
+  private unindex(name: string): void {
+    const old = this.rules.get(name);
+    if (old && 'event' in old.expr) {
+      const bySource = this.eventRules.get(old.expr.event.source);
+      bySource?.delete(name);
+      if (bySource?.size === 0) this.eventRules.delete(old.expr.event.source);
+    }
   }
 
   private keepHistory(metric: string, windowMs: number): void {
@@ -187,6 +276,7 @@ export class AlertEngine extends EventEmitter {
 
   /** Removes a rule; its firing alerts resolve at the next notification. */
   removeRule(name: string): void {
+    this.unindex(name);
     this.rules.delete(name);
     this.alertsByRule.delete(name);
     this.eventBuckets.delete(name);
@@ -246,9 +336,8 @@ export class AlertEngine extends EventEmitter {
     const t = this.now();
     const ev = event as Record<string, unknown>;
     let matched = false;
-    for (const r of this.rules.values()) {
-      const e = r.expr;
-      if (!('event' in e) || e.event.source !== source) continue;
+    for (const r of this.eventRules.get(source)?.values() ?? []) {
+      const e = r.expr as EventExpr<number>;
       if (e.event.match && !eventMatches(ev, e.event.match)) continue;
       if (e.event.where) {
         try {
@@ -262,7 +351,7 @@ export class AlertEngine extends EventEmitter {
       for (const k of e.groupBy ?? []) labels[k] = ev[k] === undefined ? '' : String(ev[k]);
       const key = labelsKey(labels);
       const buckets = this.eventBuckets.get(r.name)!;
-      const b = buckets.get(key) ?? { labels, times: [] };
+      const b = buckets.get(key) ?? { labels, times: new Window<number>() };
       b.times.push(t);
       buckets.set(key, b);
       matched = true;
@@ -307,16 +396,16 @@ export class AlertEngine extends EventEmitter {
       const w = this.historyWindow.get(s.name);
       if (w === undefined) continue;
       const k = `${s.name}{${labelsKey(s.labels)}}`;
-      const h = this.history.get(k) ?? [];
+      const h = this.history.get(k) ?? new Window<{ time: number; sample: Sample }>();
       h.push({ time: now, sample: s });
-      while (h.length > 1 && h[0]!.time < now - w) h.shift();
+      h.dropWhile((p) => p.time < now - w, 1);
       this.history.set(k, h);
     }
     for (const [k, h] of this.history) {
       const name = k.slice(0, k.indexOf('{'));
       const w = this.historyWindow.get(name) ?? 0;
-      while (h.length && h[0]!.time < now - w) h.shift();
-      if (!h.length) this.history.delete(k);
+      h.dropWhile((p) => p.time < now - w);
+      if (!h.size) this.history.delete(k);
     }
     return all;
   }
@@ -348,70 +437,68 @@ export class AlertEngine extends EventEmitter {
   }
 
   private seriesOf(rule: Rule, ctx: RuleContext): SeriesResult[] {
-    const e: Expr = rule.expr;
-    const cmp = (labels: Labels, value: number, op: Op, threshold: number, resolve?: { op?: Op | undefined; value: number }): SeriesResult => ({
-      labels,
-      value,
-      fire: compare(value, op, threshold),
-      ...(resolve ? { resolve: compare(value, resolve.op ?? opposite(op), resolve.value) } : {}),
-    });
-    if ('event' in e) {
+    const kind = exprKind(rule.expr);
+    return (this.evaluators[kind] as (rule: Rule, e: Expr, ctx: RuleContext) => SeriesResult[])(rule, rule.expr, ctx);
+  }
+
+  /** One evaluator per kind of expression: the series it yields at `ctx.now`. */
+  private readonly evaluators: { [K in ExprKind]: (rule: Rule, e: ExprOf<K>, ctx: RuleContext) => SeriesResult[] } = {
+    event: (rule, e, ctx) => {
       const buckets = this.eventBuckets.get(rule.name)!;
       const out: SeriesResult[] = [];
       for (const [k, b] of buckets) {
-        while (b.times.length && b.times[0]! <= ctx.now - e.count.window) b.times.shift();
-        out.push(cmp(b.labels, b.times.length, e.count.op ?? '>=', e.count.value));
-        if (!b.times.length) buckets.delete(k);
+        b.times.dropWhile((t) => t <= ctx.now - e.count.window);
+        out.push(cmpSeries(b.labels, b.times.size, e.count.op ?? '>=', e.count.value));
+        if (!b.times.size) buckets.delete(k);
       }
-      if (!e.groupBy?.length && !out.length) out.push(cmp({}, 0, e.count.op ?? '>=', e.count.value));
+      if (!e.groupBy?.length && !out.length) out.push(cmpSeries({}, 0, e.count.op ?? '>=', e.count.value));
       return out;
-    }
-    if ('absent' in e) {
+    },
+    absent: (_rule, e, ctx) => {
       const present = ctx.samples.some((s) => s.name === e.absent.metric && labelsMatch(s.labels, e.absent.labels));
       return present ? [] : [{ labels: equalityLabels(e.absent.labels), value: 1, fire: true }];
-    }
-    if ('fn' in e) {
+    },
+    fn: (_rule, e, ctx) => {
       const r = e.fn(ctx);
       const one = (labels: Labels, v: number | boolean): SeriesResult => {
         if (typeof v === 'boolean') return { labels, value: v ? 1 : 0, fire: v };
         if (e.op === undefined || e.value === undefined) return { labels, value: v, fire: v !== 0 && !Number.isNaN(v) };
-        return cmp(labels, v, e.op, e.value, e.resolve);
+        return cmpSeries(labels, v, e.op, e.value, e.resolve);
       };
       if (Array.isArray(r)) return r.map((x) => one(x.labels ?? {}, x.value));
       return [one({}, r)];
-    }
-    if ('rate' in e) {
+    },
+    rate: (_rule, e, ctx) => {
       const out: SeriesResult[] = [];
       for (const [k, h] of this.history) {
-        const first = h[0]?.sample;
+        const first = h.first()?.sample;
         if (!first || first.kind !== 'scalar' || first.name !== e.rate.metric || !k.startsWith(`${e.rate.metric}{`)) continue;
         if (!labelsMatch(first.labels, e.rate.labels)) continue;
-        if (h.at(-1)!.time !== ctx.now) continue; // series gone in this evaluation
-        const pts = h.filter((p) => p.time >= ctx.now - e.rate.window).map((p) => ({ time: p.time, value: (p.sample as ScalarSample).value }));
+        if (h.last()!.time !== ctx.now) continue; // series gone in this evaluation
+        const pts: Array<{ time: number; value: number }> = [];
+        for (const p of h) if (p.time >= ctx.now - e.rate.window) pts.push({ time: p.time, value: (p.sample as ScalarSample).value });
         const r = rateOver(pts);
-        if (!Number.isNaN(r)) out.push(cmp(first.labels, r, e.op, e.value, e.resolve));
+        if (!Number.isNaN(r)) out.push(cmpSeries(first.labels, r, e.op, e.value, e.resolve));
       }
       return out;
-    }
-    if ('percentile' in e) {
+    },
+    percentile: (_rule, e, ctx) => {
       const p = e.percentile;
       const out: SeriesResult[] = [];
       for (const s of ctx.samples) {
         if (s.kind !== 'histogram' || s.name !== p.metric || !labelsMatch(s.labels, p.labels)) continue;
         let slots = s.slots;
         if (p.window !== undefined) {
-          const h = this.history.get(`${s.name}{${labelsKey(s.labels)}}`);
-          const oldest = h?.[0]?.sample;
+          const oldest = this.history.get(`${s.name}{${labelsKey(s.labels)}}`)?.first()?.sample;
           if (oldest && oldest.kind === 'histogram') slots = histogramDelta(oldest.slots, s.slots);
         }
         const v = histogramPercentile(slots, p.q);
-        if (!Number.isNaN(v)) out.push(cmp(s.labels, v, e.op, e.value, e.resolve));
+        if (!Number.isNaN(v)) out.push(cmpSeries(s.labels, v, e.op, e.value, e.resolve));
       }
       return out;
-    }
-    // threshold
-    return ctx.get(e.metric, e.labels).map((s) => cmp(s.labels, s.value, e.op, e.value, e.resolve));
-  }
+    },
+    threshold: (_rule, e, ctx) => ctx.get(e.metric, e.labels).map((s) => cmpSeries(s.labels, s.value, e.op, e.value, e.resolve)),
+  };
 
   private updateStates(rule: Rule, series: SeriesResult[], now: number): void {
     const alerts = this.alertsByRule.get(rule.name)!;

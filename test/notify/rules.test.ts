@@ -301,3 +301,50 @@ describe('alert rules with a fake clock', () => {
     expect(formatNotificationLines({ groupKey: '', status: 'resolved', groupLabels: {}, commonLabels: {}, commonAnnotations: {}, alerts: [], timestamp: 0, repeat: false })).toEqual([]);
   });
 });
+
+describe('event rules at volume, and their index by source', () => {
+  it('a storm of 200,000 events: the count in a sliding window is exact as the window moves', async () => {
+    let now = 0;
+    const engine = new AlertEngine({
+      now: () => now,
+      rules: [{ name: 'Storm', expr: { event: { source: 's' }, count: { op: '>=', value: 1, window: '10s' } } }],
+    });
+    // 20,000 events per second for 10 s: t = i / 20 ms, 0 … 9,999.95
+    for (let i = 0; i < 200_000; i++) {
+      now = i / 20;
+      engine.pushEvent('s', { i });
+    }
+    now = 9_999.95;
+    await engine.evaluate(now);
+    expect(engine.alerts().find((a) => a.rule === 'Storm')?.value).toBe(200_000);
+    // 5 s later the events at t <= 4,999.5 (i <= 99,990) left the window: 100,009 remain
+    now = 14_999.5;
+    await engine.evaluate(now);
+    expect(engine.alerts().find((a) => a.rule === 'Storm')?.value).toBe(100_009);
+    now = 20_000;
+    await engine.evaluate(now);
+    expect(engine.alerts().every((a) => a.state !== 'firing')).toBe(true);
+    await engine.close();
+  });
+
+  it('replacing an event rule with another source moves it: events of the old source no longer count', async () => {
+    const engine = new AlertEngine({ now: () => 0, rules: [{ name: 'R', expr: { event: { source: 'a' }, count: { value: 1, window: '1m' } } }] });
+    engine.pushEvent('a', { x: 1 });
+    await engine.evaluate(0);
+    expect(engine.alerts().map((a) => `${a.rule}:${a.state}`)).toEqual(['R:firing']);
+    engine.removeRule('R');
+    engine.addRule({ name: 'R', expr: { event: { source: 'b' }, count: { value: 1, window: '1m' } } });
+    engine.pushEvent('a', { x: 2 });
+    await engine.evaluate(0);
+    expect(engine.alerts().filter((a) => a.state === 'firing')).toEqual([]);
+    engine.pushEvent('b', { x: 3 });
+    await engine.evaluate(0);
+    expect(engine.alerts().filter((a) => a.state === 'firing').map((a) => a.rule)).toEqual(['R']);
+    // addRule over an existing name (no removeRule) re-indexes too
+    engine.addRule({ name: 'R', expr: { event: { source: 'c' }, count: { value: 5, window: '1m' } } });
+    for (let i = 0; i < 5; i++) engine.pushEvent('b', { i });
+    await engine.evaluate(0);
+    expect(engine.alerts().filter((a) => a.state === 'firing')).toEqual([]);
+    await engine.close();
+  });
+});
