@@ -1,0 +1,128 @@
+/**
+ * The eBPF backend of the `process` family (proc.bpf.o).
+ * @internal
+ */
+import { u32 } from '../../ebpf/codec.js';
+import type { BpfMap } from '../../ebpf/map.js';
+import type { IterLink, RingBufferLike } from '../../ebpf/types.js';
+import { BpfReaderBase, monoToEpochMs, monotonicNowNs, type BpfReaderOptions } from '../bpf-base.js';
+import { stProcEvent, stProcStats, stProcTask } from '../bpf-structs.js';
+import { pageSize } from '../procfs.js';
+import type { ProcessEvent, ProcessInfo, ProcessSnapshot } from '../schemas.js';
+import { ConfigError } from '../../errors/index.js';
+import { mapEvents, type Decoded } from '../readers-shared.js';
+
+const STATE_LETTERS: Array<[number, string]> = [
+  [0x0001, 'S'],
+  [0x0002, 'D'],
+  [0x0004, 'T'],
+  [0x0008, 't'],
+  [0x0010, 'X'],
+  [0x0020, 'Z'],
+  [0x0080, 'X'],
+  [0x0402, 'I'],
+];
+function stateLetter(state: number): string {
+  if (state === 0) return 'R';
+  if ((state & 0x0402) === 0x0402) return 'I';
+  for (const [bit, l] of STATE_LETTERS) if (state & bit) return l;
+  return '?';
+}
+
+function exitStatus(raw: number): Pick<ProcessEvent, 'exitCode' | 'signal' | 'coreDumped'> {
+  const sig = raw & 0x7f;
+  return sig === 0 ? { exitCode: (raw >> 8) & 0xff, signal: null, coreDumped: false } : { exitCode: null, signal: sig, coreDumped: (raw & 0x80) !== 0 };
+}
+
+/** eBPF `process` reader over bpf/proc.bpf.c: a task iterator per read, events from the ring buffer. */
+export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEvent> {
+  readonly family = 'process';
+  readonly #iter: IterLink;
+  readonly #faults: BpfMap<number, Decoded<typeof stProcStats>>;
+  #rb: RingBufferLike<Decoded<typeof stProcEvent>> | undefined;
+
+  /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
+  constructor(o: BpfReaderOptions) {
+    super(o);
+    this.#iter = this.iterator('st_proc_iter');
+    this.#faults = this.map('proc_faults', { key: u32, value: stProcStats });
+  }
+
+  protected async collect(): Promise<ProcessSnapshot> {
+    const buf = await this.#iter.read();
+    const now = monotonicNowNs();
+    const page = pageSize();
+    const faults = this.#faults.readAll();
+    const procs = new Map<number, ProcessInfo>();
+    const size = stProcTask.size;
+    for (let off = 0; off + size <= buf.length; off += size) {
+      const r = stProcTask.decode(buf, off);
+      let p = procs.get(r.tgid);
+      if (!p) {
+        p = {
+          tgid: r.tgid, ppid: r.ppid, comm: r.comm, state: '?', threads: 0, startNs: r.start_ns, lifetimeNs: 0,
+          cpuNs: 0, userNs: 0, systemNs: 0, voluntary: 0, involuntary: 0, minorFaults: 0, majorFaults: 0,
+          faultsTraced: faults.get(r.tgid)?.faults ?? 0, rssBytes: 0, vmBytes: 0, cgroupId: r.cgroup_id.toString(),
+        };
+        procs.set(r.tgid, p);
+      }
+      p.cpuNs += r.runtime_ns;
+      p.userNs += r.utime_ns;
+      p.systemNs += r.stime_ns;
+      p.voluntary += r.voluntary;
+      p.involuntary += r.involuntary;
+      p.minorFaults += r.min_flt;
+      p.majorFaults += r.maj_flt;
+      if (r.is_leader) {
+        p.comm = r.comm;
+        p.ppid = r.ppid;
+        p.state = stateLetter(r.state);
+        p.startNs = r.start_ns;
+        p.threads = r.nr_threads;
+        p.cpuNs += r.dead_runtime_ns;
+        p.voluntary += r.dead_voluntary;
+        p.involuntary += r.dead_involuntary;
+        p.minorFaults += r.dead_min_flt;
+        p.majorFaults += r.dead_maj_flt;
+        p.rssBytes = r.rss_pages * page;
+        p.vmBytes = r.vm_pages * page;
+        p.cgroupId = r.cgroup_id.toString();
+      }
+    }
+    for (const p of procs.values()) p.lifetimeNs = Math.max(0, now - p.startNs);
+    return { family: 'process', backend: 'ebpf', timestamp: Date.now(), processes: [...procs.values()] };
+  }
+
+  /** exec, fork and exit events (needs the reader opened with `events: true`). */
+  events(options: { signal?: AbortSignal } = {}): AsyncIterable<ProcessEvent> {
+    this.check();
+    if (!this.wantEvents) throw new ConfigError('process events were not requested: open the reader with events: true', ['events: false']);
+    this.#rb ??= this.obj.ringBuffer('proc_events', { codec: stProcEvent });
+    const type = ['', 'exec', 'fork', 'exit'] as const;
+    return mapEvents(
+      this.#rb,
+      (r): ProcessEvent | null => {
+        const t = type[r.type];
+        if (!t) return null;
+        const e: ProcessEvent = { type: t, timestamp: monoToEpochMs(r.ts_ns), pid: r.pid, tgid: r.tgid, ppid: r.ppid, comm: r.comm, cgroupId: r.cgroup_id.toString() };
+        if (t === 'exec') e.filename = r.filename;
+        if (t === 'exit') {
+          Object.assign(e, exitStatus(r.exit_code));
+          e.durationNs = r.duration_ns;
+          e.cpuNs = r.cpu_ns;
+          e.faults = r.faults;
+          e.voluntary = r.voluntary;
+          e.involuntary = r.involuntary;
+        }
+        return e;
+      },
+      options.signal,
+      (d) => this.eventsActive(d),
+    );
+  }
+
+  protected override onClose(): void {
+    this.#rb?.close();
+    super.onClose();
+  }
+}
