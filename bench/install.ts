@@ -16,17 +16,12 @@
  *
  *   npm run bench -- install [rounds=3]
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { installSize, npmInstall, packTarball, root } from '../test/package/tarball.js';
 import type { BenchResult } from './run.js';
 
-const root = fileURLToPath(new URL('../', import.meta.url));
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
-const run = (cmd: string, args: string[], cwd: string, extra: NodeJS.ProcessEnv = {}) =>
-  execFileSync(cmd, args, { cwd, env: { ...env, ...extra }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -40,8 +35,7 @@ export default async function install(args: string[]): Promise<BenchResult> {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
   const tmp = mkdtempSync(join(tmpdir(), 'smoothtask-bench-install-'));
   try {
-    const packed = JSON.parse(run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], root)) as Array<{ filename: string }>;
-    const tarball = join(tmp, packed[0]!.filename);
+    const { tarball } = packTarball(tmp);
     const buildPeers = ['cmake-js', 'node-addon-api'].map((n) => `${n}@${pkg.peerDependencies[n]}`);
     const times: Record<'prebuilt' | 'source', number[]> = { prebuilt: [], source: [] };
     let size = { packages: 0, megabytes: 0 };
@@ -50,15 +44,11 @@ export default async function install(args: string[]): Promise<BenchResult> {
       mkdirSync(project);
       writeFileSync(join(project, 'package.json'), JSON.stringify({ name: `bench-${kind}`, version: '1.0.0', private: true }));
       const t0 = performance.now();
-      run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', '--foreground-scripts', tarball, ...(kind === 'source' ? buildPeers : [])], project, kind === 'source' ? { SMOOTHTASK_BUILD_FROM_SOURCE: '1' } : {});
+      npmInstall(project, [tarball, ...(kind === 'source' ? buildPeers : [])], { flags: ['--foreground-scripts'], env: kind === 'source' ? { SMOOTHTASK_BUILD_FROM_SOURCE: '1' } : {} });
       times[kind].push(performance.now() - t0);
       const built = existsSync(join(project, 'node_modules', 'smoothtask', 'build-native', 'Release', 'smoothtask.node'));
       if (built !== (kind === 'source')) throw new Error(`${kind} install: build-native ${built ? 'present' : 'missing'}`);
-      if (kind === 'prebuilt') {
-        const packages = (JSON.parse(run('npm', ['query', '*'], project)) as unknown[]).length;
-        const bytes = Number(run('du', ['-sb', 'node_modules'], project).split(/\s/)[0]);
-        size = { packages, megabytes: Math.round(bytes / 1e5) / 10 };
-      }
+      if (kind === 'prebuilt') size = installSize(project);
       rmSync(project, { recursive: true, force: true });
     };
     for (let i = 0; i < rounds; i++) {

@@ -85,11 +85,6 @@ export function bpfObjectDir(): string {
   return (builds.find((b) => existsSync(b.addon) && existsSync(b.bpf)) ?? builds.find((b) => existsSync(b.bpf)) ?? builds[0]!).bpf;
 }
 
-/** Where the loaded addon came from (undefined before the first {@link loadAddon}, or when `SMOOTHTASK_ADDON` chose it). */
-export function addonSource(): string | undefined {
-  return loadedFrom?.addon;
-}
-
 /** Loads the addon once; throws {@link AddonNotBuiltError} listing every path tried. */
 export function loadAddon(): NativeBinding {
   if (cached) return cached;

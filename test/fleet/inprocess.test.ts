@@ -1,7 +1,8 @@
 /**
  * The fleet's producer and workers against a real redis-server, with three nodes in this
  * process (each its own TaskQueue and ProcessExecutor): placement by class and labels, one
- * final state per job, cancellation that reaches the node running the job, refusals.
+ * final state per job, cancellation that reaches the node running the job, refusals, and the
+ * hand-back of a running job by a node that closes.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,17 @@ const nodes: Array<{ name: string; queue: TaskQueue; worker: FleetWorker }> = []
 let producer: FleetProducer;
 const prefix = 'inproc';
 
+/** A node in this process (its own TaskQueue with a ProcessExecutor, and a FleetWorker) on `fleetPrefix`; closed by afterAll. */
+async function startNode(s: { name: string; classes: string[]; labels: Record<string, string>; gpus: number }, fleetPrefix: string) {
+  const queue = new TaskQueue({ concurrency: 4, dataDir: join(dir, `${fleetPrefix}-${s.name}`) });
+  queue.registerExecutor('process', new ProcessExecutor());
+  const worker = new FleetWorker(queue, { redis: { url: redis.url }, prefix: fleetPrefix, classes: s.classes, concurrency: 4, placementRetryMs: 100, cancelCheckMs: 500 }, { name: s.name, url: `http://${s.name}.invalid:7700`, labels: s.labels, gpus: s.gpus });
+  await worker.start();
+  const n = { name: s.name, queue, worker };
+  nodes.push(n);
+  return n;
+}
+
 beforeAll(async () => {
   redis = await startRedis();
   dir = await mkdtemp(join(tmpdir(), 'st-fleet-'));
@@ -26,13 +38,7 @@ beforeAll(async () => {
     { name: 'node-b', classes: ['default'], labels: { zone: 'b' }, gpus: 0 },
     { name: 'node-c', classes: ['default'], labels: { zone: 'b' }, gpus: 0 },
   ];
-  for (const s of spec) {
-    const queue = new TaskQueue({ concurrency: 4, dataDir: join(dir, s.name) });
-    queue.registerExecutor('process', new ProcessExecutor());
-    const worker = new FleetWorker(queue, { redis: { url: redis.url }, prefix, classes: s.classes, concurrency: 4, placementRetryMs: 100, cancelCheckMs: 500 }, { name: s.name, url: `http://${s.name}.invalid:7700`, labels: s.labels, gpus: s.gpus });
-    await worker.start();
-    nodes.push({ name: s.name, queue, worker });
-  }
+  for (const s of spec) await startNode(s, prefix);
   producer = new FleetProducer({ redis: { url: redis.url }, prefix, pollMs: 200 });
 });
 
@@ -106,4 +112,45 @@ describe('fleet in one process', () => {
     expect(r.state).toBe('failed');
     expect(r.error?.message).toMatch(/nosuchkind/);
   });
+});
+
+describe('a closing node hands its running jobs back', () => {
+  it('close(0) while a job runs on node A: A stops its process, node B runs the job to the end', async () => {
+    // Its own prefix: only the nodes started here take its jobs.
+    const other = new FleetProducer({ redis: { url: redis.url }, prefix: 'handback', pollMs: 100 });
+    const node = (name: string) => startNode({ name, classes: ['default'], labels: {}, gpus: 0 }, 'handback');
+    const a = await node('node-a');
+    const h = await other.submit({ id: 'handed-1', kind: 'process', spec: { command: '/bin/sh', args: ['-c', 'sleep 2; echo done'] }, timeoutMs: 60_000 });
+    // Running on A (the only node so far), with a pid.
+    let pid: number | undefined;
+    for (let i = 0; i < 200 && pid === undefined; i++) {
+      pid = a.queue.get('handed-1')?.info.pid as number | undefined;
+      if (pid === undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(pid, 'the job started on node A').toBeTypeOf('number');
+    expect(fleetOf((await other.get('handed-1'))!).node).toBe('node-a');
+
+    const b = await node('node-b');
+    await a.worker.close(0);
+    // A's process is gone (cancelled locally), and A no longer holds the task.
+    let alive = true;
+    for (let i = 0; i < 100 && alive; i++) {
+      try {
+        process.kill(pid!, 0);
+        await new Promise((r) => setTimeout(r, 50));
+      } catch {
+        alive = false;
+      }
+    }
+    expect(alive, 'node A stopped its run').toBe(false);
+
+    const rec = await h.done;
+    expect(rec.state).toBe('succeeded');
+    expect(fleetOf(rec).node).toBe('node-b');
+    expect(fleetOf(rec).run).toBeGreaterThanOrEqual(2);
+    // One final state in the fleet's records, on B's queue too.
+    const bLocal = b.queue.get('handed-1');
+    expect(bLocal?.state).toBe('succeeded');
+    await other.close();
+  }, 60_000);
 });

@@ -11,15 +11,14 @@
 //
 // The blocks use what CI has: root, the kernel's eBPF, dockerd with smoothtask/busybox:latest,
 // and redis-server (one started here on a loopback port, passed as REDIS_URL).
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisServer } from '../fleet/redis.js';
+import { npmEnv, npmInstall, packTarball, root, run } from './tarball.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
 const hasDist = existsSync(join(root, 'dist', 'index.js'));
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string>; dependencies: Record<string, string> };
 
@@ -52,9 +51,6 @@ function blocks(): Block[] {
   return out;
 }
 
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
-const run = (cmd: string, args: string[], cwd: string) =>
-  execFileSync(cmd, args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
 
 /**
  * What each block's output must show (by block name: <doc>-<n>), so that a block that runs but
@@ -93,7 +89,7 @@ describe.skipIf(!hasDist)('docs that run: every code block of README.md and docs
 
   beforeAll(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'smoothtask-docs-'));
-    const packed = JSON.parse(run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], root)) as Array<{ filename: string }>;
+    const { tarball } = packTarball(tmp);
     project = join(tmp, 'project');
     mkdirSync(join(project, 'blocks'), { recursive: true });
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'docs-check', version: '1.0.0', private: true, type: 'module' }, null, 2));
@@ -101,7 +97,7 @@ describe.skipIf(!hasDist)('docs that run: every code block of README.md and docs
       .filter(([n]) => n !== 'cmake-js' && n !== 'node-addon-api')
       .map(([n, r]) => `${n}@${r}`);
     const direct = ['zod', 'prom-client'].map((n) => `${n}@${pkg.dependencies[n]}`);
-    run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', '--ignore-scripts', join(tmp, packed[0]!.filename), ...peers, ...direct], project);
+    npmInstall(project, [tarball, ...peers, ...direct], { flags: ['--ignore-scripts'] });
     // The prebuilt addon in the installed package is what the eBPF blocks load (the install
     // hook was skipped above: it would only check that the prebuilt loads).
     mkdirSync(join(project, 'types'));
@@ -153,7 +149,7 @@ describe.skipIf(!hasDist)('docs that run: every code block of README.md and docs
     const cwd = mkdtempSync(join(tmp, `run-${b.name}-`));
     const r = spawnSync(process.execPath, [join(project, 'out', `${b.name}.mjs`)], {
       cwd,
-      env: { ...env, REDIS_URL: redisUrl, NODE_PATH: '' },
+      env: { ...npmEnv, REDIS_URL: redisUrl, NODE_PATH: '' },
       encoding: 'utf8',
       timeout: 60_000,
       killSignal: 'SIGKILL',

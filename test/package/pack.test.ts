@@ -5,15 +5,14 @@
 // first without the optional peers (dockerode, bullmq, ioredis), then with them. The public
 // types are checked from that project too, with no @types/dockerode in reach.
 // Needs the npm registry (or a warm npm cache) for the tarball's dependencies.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installSize, npmEnv, npmInstall, packTarball, root, run } from './tarball.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   name: string;
   exports: Record<string, unknown>;
@@ -29,10 +28,6 @@ const specifiers = Object.keys(pkg.exports)
 /** Subpaths that import optional peers statically: without them their import fails (documented). */
 const needsPeers: Record<string, string[]> = { [`${pkg.name}/fleet`]: ['bullmq', 'ioredis'] };
 
-// npm_* variables of an enclosing `npm test` would steer the inner npm commands.
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
-const run = (cmd: string, args: string[], cwd: string, extra: NodeJS.ProcessEnv = {}) =>
-  execFileSync(cmd, args, { cwd, env: { ...env, ...extra }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
 
 type Outcome = { ok: true; keys: number } | { ok: false; code?: string; message: string };
 
@@ -73,12 +68,7 @@ describe.skipIf(!hasDist)('the packed tarball, installed in a fresh project', ()
   let project = '';
   const timings: Record<string, number> = {};
   const sizes: Record<string, { packages: number; megabytes: number }> = {};
-  /** Installed packages (npm query) and the size of node_modules on disk (du). */
-  const measure = (what: string) => {
-    const packages = (JSON.parse(run('npm', ['query', '*'], project)) as unknown[]).length;
-    const bytes = Number(run('du', ['-sb', 'node_modules'], project).split(/\s/)[0]);
-    sizes[what] = { packages, megabytes: Math.round(bytes / 1e5) / 10 };
-  };
+  const measure = (what: string) => (sizes[what] = installSize(project));
   const timed = <T>(what: string, f: () => T): T => {
     const t0 = Date.now();
     try {
@@ -90,15 +80,13 @@ describe.skipIf(!hasDist)('the packed tarball, installed in a fresh project', ()
 
   beforeAll(() => {
     tmp = mkdtempSync(join(tmpdir(), 'smoothtask-pack-'));
-    const packed = timed('npm pack', () => JSON.parse(run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], root)) as Array<{ filename: string; files: Array<{ path: string }> }>);
-    tarball = join(tmp, packed[0]!.filename);
-    files = packed[0]!.files.map((f) => f.path);
+    ({ tarball, files } = timed('npm pack', () => packTarball(tmp)));
     project = join(tmp, 'project');
     mkdirSync(project);
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'pack-check', version: '1.0.0', private: true }, null, 2));
     // zod is a regular dependency of smoothtask (its schemas are part of the API), so the
     // tarball alone brings it; the optional peers are not installed by npm.
-    timed('npm install tarball', () => run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', tarball], project, { SMOOTHTASK_SKIP_BUILD: '1' }));
+    timed('npm install tarball', () => npmInstall(project, [tarball], { env: { SMOOTHTASK_SKIP_BUILD: '1' } }));
     // What a service that imports only smoothtask/task and smoothtask/process installs.
     measure('without the optional peers');
   }, 240_000);
@@ -144,7 +132,7 @@ describe.skipIf(!hasDist)('the packed tarball, installed in a fresh project', ()
 
   it('a build from source asked for without cmake-js and node-addon-api (optional peers): one message with the install command; the hook still exits 0', () => {
     const dir = join(project, 'node_modules', 'smoothtask');
-    const r = spawnSync(process.execPath, ['scripts/install.mjs'], { cwd: dir, env: { ...env, SMOOTHTASK_BUILD_FROM_SOURCE: '1' }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['scripts/install.mjs'], { cwd: dir, env: { ...npmEnv, SMOOTHTASK_BUILD_FROM_SOURCE: '1' }, encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     const lines = r.stderr.split('\n').filter((l) => l.includes('[smoothtask]'));
     expect(lines, r.stderr).toHaveLength(1);
@@ -191,7 +179,7 @@ describe.skipIf(!hasDist)('the packed tarball, installed in a fresh project', ()
     beforeAll(() => {
       const peers = Object.entries(pkg.peerDependencies).map(([n, r]) => `${n}@${r}`);
       // --ignore-scripts: ssh2's optional native speed-up (cpu-features) is not needed here.
-      timed('npm install peers', () => run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', '--ignore-scripts', ...peers], project));
+      timed('npm install peers', () => npmInstall(project, peers, { flags: ['--ignore-scripts'] }));
       // What every install got while dockerode, bullmq and ioredis were dependencies.
       measure('with the optional peers');
     }, 240_000);

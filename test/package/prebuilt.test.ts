@@ -14,15 +14,14 @@
 //     the prebuilt addon (checked in /proc/self/maps: the addon, libbpf, libelf and zlib all
 //     mapped from node_modules/smoothtask/prebuilds/linux-x64) and reads this container's
 //     processes.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { npmInstall, packTarball, root, run } from './tarball.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
 const target = `${process.platform}-${process.arch}`;
 const prebuilt = join(root, 'prebuilds', target);
 const hasDist = existsSync(join(root, 'dist', 'index.js'));
@@ -31,9 +30,6 @@ const specifiers = Object.keys(pkg.exports)
   .filter((k) => k !== './package.json')
   .map((k) => (k === '.' ? pkg.name : `${pkg.name}/${k.slice(2)}`));
 
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
-const run = (cmd: string, args: string[], cwd: string, input?: string) =>
-  execFileSync(cmd, args, { cwd, env, encoding: 'utf8', input, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
 
 /** The image: Debian's glibc, C++ runtime and dash from this machine's packages, plus node and npm. */
 let IMAGE = '';
@@ -91,7 +87,7 @@ function inContainer(project: string, script: string, extraEnv: string[] = []): 
       'docker',
       ['run', '--rm', '-i', ...PRIVILEGES, '--network', 'none', '--label', 'smoothtask.test=prebuilt', '-v', `${project}:/app`, ...extraEnv.flatMap((e) => ['-e', e]), IMAGE, 'sh', '-s'],
       root,
-      `exec 2>&1\n${script}\n`,
+      { input: `exec 2>&1\n${script}\n` },
     );
     return { out, status: 0 };
   } catch (e) {
@@ -108,12 +104,12 @@ describe.skipIf(!hasDist)('the prebuilt addon, installed on a machine without cl
   beforeAll(() => {
     if (!existsSync(join(prebuilt, 'smoothtask.node'))) throw new Error(`${prebuilt} is missing: run \`node scripts/prebuild.mjs\` (scripts/setup.sh does)`);
     tmp = mkdtempSync(join(tmpdir(), 'smoothtask-prebuilt-'));
-    const packed = JSON.parse(run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], root)) as Array<{ filename: string; files: Array<{ path: string }> }>;
-    files = packed[0]!.files.map((f) => f.path);
+    let tarball: string;
+    ({ tarball, files } = packTarball(tmp));
     project = join(tmp, 'project');
     mkdirSync(project);
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'prebuilt-check', version: '1.0.0', private: true }, null, 2));
-    run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', '--ignore-scripts', join(tmp, packed[0]!.filename)], project);
+    npmInstall(project, [tarball], { flags: ['--ignore-scripts'] });
     buildImage();
   }, 300_000);
 
