@@ -36,8 +36,20 @@ afterAll(async () => {
 
 async function temp(prefix: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), `smoothtask-ws-${prefix}-`));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  cleanups.push(() => rm(dir, { recursive: true, force: true, maxRetries: 5 }));
   return dir;
+}
+
+/** SIGKILL a detached child's whole process group (the shell and any `mv` it is running) and wait for the shell. */
+async function killGroup(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
+  await exited;
 }
 
 async function collect(it: AsyncIterable<WalkEntry>): Promise<{ files: Map<string, number>; skipped: Map<string, string> }> {
@@ -383,9 +395,10 @@ describe('TOCTOU: a task swaps a folder for a link during the walk', () => {
     const swapper = spawn(
       'sh',
       ['-c', 'cd "$1" && while :; do mv -T sub real && mv -T link sub && mv -T sub link && mv -T real sub; done', 'sh', join(ws, 'out')],
-      { stdio: 'ignore' },
+      { stdio: 'ignore', detached: true },
     );
-    cleanups.push(async () => void swapper.kill('SIGKILL'));
+    // The shell's `mv` children must die with it: one still renaming would race the folder's removal.
+    cleanups.push(() => killGroup(swapper));
     const root = await WorkspaceRoot.open(ws);
     let walks = 0;
     let filesSeen = 0;
@@ -435,7 +448,7 @@ describe('TOCTOU: a task swaps a folder for a link during the walk', () => {
         }
       }
     } finally {
-      swapper.kill('SIGKILL');
+      await killGroup(swapper);
       await root.close();
     }
     // The race really ran: files were found and read while the swapper worked.
