@@ -16,7 +16,9 @@
  * per GiB), which made the client, not the agent, the bottleneck.
  *
  * - FTP: the same upload (STOR) and download (RETR) through the agent's FTP door (curl as
- *   the client, EPSV on loopback), against the HTTP figures of the same round.
+ *   the client, EPSV on loopback), against the HTTP figures of the same round; each FTP step
+ *   runs right next to its HTTP step (after it in even rounds, before it in odd ones), so
+ *   both doors meet the same state of the disk's writeback.
  *
  * - bare: the same upload to a bare `node:http` server in this process that only counts the
  *   body (no agent): Node's own ceiling, reported beside the targets; and the event loop's
@@ -143,7 +145,10 @@ export default async function bench(args: string[]): Promise<BenchResult> {
       });
       if (res.status !== 201) throw new Error(`submit: ${res.status} ${await res.text()}`);
       const copy = join(dir, `cp-${r}.bin`);
-      const order = r % 2 === 0 ? ['http', 'cp', 'bare'] : ['bare', 'cp', 'http'];
+      // FTP runs next to HTTP (before it in odd rounds): the two doors see the same disk state.
+      const order = r % 2 === 0 ? ['http', 'ftp', 'cp', 'bare'] : ['bare', 'cp', 'ftp', 'http'];
+      const gotFtp = join(dir, `ftp-${r}.bin`);
+      const ftpUrl = `ftp://bench:${TOKEN}@127.0.0.1:${agent.ftp!.port}/${id}/inputs/ftp.bin`;
       for (const which of order) {
         if (which === 'bare') {
           const c0 = eventLoopCpuMs();
@@ -154,6 +159,10 @@ export default async function bench(args: string[]): Promise<BenchResult> {
             }),
           );
           bareLoopCpu.push(eventLoopCpuMs() - c0);
+          continue;
+        }
+        if (which === 'ftp') {
+          ftpUp.push(await step(() => curl(['-sS', '-T', src, ftpUrl])));
           continue;
         }
         if (which === 'http') {
@@ -178,6 +187,8 @@ export default async function bench(args: string[]): Promise<BenchResult> {
           const t = await download(got, () => curlTo(got, ['-H', `authorization: Bearer ${TOKEN}`, `${url}/v1/tasks/${id}/files/inputs/big.bin`]));
           down.push(t.durable);
           downCached.push(t.cached);
+        } else if (which === 'ftp') {
+          ftpDown.push((await download(gotFtp, () => curlTo(gotFtp, [ftpUrl]))).durable);
         } else if (which === 'cp') {
           const t = await download(copy2, () => execFileSync('cp', [copy, copy2]));
           cpDown.push(t.durable);
@@ -185,11 +196,6 @@ export default async function bench(args: string[]): Promise<BenchResult> {
         }
       }
       if ((await stat(got)).size !== bytes) throw new Error('download size mismatch');
-      // FTP, the same file both ways.
-      const gotFtp = join(dir, `ftp-${r}.bin`);
-      const ftpUrl = `ftp://bench:${TOKEN}@127.0.0.1:${agent.ftp!.port}/${id}/inputs/ftp.bin`;
-      ftpUp.push(await step(() => curl(['-sS', '-T', src, ftpUrl])));
-      ftpDown.push((await download(gotFtp, () => curlTo(gotFtp, [ftpUrl]))).durable);
       if ((await stat(gotFtp)).size !== bytes) throw new Error('FTP download size mismatch');
       for (const f of [copy, copy2, got, gotFtp]) await unlink(f);
       const c = await fetch(`${url}/v1/tasks/${id}/cancel`, { method: 'POST', headers: auth });

@@ -179,7 +179,7 @@ export class WorkspaceFiles {
     try {
       return await this.#with(taskId, path, (r) => r.stat(path));
     } catch (e) {
-      if (e instanceof AgentError && e.code === 'ERR_FILE_NOT_FOUND' && path === '') return undefined;
+      if (e instanceof AgentError && e.code === 'ERR_FILE_NOT_FOUND') return undefined;
       throw e;
     }
   }

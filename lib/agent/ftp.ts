@@ -257,8 +257,21 @@ class WorkspaceFtpFileSystem {
       return statOf(base, 'directory', 0, new Date(t?.timings.createdAt ?? 0));
     }
     const st = await this.#files(r, (f, id) => f.stat(id, r.rel));
-    if (!st) throw new FtpRefusal(`No such file or directory: ${r.client}`);
+    if (!st) {
+      if (r.rel === INPUTS_DIR && this.#awaitsInputs(r.task)) return statOf(base, 'directory', 0, new Date(this.#deps.queue.get(r.task)?.timings.createdAt ?? 0));
+      throw new FtpRefusal(`No such file or directory: ${r.client}`);
+    }
     return statOf(base, st.kind, st.size, st.mtime);
+  }
+
+  /**
+   * A held task waits for its inputs: its `inputs/` folder is there to enter, list and upload
+   * into before the first upload creates it on disk (clients such as curl CWD into each part
+   * of the path before their STOR).
+   */
+  #awaitsInputs(task: string): boolean {
+    const t = this.#deps.queue.get(task);
+    return t?.state === 'created' && t.held === true;
   }
 
   async list(path?: string | null): Promise<FtpStat[]> {
@@ -268,9 +281,17 @@ class WorkspaceFtpFileSystem {
       const tasks = u === '*' ? this.#deps.queue.list() : [...u].map((id) => this.#visible(id)).filter((t) => t !== undefined);
       return tasks.map((t) => statOf(t.id, 'directory', 0, new Date(t.timings.createdAt))).sort((a, b) => (a.name < b.name ? -1 : 1));
     }
-    if (!r.rel && !(await this.#files(r, (f, id) => f.stat(id, '')))) return []; // no workspace yet
+    const waiting = this.#awaitsInputs(r.task);
+    const inputs = () => statOf(INPUTS_DIR, 'directory', 0, new Date(this.#deps.queue.get(r.task!)?.timings.createdAt ?? 0));
+    if (!r.rel || r.rel === INPUTS_DIR) {
+      const st = await this.#files(r, (f, id) => f.stat(id, r.rel));
+      // Not on disk yet: the workspace (or its inputs/) of a task still waiting for its inputs.
+      if (!st) return !r.rel && waiting ? [inputs()] : r.rel && waiting ? [] : r.rel ? Promise.reject(new FtpRefusal(`No such file or directory: ${r.client}`)) : [];
+    }
     const entries = await this.#files(r, (f, id) => f.list(id, r.rel));
-    return entries.map((e) => statOf(e.name, e.type, e.size, new Date(e.mtimeMs)));
+    const out = entries.map((e) => statOf(e.name, e.type, e.size, new Date(e.mtimeMs)));
+    if (!r.rel && waiting && !entries.some((e) => e.name === INPUTS_DIR)) out.push(inputs());
+    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   async chdir(path?: string | null): Promise<string> {

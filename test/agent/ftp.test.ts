@@ -5,7 +5,7 @@
  * plaintext logins refused; confinement (other tasks, `..`, absolute paths, links planted by a
  * task, FIFOs); permissions; an aborted STOR; signal listeners and close().
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -24,7 +24,7 @@ const PW = { alice: 'pw-alice-0123', bob: 'pw-bob-0123', carol: 'pw-carol-0123' 
 const PMIN = 41000 + Math.floor(Math.random() * 400) * 20;
 const PMAX = PMIN + 19;
 const users = [
-  { name: 'alice', passwordSha256: hashToken(PW.alice), tasks: ['ftp-a', 'ftp-links', 'ftp-h'] },
+  { name: 'alice', passwordSha256: hashToken(PW.alice), tasks: ['ftp-a', 'ftp-links', 'ftp-h', 'ftp-fresh'] },
   { name: 'bob', passwordSha256: hashToken(PW.bob), tasks: '*' as const, readOnly: true },
   { name: 'carol', passwordSha256: hashToken(PW.carol), tasks: ['ftp-b'] },
 ];
@@ -347,6 +347,32 @@ describe('workspaces over FTP', () => {
     expect(refused).toBe('ECONNREFUSED');
     // The agent's own FTP server added none either.
     expect(signalCounts()).toEqual(signalsBefore);
+  });
+
+  it('a fresh held task: its inputs/ folder can be entered and listed before the first upload (as curl does: CWD per part, then STOR)', async () => {
+    await task('ftp-fresh', 'cat inputs/a.txt inputs/b.txt > /dev/null', true);
+    const c = await client('alice');
+    try {
+      expect((await c.list('/ftp-fresh')).map((e) => [e.name, e.isDirectory])).toEqual([['inputs', true]]);
+      await c.cd('/ftp-fresh/inputs');
+      expect(await c.pwd()).toBe('/ftp-fresh/inputs');
+      expect(await c.list()).toEqual([]);
+      await c.uploadFrom(Readable.from([Buffer.from('first')]), 'a.txt');
+      expect((await c.list()).map((e) => e.name)).toEqual(['a.txt']);
+      // outputs/ is no folder to enter before the task has made it.
+      expect(await failsWith(c.cd('/ftp-fresh/outputs'))).toBe(550);
+    } finally {
+      c.close();
+    }
+    // curl itself, a client that walks the path with CWD before its STOR.
+    const src = join(certDir, 'b.txt');
+    execFileSync('sh', ['-c', `printf second > '${src}'`]);
+    // (Not execFileSync: the server answers from this process's event loop.)
+    await new Promise<void>((resolve, reject) =>
+      execFile('curl', ['-sS', '--max-time', '20', '-T', src, `ftp://alice:${PW.alice}@127.0.0.1:${h.agent.ftp!.port}/ftp-fresh/inputs/b.txt`], (e, _o, err) => (e ? reject(new Error(`curl: ${err}`)) : resolve())),
+    );
+    expect((await h.req('POST', '/v1/tasks/ftp-fresh/start', { token: 'submit' })).status).toBe(202);
+    expect((await finished(h, 'ftp-fresh')).state).toBe('succeeded');
   });
 
   it('Agent.close() closes the FTP server it started (clients disconnected, port released)', async () => {
