@@ -1,7 +1,8 @@
 /**
  * One node of the fleet benchmark, in its own process: `agent` (a smoothtask agent with the
  * fleet on, and a `noop` executor) or `bare` (a bare BullMQ worker with an empty processor).
- * Prints `ready` when set up, starts taking jobs on a line `go` on stdin, exits on stdin's end.
+ * Prints `ready` once it listens for jobs (the bench holds the BullMQ queue paused until every
+ * node is ready, so no node's start-up is timed), exits on stdin's end.
  *
  *   node --import tsx bench/_fleet-node.ts agent|bare <redisUrl> <prefix> <name> <concurrency> <dataDir>
  */
@@ -12,12 +13,10 @@ import { bullConnection, RedisConfigSchema } from '../lib/fleet/index.js';
 
 const [mode, url, prefix, name, conc, dataDir] = process.argv.slice(2) as [string, string, string, string, string, string];
 const concurrency = Number(conc);
-let go: () => Promise<void>;
 let stop: () => Promise<void>;
 if (mode === 'bare') {
-  const w = new Worker('bare', async () => {}, { connection: bullConnection(RedisConfigSchema.parse({ url })), prefix, concurrency, autorun: false });
+  const w = new Worker('bare', async () => {}, { connection: bullConnection(RedisConfigSchema.parse({ url })), prefix, concurrency });
   await w.waitUntilReady();
-  go = async () => void w.run();
   stop = () => w.close();
 } else {
   const agent = await createAgent({
@@ -28,12 +27,9 @@ if (mode === 'bare') {
     fleet: { enabled: true, redis: { url }, prefix, node: { name }, concurrency },
   });
   agent.queue.registerExecutor('noop', { run: async () => ({ exitCode: 0 }) });
-  go = async () => void (await agent.listen());
+  await agent.listen();
   stop = () => agent.close();
 }
 console.log('ready');
 const rl = createInterface({ input: process.stdin });
-rl.on('line', (l) => {
-  if (l.trim() === 'go') void go();
-});
 rl.on('close', () => void stop().finally(() => process.exit(0)));

@@ -2,8 +2,9 @@
  * Throughput of the fleet: no-op jobs per second through 3 local agents (each a smoothtask agent
  * in its own process, fleet on, a `noop` executor, its own durable store) against 3 bare BullMQ
  * workers with an empty processor, on the same redis-server (started here, loopback), in the
- * same run. Each round fills the queue first, then starts the 3 nodes together and times the
- * drain; rounds alternate bare and fleet. Target: fleet ≥ 0.5× bare.
+ * same run. Each round fills the queue while it is paused, starts the 3 nodes, and once all
+ * listen for jobs resumes the queue and times the drain (no node's start-up is timed); rounds
+ * alternate bare and fleet. Target: fleet ≥ 0.5× bare.
  *
  *   npm run bench -- fleet [jobs=2000] [rounds=3] [concurrency=8]
  */
@@ -37,7 +38,7 @@ async function nodes(mode: 'agent' | 'bare', url: string, prefix: string, concur
 
 async function drain(kids: ChildProcess[], q: Queue, jobs: number): Promise<number> {
   const t0 = performance.now();
-  for (const k of kids) k.stdin!.write('go\n');
+  await q.resume();
   for (;;) {
     const c = await q.getJobCounts('completed', 'failed');
     if ((c.completed ?? 0) + (c.failed ?? 0) >= jobs) break;
@@ -68,6 +69,7 @@ export default async function bench(args: string[]): Promise<BenchResult> {
       {
         const prefix = `bare${r}`;
         const q = new Queue('bare', { connection: conn, prefix });
+        await q.pause();
         for (let i = 0; i < jobs; i += 500) await q.addBulk(Array.from({ length: Math.min(500, jobs - i) }, (_, j) => ({ name: 'noop', data: { i: i + j } })));
         const kids = await nodes('bare', redis.url, prefix, concurrency, dir);
         bare.push(await drain(kids, q, jobs));
@@ -77,10 +79,11 @@ export default async function bench(args: string[]): Promise<BenchResult> {
       {
         const prefix = `fleet${r}`;
         const p = new FleetProducer({ redis: { url: redis.url }, prefix });
+        const q = new Queue('tasks-default', { connection: conn, prefix });
+        await q.pause();
         const t0 = performance.now();
         for (let i = 0; i < jobs; i++) await p.submit({ id: `t-${i}`, kind: 'noop' });
         submit.push(jobs / ((performance.now() - t0) / 1000));
-        const q = new Queue('tasks-default', { connection: conn, prefix });
         const kids = await nodes('agent', redis.url, prefix, concurrency, dir);
         fleet.push(await drain(kids, q, jobs));
         await q.close();

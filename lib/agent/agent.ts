@@ -150,6 +150,7 @@ export class Agent {
         stalledIntervalMs: f.stalledIntervalMs,
         maxStalledCount: f.maxStalledCount,
         forwardLogs: f.forwardLogs,
+        transitionDelayMs: f.transitionDelayMs,
       },
       {
         name: nodeName(this.config),

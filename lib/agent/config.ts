@@ -340,6 +340,8 @@ export const FleetConfigSchema = z
     maxStalledCount: z.number().int().min(0).default(3),
     /** Publish log chunks of fleet tasks to producers (a Redis message per chunk). */
     forwardLogs: z.boolean().default(false),
+    /** A running job's intermediate state is written to the fleet's record this long after it was reached (the newest only; 0: at once). */
+    transitionDelayMs: z.number().int().min(0).max(60_000).default(50),
   })
   .strict();
 
@@ -410,6 +412,7 @@ export const AgentConfigSchema = z
       stalledIntervalMs: 30_000,
       maxStalledCount: 3,
       forwardLogs: false,
+      transitionDelayMs: 50,
     }),
   })
   .strict()

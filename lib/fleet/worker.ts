@@ -61,6 +61,13 @@ export const FleetWorkerOptionsSchema = z
     forwardLogs: z.boolean().default(false),
     /** How often running jobs re-check their cancel key (a missed message). */
     cancelCheckMs: z.number().int().positive().default(5000),
+    /**
+     * A running job's intermediate state (`starting`, `running`, `retrying`) is written to the
+     * fleet's record and published this long after it was reached, the newest one only: a state
+     * that lasted less is seen by producers only in the final record's history. 0 writes each
+     * at once (one write in flight per job; those in between still coalesce).
+     */
+    transitionDelayMs: z.number().int().min(0).max(60_000).default(50),
   })
   .strict();
 /** Options of {@link FleetWorker}. */
@@ -75,6 +82,8 @@ interface Active {
   cls: string;
   /** The write in flight, and the newest transition waiting for it (earlier ones are dropped). */
   writing: Promise<unknown> | undefined;
+  /** The delay before the next write starts (`transitionDelayMs`). */
+  timer: NodeJS.Timeout | undefined;
   next: { rec: TaskRecord; e: TransitionEvent } | undefined;
   handBack: boolean;
 }
@@ -189,7 +198,13 @@ export class FleetWorker {
     // The final record is written by the run itself, once (and a hand-back's cancel is no end).
     if (!a || isFinished(e.task.state)) return;
     a.next = { rec: this.#withInfo(e.task, a.cls, a.run), e };
-    a.writing ??= this.#flush(a);
+    if (a.writing || a.timer) return;
+    const d = this.options.transitionDelayMs;
+    if (d === 0) a.writing = this.#flush(a);
+    else a.timer = setTimeout(() => {
+      a.timer = undefined;
+      a.writing ??= this.#flush(a);
+    }, d);
   }
 
   /** Writes the newest transition of `a` (one write in flight per job; those in between coalesce). */
@@ -294,7 +309,7 @@ export class FleetWorker {
       }
       timeoutMs = left;
     }
-    const a: Active = { job, run, cls, writing: undefined, next: undefined, handBack: false };
+    const a: Active = { job, run, cls, writing: undefined, timer: undefined, next: undefined, handBack: false };
     this.#active.set(id, a);
     try {
       let handle: TaskHandle;
@@ -310,12 +325,15 @@ export class FleetWorker {
           priority: t.priority,
           labels: t.labels,
           resources: t.resources,
+          // The fleet's record is the durable one, and BullMQ reruns the job of a node that died:
+          // a restart of this agent must not run it locally a second time.
+          persist: 'outcome',
           ...(timeoutMs === undefined ? {} : { timeoutMs }),
           ...(t.killAfterMs === undefined ? {} : { killAfterMs: t.killAfterMs }),
           ...(t.retry === undefined ? {} : { retry: t.retry }),
         };
         try {
-          if (this.#admit) opts = { ...(await this.#admit(opts)), id };
+          if (this.#admit) opts = { ...(await this.#admit(opts)), id, persist: 'outcome' };
           handle = this.#queue.submit(opts);
         } catch (e) {
           const code = (e as { code?: unknown }).code;
@@ -327,6 +345,8 @@ export class FleetWorker {
       signal?.addEventListener('abort', onAbort, { once: true });
       const rec = await handle.done;
       signal?.removeEventListener('abort', onAbort);
+      clearTimeout(a.timer);
+      a.timer = undefined;
       a.next = undefined;
       await a.writing;
       if (a.handBack) {
@@ -341,6 +361,7 @@ export class FleetWorker {
       if (rec.state === 'succeeded' || rec.outcome === 'succeeded') return { state: 'succeeded', exitCode: rec.exitCode, node: this.node.name, agentUrl: this.node.url ?? null };
       throw new UnrecoverableError(`task ${rec.outcome ?? rec.state}${rec.error ? `: ${rec.error.message}` : ''}`);
     } finally {
+      clearTimeout(a.timer);
       this.#active.delete(id);
     }
   }

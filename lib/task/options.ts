@@ -89,6 +89,14 @@ export const SubmitOptionsSchema = z.strictObject({
    * that waits for something first, e.g. its input files. Survives restarts; cancellable.
    */
   hold: z.boolean().default(false),
+  /**
+   * What the queue's persistence records of this task: `'transitions'` (default) every
+   * transition, so a restart recovers it (requeued or failed by the `recovery` policy); or
+   * `'outcome'` only its end (from its outcome on), for a task that something else reruns
+   * after a crash, such as a fleet job that BullMQ hands to another node: a restart of this
+   * process must not run it a second time. Not with `hold`.
+   */
+  persist: z.literal(['transitions', 'outcome']).default('transitions'),
 });
 /** Options of {@link TaskQueue.submit}. */
 export type SubmitOptions = z.input<typeof SubmitOptionsSchema>;

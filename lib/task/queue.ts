@@ -30,7 +30,7 @@ import { PendingSet } from './pending-set.js';
 import type { TaskHandle, TaskListFilter, TaskQueueLike } from './queue-like.js';
 import { recoveryOrder, recoveryStep } from './recovery.js';
 import { applyTransition, deepFreeze, newTaskRecord } from './record.js';
-import { isOutcome, type OutcomeState, type TaskEvent } from './states.js';
+import { isFinished, isOutcome, type OutcomeState, type TaskEvent } from './states.js';
 import { TaskTelemetry } from './telemetry.js';
 import { runCleanup, runTriggers } from './triggers.js';
 import { context } from '@opentelemetry/api';
@@ -65,6 +65,8 @@ interface Entry {
   detachSignal?: () => void;
   /** `setInfo` of the running attempt: shown by get()/list() at once, persisted with the attempt's ending. */
   liveInfo?: Record<string, JsonValue>;
+  /** `persist: 'outcome'`: nothing recorded before the task is finished. */
+  outcomeOnly?: boolean;
 }
 
 /**
@@ -147,8 +149,10 @@ export class TaskQueue implements TaskQueueLike {
     const id = o.id ?? randomUUID();
     if (this.#entries.has(id)) throw new ConfigError(`A task with id '${id}' already exists`);
     if (o.resources.length && !this.#opts.leases) throw new ConfigError('Task declares resources but the queue has no lease provider');
+    if (o.hold && o.persist === 'outcome') throw new ConfigError("A held task must be recorded to survive a restart: hold cannot go with persist: 'outcome'", ["persist: 'outcome' with hold"]);
     const rec = newTaskRecord(o, id, spec, this.#opts);
     const e = this.#newEntry(rec, o.triggers);
+    if (o.persist === 'outcome') e.outcomeOnly = true;
     this.#telemetry.begin(rec);
     if (o.signal) {
       const sig = o.signal;
@@ -455,7 +459,7 @@ export class TaskQueue implements TaskQueueLike {
 
   async #save(e: Entry, rec: TaskRecord): Promise<void> {
     const p = this.#opts.persistence;
-    if (!p) return;
+    if (!p || (e.outcomeOnly && !isFinished(rec.state))) return;
     let lastErr: unknown;
     for (let i = 0; i < 3; i++) {
       try {

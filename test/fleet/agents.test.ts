@@ -178,5 +178,13 @@ describe('a fleet of three agents', () => {
     for (const m of received) byId.set(m.id, (byId.get(m.id) ?? new Set()).add(`${m.type} ${m.data.id} ${m.data.attempt}`));
     for (const [id, events] of byId) expect([...events], id).toHaveLength(1);
     console.log(`ran again elsewhere: ${onVictim.map((v) => `${v.id} -> ${fleetOf(recs.find((x) => x.id === v.id)!).node}`).join(', ')}`);
+    // node-c restarted on its data folder: it recorded nothing of the fleet jobs it was running
+    // (persist: 'outcome'), so its recovery runs none of them a second time.
+    const again = await startFleetAgent(dir, redis.url, prefix, { name: 'node-c', classes: ['default'], labels: { zone: 'b' } });
+    agents.push(again);
+    const listed = (await (await fetch(`${again.url}/v1/tasks?limit=500`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { items: Array<{ id: string; state: string }> };
+    for (const v of onVictim) expect(listed.items.find((t) => t.id === v.id), v.id).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(findPid(['/bin/sleep', '2']), 'a sleep of a k- job run again by the restarted node-c').toBeUndefined();
   });
 });

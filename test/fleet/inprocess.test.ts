@@ -128,7 +128,14 @@ describe('a closing node hands its running jobs back', () => {
       if (pid === undefined) await new Promise((r) => setTimeout(r, 50));
     }
     expect(pid, 'the job started on node A').toBeTypeOf('number');
-    expect(fleetOf((await other.get('handed-1'))!).node).toBe('node-a');
+    // The fleet's record says so once the node writes the running state (transitionDelayMs after it).
+    let where: string | undefined;
+    for (let i = 0; i < 100 && where === undefined; i++) {
+      const r = await other.get('handed-1');
+      if (r?.state === 'running') where = fleetOf(r).node;
+      else await new Promise((res) => setTimeout(res, 20));
+    }
+    expect(where).toBe('node-a');
 
     const b = await node('node-b');
     await a.worker.close(0);

@@ -295,6 +295,43 @@ describe('TaskQueue', () => {
     expect((await q2.wait(h.id)).state).toBe('succeeded');
   });
 
+  it("persist: 'outcome' records nothing before the end, so a crash mid-run leaves nothing for a restart to run again", async () => {
+    const saved = new Map<string, TaskRecord>();
+    const states: Record<string, string[]> = {};
+    const persistence = {
+      save: async (t: TaskRecord) => {
+        (states[t.id] ??= []).push(t.state);
+        saved.set(t.id, structuredClone(t));
+      },
+      loadAll: async () => [...saved.values()],
+      remove: async (id: string) => void saved.delete(id),
+    };
+    const q1 = makeQueue({ persistence, concurrency: 2 });
+    await q1.ready;
+    const once = q1.submit({ id: 'outcome-only', kind: 'sleep', spec: { ms: 400 }, persist: 'outcome' });
+    const every = q1.submit({ id: 'every-transition', kind: 'sleep', spec: { ms: 400 } });
+    while (q1.get(once.id)?.state !== 'running' || q1.get(every.id)?.state !== 'running') await sleep(5);
+    // What a SIGKILL now would leave on disk: the first task is not there at all.
+    const atCrash = new Map([...saved].map(([k, v]) => [k, structuredClone(v)]));
+    expect([...atCrash.keys()]).toEqual(['every-transition']);
+    expect(atCrash.get('every-transition')!.state).toBe('running');
+    // Its end is recorded as usual, with the whole history.
+    expect((await once.done).state).toBe('succeeded');
+    await every.done;
+    expect(states['outcome-only']).toEqual(['succeeded']);
+    expect(saved.get('outcome-only')!.history.map((h) => h.to)).toEqual(['queued', 'starting', 'running', 'succeeded']);
+    expect(states['every-transition']).toEqual(['created', 'queued', 'starting', 'running', 'succeeded']);
+    // A restart from the crash's records runs the recorded task again, and only that one.
+    const q2 = makeQueue({ persistence: { ...persistence, loadAll: async () => [...atCrash.values()] } });
+    await q2.ready;
+    expect(q2.get('outcome-only')).toBeUndefined();
+    const again = await q2.wait('every-transition');
+    expect(again.state).toBe('succeeded');
+    expect(again.history.some((h) => h.reason === 'recovered after restart: was running')).toBe(true);
+    // Not with hold: a held task must survive a restart.
+    expect(() => q1.submit({ kind: 'sleep', spec: { ms: 1 }, hold: true, persist: 'outcome' })).toThrow(ConfigError);
+  });
+
   it('archive runs executor cleanup through cleaning -> archived', async () => {
     const q = makeQueue();
     const cleaned: string[] = [];
