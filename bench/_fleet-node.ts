@@ -2,7 +2,8 @@
  * One node of the fleet benchmark, in its own process: `agent` (a smoothtask agent with the
  * fleet on, and a `noop` executor) or `bare` (a bare BullMQ worker with an empty processor).
  * Prints `ready` once it listens for jobs (the bench holds the BullMQ queue paused until every
- * node is ready, so no node's start-up is timed), exits on stdin's end.
+ * node is ready, so no node's start-up is timed); on stdin's end prints `cpu <µs>` (its CPU time
+ * since `ready`) and exits.
  *
  *   node --import tsx bench/_fleet-node.ts agent|bare <redisUrl> <prefix> <name> <concurrency> <dataDir>
  */
@@ -30,6 +31,12 @@ if (mode === 'bare') {
   await agent.listen();
   stop = () => agent.close();
 }
+const cpu0 = process.cpuUsage();
 console.log('ready');
 const rl = createInterface({ input: process.stdin });
-rl.on('close', () => void stop().finally(() => process.exit(0)));
+// This process's CPU time (user + system, µs) since `ready`, for the bench's per-job figures.
+rl.on('close', () => {
+  const c = process.cpuUsage(cpu0);
+  console.log(`cpu ${c.user + c.system}`);
+  void stop().finally(() => process.exit(0));
+});

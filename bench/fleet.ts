@@ -6,9 +6,14 @@
  * listen for jobs resumes the queue and times the drain (no node's start-up is timed); rounds
  * alternate bare and fleet. Target: fleet ≥ 0.5× bare.
  *
+ * Also printed: CPU time per job of the three nodes together (each node's own count from
+ * `ready` to its stop) and of redis-server (from /proc), for both.
+ * `FLEET_BENCH_CPU_PROF=<dir>` writes a V8 CPU profile of each node there.
+ *
  *   npm run bench -- fleet [jobs=2000] [rounds=3] [concurrency=8]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,23 +25,51 @@ import type { BenchResult } from './run.js';
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 
-async function nodes(mode: 'agent' | 'bare', url: string, prefix: string, concurrency: number, dir: string): Promise<ChildProcess[]> {
-  const kids = [0, 1, 2].map((i) =>
-    spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '_fleet-node.ts'), mode, url, prefix, `n${i}`, String(concurrency), join(dir, `${prefix}-n${i}`)], { stdio: ['pipe', 'pipe', 'inherit'] }),
-  );
-  await Promise.all(
-    kids.map(
-      (k) =>
-        new Promise<void>((resolve, reject) => {
-          createInterface({ input: k.stdout! }).on('line', (l) => l === 'ready' && resolve());
-          k.once('exit', (c) => reject(new Error(`node exited ${c}`)));
-        }),
-    ),
-  );
+interface Node {
+  child: ChildProcess;
+  /** The node's CPU time (µs) from `ready` to its stop, once it has printed it. */
+  cpu: Promise<number>;
+}
+
+async function nodes(mode: 'agent' | 'bare', url: string, prefix: string, concurrency: number, dir: string): Promise<Node[]> {
+  const kids = [0, 1, 2].map((i) => {
+    const child = spawn(
+      process.execPath,
+      [...(process.env.FLEET_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FLEET_BENCH_CPU_PROF}`] : []), '--import', 'tsx', join(import.meta.dirname, '_fleet-node.ts'), mode, url, prefix, `n${i}`, String(concurrency), join(dir, `${prefix}-n${i}`)],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    const lines = createInterface({ input: child.stdout! });
+    const ready = new Promise<void>((resolve, reject) => {
+      lines.on('line', (l) => l === 'ready' && resolve());
+      child.once('exit', (c) => reject(new Error(`node exited ${c}`)));
+    });
+    const cpu = new Promise<number>((resolve) => {
+      lines.on('line', (l) => l.startsWith('cpu ') && resolve(Number(l.slice(4))));
+      child.once('exit', () => resolve(Number.NaN));
+    });
+    return { child, cpu, ready };
+  });
+  await Promise.all(kids.map((k) => k.ready));
   return kids;
 }
 
-async function drain(kids: ChildProcess[], q: Queue, jobs: number): Promise<number> {
+/** CPU time (µs) of a process so far, from /proc (clock ticks of 10 ms). */
+function procCpuUs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const v = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(v[11]) + Number(v[12])) * 10_000;
+}
+
+interface Drained {
+  perSec: number;
+  /** CPU µs per job: the three nodes together, and redis-server. */
+  nodeCpuUs: number;
+  redisCpuUs: number;
+}
+
+async function drain(kids: Node[], q: Queue, jobs: number, redisPid: number | undefined): Promise<Drained> {
+  const r0 = procCpuUs(redisPid);
   const t0 = performance.now();
   await q.resume();
   for (;;) {
@@ -45,12 +78,14 @@ async function drain(kids: ChildProcess[], q: Queue, jobs: number): Promise<numb
     await new Promise((r) => setTimeout(r, 20));
   }
   const s = (performance.now() - t0) / 1000;
+  const r1 = procCpuUs(redisPid);
   for (const k of kids) {
-    k.removeAllListeners('exit');
-    k.stdin!.end();
+    k.child.removeAllListeners('exit');
+    k.child.stdin!.end();
   }
-  await Promise.all(kids.map((k) => new Promise((r) => (k.exitCode !== null ? r(null) : k.once('exit', r)))));
-  return jobs / s;
+  const cpu = await Promise.all(kids.map((k) => k.cpu));
+  await Promise.all(kids.map((k) => new Promise((r) => (k.child.exitCode !== null ? r(null) : k.child.once('exit', r)))));
+  return { perSec: jobs / s, nodeCpuUs: cpu.reduce((a, b) => a + b, 0) / jobs, redisCpuUs: (r1 - r0) / jobs };
 }
 
 export default async function bench(args: string[]): Promise<BenchResult> {
@@ -63,6 +98,10 @@ export default async function bench(args: string[]): Promise<BenchResult> {
   const bare: number[] = [];
   const fleet: number[] = [];
   const submit: number[] = [];
+  const bareCpu: number[] = [];
+  const bareRedis: number[] = [];
+  const fleetCpu: number[] = [];
+  const fleetRedis: number[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
       // Bare BullMQ: the queue filled with empty jobs, then three workers drain it.
@@ -72,7 +111,10 @@ export default async function bench(args: string[]): Promise<BenchResult> {
         await q.pause();
         for (let i = 0; i < jobs; i += 500) await q.addBulk(Array.from({ length: Math.min(500, jobs - i) }, (_, j) => ({ name: 'noop', data: { i: i + j } })));
         const kids = await nodes('bare', redis.url, prefix, concurrency, dir);
-        bare.push(await drain(kids, q, jobs));
+        const d = await drain(kids, q, jobs, redis.pid);
+        bare.push(d.perSec);
+        bareCpu.push(d.nodeCpuUs);
+        bareRedis.push(d.redisCpuUs);
         await q.close();
       }
       // The fleet: the same number of no-op tasks through the producer, then three agents.
@@ -85,11 +127,17 @@ export default async function bench(args: string[]): Promise<BenchResult> {
         for (let i = 0; i < jobs; i++) await p.submit({ id: `t-${i}`, kind: 'noop' });
         submit.push(jobs / ((performance.now() - t0) / 1000));
         const kids = await nodes('agent', redis.url, prefix, concurrency, dir);
-        fleet.push(await drain(kids, q, jobs));
+        const d = await drain(kids, q, jobs, redis.pid);
+        fleet.push(d.perSec);
+        fleetCpu.push(d.nodeCpuUs);
+        fleetRedis.push(d.redisCpuUs);
         await q.close();
         await p.close();
       }
-      console.log(`round ${r + 1}: bare ${bare.at(-1)!.toFixed(0)}/s, fleet ${fleet.at(-1)!.toFixed(0)}/s (submit ${submit.at(-1)!.toFixed(0)}/s)`);
+      console.log(
+        `round ${r + 1}: bare ${bare.at(-1)!.toFixed(0)}/s (CPU per job: nodes ${bareCpu.at(-1)!.toFixed(0)} µs, redis ${bareRedis.at(-1)!.toFixed(0)} µs), ` +
+          `fleet ${fleet.at(-1)!.toFixed(0)}/s (nodes ${fleetCpu.at(-1)!.toFixed(0)} µs, redis ${fleetRedis.at(-1)!.toFixed(0)} µs; submit ${submit.at(-1)!.toFixed(0)}/s)`,
+      );
     }
   } finally {
     await redis.close();
@@ -106,6 +154,11 @@ export default async function bench(args: string[]): Promise<BenchResult> {
       fleetJobsPerSecMedian: Math.round(median(fleet)),
       fleetJobsPerSecMax: Math.round(Math.max(...fleet)),
       fleetSubmitPerSecMedian: Math.round(median(submit)),
+      // CPU per job (µs, median of the rounds): the three nodes together, and redis-server.
+      bareNodeCpuUsPerJob: Math.round(median(bareCpu)),
+      bareRedisCpuUsPerJob: Math.round(median(bareRedis)),
+      fleetNodeCpuUsPerJob: Math.round(median(fleetCpu)),
+      fleetRedisCpuUsPerJob: Math.round(median(fleetRedis)),
     },
     ratios: { fleetOverBare: Math.round(ratio * 1000) / 1000, fleetOverBareBest: Math.round((Math.max(...fleet) / Math.max(...bare)) * 1000) / 1000 },
     targets: { fleetAtLeastHalfOfBare: ratio >= 0.5 },

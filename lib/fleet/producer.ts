@@ -291,7 +291,9 @@ export class FleetProducer implements TaskQueueLike {
         const e = v as TransitionEvent;
         if (!e || typeof e !== 'object' || !e.task || typeof e.task.id !== 'string') return;
         for (const f of this.#transition) f(e);
-        if (isFinished(e.task.state)) void this.#check([e.task.id]);
+        // A final event carries the record its node stored (the write and the message are one
+        // script): a waiter settles from it; nobody waiting, nothing to read.
+        if (isFinished(e.task.state) && this.#waiters.has(e.task.id)) this.#settle(e.task);
       } else if (ch === k.logChannel) {
         for (const f of this.#log) f(v as LogEvent);
       }

@@ -130,14 +130,27 @@ export function fleetKeys(prefix: string): FleetKeys {
 /** A prefix for keys: letters, digits, `_`, `-` and `.` (no `:` or braces). */
 export const PrefixSchema = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - only');
 
+// The run and final flag of a stored record: read from its first bytes (JSON.stringify writes
+// { run, final, rec } in that order), so a transition never decodes the whole record in Redis;
+// anything else is decoded.
+const HEAD = `
+local function head(key)
+  local h = redis.call('GETRANGE', key, 0, 63)
+  if h == '' then return nil end
+  local r, f = string.match(h, '^{"run":(%d+),"final":(%a+),')
+  if r then return tonumber(r), f == 'true' end
+  local c = cjson.decode(redis.call('GET', key))
+  return tonumber(c.run), (c.final == true)
+end
+`;
+
 // KEYS[1] record; ARGV[1] JSON { run, final, rec }; ARGV[2] run; ARGV[3] channel ('' for none); ARGV[4] message.
 // 1 = written (and published); 0 = refused (final already, or an older run).
-const PUT = `
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local c = cjson.decode(cur)
-  if c.final then return 0 end
-  if tonumber(c.run) > tonumber(ARGV[2]) then return 0 end
+const PUT = `${HEAD}
+local run, final = head(KEYS[1])
+if run then
+  if final then return 0 end
+  if run > tonumber(ARGV[2]) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[1])
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
@@ -145,15 +158,12 @@ return 1`;
 
 // A run begins: KEYS run counter, cancel key, record, first start; ARGV now, TTL of the first start.
 // Returns { run, cancel reason or false, 1 when the record is final, first start }.
-const BEGIN = `
+const BEGIN = `${HEAD}
 local run = redis.call('INCR', KEYS[1])
 local cancel = redis.call('GET', KEYS[2])
 local final = 0
-local cur = redis.call('GET', KEYS[3])
-if cur then
-  local c = cjson.decode(cur)
-  if c.final then final = 1 end
-end
+local _, f = head(KEYS[3])
+if f then final = 1 end
 redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2], 'NX')
 return { run, cancel, final, redis.call('GET', KEYS[4]) }`;
 
@@ -209,12 +219,23 @@ export class FleetRecords {
    */
   async put(rec: TaskRecord, run: number, event?: unknown): Promise<boolean> {
     const final = isFinished(rec.state);
+    // The record is serialised once, for the stored value and the event that carries it.
+    const recJson = JSON.stringify(rec);
+    let msg = '';
+    if (event !== undefined) {
+      if (typeof event === 'object' && event !== null && (event as { task?: unknown }).task === rec) {
+        const { task: _task, ...rest } = event as Record<string, unknown>;
+        const r = JSON.stringify(rest);
+        msg = r === '{}' ? `{"task":${recJson}}` : `{"task":${recJson},${r.slice(1)}`;
+      } else msg = JSON.stringify(event);
+    }
     const r = await (this.#redis as ScriptedRedis).smoothtaskFleetPut(
       this.keys.record(rec.id),
-      JSON.stringify({ run, final, rec } satisfies Stored),
+      // The order { run, final, rec } is what the scripts read first (HEAD).
+      `{"run":${run},"final":${final},"rec":${recJson}}`,
       String(run),
       event === undefined ? '' : this.keys.eventChannel,
-      event === undefined ? '' : JSON.stringify(event),
+      msg,
     );
     return r === 1;
   }

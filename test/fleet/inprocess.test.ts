@@ -8,7 +8,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FleetProducer, FleetWorker } from '../../lib/fleet/index.js';
+import { Redis } from 'ioredis';
+import { FleetProducer, FleetWorker, RedisConfigSchema, redisOptions } from '../../lib/fleet/index.js';
+import { FleetRecords } from '../../lib/fleet/protocol.js';
 import { ProcessExecutor } from '../../lib/process/executor.js';
 import { TaskQueue } from '../../lib/task/queue.js';
 import { startRedis, type RedisServer } from './redis.js';
@@ -111,6 +113,33 @@ describe('fleet in one process', () => {
     const r = await h.done;
     expect(r.state).toBe('failed');
     expect(r.error?.message).toMatch(/nosuchkind/);
+  });
+
+  it('records: a write of an older run or over a final record is refused, whatever the stored key order', async () => {
+    const rec = await (await producer.submit({ id: 'rec-order-1', kind: 'process', spec: { command: '/bin/true' } })).done;
+    const conn = new Redis(redisOptions(RedisConfigSchema.parse({ url: redis.url })));
+    try {
+      const records = new FleetRecords(conn, 'recorder');
+      const key = records.keys.record(rec.id);
+      const running = { ...rec, state: 'running' as const, outcome: undefined };
+      expect(await records.create({ ...running, state: 'queued' })).toBe(true);
+      expect(await records.put(running, 2)).toBe(true);
+      expect((await conn.get(key))!.startsWith('{"run":2,"final":false,"rec":{')).toBe(true);
+      expect(await records.put(running, 1)).toBe(false); // an older run
+      // Written by something else, in another key order: decoded, same rules.
+      await conn.set(key, JSON.stringify({ final: false, rec: running, run: 5 }));
+      expect(await records.put(running, 3)).toBe(false);
+      expect(await records.put(running, 6)).toBe(true);
+      await conn.set(key, JSON.stringify({ rec, final: true, run: 1 }));
+      expect(await records.put(running, 7)).toBe(false);
+      expect((await records.begin(rec.id)).final).toBe(true);
+      expect(await records.put(rec, 7)).toBe(false); // final already, by either path
+      await conn.set(key, JSON.stringify({ run: 1, final: true, rec }));
+      expect((await records.begin(rec.id)).final).toBe(true);
+      expect(await records.put(running, 9)).toBe(false);
+    } finally {
+      conn.disconnect();
+    }
   });
 });
 

@@ -12,6 +12,8 @@ export interface RedisServer {
   /** The CA (the server's self-signed certificate) when started with `tls`. */
   caFile?: string;
   port: number;
+  /** The server's pid now (undefined while stopped). */
+  readonly pid: number | undefined;
   /** Stops the server (SIGKILL when `hard`). */
   stop(hard?: boolean): Promise<void>;
   /** Starts it again on the same port (with the data it saved, when `persist`). */
@@ -76,5 +78,18 @@ export async function startRedis(o: { persist?: boolean; tls?: boolean; password
     await gone;
   };
   await start();
-  return { url: `${o.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`, ...(o.tls ? { caFile } : {}), port, stop, start, close: async () => { await stop(true); await rm(dir, { recursive: true, force: true }); } };
+  return {
+    url: `${o.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
+    ...(o.tls ? { caFile } : {}),
+    port,
+    get pid() {
+      return child && child.exitCode === null ? child.pid : undefined;
+    },
+    stop,
+    start,
+    close: async () => {
+      await stop(true);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
