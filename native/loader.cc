@@ -1,54 +1,49 @@
-// Loading BPF objects off the main thread, on the addon's own thread pool (never libuv's:
-// a load can take seconds and would starve fs and DNS work), with a timeout that really
-// stops the verifier.
-//
-// Timeout: the verifier returns -EAGAIN when a signal is pending, but libbpf retries
-// BPF_PROG_LOAD on EAGAIN, so one signal only restarts the work. A watchdog thread
-// therefore signals the loading thread every ~0.5 ms from the deadline until
-// bpf_object__load returns. The signal is the addon's own (the first free real-time signal from
-// SIGRTMAX-5 down; a handler of the host is never replaced; empty handler,
-// installed without SA_RESTART); loader threads block every other signal so a host
-// application's profiler signals cannot disturb a load.
-//
-// libbpf_set_print is global and not thread-safe in libbpf 1.1: it is set once and routes
-// messages to the load running on the calling thread through a thread_local.
+// Loading BPF objects off the main thread, on the addon's own thread pool (load_pool.h), with
+// a timeout that really stops the verifier (load_watchdog.h); libbpf's messages routed to the
+// load that caused them (load_print.h); bytes not seen before opened first in a forked child
+// (load_precheck.h). This file holds the load job itself and the N-API functions.
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <dlfcn.h>
 #include <bpf/libbpf.h>
 #include <pthread.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <cstdarg>
 #include <cstring>
-#include <deque>
 #include <fstream>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <sstream>
 #include <system_error>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "errors.h"
+#include "load_clock.h"
+#include "load_pool.h"
+#include "load_precheck.h"
+#include "load_print.h"
+#include "load_watchdog.h"
 #include "module.h"
 #include "object.h"
 
 namespace smoothtask {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using load::Clock;
+using load::ForkCheckOpen;
+using load::InstallSignal;
+using load::LoaderSignal;
+using load::MsSince;
+using load::Pool;
+using load::PreCheck;
+using load::PrintRoute;
+using load::PrintScope;
+using load::PrintSink;
+using load::Slot;
+using load::Watchdog;
 
 // strerror that also knows libbpf's own error numbers (LIBBPF_ERRNO__*, 4000+)
 std::string ErrText(int err) {
@@ -56,359 +51,6 @@ std::string ErrText(int err) {
   char buf[256];
   if (libbpf_strerror(err, buf, sizeof(buf)) == 0) return buf;
   return std::strerror(err);
-}
-
-double MsSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-// The real-time signal that interrupts a timed-out load: chosen once, on first use, as the
-// first one (SIGRTMAX-5 down to SIGRTMIN, then SIGRTMAX-4 up to SIGRTMAX) whose disposition is
-// still SIG_DFL. A signal the host process handles or ignores is never replaced. 0: not chosen
-// yet; -1: none is free (timed loads then fail with ERR_BPF_SYSTEM, untimed ones work).
-std::atomic<int> g_loaderSignal{0};
-int LoaderSignal() { return g_loaderSignal.load(std::memory_order_acquire); }
-
-// ---------------------------------------------------------------------------- libbpf print
-
-struct PrintSink {
-  std::string text;  // everything routed (debug lines too when logLevel > 0)
-  std::string warn;  // WARN and INFO lines only: the same whatever the log level (classification)
-  bool debug = false;
-};
-thread_local PrintSink* t_sink = nullptr;
-
-int PrintRoute(enum libbpf_print_level level, const char* fmt, va_list ap) {
-  PrintSink* sink = t_sink;
-  if (!sink) return 0;  // not a load of ours (or a probe): drop
-  if (level == LIBBPF_DEBUG && !sink->debug) return 0;
-  va_list cp;
-  va_copy(cp, ap);
-  char small[512];
-  int n = std::vsnprintf(small, sizeof(small), fmt, cp);
-  va_end(cp);
-  if (n < 0) return 0;
-  if (static_cast<size_t>(n) < sizeof(small)) {
-    sink->text.append(small, n);
-    if (level != LIBBPF_DEBUG) sink->warn.append(small, n);
-  } else {
-    std::string big(static_cast<size_t>(n) + 1, '\0');
-    std::vsnprintf(&big[0], big.size(), fmt, ap);
-    big.resize(n);
-    sink->text += big;
-    if (level != LIBBPF_DEBUG) sink->warn += big;
-  }
-  return n;
-}
-
-struct PrintScope {
-  explicit PrintScope(PrintSink* s) { t_sink = s; }
-  ~PrintScope() { t_sink = nullptr; }
-};
-
-// ---------------------------------------------------------------------------- watchdog
-
-struct Slot {
-  pthread_t tid{};
-  bool inLoad = false;
-  Clock::time_point deadline{};
-  bool hasDeadline = false;
-  bool fired = false;
-};
-
-class Watchdog {
- public:
-  static Watchdog& Get() {
-    static Watchdog* w = new Watchdog();  // leaked on purpose: threads outlive static destructors
-    return *w;
-  }
-  void Enter(Slot* s) {
-    std::lock_guard<std::mutex> lock(mu_);
-    s->inLoad = true;
-    s->fired = false;
-    slots_.push_back(s);
-    cv_.notify_all();
-  }
-  // Returns whether the slot was signalled.
-  bool Leave(Slot* s) {
-    std::lock_guard<std::mutex> lock(mu_);
-    s->inLoad = false;
-    for (size_t i = 0; i < slots_.size(); i++)
-      if (slots_[i] == s) {
-        slots_.erase(slots_.begin() + i);
-        break;
-      }
-    return s->fired;
-  }
-
- private:
-  Watchdog() {
-    std::thread([this] { Run(); }).detach();
-  }
-  void Run() {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, nullptr);
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      bool any = false;
-      Clock::time_point earliest = Clock::time_point::max();
-      for (Slot* s : slots_)
-        if (s->inLoad && s->hasDeadline) {
-          any = true;
-          if (s->deadline < earliest) earliest = s->deadline;
-        }
-      if (!any) {
-        cv_.wait(lock);
-        continue;
-      }
-      Clock::time_point now = Clock::now();
-      if (now < earliest) {
-        cv_.wait_until(lock, earliest);
-        continue;
-      }
-      for (Slot* s : slots_)
-        if (s->inLoad && s->hasDeadline && s->deadline <= now && LoaderSignal() > 0) {
-          s->fired = true;
-          pthread_kill(s->tid, LoaderSignal());
-        }
-      // keep signalling: libbpf retries BPF_PROG_LOAD on EAGAIN
-      cv_.wait_for(lock, std::chrono::microseconds(500));
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Slot*> slots_;
-};
-
-void EmptyHandler(int) {}
-
-// Whether `sig` has its default disposition (no handler, not ignored): only then is it ours.
-bool SignalIsFree(int sig) {
-  struct sigaction cur;
-  std::memset(&cur, 0, sizeof(cur));
-  if (sigaction(sig, nullptr, &cur) != 0) return false;
-  return !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL;
-}
-
-// Returns the loader's signal, or -1 when every real-time signal is taken.
-int InstallSignal() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    std::vector<int> candidates;
-    for (int s = SIGRTMAX - 5; s >= SIGRTMIN; s--) candidates.push_back(s);
-    for (int s = SIGRTMAX - 4; s <= SIGRTMAX; s++) candidates.push_back(s);
-    int chosen = -1;
-    for (int s : candidates) {
-      if (!SignalIsFree(s)) continue;
-      struct sigaction sa;
-      std::memset(&sa, 0, sizeof(sa));
-      sa.sa_handler = EmptyHandler;
-      sigemptyset(&sa.sa_mask);
-      sa.sa_flags = 0;  // no SA_RESTART: the verifier must see the signal and return
-      if (sigaction(s, &sa, nullptr) == 0) {
-        chosen = s;
-        break;
-      }
-    }
-    g_loaderSignal.store(chosen, std::memory_order_release);
-  });
-  return LoaderSignal();
-}
-
-// ---------------------------------------------------------------------------- pool
-
-class Pool {
- public:
-  static Pool& Get() {
-    static Pool* p = new Pool();  // leaked on purpose (detached threads)
-    return *p;
-  }
-  // Throws std::system_error when no thread can be started and none exists to run `fn`.
-  void Submit(std::function<void()> fn) {
-    std::lock_guard<std::mutex> lock(mu_);
-    q_.push_back(std::move(fn));
-    if (q_.size() > idle_ && threads_ < size_) {
-      try {
-        Spawn();
-      } catch (...) {  // EAGAIN (thread limit): a running thread takes the job later, else refuse it
-        if (threads_ == 0) {
-          q_.pop_back();
-          throw;
-        }
-      }
-    }
-    cv_.notify_one();
-  }
-  void Resize(unsigned n) {
-    std::lock_guard<std::mutex> lock(mu_);
-    size_ = n < 1 ? 1 : n;
-    cv_.notify_all();  // extra threads exit when idle
-  }
-  unsigned size() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return size_;
-  }
-  unsigned threads() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return threads_;
-  }
-  unsigned queued() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return static_cast<unsigned>(q_.size());
-  }
-
- private:
-  Pool() {
-    unsigned hw = std::thread::hardware_concurrency();
-    size_ = hw ? hw : 2;
-  }
-  void Spawn() {  // mu_ held
-    std::thread t([this] { Run(); });  // may throw: count the thread only once it exists
-    threads_++;
-    t.detach();
-  }
-  void Run() {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, nullptr);
-    if (LoaderSignal() > 0) {
-      sigset_t own;
-      sigemptyset(&own);
-      sigaddset(&own, LoaderSignal());
-      pthread_sigmask(SIG_UNBLOCK, &own, nullptr);
-    }
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      if (threads_ > size_) break;
-      if (q_.empty()) {
-        idle_++;
-        // idle threads go away after a while so a quiet process holds no loader threads
-        bool woke = cv_.wait_for(lock, std::chrono::seconds(30), [this] { return !q_.empty() || threads_ > size_; });
-        idle_--;
-        if (!woke) break;
-        continue;
-      }
-      auto fn = std::move(q_.front());
-      q_.pop_front();
-      lock.unlock();
-      fn();
-      lock.lock();
-    }
-    threads_--;
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> q_;
-  unsigned size_ = 2, threads_ = 0, idle_ = 0;
-};
-
-// ---------------------------------------------------------------------------- ELF pre-check
-
-// libbpf 1.1 crashes on some malformed ELF files while opening them (found by the fuzz
-// tests: out-of-range section and symbol indexes). So bytes not seen before are first opened
-// in a forked child: a crash there costs a child, not the Node process. glibc's fork keeps
-// malloc usable in the child; the child calls only libbpf/libelf and _exit.
-//
-// Only the object's own work may fail it. The child parses memory and does no I/O, so a child
-// that sleeps (state S/D) with its CPU time standing still is stuck on a lock it inherited from
-// another thread at fork() (a sanitizer runtime's allocator lock is one), not parsing: that is
-// `kStalled`, and the load goes on without the pre-check (the in-process validator already ran)
-// as when fork() fails. In the sanitizer build a child can also spin on such a lock (see
-// kSpinIsStalledMs). Without a caller's timeout, a slow child on a loaded host is waited
-// for: the object is judged hung only after 10 s of the child's own CPU time (`kTimedOut`),
-// and a child that neither finishes nor burns CPU within 120 s of wall time is `kStalled`.
-enum class PreCheck { kOk, kRejected, kCrashed, kTimedOut, kStalled, kUnavailable };
-
-// State letter and CPU time (user + system, ms) of a child, from /proc/<pid>/stat.
-bool ChildCpu(pid_t pid, char* state, double* cpuMs) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(f, line)) return false;
-  size_t close = line.rfind(')');
-  if (close == std::string::npos || close + 2 >= line.size()) return false;
-  const char* p = line.c_str() + close + 2;  // field 3, the state
-  *state = *p;
-  unsigned long long ticks[2] = {0, 0};
-  for (int field = 3; field <= 15 && *p; field++) {
-    if (field == 14 || field == 15) ticks[field - 14] = strtoull(p, nullptr, 10);
-    while (*p && *p != ' ') p++;
-    while (*p == ' ') p++;
-  }
-  long hz = sysconf(_SC_CLK_TCK);
-  *cpuMs = static_cast<double>(ticks[0] + ticks[1]) * 1000.0 / static_cast<double>(hz > 0 ? hz : 100);
-  return true;
-}
-
-#if defined(__SANITIZE_ADDRESS__)
-// The sanitizer build only: GCC 12's libasan has no fork handler for its allocator, so a child
-// forked while another thread holds the allocator's spin lock spins on it forever (sched_yield
-// between attempts), burning CPU. Under ASan, 2 s of child CPU without an ending is taken as
-// that (kStalled: the load goes on in-process), not as parsing. glibc's malloc is fork-safe.
-constexpr double kSpinIsStalledMs = 2000;
-#else
-constexpr double kSpinIsStalledMs = 0;  // never: CPU is parsing, judged by kCpuLimitMs
-#endif
-
-PreCheck ForkCheckOpen(const std::vector<uint8_t>& elf, double timeoutMs, int* signalOut) {
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) return PreCheck::kUnavailable;
-  if (pid == 0) {
-    // The child never outlives the process that waits for it (a killed Node process once left a
-    // child spinning on an inherited sanitizer lock for an hour).
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
-    // Test hook (test/ebpf/precheck.test.ts): a child stuck as if on an inherited lock.
-    const char* hook = getenv("SMOOTHTASK_TEST_PRECHECK");
-    if (hook && strcmp(hook, "stall") == 0)
-      for (;;) pause();
-    if (hook && strcmp(hook, "spin") == 0)  // as if spinning on an inherited spin lock
-      for (;;) syscall(SYS_sched_yield);
-    libbpf_set_print(nullptr);
-    LIBBPF_OPTS(bpf_object_open_opts, opts);
-    opts.object_name = "precheck";
-    bpf_object* obj = bpf_object__open_mem(elf.data(), elf.size(), &opts);
-    _exit(obj && !libbpf_get_error(obj) ? 0 : 1);
-  }
-  const double kCpuLimitMs = 10000, kWallLimitMs = 120000, kSleepingLimitMs = 2000;
-  Clock::time_point start = Clock::now();
-  double lastSample = 0, lastCpu = -1, sleepingSince = -1;
-  PreCheck verdict = PreCheck::kOk;
-  for (;;) {
-    int status = 0;
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) {
-      if (WIFEXITED(status)) return WEXITSTATUS(status) == 0 ? PreCheck::kOk : PreCheck::kRejected;
-      if (WIFSIGNALED(status)) *signalOut = WTERMSIG(status);
-      return PreCheck::kCrashed;
-    }
-    if (r < 0 && errno != EINTR) return PreCheck::kUnavailable;
-    double now = MsSince(start);
-    if (timeoutMs > 0 && now > timeoutMs) {
-      verdict = PreCheck::kTimedOut;  // the caller's deadline
-    } else if (now > kWallLimitMs) {
-      verdict = PreCheck::kStalled;
-    } else if (now - lastSample >= 50 && now >= 500) {
-      lastSample = now;
-      char state = 0;
-      double cpu = 0;
-      if (ChildCpu(pid, &state, &cpu)) {
-        if (cpu >= kCpuLimitMs) verdict = PreCheck::kTimedOut;  // parsing, and not finishing
-        bool sleeping = (state == 'S' || state == 'D') && cpu == lastCpu;
-        if (!sleeping) sleepingSince = -1;
-        else if (sleepingSince < 0) sleepingSince = now;
-        else if (now - sleepingSince >= kSleepingLimitMs) verdict = PreCheck::kStalled;
-        if (kSpinIsStalledMs > 0 && cpu >= kSpinIsStalledMs) verdict = PreCheck::kStalled;
-        lastCpu = cpu;
-      }
-    }
-    if (verdict != PreCheck::kOk) {
-      kill(pid, SIGKILL);
-      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      return verdict;
-    }
-    usleep(now < 100 ? 100 : 1000);
-  }
 }
 
 // ---------------------------------------------------------------------------- load job
