@@ -12,17 +12,23 @@
 // 0 = every process; else only this tgid (load-time, so the verifier prunes the check).
 const volatile __u32 targ_tgid = 0;
 
+// Processes that used the GPU (a CUDA call or a DRM fence). Each holds a GPU context, so a node
+// has tens of them, not thousands: 1024 (preallocated, 248 bytes an entry); LRU, so the oldest
+// go first if it ever fills.
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 4096);
+  __uint(max_entries, 1024);
   __type(key, __u32);
   __type(value, struct gpu_proc_stats);
 } gpu_procs SEC(".maps");
 
-// Live allocations; LRU so a process that exits without freeing cannot fill it for good.
+// Live allocations; LRU so a process that exits without freeing cannot fill it for good. LRU
+// maps are preallocated (88 bytes an entry): 16384 live allocations by default (1.4 MiB); a free
+// of an allocation evicted meanwhile counts as free_untracked. `mapSizes: { gpu_allocs }` of the
+// gpu reader raises it.
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 65536);
+  __uint(max_entries, 16384);
   __type(key, struct gpu_alloc_key);
   __type(value, __u64);
 } gpu_allocs SEC(".maps");
@@ -36,6 +42,7 @@ struct gpu_call {
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 8192);
+  __uint(map_flags, BPF_F_NO_PREALLOC);  // calls in flight only
   __type(key, __u64);
   __type(value, struct gpu_call);
 } gpu_calls SEC(".maps");
@@ -49,9 +56,10 @@ struct fence_val {
   __u32 tgid;
   __u32 pad;
 };
+// Fences emitted and not yet signalled (jobs in flight on the GPU engines).
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 16384);
+  __uint(max_entries, 4096);
   __type(key, struct fence_key);
   __type(value, struct fence_val);
 } gpu_fences SEC(".maps");

@@ -30,10 +30,12 @@ struct {
   __type(value, struct thermal_zone_state);
 } thermal_zones SEC(".maps");
 
-// (cpu, kHz) and (cpu, idle state): bounded by CPUs x states, never churns.
+// (cpu, kHz) and (cpu, idle state): bounded by CPUs x states, never churns. Not preallocated:
+// a host holds CPUs x its states (tens to hundreds of entries), not the bound.
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 8192);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
   __type(key, struct cpu_state_key);
   __type(value, struct cpu_residency);
 } freq_residency SEC(".maps");
@@ -41,6 +43,7 @@ struct {
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 8192);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
   __type(key, struct cpu_state_key);
   __type(value, struct cpu_residency);
 } idle_residency SEC(".maps");

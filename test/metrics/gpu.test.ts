@@ -162,6 +162,21 @@ describe('gpu reader: CUDA driver API uprobes (stub libcuda.so.1)', () => {
     await Promise.all([a.finish(), b.finish()]);
   });
 
+  it('mapSizes: gpu_allocs sized by the caller (88 bytes a live allocation, preallocated); an unknown map is refused', async () => {
+    const small = await openGpuReader({ libcuda: stubs.libcuda, nvml: false, fences: false });
+    readers.push(small);
+    const big = await openGpuReader({ libcuda: stubs.libcuda, nvml: false, fences: false, mapSizes: { gpu_allocs: 65536 } });
+    readers.push(big);
+    expect(big.memoryBytes() - small.memoryBytes()).toBeGreaterThanOrEqual((65536 - 16384) * 80);
+    // Counting is the same with the bigger map.
+    const d = await startDriver(3);
+    const e = await d.run();
+    const snap = await big.read();
+    expectExact(snap.processes.find((x) => x.pid === d.pid), e);
+    await d.finish();
+    await expect(openGpuReader({ libcuda: stubs.libcuda, nvml: false, fences: false, mapSizes: { gpu_allocz: 10 } })).rejects.toMatchObject({ code: 'ERR_CONFIG', message: expect.stringMatching(/gpu_allocz/) });
+  });
+
   it('says what is missing: no libcuda, dma_fence tracepoints that never fire here', async () => {
     const reader = await openGpuReader({ libcuda: '/nonexistent/libcuda.so.1', nvml: '/nonexistent/libnvidia-ml.so.1' });
     readers.push(reader);

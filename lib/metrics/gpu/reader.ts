@@ -49,6 +49,11 @@ export const GpuReaderOptionsSchema = z
     objectPath: z.string().min(1).optional(),
     /** Load timeout, ms (default 30 s). */
     timeoutMs: z.number().positive().default(30_000),
+    /**
+     * `max_entries` of the object's maps, e.g. `{ gpu_allocs: 65536 }` to track more live CUDA
+     * allocations exactly than the default 16,384 (88 bytes of kernel memory each, preallocated).
+     */
+    mapSizes: z.record(z.string().min(1), z.number().int().min(1).max(0xffffffff)).optional(),
   })
   .strict();
 /** Options of {@link openGpuReader}. */
@@ -184,6 +189,7 @@ export async function openGpuReader(options: GpuReaderOptions = {}, context: { f
         cache: false,
         timeoutMs: o.timeoutMs,
         ...(o.pid !== undefined ? { constants: { targ_tgid: o.pid } } : {}),
+        ...(o.mapSizes ? { mapSizes: o.mapSizes } : {}),
       });
   const links: Link[] = [];
   try {
