@@ -257,21 +257,21 @@ class WorkspaceFtpFileSystem {
       return statOf(base, 'directory', 0, new Date(t?.timings.createdAt ?? 0));
     }
     const st = await this.#files(r, (f, id) => f.stat(id, r.rel));
-    if (!st) {
-      if (r.rel === INPUTS_DIR && this.#awaitsInputs(r.task)) return statOf(base, 'directory', 0, new Date(this.#deps.queue.get(r.task)?.timings.createdAt ?? 0));
-      throw new FtpRefusal(`No such file or directory: ${r.client}`);
-    }
-    return statOf(base, st.kind, st.size, st.mtime);
+    if (st) return statOf(base, st.kind, st.size, st.mtime);
+    const pending = r.rel === INPUTS_DIR ? this.#pendingInputs(r.task) : undefined;
+    if (pending) return pending;
+    throw new FtpRefusal(`No such file or directory: ${r.client}`);
   }
 
   /**
    * A held task waits for its inputs: its `inputs/` folder is there to enter, list and upload
    * into before the first upload creates it on disk (clients such as curl CWD into each part
-   * of the path before their STOR).
+   * of the path before their STOR). The folder's entry while it is not on disk; `undefined`
+   * for a task that is not held.
    */
-  #awaitsInputs(task: string): boolean {
+  #pendingInputs(task: string): FtpStat | undefined {
     const t = this.#deps.queue.get(task);
-    return t?.state === 'created' && t.held === true;
+    return t?.state === 'created' && t.held === true ? statOf(INPUTS_DIR, 'directory', 0, new Date(t.timings.createdAt)) : undefined;
   }
 
   async list(path?: string | null): Promise<FtpStat[]> {
@@ -281,17 +281,17 @@ class WorkspaceFtpFileSystem {
       const tasks = u === '*' ? this.#deps.queue.list() : [...u].map((id) => this.#visible(id)).filter((t) => t !== undefined);
       return tasks.map((t) => statOf(t.id, 'directory', 0, new Date(t.timings.createdAt))).sort((a, b) => (a.name < b.name ? -1 : 1));
     }
-    const waiting = this.#awaitsInputs(r.task);
-    const inputs = () => statOf(INPUTS_DIR, 'directory', 0, new Date(this.#deps.queue.get(r.task!)?.timings.createdAt ?? 0));
-    if (!r.rel || r.rel === INPUTS_DIR) {
-      const st = await this.#files(r, (f, id) => f.stat(id, r.rel));
-      // Not on disk yet: the workspace (or its inputs/) of a task still waiting for its inputs.
-      if (!st) return !r.rel && waiting ? [inputs()] : r.rel && waiting ? [] : r.rel ? Promise.reject(new FtpRefusal(`No such file or directory: ${r.client}`)) : [];
+    const pending = this.#pendingInputs(r.task);
+    if ((!r.rel || r.rel === INPUTS_DIR) && !(await this.#files(r, (f, id) => f.stat(id, r.rel)))) {
+      // Not on disk yet: no workspace (its root lists the pending inputs/), or no inputs/.
+      if (!r.rel) return pending ? [pending] : [];
+      if (pending) return [];
+      throw new FtpRefusal(`No such file or directory: ${r.client}`);
     }
     const entries = await this.#files(r, (f, id) => f.list(id, r.rel));
     const out = entries.map((e) => statOf(e.name, e.type, e.size, new Date(e.mtimeMs)));
-    if (!r.rel && waiting && !entries.some((e) => e.name === INPUTS_DIR)) out.push(inputs());
-    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+    if (r.rel || !pending || entries.some((e) => e.name === INPUTS_DIR)) return out;
+    return [...out, pending].sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   async chdir(path?: string | null): Promise<string> {

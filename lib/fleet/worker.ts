@@ -325,16 +325,15 @@ export class FleetWorker {
           priority: t.priority,
           labels: t.labels,
           resources: t.resources,
-          // The fleet's record is the durable one, and BullMQ reruns the job of a node that died:
-          // a restart of this agent must not run it locally a second time.
-          persist: 'outcome',
           ...(timeoutMs === undefined ? {} : { timeoutMs }),
           ...(t.killAfterMs === undefined ? {} : { killAfterMs: t.killAfterMs }),
           ...(t.retry === undefined ? {} : { retry: t.retry }),
         };
         try {
-          if (this.#admit) opts = { ...(await this.#admit(opts)), id, persist: 'outcome' };
-          handle = this.#queue.submit(opts);
+          if (this.#admit) opts = { ...(await this.#admit(opts)), id };
+          // The fleet's record is the durable one, and BullMQ reruns the job of a node that died:
+          // a restart of this agent must not run it locally a second time.
+          handle = this.#queue.submit({ ...opts, persist: 'outcome' });
         } catch (e) {
           const code = (e as { code?: unknown }).code;
           await this.#finish(id, cls, run, 'failed', typeof code === 'string' ? code : 'ERR_FLEET_REFUSED', `Refused by ${this.node.name}: ${(e as Error).message}`);
