@@ -4,15 +4,14 @@
  * @module
  */
 import { channel } from 'node:diagnostics_channel';
-import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rename, unlink, stat, writeFile } from 'node:fs/promises';
-import { basename, join, resolve, dirname } from 'node:path';
-import lockfile from 'proper-lockfile';
+import { readdir, readFile, rename, unlink, stat } from 'node:fs/promises';
+import { join, resolve, dirname } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
 import { validate } from '../errors/validate.js';
 import { fsyncDir, mkdirDurable, storeIoError, TEMP_FILE_RE, writeFileDurable } from './atomic.js';
-import { StoreClosedError, StoreCorruptError, StoreLockError } from './errors.js';
+import { StoreClosedError, StoreCorruptError } from './errors.js';
+import { leaseOf } from './lease.js';
 
 /** Channel names of the store (`node:diagnostics_channel`). */
 export const STORE_CHANNELS = {
@@ -25,15 +24,16 @@ export const STORE_CHANNELS = {
 } as const;
 const writeCh = channel(STORE_CHANNELS.write);
 const corruptCh = channel(STORE_CHANNELS.corrupt);
-const compromisedCh = channel(STORE_CHANNELS.lockCompromised);
 
 /** Options of {@link JsonStore.open}. */
 export const JsonStoreOptionsSchema = z.strictObject({
   /** Root directory (created if missing). */
   dir: z.string().min(1),
   /**
-   * Inter-process locking of each document (proper-lockfile: a `<doc>.lock` directory whose
-   * mtime is refreshed while held). `false` when this process is known to be the only writer.
+   * Inter-process locking: one lease per store directory (proper-lockfile's `.store.lock`
+   * directory, its mtime refreshed while held), held by a process while it has writes in
+   * flight and handed to a waiting process within about 200 ms. `false` when this process is
+   * known to be the only writer.
    */
   lock: z
     .union([
@@ -219,19 +219,14 @@ export class JsonStore {
   async delete(key: string): Promise<boolean> {
     this.#check();
     const path = this.path(key);
-    const owner = join(dirname(path), `.${basename(path)}.lock-owner`);
     return this.#locked(path, async () => {
       try {
         await unlink(path);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-          await unlink(owner).catch(() => {});
-          return false;
-        }
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
         throw storeIoError(e, path, 'delete');
       }
       await fsyncDir(dirname(path));
-      await unlink(owner).catch(() => {});
       return true;
     });
   }
@@ -295,65 +290,17 @@ export class JsonStore {
     if (writeCh.hasSubscribers) writeCh.publish({ path, bytes: Buffer.byteLength(data), durationMs: performance.now() - t0 });
   }
 
-  /** Runs `fn` holding the in-process mutex and the inter-process lock of `path`. */
+  /** Runs `fn` holding the in-process mutex of `path` and the store's inter-process lease. */
   #locked<T>(path: string, fn: (guard: () => void | Promise<void>) => Promise<T>): Promise<T> {
     const lockOpts = this.#opts.lock;
     return serialize(path, async () => {
       if (lockOpts === false) return fn(() => {});
-      const dir = dirname(path);
-      if (!this.#dirs.has(dir)) {
-        await mkdirDurable(dir);
-        this.#dirs.add(dir);
-      }
-      let compromised: Error | undefined;
-      let release: () => Promise<void>;
-      const deadline = Date.now() + lockOpts.waitMs;
-      for (;;) {
-        try {
-          release = await lockfile.lock(path, {
-            realpath: false,
-            stale: lockOpts.staleMs,
-            update: lockOpts.updateMs,
-            retries: { retries: 20, factor: 1.5, minTimeout: 2, maxTimeout: 50, randomize: true },
-            // proper-lockfile's default throws from a timer (an uncaught exception) when the
-            // lock is compromised, e.g. after an event-loop stall longer than staleMs (#71).
-            // We record it and refuse to rename over the document instead.
-            onCompromised: (err: Error) => {
-              compromised = err;
-              if (compromisedCh.hasSubscribers) compromisedCh.publish({ path, error: err });
-            },
-          });
-          break;
-        } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
-          if (code === 'ELOCKED' && Date.now() <= deadline) continue;
-          // A failed system call (ENOSPC or EMFILE creating the lock directory, EACCES ...) is an I/O error, not contention.
-          if (code !== 'ELOCKED' && typeof (e as NodeJS.ErrnoException).errno === 'number') throw storeIoError(e, `${path}.lock`, 'lock');
-          throw new StoreLockError(path, (e as Error).message, { cause: e });
-        }
-      }
-      // Ownership token beside the lock: a process that took our lock over as stale (our event
-      // loop stalled past staleMs) overwrites it, and we see that before renaming, even if
-      // proper-lockfile's refresh timer has not noticed yet. (Not inside the lock directory:
-      // proper-lockfile removes stale locks with rmdir, which needs it empty.)
-      const ownerPath = join(dir, `.${basename(path)}.lock-owner`);
-      const token = `${process.pid}-${randomBytes(8).toString('hex')}`;
-      const guard = async () => {
-        if (compromised) throw new StoreLockError(path, `lock compromised, write abandoned: ${compromised.message}`, { cause: compromised });
-        const owner = await readFile(ownerPath, 'utf8').catch(() => undefined);
-        if (owner !== token) throw new StoreLockError(path, `lock compromised (taken over by ${owner ? `pid ${owner.split('-')[0]}` : 'another process'}), write abandoned`);
-      };
-      // Everything after the lock is taken, the owner token included (ENOSPC on a full disk),
-      // runs inside the try so the lock is always released.
+      const lease = leaseOf(this.dir);
+      const guard = await lease.enter(lockOpts);
       try {
-        await writeFile(ownerPath, token).catch((e: unknown) => {
-          throw storeIoError(e, ownerPath, 'lock');
-        });
         return await fn(guard);
       } finally {
-        await release().catch(() => {
-          /* a compromised lock may already be gone */
-        });
+        lease.leave();
       }
     });
   }
