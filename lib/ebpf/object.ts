@@ -26,6 +26,8 @@ export class ObjectCore {
   #closed = false;
   readonly programs: ProgramInfo[];
   readonly maps: MapInfo[];
+  /** `[name, frozen info]` of each map, made once: a handle copies the pairs, not the infos. */
+  readonly mapEntries: [string, MapInfo][];
   #bytes: number | undefined;
 
   constructor(
@@ -38,6 +40,7 @@ export class ObjectCore {
   ) {
     this.programs = native.programs();
     this.maps = native.maps();
+    this.mapEntries = this.maps.map((m) => [m.name, Object.freeze({ ...m })]);
   }
 
   /** Kernel memory of the programs and maps (fdinfo memlock), read once on first use. */
@@ -197,7 +200,7 @@ export class BpfObject implements Disposable {
     this.fromPins = core.fromPins;
     this.loadTimeMs = core.loadTimeMs;
     this.programs = new Map(core.programs.map((p) => [p.name, new BpfProgram(p, this)]));
-    this.maps = new Map(core.maps.map((m) => [m.name, Object.freeze({ ...m })]));
+    this.maps = new Map(core.mapEntries);
   }
 
   /** True once this handle is closed. */
