@@ -139,11 +139,16 @@ export function struct<F extends Record<string, FieldSpec>>(fields: F, size: num
   for (const [name, f] of entries) {
     if (f.offset + f.codec.size > size) throw new ConfigError(`field ${name} (offset ${f.offset}, size ${f.codec.size}) exceeds struct size ${size}`);
   }
+  // Indexed arrays: decoding runs per record on the event path, with no iterator per field.
+  const names = entries.map(([name]) => name);
+  const codecs = entries.map(([, f]) => f.codec);
+  const offsets = entries.map(([, f]) => f.offset);
+  const n = entries.length;
   return {
     size,
     decode(buf, offset = 0) {
       const o: Record<string, unknown> = {};
-      for (const [name, f] of entries) o[name] = f.codec.decode(buf, offset + f.offset);
+      for (let i = 0; i < n; i++) o[names[i]!] = codecs[i]!.decode(buf, offset + offsets[i]!);
       return o as StructOf<F>;
     },
     encode(value, buf, offset = 0) {

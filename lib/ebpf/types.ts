@@ -152,10 +152,23 @@ export interface RingBufferStats {
   dropped: number;
 }
 
-/** A ring buffer consumer: async-iterable over records, or batches through `on('batch')`. */
+/** A batch of records: what {@link RingBufferLike.batches} yields. */
+export interface RecordBatchLike<T> {
+  /** Number of records. */
+  readonly length: number;
+  /** Record `i` (decoded when the consumer has a codec). */
+  get(i: number): T;
+}
+
+/**
+ * A ring buffer consumer: async-iterable over records, over batches with `batches()`, or
+ * batches through `on('batch')`. What ring and perf buffer consumers have in common.
+ */
 export interface RingBufferLike<T> extends AsyncIterable<T>, Disposable {
   /** Counters of this consumer. */
   stats(): RingBufferStats;
+  /** Async iteration over batches as the consumer thread delivered them (no promise per record). */
+  batches(): AsyncIterable<RecordBatchLike<T>>;
   /** Stops and joins the consumer thread; idempotent. */
   close(): void;
 }

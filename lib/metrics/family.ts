@@ -48,6 +48,12 @@ export interface MetricReader<S extends SnapshotBase = SnapshotBase, E = unknown
   read(): Promise<S>;
   /** Events of the family (only when opened with `events: true`). Ends when the reader closes or `signal` aborts. */
   events?(options?: { signal?: AbortSignal }): AsyncIterable<E>;
+  /**
+   * The same events in batches, as the kernel side delivered them: one promise per batch, none
+   * per event (what high-rate consumers such as alert rules should use). Optional: the monitor
+   * wraps `events()` when a family has no batches.
+   */
+  eventBatches?(options?: { signal?: AbortSignal }): AsyncIterable<readonly E[]>;
   /** Replaces the filter at run time (eBPF readers update their filter maps: no reload). */
   setFilter?(filter: ResolvedFilter): void | Promise<void>;
   /** Kernel (map) and user memory this reader holds, in bytes. */

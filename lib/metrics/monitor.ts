@@ -126,8 +126,17 @@ export class Monitor implements Disposable {
 
   /** Events of every family that has them, merged (opened with `events: true`). */
   async *events(options: { signal?: AbortSignal } = {}): AsyncGenerator<MonitorEvent> {
+    for await (const batch of this.eventBatches(options)) yield* batch;
+  }
+
+  /**
+   * The same events in batches (one array per batch a family's reader delivered): one promise
+   * per batch instead of one per event. Feed an `AlertEngine` with
+   * `engine.addEventBatchSource('monitor', (signal) => monitor.eventBatches({ signal }))`.
+   */
+  async *eventBatches(options: { signal?: AbortSignal } = {}): AsyncGenerator<MonitorEvent[]> {
     this.#check();
-    const queue: MonitorEvent[] = [];
+    const queue: MonitorEvent[][] = [];
     let wake: (() => void) | undefined;
     let live = 0;
     const ac = new AbortController();
@@ -138,9 +147,18 @@ export class Monitor implements Disposable {
       live++;
       void (async () => {
         try {
-          for await (const event of r.events!({ signal: ac.signal })) {
-            queue.push({ family, event });
-            wake?.();
+          if (r.eventBatches) {
+            for await (const batch of r.eventBatches({ signal: ac.signal })) {
+              const out = new Array<MonitorEvent>(batch.length);
+              for (let i = 0; i < batch.length; i++) out[i] = { family, event: batch[i] };
+              queue.push(out);
+              wake?.();
+            }
+          } else {
+            for await (const event of r.events!({ signal: ac.signal })) {
+              queue.push([{ family, event }]);
+              wake?.();
+            }
           }
         } catch {
           /* reader closed or events not requested */
@@ -154,9 +172,9 @@ export class Monitor implements Disposable {
     ac.signal.addEventListener('abort', () => wake?.(), { once: true });
     try {
       while (!ac.signal.aborted) {
-        const e = queue.shift();
-        if (e) {
-          yield e;
+        const b = queue.shift();
+        if (b) {
+          yield b;
           continue;
         }
         if (live === 0) return;

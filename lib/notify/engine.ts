@@ -151,9 +151,42 @@ class Window<T> {
   }
 }
 
+/**
+ * Event times of one group of an event-count rule, as (time, count) runs: events recorded at
+ * the same time (a batch) take one slot, and the count is kept, not recounted.
+ */
+class TimeCounts {
+  #times: number[] = [];
+  #counts: number[] = [];
+  #head = 0;
+  #total = 0;
+  /** Events in the window. */
+  get size(): number {
+    return this.#total;
+  }
+  push(t: number, n = 1): void {
+    const last = this.#times.length - 1;
+    if (last >= this.#head && this.#times[last] === t) this.#counts[last]! += n;
+    else {
+      this.#times.push(t);
+      this.#counts.push(n);
+    }
+    this.#total += n;
+  }
+  /** Drops the events at or before `cutoff`. */
+  dropUpTo(cutoff: number): void {
+    while (this.#head < this.#times.length && this.#times[this.#head]! <= cutoff) this.#total -= this.#counts[this.#head++]!;
+    if (this.#head > 64 && this.#head * 2 > this.#times.length) {
+      this.#times = this.#times.slice(this.#head);
+      this.#counts = this.#counts.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+}
+
 interface EventBucket {
   labels: Labels;
-  times: Window<number>;
+  times: TimeCounts;
 }
 
 /** What each kind of expression is: the key its config object is told apart by. */
@@ -329,32 +362,76 @@ export class AlertEngine extends EventEmitter {
     void run();
   }
 
+  /**
+   * Feeds the event rules of `source` from an async iterable of event batches (arrays), such
+   * as `monitor.eventBatches()` or a reader's `eventBatches()`: one promise per batch, none per
+   * event. Non-objects in a batch are skipped. Same lifetime as {@link addEventSource}.
+   */
+  addEventBatchSource(name: string, batches: AsyncIterable<readonly unknown[]> | ((signal: AbortSignal) => AsyncIterable<readonly unknown[]>)): void {
+    const it = typeof batches === 'function' ? batches(this.abortEvents.signal) : batches;
+    const run = async () => {
+      try {
+        for await (const batch of it) {
+          if (this.isClosed) break;
+          if (Array.isArray(batch)) this.pushEvents(name, batch);
+        }
+      } catch (error) {
+        if (!this.isClosed) this.reportError('eventSource', name, error);
+      }
+    };
+    void run();
+  }
+
   /** Records one event from `source` now (what {@link addEventSource} does per event). */
   pushEvent(source: string, event: object): void {
+    this.pushEvents(source, [event]);
+  }
+
+  /** Records a batch of events from `source`, all at the same time (now); non-objects are skipped. */
+  pushEvents(source: string, events: readonly unknown[]): void {
     if (this.isClosed) return;
-    this.stats.events++;
+    let counted = 0;
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i];
+      if (typeof ev === 'object' && ev !== null) counted++;
+    }
+    this.stats.events += counted;
+    const byName = this.eventRules.get(source);
+    if (!counted || !byName?.size) return;
     const t = this.now();
-    const ev = event as Record<string, unknown>;
     let matched = false;
-    for (const r of this.eventRules.get(source)?.values() ?? []) {
+    // Rule by rule over the batch: a rule without groupBy adds its matches as one count.
+    for (const r of byName.values()) {
       const e = r.expr as EventExpr<number>;
-      if (e.event.match && !eventMatches(ev, e.event.match)) continue;
-      if (e.event.where) {
-        try {
-          if (!e.event.where(ev)) continue;
-        } catch (error) {
-          this.reportError('rule', r.name, error);
+      const buckets = this.eventBuckets.get(r.name)!;
+      const grouped = !!e.groupBy?.length;
+      let n = 0;
+      for (let i = 0; i < events.length; i++) {
+        const event = events[i];
+        if (typeof event !== 'object' || event === null) continue;
+        const ev = event as Record<string, unknown>;
+        if (e.event.match && !eventMatches(ev, e.event.match)) continue;
+        if (e.event.where) {
+          try {
+            if (!e.event.where(ev)) continue;
+          } catch (error) {
+            this.reportError('rule', r.name, error);
+            continue;
+          }
+        }
+        if (!grouped) {
+          n++;
           continue;
         }
+        const labels: Labels = {};
+        for (const k of e.groupBy!) labels[k] = ev[k] === undefined ? '' : String(ev[k]);
+        this.#bucket(buckets, labelsKey(labels), labels).push(t);
+        matched = true;
       }
-      const labels: Labels = {};
-      for (const k of e.groupBy ?? []) labels[k] = ev[k] === undefined ? '' : String(ev[k]);
-      const key = labelsKey(labels);
-      const buckets = this.eventBuckets.get(r.name)!;
-      const b = buckets.get(key) ?? { labels, times: new Window<number>() };
-      b.times.push(t);
-      buckets.set(key, b);
-      matched = true;
+      if (n) {
+        this.#bucket(buckets, '', {}).push(t, n);
+        matched = true;
+      }
     }
     // evaluate event rules right away (coalesced) so a storm fires without waiting a whole interval
     if (matched && !this.eventEvalQueued) {
@@ -364,6 +441,15 @@ export class AlertEngine extends EventEmitter {
         if (!this.isClosed) void this.evaluate(this.now(), { eventsOnly: true });
       }).unref();
     }
+  }
+
+  #bucket(buckets: Map<string, EventBucket>, key: string, labels: Labels): TimeCounts {
+    let b = buckets.get(key);
+    if (!b) {
+      b = { labels, times: new TimeCounts() };
+      buckets.set(key, b);
+    }
+    return b.times;
   }
 
   /**
@@ -447,7 +533,7 @@ export class AlertEngine extends EventEmitter {
       const buckets = this.eventBuckets.get(rule.name)!;
       const out: SeriesResult[] = [];
       for (const [k, b] of buckets) {
-        b.times.dropWhile((t) => t <= ctx.now - e.count.window);
+        b.times.dropUpTo(ctx.now - e.count.window);
         out.push(cmpSeries(b.labels, b.times.size, e.count.op ?? '>=', e.count.value));
         if (!b.times.size) buckets.delete(k);
       }
@@ -691,7 +777,8 @@ function equalityLabels(m: Record<string, string | readonly string[]> | undefine
 }
 
 function eventMatches(ev: Record<string, unknown>, match: Record<string, unknown>): boolean {
-  for (const [k, want] of Object.entries(match)) {
+  for (const k in match) {
+    const want = match[k];
     const have = ev[k];
     if (Array.isArray(want)) {
       if (!want.some((w) => w === have || String(w) === String(have))) return false;

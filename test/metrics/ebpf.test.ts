@@ -20,6 +20,7 @@ import { CpuSnapshotSchema, DiskSnapshotSchema, NetworkSnapshotSchema, ProcessEv
 import { readCtxSwitches, readSchedstat, readStat } from '../../lib/metrics/procfs.js';
 import { syscallNumber } from '../../lib/metrics/syscall-names.js';
 import { cgroupPathOfPid, resolveContainer as resolveContainerRef, resolveFilter as resolve } from '../../lib/metrics/cgroup.js';
+import { AlertEngine } from '../../lib/notify/index.js';
 import { exitScript, fileDisk, kill, run, sleep, spawnBusy, tempDir, until } from './helpers.js';
 
 const tmp = tempDir('st-metrics-ebpf-');
@@ -463,6 +464,39 @@ describe('lifecycle', () => {
       expect(got.filter((g) => g.type === 'exit').map((g) => g.tgid).sort()).toEqual([...pids].sort());
       expect(got.every((g) => g.family === 'process')).toBe(true);
     } finally {
+      m.close();
+    }
+  });
+
+  it('monitor.eventBatches() into an alert rule: arrays of events per batch, counted by an event rule per comm', async () => {
+    const name = 'st-batch-probe';
+    const script = exitScript(tmp.dir, name);
+    const m = await createMonitor({ families: ['process'], events: true, filter: { comm: name }, required: true });
+    const engine = new AlertEngine({
+      rules: [{ name: 'Exits', expr: { event: { source: 'monitor', match: { family: 'process' }, where: (e) => (e.event as ProcessEvent).type === 'exit' }, count: { value: 4, window: '1m' } } }],
+    });
+    try {
+      const batches: Array<Array<{ family: string; type: string }>> = [];
+      engine.addEventBatchSource('monitor', (signal) =>
+        (async function* () {
+          for await (const b of m.eventBatches({ signal })) {
+            batches.push(b.map(({ family, event }) => ({ family, type: (event as ProcessEvent).type })));
+            yield b;
+          }
+        })(),
+      );
+      await sleep(100);
+      for (let i = 0; i < 4; i++) expect(await run(script, [String(i)])).toBe(i);
+      await until(() => engine.stats.events >= 8, 5000); // 4 execs + 4 exits
+      await engine.evaluate();
+      expect(engine.alerts().filter((a) => a.state === 'firing').map((a) => a.rule)).toEqual(['Exits']);
+      expect(engine.alerts()[0]!.value).toBe(4); // the execs did not count
+      expect(batches.every((b) => Array.isArray(b) && b.length > 0)).toBe(true);
+      const flat = batches.flat();
+      expect(flat.every((e) => e.family === 'process')).toBe(true);
+      expect(flat.filter((e) => e.type === 'exit')).toHaveLength(4);
+    } finally {
+      await engine.close();
       m.close();
     }
   });

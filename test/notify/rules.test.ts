@@ -327,6 +327,43 @@ describe('event rules at volume, and their index by source', () => {
     await engine.close();
   });
 
+  it('batches: counts per group and without groups, match and where applied per event, non-objects skipped, the window moves per batch time', async () => {
+    let now = 0;
+    const engine = new AlertEngine({
+      now: () => now,
+      rules: [
+        { name: 'All', expr: { event: { source: 's', match: { type: 'x' } }, count: { value: 1, window: '10s' } } },
+        { name: 'ByComm', expr: { event: { source: 's', where: (e) => Number(e.n) % 2 === 0 }, count: { value: 1, window: '10s' }, groupBy: ['comm'] } },
+      ],
+    });
+    const batch = (k: number) => Array.from({ length: k }, (_, i) => ({ type: i % 3 === 0 ? 'y' : 'x', n: i, comm: i % 4 === 0 ? 'a' : 'b' }));
+    engine.pushEvents('s', [...batch(12), null, 7, 'text']); // x: 8 of 12; even n: 6 (a: 0,4,8; b: 2,6,10)
+    now = 5_000;
+    const src = (async function* () {
+      yield batch(6); // x: 4; even: 0 (a), 2 (b), 4 (a)
+      yield [];
+      yield 'not a batch' as unknown as unknown[];
+    })();
+    engine.addEventBatchSource('s', src);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    await engine.evaluate(now);
+    const value = (rule: string, comm?: string) => engine.alerts().find((a) => a.rule === rule && (comm === undefined || a.labels.comm === comm))?.value;
+    expect(value('All')).toBe(12);
+    expect(value('ByComm', 'a')).toBe(5);
+    expect(value('ByComm', 'b')).toBe(4);
+    expect(engine.stats.events).toBe(18); // the three non-objects were not counted
+    // the first batch (t = 0) leaves the window at t = 10 s, the second (t = 5 s) at 15 s
+    now = 12_000;
+    await engine.evaluate(now);
+    expect(value('All')).toBe(4);
+    expect(value('ByComm', 'a')).toBe(2);
+    now = 16_000;
+    await engine.evaluate(now);
+    expect(engine.alerts().filter((a) => a.state === 'firing')).toEqual([]);
+    await engine.close();
+  });
+
   it('replacing an event rule with another source moves it: events of the old source no longer count', async () => {
     const engine = new AlertEngine({ now: () => 0, rules: [{ name: 'R', expr: { event: { source: 'a' }, count: { value: 1, window: '1m' } } }] });
     engine.pushEvent('a', { x: 1 });

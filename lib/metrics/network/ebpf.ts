@@ -10,7 +10,7 @@ import { stTcpConn, stTcpEvent, TCP_FLAGS } from '../bpf-structs.js';
 import { formatIpv6 } from '../procfs.js';
 import { TCP_STATES, type NetworkSnapshot, type TcpConnection, type TcpEvent } from '../schemas.js';
 import { ConfigError } from '../../errors/index.js';
-import { mapEvents, perProcess, type Decoded } from '../readers-shared.js';
+import { mapEventBatches, mapEvents, perProcess, type Decoded } from '../readers-shared.js';
 
 function connOf(key: bigint | number, c: Decoded<typeof stTcpConn>, now: number): TcpConnection {
   const v6 = c.family === 10;
@@ -61,30 +61,35 @@ export class EbpfNetworkReader extends BpfReaderBase<NetworkSnapshot, TcpEvent> 
 
   /** TCP open/close/state events (needs the reader opened with `events: true`). */
   events(options: { signal?: AbortSignal } = {}): AsyncIterable<TcpEvent> {
+    return mapEvents(this.#ring(), toTcpEvent, options.signal, (d) => this.eventsActive(d));
+  }
+
+  /** The same events in batches as the ring buffer delivered them (no promise per event). */
+  eventBatches(options: { signal?: AbortSignal } = {}): AsyncIterable<TcpEvent[]> {
+    return mapEventBatches(this.#ring(), toTcpEvent, options.signal, (d) => this.eventsActive(d));
+  }
+
+  #ring(): RingBufferLike<Decoded<typeof stTcpEvent>> {
     this.check();
     if (!this.wantEvents) throw new ConfigError('network events were not requested: open the reader with events: true', ['events: false']);
-    this.#rb ??= this.obj.ringBuffer('tcp_events', { codec: stTcpEvent });
-    const type = ['', 'open', 'close', 'state'] as const;
-    return mapEvents(
-      this.#rb,
-      (r): TcpEvent | null => {
-        const t = type[r.type];
-        if (!t) return null;
-        return {
-          type: t,
-          timestamp: monoToEpochMs(r.ts_ns),
-          oldState: TCP_STATES[r.oldstate] ?? String(r.oldstate),
-          newState: TCP_STATES[r.newstate] ?? String(r.newstate),
-          connection: connOf(r.sock, r.conn, r.ts_ns),
-        };
-      },
-      options.signal,
-      (d) => this.eventsActive(d),
-    );
+    return (this.#rb ??= this.obj.ringBuffer('tcp_events', { codec: stTcpEvent }));
   }
 
   protected override onClose(): void {
     this.#rb?.close();
     super.onClose();
   }
+}
+
+const TCP_EVENT_TYPES = ['', 'open', 'close', 'state'] as const;
+function toTcpEvent(r: Decoded<typeof stTcpEvent>): TcpEvent | null {
+  const t = TCP_EVENT_TYPES[r.type];
+  if (!t) return null;
+  return {
+    type: t,
+    timestamp: monoToEpochMs(r.ts_ns),
+    oldState: TCP_STATES[r.oldstate] ?? String(r.oldstate),
+    newState: TCP_STATES[r.newstate] ?? String(r.newstate),
+    connection: connOf(r.sock, r.conn, r.ts_ns),
+  };
 }

@@ -10,7 +10,7 @@ import { stProcEvent, stProcStats, stProcTask } from '../bpf-structs.js';
 import { pageSize } from '../procfs.js';
 import type { ProcessEvent, ProcessInfo, ProcessSnapshot } from '../schemas.js';
 import { ConfigError } from '../../errors/index.js';
-import { mapEvents, type Decoded } from '../readers-shared.js';
+import { mapEventBatches, mapEvents, type Decoded } from '../readers-shared.js';
 
 const STATE_LETTERS: Array<[number, string]> = [
   [0x0001, 'S'],
@@ -95,34 +95,39 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
 
   /** exec, fork and exit events (needs the reader opened with `events: true`). */
   events(options: { signal?: AbortSignal } = {}): AsyncIterable<ProcessEvent> {
+    return mapEvents(this.#ring(), toProcessEvent, options.signal, (d) => this.eventsActive(d));
+  }
+
+  /** The same events in batches as the ring buffer delivered them (no promise per event). */
+  eventBatches(options: { signal?: AbortSignal } = {}): AsyncIterable<ProcessEvent[]> {
+    return mapEventBatches(this.#ring(), toProcessEvent, options.signal, (d) => this.eventsActive(d));
+  }
+
+  #ring(): RingBufferLike<Decoded<typeof stProcEvent>> {
     this.check();
     if (!this.wantEvents) throw new ConfigError('process events were not requested: open the reader with events: true', ['events: false']);
-    this.#rb ??= this.obj.ringBuffer('proc_events', { codec: stProcEvent });
-    const type = ['', 'exec', 'fork', 'exit'] as const;
-    return mapEvents(
-      this.#rb,
-      (r): ProcessEvent | null => {
-        const t = type[r.type];
-        if (!t) return null;
-        const e: ProcessEvent = { type: t, timestamp: monoToEpochMs(r.ts_ns), pid: r.pid, tgid: r.tgid, ppid: r.ppid, comm: r.comm, cgroupId: r.cgroup_id.toString() };
-        if (t === 'exec') e.filename = r.filename;
-        if (t === 'exit') {
-          Object.assign(e, exitStatus(r.exit_code));
-          e.durationNs = r.duration_ns;
-          e.cpuNs = r.cpu_ns;
-          e.faults = r.faults;
-          e.voluntary = r.voluntary;
-          e.involuntary = r.involuntary;
-        }
-        return e;
-      },
-      options.signal,
-      (d) => this.eventsActive(d),
-    );
+    return (this.#rb ??= this.obj.ringBuffer('proc_events', { codec: stProcEvent }));
   }
 
   protected override onClose(): void {
     this.#rb?.close();
     super.onClose();
   }
+}
+
+const PROC_EVENT_TYPES = ['', 'exec', 'fork', 'exit'] as const;
+function toProcessEvent(r: Decoded<typeof stProcEvent>): ProcessEvent | null {
+  const t = PROC_EVENT_TYPES[r.type];
+  if (!t) return null;
+  const e: ProcessEvent = { type: t, timestamp: monoToEpochMs(r.ts_ns), pid: r.pid, tgid: r.tgid, ppid: r.ppid, comm: r.comm, cgroupId: r.cgroup_id.toString() };
+  if (t === 'exec') e.filename = r.filename;
+  if (t === 'exit') {
+    Object.assign(e, exitStatus(r.exit_code));
+    e.durationNs = r.duration_ns;
+    e.cpuNs = r.cpu_ns;
+    e.faults = r.faults;
+    e.voluntary = r.voluntary;
+    e.involuntary = r.involuntary;
+  }
+  return e;
 }
