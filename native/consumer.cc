@@ -66,10 +66,18 @@ void Deliver(Napi::Env env, Napi::Function fn, RecordBatch* b) {
       args[2] = Napi::Number::New(env, 0);
       args[3] = b->error->ToJs(env).Value();
     } else {
-      args[0] = Napi::Buffer<uint8_t>::Copy(env, b->data.data(), b->data.size());
-      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, b->offsets.size() * sizeof(uint32_t));
-      std::memcpy(ab.Data(), b->offsets.data(), b->offsets.size() * sizeof(uint32_t));
-      args[1] = Napi::Uint32Array::New(env, b->offsets.size(), ab, 0);
+      // The batch's arrays become the JS buffers (no copy): each is owned by its JS object once
+      // that exists, and freed by its finalizer (on GC, or when the environment goes away).
+      if (b->size > 0) {
+        args[0] = Napi::Buffer<uint8_t>::New(env, b->data.get(), b->size, [](Napi::Env, uint8_t* p) { delete[] p; });
+        b->data.release();
+      } else {
+        args[0] = Napi::Buffer<uint8_t>::New(env, 0);
+      }
+      size_t n = size_t(b->count) + 1;
+      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, b->offsets.get(), n * sizeof(uint32_t), [](Napi::Env, void* p) { delete[] static_cast<uint32_t*>(p); });
+      b->offsets.release();
+      args[1] = Napi::Uint32Array::New(env, n, ab, 0);
       args[2] = Napi::Number::New(env, b->count);
       args[3] = env.Undefined();
     }
@@ -250,8 +258,7 @@ bool Consumer::NextBatch() {
     limit_ = static_cast<uint32_t>(std::min<int64_t>(batchSize_, hwm_ - pending_));
   }
   cur_ = std::make_unique<RecordBatch>();
-  cur_->data.reserve(std::min<size_t>(batchBytes_ + 256, size_t(limit_) * 64));
-  cur_->offsets.reserve(limit_ + 1);
+  cur_->Reserve(std::min<size_t>(batchBytes_ + 256, size_t(limit_) * 64), limit_);
   return true;
 }
 
@@ -283,9 +290,9 @@ void Consumer::Run() {
 
 bool Consumer::Flush() {
   std::unique_ptr<RecordBatch> b = std::move(cur_);
-  b->offsets.push_back(static_cast<uint32_t>(b->data.size()));
+  b->offsets[b->count] = static_cast<uint32_t>(b->size);  // Add keeps room for it
   uint32_t n = b->count;
-  size_t bytes = b->data.size();
+  size_t bytes = b->size;
   {
     std::lock_guard<std::mutex> lk(mu_);
     pending_ += n;

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -37,12 +38,45 @@ namespace smoothtask {
 
 // A batch of variable-size records handed from a consumer thread to JS in one call: the
 // bytes, the start offset of each record, and the count. Or, with `error` set, the error
-// that stopped the thread (no records).
+// that stopped the thread (no records). The two arrays are plain heap arrays because JS gets
+// them as they are (external buffers, freed by their finalizers): one copy, from the kernel's
+// ring into `data`, between the ring and JS.
 struct RecordBatch {
-  std::vector<uint8_t> data;
-  std::vector<uint32_t> offsets;  // count + 1 entries: start of each record, then the end
+  std::unique_ptr<uint8_t[]> data;
+  size_t size = 0;  // bytes used in data
+  size_t cap = 0;   // bytes allocated
+  std::unique_ptr<uint32_t[]> offsets;  // count + 1 entries once flushed: start of each record, then the end
+  uint32_t offCap = 0;
   uint32_t count = 0;
   std::unique_ptr<NativeError> error;
+
+  // Allocates room for `bytes` bytes and `records` records (uninitialised). Throws bad_alloc.
+  void Reserve(size_t bytes, uint32_t records) {
+    data.reset(new uint8_t[bytes > 0 ? bytes : 1]);
+    cap = bytes;
+    offsets.reset(new uint32_t[size_t(records) + 1]);
+    offCap = records + 1;
+  }
+  // Appends one record (room for the end offset kept). Throws bad_alloc.
+  void Add(const uint8_t* p, size_t n) {
+    if (count + 2 > offCap) Grow(offsets, offCap, size_t(offCap) * 2 + 2, size_t(count));
+    if (size + n > cap) {
+      size_t want = cap * 2 > size + n ? cap * 2 : size + n;
+      Grow(data, cap, want, size);
+    }
+    offsets[count++] = static_cast<uint32_t>(size);
+    if (n) std::memcpy(data.get() + size, p, n);
+    size += n;
+  }
+
+ private:
+  template <typename T, typename C>
+  static void Grow(std::unique_ptr<T[]>& a, C& capacity, size_t want, size_t used) {
+    std::unique_ptr<T[]> b(new T[want]);
+    if (used) std::memcpy(b.get(), a.get(), used * sizeof(T));
+    a = std::move(b);
+    capacity = static_cast<C>(want);
+  }
 };
 
 class Consumer;
@@ -142,11 +176,8 @@ class Consumer : public Napi::ObjectWrap<Consumer> {
     if (dropping_) return true;
     try {
       RecordBatch* b = cur_.get();
-      b->offsets.push_back(static_cast<uint32_t>(b->data.size()));
-      const auto* p = static_cast<const uint8_t*>(data);
-      b->data.insert(b->data.end(), p, p + size);
-      b->count++;
-      return b->count >= limit_ || b->data.size() >= batchBytes_;
+      b->Add(static_cast<const uint8_t*>(data), size);
+      return b->count >= limit_ || b->size >= batchBytes_;
     } catch (...) {
       dropping_ = outOfMemory_ = true;
       return true;

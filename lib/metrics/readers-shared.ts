@@ -61,12 +61,14 @@ export async function* mapEventBatches<R, E>(rb: RingBufferLike<R>, f: (r: R) =>
       const n = await Promise.race([it.next(), aborted]);
       if (n.done) return;
       const b = n.value;
-      const out: E[] = [];
+      const out = new Array<E>(b.length);
+      let k = 0;
       for (let i = 0; i < b.length; i++) {
         const e = f(b.get(i));
-        if (e !== null) out.push(e);
+        if (e !== null) out[k++] = e;
       }
-      if (out.length) yield out;
+      out.length = k;
+      if (k) yield out;
     }
   } finally {
     if (onAbort) signal?.removeEventListener('abort', onAbort);
