@@ -412,11 +412,61 @@ describe('container filter in the kernel', () => {
   });
 });
 
+describe('cpu: process names', () => {
+  it('a process that execs right after it was first seen shows its new comm at the next read', async () => {
+    const name = 'st-comm-exec';
+    const bin = join(tmp.dir, name);
+    writeFileSync(bin, '#!/bin/busybox sh\nwhile :; do :; done\n', { mode: 0o755 });
+    // busybox runs `sh` (comm: busybox) and spins until the flag file exists, then execs the script (comm: its name)
+    const flag = join(tmp.dir, 'comm-exec-go');
+    const child = spawn('/bin/busybox', ['sh', '-c', `while [ ! -e ${flag} ]; do :; done; exec ${bin}`], { stdio: 'ignore' });
+    try {
+      await sleep(50);
+      await using_(await openCpuReader({ filter: { tgids: [child.pid!] } }), async (r) => {
+        await sleep(100);
+        const snap = await r.read();
+        const first = snap.processes.find((p) => p.tgid === child.pid);
+        expect(first?.comm, JSON.stringify(snap.processes)).toBe('busybox');
+        writeFileSync(flag, '');
+        await sleep(300);
+        const second = (await r.read()).processes.find((p) => p.tgid === child.pid);
+        expect(second?.comm).toBe(name);
+      });
+    } finally {
+      await kill(child);
+    }
+  });
+});
+
 describe('lifecycle', () => {
   function programIds(name: string): number[] {
     const all = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' })) as Array<{ id: number; name?: string }>;
     return all.filter((p) => p.name === name).map((p) => p.id);
   }
+
+  it('the power family estimates per-process CPU from the process iterator (loaded alone: no event program), not /proc/<pid>/stat', async () => {
+    const iters = new Set(programIds('st_proc_iter'));
+    const execs = programIds('st_proc_exec').length;
+    const faults = programIds('st_page_fault_u').length;
+    const busy = spawnBusy();
+    const m = await createMonitor({ families: ['power'], required: true });
+    try {
+      expect(programIds('st_proc_iter').filter((id) => !iters.has(id))).toHaveLength(1);
+      expect(programIds('st_proc_exec')).toHaveLength(execs);
+      expect(programIds('st_page_fault_u')).toHaveLength(faults);
+      await m.read();
+      await sleep(500);
+      const snap = (await m.read()).snapshots.power!;
+      const mine = snap.processes.find((p) => p.pid === busy.pid);
+      expect(mine).toBeDefined();
+      expect(mine!.cpuSeconds).toBeGreaterThan(0.2);
+      expect(mine!.comm).toBe('busybox');
+    } finally {
+      m.close();
+      await kill(busy);
+    }
+    await until(() => programIds('st_proc_iter').every((id) => iters.has(id)), 3000);
+  });
 
   it('close() detaches and unloads the programs; reads then throw ClosedError; close is idempotent', async () => {
     const before = new Set(programIds('st_sched_switch'));

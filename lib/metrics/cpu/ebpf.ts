@@ -11,6 +11,9 @@ import { readSchedstat } from '../procfs.js';
 import type { CpuProcess, CpuSnapshot, CpuThread } from '../schemas.js';
 import { commOf, cgroupPath, type Decoded } from '../readers-shared.js';
 
+/** How long a process's cached comm is used before /proc/<pid>/comm is read again. */
+const COMM_REFRESH_MS = 10_000;
+
 /** eBPF `cpu` reader over bpf/sched.bpf.c. */
 export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
   readonly family = 'cpu';
@@ -49,6 +52,29 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
       if (!ss || ss.cpuNs <= t.oncpu_ns) continue;
       threads.set(c.tid, { ...t, oncpu_ns: ss.cpuNs, runq_ns: Math.max(t.runq_ns, ss.runqNs), runq_count: Math.max(t.runq_count, ss.slices) });
     }
+  }
+
+  /** comm by tgid: when it was read and how many times. */
+  readonly #comms = new Map<number, { comm: string; at: number; reads: number }>();
+
+  /**
+   * Names the processes. The maps carry no comm, and reading /proc/<pid>/comm of every process
+   * every second was most of this reader's CPU on a busy host (2,000 processes: 150 ms a
+   * second). A name is read when a process is first seen, once more at the next read (a forked
+   * child usually execs at once, which changes its comm), then every COMM_REFRESH_MS.
+   */
+  #names(procs: Map<number, CpuProcess>): void {
+    const now = Date.now();
+    for (const p of procs.values()) {
+      const c = this.#comms.get(p.tgid);
+      if (c && c.reads >= 2 && now - c.at < COMM_REFRESH_MS) {
+        p.comm = c.comm;
+        continue;
+      }
+      p.comm = commOf(p.tgid);
+      this.#comms.set(p.tgid, { comm: p.comm, at: now, reads: (c?.reads ?? 0) + 1 });
+    }
+    for (const tgid of this.#comms.keys()) if (!procs.has(tgid)) this.#comms.delete(tgid);
   }
 
   #seeded: Promise<void> | undefined;
@@ -101,7 +127,7 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
       add(tgid, v, false);
       addCg(v);
     }
-    for (const p of procs.values()) p.comm = commOf(p.tgid);
+    this.#names(procs);
     const cgroups: CpuSnapshot['cgroups'] = [];
     const kernel = this.#cgroups.readAll();
     if (kernel.size) for (const [id, cpuNs] of kernel) cgroups.push({ cgroupId: id.toString(), path: cgroupPath(id.toString()), cpuNs });

@@ -29,6 +29,8 @@ export const PowerReaderOptionsSchema = z
 export type PowerReaderOptions = z.input<typeof PowerReaderOptionsSchema> & {
   /** Process CPU times (e.g. from the eBPF cpu reader); default procfs. */
   cpuTimes?: CpuTimeSource;
+  /** Called once when the reader closes (releases what `cpuTimes` holds). */
+  onClose?: () => void;
 };
 
 /** Reader of the `power` family. Watts are averages between two reads. */
@@ -45,7 +47,8 @@ export class PowerReader extends ReaderBase<PowerSnapshot> {
   /** @internal use {@link openPowerReader} */
   constructor(options: PowerReaderOptions, filter: ResolvedFilter) {
     super(filter);
-    const { cpuTimes, ...rest } = options;
+    const { cpuTimes, onClose, ...rest } = options;
+    this.#onClose = onClose;
     const o = validate(PowerReaderOptionsSchema, rest, 'power reader options');
     this.#sysfsRoot = o.sysfsRoot;
     this.#top = o.topProcesses;
@@ -67,6 +70,11 @@ export class PowerReader extends ReaderBase<PowerSnapshot> {
   }
 
   #setLast: (w: number | null) => void = () => {};
+  readonly #onClose: (() => void) | undefined;
+
+  protected override onClose(): void {
+    this.#onClose?.();
+  }
 
   protected async collect(): Promise<PowerSnapshot> {
     const now = process.hrtime.bigint();
