@@ -240,11 +240,11 @@ class Lease {
           if (code !== 'ELOCKED' && typeof (e as NodeJS.ErrnoException).errno === 'number') throw storeIoError(e, `${this.#lockTarget}.lock`, 'lock');
           if (code !== 'ELOCKED' || Date.now() > deadline) throw new StoreLockError(this.#dir, (e as Error).message, { cause: e });
           // Ask the holder to hand over (it looks every HAND_OVER_AFTER_MS), and take over at
-          // once from an owner that is gone rather than waiting for the lock to go stale.
-          if (!announced) {
-            announced = true;
-            await writeFile(this.#waitingPath, `${process.pid}\n`).catch(() => {});
-          }
+          // once from an owner that is gone rather than waiting for the lock to go stale. The
+          // announcement is renewed at every round of retries: another waiter that got the
+          // lease first removed it.
+          announced = true;
+          await writeFile(this.#waitingPath, `${process.pid}\n`).catch(() => {});
           await this.#takeOverFromTheDead();
         }
       }
