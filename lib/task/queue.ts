@@ -478,12 +478,14 @@ export class TaskQueue implements TaskQueueLike {
     const { next, ev } = applyTransition(e.rec, event, reason, patch);
     for (const hook of this.#commitHooks) {
       try {
-        await hook(ev);
+        // A hook with nothing to wait for returns no promise: no await (and no microtask) then.
+        const r = hook(ev);
+        if (r && typeof (r as PromiseLike<unknown>).then === 'function') await r;
       } catch (err) {
         this.#report(e.rec.id, err, 'commit hook');
       }
     }
-    await this.#save(e, next);
+    if (this.#opts.persistence && !(e.outcomeOnly && !isFinished(next.state))) await this.#save(e, next);
     // Facts the running attempt reported (pid, container id) stay visible across its transitions.
     e.rec = e.liveInfo && patch.info === undefined ? deepFreeze({ ...next, info: structuredClone(e.liveInfo) }) : next;
     if (transitionChannel.hasSubscribers) transitionChannel.publish(ev);
@@ -567,7 +569,9 @@ export class TaskQueue implements TaskQueueLike {
     try {
       const root = await this.#workspaceRoot();
       const workspace = join(root, id);
-      const logs = { stdout: join(workspace, 'stdout.log'), stderr: join(workspace, 'stderr.log'), system: join(workspace, 'system.log') };
+      // The id is a validated file name: plain concatenation (path.join allocates a lot per call).
+      const logs = { stdout: `${workspace}/stdout.log`, stderr: `${workspace}/stderr.log`, system: `${workspace}/system.log` };
+      const logPath = `${workspace}/output.log`;
       await this.#transition(e, 'start', attempt > 1 ? `attempt ${attempt}` : undefined, {
         attempt,
         // A new attempt starts clean: the previous attempt's ending is in the history.
@@ -576,7 +580,7 @@ export class TaskQueue implements TaskQueueLike {
         error: undefined,
         workspace,
         logs,
-        logPath: join(workspace, 'output.log'),
+        logPath,
         leases: [...e.rec.leases, ...held.map(leaseRecord)],
       });
       // Created on first use (most no-op tasks never touch it): the seam promises it exists when read.
@@ -588,7 +592,7 @@ export class TaskQueue implements TaskQueueLike {
         }
         return workspace;
       };
-      sink = new LogSink(logs, join(workspace, 'output.log'), ensureWorkspace, (stream, chunk) => {
+      sink = new LogSink(logs, logPath, ensureWorkspace, (stream, chunk) => {
         const ev: LogEvent = { taskId: id, stream, chunk, at: Date.now() };
         if (logChannel.hasSubscribers) logChannel.publish(ev);
         for (const fn of this.#logListeners) {

@@ -83,6 +83,12 @@ export function applyTransition(
     history: [...rec.history, { from, to, event, at, ...(reason === undefined ? {} : { reason }), attempt: patch.attempt ?? rec.attempt }],
   };
   if (isOutcome(to)) next.outcome = to;
-  deepFreeze(next);
+  // What `rec` held is frozen already: freeze only what is new (the record, its timings and
+  // history, the history entry, what the patch brought).
+  Object.freeze(next.timings);
+  Object.freeze(next.history.at(-1));
+  Object.freeze(next.history);
+  for (const k in patch) if (k !== 'timings') deepFreeze((patch as Record<string, unknown>)[k]);
+  Object.freeze(next);
   return { next, ev: { task: next, from, to, event, at, reason } };
 }

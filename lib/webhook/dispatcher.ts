@@ -294,6 +294,16 @@ export class WebhookDispatcher {
   }
 
   /**
+   * Whether some enabled endpoint would receive an event of this type and subject now: a
+   * sender with costly event data can skip building it when nothing listens.
+   */
+  wants(event: Pick<WebhookEvent, 'type' | 'subject'>): boolean {
+    if (this.closed) return false;
+    for (const ep of this.#endpoints.values()) if (!ep.disabled && matches(ep, event)) return true;
+    return false;
+  }
+
+  /**
    * Queues an event for every matching, enabled endpoint. The order of `send()` calls is the
    * delivery order per ordering key (default: the subject, else `default`). Resolves with the
    * message ids once every copy is durably stored.
@@ -303,9 +313,7 @@ export class WebhookDispatcher {
     if (!event || typeof event.type !== 'string' || !event.type) throw new ConfigError('webhook event needs a type');
     // Nothing to deliver (no endpoint, or none that wants this event): no validation walk of
     // the data and no JSON (an agent forwards every task transition, with or without endpoints).
-    let any = false;
-    for (const ep of this.#endpoints.values()) if (!ep.disabled && matches(ep, event)) any = true;
-    if (!any) return [];
+    if (!this.wants(event)) return [];
     validate(JsonValueSchema, event.data, 'webhook event data');
     const key = options.orderingKey ?? event.subject ?? 'default';
     const now = Date.now();
@@ -638,7 +646,7 @@ export class WebhookDispatcher {
   }
 }
 
-function matches(ep: Endpoint, e: WebhookEvent): boolean {
+function matches(ep: Endpoint, e: Pick<WebhookEvent, 'type' | 'subject'>): boolean {
   if (ep.subjects && (e.subject === undefined || !ep.subjects.includes(e.subject))) return false;
   if (ep.types && !ep.types.some((t) => (t.endsWith('*') ? e.type.startsWith(t.slice(0, -1)) : t === e.type))) return false;
   return true;
