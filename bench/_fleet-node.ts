@@ -1,9 +1,9 @@
 /**
  * One node of the fleet benchmark, in its own process: `agent` (a smoothtask agent with the
  * fleet on, and a `noop` executor) or `bare` (a bare BullMQ worker with an empty processor).
- * Prints `ready` once it listens for jobs (the bench holds the BullMQ queue paused until every
- * node is ready, so no node's start-up is timed); on stdin's end prints `cpu <µs>` (its CPU time
- * since `ready`) and exits.
+ * Prints `ready` once it listens for jobs; a `mark` line on stdin (sent after the warm-up jobs)
+ * starts its CPU count; on stdin's end prints `cpu <µs>` (its CPU time since `ready` or the
+ * last `mark`) and exits.
  *
  *   node --import tsx bench/_fleet-node.ts agent|bare <redisUrl> <prefix> <name> <concurrency> <dataDir>
  */
@@ -31,10 +31,14 @@ if (mode === 'bare') {
   await agent.listen();
   stop = () => agent.close();
 }
-const cpu0 = process.cpuUsage();
+let cpu0 = process.cpuUsage();
 console.log('ready');
 const rl = createInterface({ input: process.stdin });
-// This process's CPU time (user + system, µs) since `ready`, for the bench's per-job figures.
+// `mark` (after the warm-up jobs) starts the count again.
+rl.on('line', (l) => {
+  if (l === 'mark') cpu0 = process.cpuUsage();
+});
+// This process's CPU time (user + system, µs) since `ready` or the last `mark`, for the bench's per-job figures.
 rl.on('close', () => {
   const c = process.cpuUsage(cpu0);
   console.log(`cpu ${c.user + c.system}`);

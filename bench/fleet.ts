@@ -2,15 +2,16 @@
  * Throughput of the fleet: no-op jobs per second through 3 local agents (each a smoothtask agent
  * in its own process, fleet on, a `noop` executor, its own durable store) against 3 bare BullMQ
  * workers with an empty processor, on the same redis-server (started here, loopback), in the
- * same run. Each round fills the queue while it is paused, starts the 3 nodes, and once all
- * listen for jobs resumes the queue and times the drain (no node's start-up is timed); rounds
- * alternate bare and fleet. Target: fleet ≥ 0.5× bare.
+ * same run. Each round starts the 3 nodes, lets them run `warm` warm-up jobs (a node is a
+ * long-lived service: its code is measured after the JIT compiled it, not while it does),
+ * pauses the queue, fills it, and times the drain; rounds alternate bare and fleet.
+ * Target: fleet ≥ 0.5× bare.
  *
  * Also printed: CPU time per job of the three nodes together (each node's own count from
  * `ready` to its stop) and of redis-server (from /proc), for both.
  * `FLEET_BENCH_CPU_PROF=<dir>` writes a V8 CPU profile of each node there.
  *
- *   npm run bench -- fleet [jobs=2000] [rounds=3] [concurrency=8]
+ *   npm run bench -- fleet [jobs=2000] [rounds=3] [concurrency=8] [warm=jobs]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -68,15 +69,25 @@ interface Drained {
   redisCpuUs: number;
 }
 
-async function drain(kids: Node[], q: Queue, jobs: number, redisPid: number | undefined): Promise<Drained> {
+/** Waits until `n` jobs of `q` are completed or failed. */
+async function settled(q: Queue, n: number): Promise<void> {
+  for (;;) {
+    const c = await q.getJobCounts('completed', 'failed');
+    if ((c.completed ?? 0) + (c.failed ?? 0) >= n) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Times the drain of the `jobs` waiting in the paused queue `q` (after `warm` warm-up jobs that
+ * the nodes already ran), then stops the nodes.
+ */
+async function drain(kids: Node[], q: Queue, warm: number, jobs: number, redisPid: number | undefined): Promise<Drained> {
+  for (const k of kids) k.child.stdin!.write('mark\n');
   const r0 = procCpuUs(redisPid);
   const t0 = performance.now();
   await q.resume();
-  for (;;) {
-    const c = await q.getJobCounts('completed', 'failed');
-    if ((c.completed ?? 0) + (c.failed ?? 0) >= jobs) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await settled(q, warm + jobs);
   const s = (performance.now() - t0) / 1000;
   const r1 = procCpuUs(redisPid);
   for (const k of kids) {
@@ -92,6 +103,7 @@ export default async function bench(args: string[]): Promise<BenchResult> {
   const jobs = Number(args[0] ?? 2000);
   const rounds = Number(args[1] ?? 3);
   const concurrency = Number(args[2] ?? 8);
+  const warm = Number(args[3] ?? jobs);
   const redis = await startRedis();
   const dir = await mkdtemp(join(tmpdir(), 'smoothtask-bench-fleet-'));
   const conn = bullConnection(RedisConfigSchema.parse({ url: redis.url }));
@@ -104,30 +116,37 @@ export default async function bench(args: string[]): Promise<BenchResult> {
   const fleetRedis: number[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
-      // Bare BullMQ: the queue filled with empty jobs, then three workers drain it.
+      // Bare BullMQ: three workers run the warm-up jobs, then drain the queue filled with empty jobs.
       {
         const prefix = `bare${r}`;
         const q = new Queue('bare', { connection: conn, prefix });
-        await q.pause();
-        for (let i = 0; i < jobs; i += 500) await q.addBulk(Array.from({ length: Math.min(500, jobs - i) }, (_, j) => ({ name: 'noop', data: { i: i + j } })));
+        const add = async (from: number, n: number) => {
+          for (let i = 0; i < n; i += 500) await q.addBulk(Array.from({ length: Math.min(500, n - i) }, (_, j) => ({ name: 'noop', data: { i: from + i + j } })));
+        };
         const kids = await nodes('bare', redis.url, prefix, concurrency, dir);
-        const d = await drain(kids, q, jobs, redis.pid);
+        await add(0, warm);
+        await settled(q, warm);
+        await q.pause();
+        await add(warm, jobs);
+        const d = await drain(kids, q, warm, jobs, redis.pid);
         bare.push(d.perSec);
         bareCpu.push(d.nodeCpuUs);
         bareRedis.push(d.redisCpuUs);
         await q.close();
       }
-      // The fleet: the same number of no-op tasks through the producer, then three agents.
+      // The fleet: the same through the producer and three agents.
       {
         const prefix = `fleet${r}`;
         const p = new FleetProducer({ redis: { url: redis.url }, prefix });
         const q = new Queue('tasks-default', { connection: conn, prefix });
+        const kids = await nodes('agent', redis.url, prefix, concurrency, dir);
+        for (let i = 0; i < warm; i++) await p.submit({ id: `w-${i}`, kind: 'noop' });
+        await settled(q, warm);
         await q.pause();
         const t0 = performance.now();
         for (let i = 0; i < jobs; i++) await p.submit({ id: `t-${i}`, kind: 'noop' });
         submit.push(jobs / ((performance.now() - t0) / 1000));
-        const kids = await nodes('agent', redis.url, prefix, concurrency, dir);
-        const d = await drain(kids, q, jobs, redis.pid);
+        const d = await drain(kids, q, warm, jobs, redis.pid);
         fleet.push(d.perSec);
         fleetCpu.push(d.nodeCpuUs);
         fleetRedis.push(d.redisCpuUs);
@@ -147,6 +166,7 @@ export default async function bench(args: string[]): Promise<BenchResult> {
   return {
     figures: {
       jobs,
+      warmUpJobs: warm,
       rounds,
       concurrencyPerNode: concurrency,
       bareJobsPerSecMedian: Math.round(median(bare)),

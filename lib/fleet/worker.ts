@@ -122,7 +122,9 @@ export class FleetWorker {
     this.#queue = queue;
     this.#admit = admit;
     const ro = redisOptions(this.options.redis);
-    this.#redis = new Redis(ro);
+    // The records' commands of concurrent jobs (run starts, transitions, final records) go out
+    // in one write per tick (auto-pipelining); the subscriber and BullMQ's own connections do not.
+    this.#redis = new Redis({ ...ro, enableAutoPipelining: true });
     this.#sub = new Redis({ ...ro, lazyConnect: true });
     for (const c of [this.#redis, this.#sub]) c.on('error', () => {});
     this.#records = new FleetRecords(this.#redis, this.options.prefix);
