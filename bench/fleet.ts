@@ -137,7 +137,8 @@ export default async function bench(args: string[]): Promise<BenchResult> {
       // The fleet: the same through the producer and three agents.
       {
         const prefix = `fleet${r}`;
-        const p = new FleetProducer({ redis: { url: redis.url }, prefix });
+        // Every job is kept (the drain is counted from BullMQ's completed set).
+        const p = new FleetProducer({ redis: { url: redis.url }, prefix, keepJobs: { count: 10_000_000 } });
         const q = new Queue('tasks-default', { connection: conn, prefix });
         const kids = await nodes('agent', redis.url, prefix, concurrency, dir);
         for (let i = 0; i < warm; i++) await p.submit({ id: `w-${i}`, kind: 'noop' });
