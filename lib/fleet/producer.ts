@@ -73,8 +73,7 @@ export class FleetProducer implements TaskQueueLike {
   constructor(options: FleetProducerOptions = {}) {
     this.options = validate(FleetProducerOptionsSchema, options, 'fleet producer options');
     const ro = redisOptions(this.options.redis);
-    // Commands of concurrent calls go out in one write per tick (auto-pipelining); not the subscriber's.
-    this.#redis = new Redis({ ...ro, lazyConnect: false, enableAutoPipelining: true });
+    this.#redis = new Redis({ ...ro, lazyConnect: false });
     this.#sub = new Redis({ ...ro, lazyConnect: true });
     for (const c of [this.#redis, this.#sub]) c.on('error', () => {}); // reconnects by itself; commands wait
     this.#records = new FleetRecords(this.#redis, this.options.prefix);

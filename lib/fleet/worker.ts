@@ -122,9 +122,7 @@ export class FleetWorker {
     this.#queue = queue;
     this.#admit = admit;
     const ro = redisOptions(this.options.redis);
-    // The records' commands of concurrent jobs (run starts, transitions, final records) go out
-    // in one write per tick (auto-pipelining); the subscriber and BullMQ's own connections do not.
-    this.#redis = new Redis({ ...ro, enableAutoPipelining: true });
+    this.#redis = new Redis(ro);
     this.#sub = new Redis({ ...ro, lazyConnect: true });
     for (const c of [this.#redis, this.#sub]) c.on('error', () => {});
     this.#records = new FleetRecords(this.#redis, this.options.prefix);
