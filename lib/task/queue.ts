@@ -67,6 +67,8 @@ interface Entry {
   liveInfo?: Record<string, JsonValue>;
   /** `persist: 'outcome'`: nothing recorded before the task is finished. */
   outcomeOnly?: boolean;
+  /** Transitions applied but not yet recorded nor heard: the next recorded one carries them (see `#transition`). */
+  deferred?: TransitionEvent[];
 }
 
 /**
@@ -176,8 +178,12 @@ export class TaskQueue implements TaskQueueLike {
     // dispatched before its 'enqueue' transition is recorded.
     this.#enqueue(e, false);
     e.chain = (async () => {
-      await this.#save(e, rec);
-      await this.ready.catch(() => {});
+      // While recorded tasks are still being recovered, the new one is recorded as created at
+      // once; after that its 'enqueue' transition records it (one write, its history holds both).
+      if (!this.#isReady) {
+        await this.#save(e, rec);
+        await this.ready.catch(() => {});
+      }
       if (e.cancelReason !== undefined) return this.#finishWaiting(e, e.cancelReason);
       await this.#transition(e, 'enqueue');
       if (e.cancelReason !== undefined) return this.#finishWaiting(e, e.cancelReason);
@@ -473,8 +479,15 @@ export class TaskQueue implements TaskQueueLike {
     this.#report(e.rec.id, lastErr, 'persistence');
   }
 
-  /** Applies an event: persist first, then publish. */
-  async #transition(e: Entry, event: TaskEvent, reason?: string, patch: Partial<TaskRecord> = {}): Promise<void> {
+  /**
+   * Applies an event: persist first, then publish. With `defer` (and a record to write), the
+   * transition is applied and its commit hooks run, but it is neither written nor heard yet:
+   * the next transition's write carries it (the record's history holds both) and listeners
+   * then hear both, in order. An attempt's `start` is deferred to its `run` (or to its ending,
+   * when it fails before it runs): one durable write instead of two. A crash before that
+   * write leaves the task `queued` on disk, and nothing of the attempt ran.
+   */
+  async #transition(e: Entry, event: TaskEvent, reason?: string, patch: Partial<TaskRecord> = {}, defer = false): Promise<void> {
     const { next, ev } = applyTransition(e.rec, event, reason, patch);
     for (const hook of this.#commitHooks) {
       try {
@@ -485,9 +498,22 @@ export class TaskQueue implements TaskQueueLike {
         this.#report(e.rec.id, err, 'commit hook');
       }
     }
-    if (this.#opts.persistence && !(e.outcomeOnly && !isFinished(next.state))) await this.#save(e, next);
+    const write = this.#opts.persistence !== undefined && !(e.outcomeOnly && !isFinished(next.state));
+    if (write && !defer) await this.#save(e, next);
     // Facts the running attempt reported (pid, container id) stay visible across its transitions.
     e.rec = e.liveInfo && patch.info === undefined ? deepFreeze({ ...next, info: structuredClone(e.liveInfo) }) : next;
+    if (write && defer) {
+      (e.deferred ??= []).push(ev);
+      return;
+    }
+    const heard = e.deferred;
+    e.deferred = undefined;
+    if (heard) for (const d of heard) this.#publish(e, d);
+    this.#publish(e, ev);
+  }
+
+  /** Tells the channel, telemetry and listeners of a recorded transition. */
+  #publish(e: Entry, ev: TransitionEvent): void {
     if (transitionChannel.hasSubscribers) transitionChannel.publish(ev);
     try {
       this.#telemetry.transition(ev);
@@ -582,7 +608,7 @@ export class TaskQueue implements TaskQueueLike {
         logs,
         logPath,
         leases: [...e.rec.leases, ...held.map(leaseRecord)],
-      });
+      }, true);
       // Created on first use (most no-op tasks never touch it): the seam promises it exists when read.
       let wsReady = false;
       const ensureWorkspace = (): string => {

@@ -293,10 +293,13 @@ describe('task persistence', () => {
     const mismatches: string[] = [];
     let checked = 0;
     q.onTransition((e) => {
-      // synchronous read of the journal in the listener: its last line for the task must already be the new state
+      // synchronous read of the journal in the listener: its last line for the task must already
+      // hold the transition heard (a write may carry two: an attempt's start goes with its run)
       const onDisk = journaled(join(s.dir, 'tasks')).get(e.task.id)!;
       checked++;
-      if (onDisk.state !== e.to || onDisk.history.length !== e.task.history.length) mismatches.push(`${e.to} vs ${onDisk.state}`);
+      const n = e.task.history.length;
+      const h = onDisk.history[n - 1];
+      if (onDisk.history.length < n || h?.to !== e.to || h.at !== e.at) mismatches.push(`${e.to} vs ${onDisk.state}`);
     });
     await Promise.all([q.submit({ kind: 'ok' }).done, q.submit({ kind: 'ok' }).done]);
     await q.close();

@@ -295,6 +295,36 @@ describe('TaskQueue', () => {
     expect((await q2.wait(h.id)).state).toBe('succeeded');
   });
 
+  it('an attempt whose start is not on disk yet has not run and is not heard: a crash then leaves it queued, and a restart runs it once', async () => {
+    const saved = new Map<string, TaskRecord>();
+    let block = true;
+    const persistence = {
+      // The write that carries the attempt's start (state running) never completes: a crash now.
+      save: (t: TaskRecord) => (block && t.state === 'running' ? new Promise<void>(() => {}) : Promise.resolve(void saved.set(t.id, structuredClone(t)))),
+      loadAll: async () => [...saved.values()],
+      remove: async (id: string) => void saved.delete(id),
+    };
+    let runs = 0;
+    const q1 = new TaskQueue({ persistence });
+    q1.registerExecutor('count', { run: async () => (runs++, {}) });
+    const heard: string[] = [];
+    q1.onTransition((e) => heard.push(e.to));
+    q1.submit({ id: 'start-then-crash', kind: 'count' });
+    // Applied in memory, its write in flight (and never done).
+    while (q1.get('start-then-crash')?.state !== 'starting') await sleep(5);
+    await sleep(50);
+    expect(runs).toBe(0);
+    expect(heard).toEqual(['queued']);
+    expect(saved.get('start-then-crash')!.state).toBe('queued');
+    block = false;
+    const atCrash = [...saved.values()].map((r) => structuredClone(r));
+    const q2 = new TaskQueue({ persistence: { ...persistence, loadAll: async () => atCrash } });
+    q2.registerExecutor('count', { run: async () => (runs++, {}) });
+    queues.push(q2);
+    expect((await q2.wait('start-then-crash')).state).toBe('succeeded');
+    expect(runs).toBe(1);
+  });
+
   it("persist: 'outcome' records nothing before the end, so a crash mid-run leaves nothing for a restart to run again", async () => {
     const saved = new Map<string, TaskRecord>();
     const states: Record<string, string[]> = {};
@@ -320,7 +350,9 @@ describe('TaskQueue', () => {
     await every.done;
     expect(states['outcome-only']).toEqual(['succeeded']);
     expect(saved.get('outcome-only')!.history.map((h) => h.to)).toEqual(['queued', 'starting', 'running', 'succeeded']);
-    expect(states['every-transition']).toEqual(['created', 'queued', 'starting', 'running', 'succeeded']);
+    // One write per recorded step: created goes with queued, an attempt's start with its run.
+    expect(states['every-transition']).toEqual(['queued', 'running', 'succeeded']);
+    expect(saved.get('every-transition')!.history.map((h) => h.to)).toEqual(['queued', 'starting', 'running', 'succeeded']);
     // A restart from the crash's records runs the recorded task again, and only that one.
     const q2 = makeQueue({ persistence: { ...persistence, loadAll: async () => [...atCrash.values()] } });
     await q2.ready;
