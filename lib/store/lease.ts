@@ -32,19 +32,19 @@ import { storeIoError } from './atomic.js';
 import { StoreLockError } from './errors.js';
 
 /** Lock timing of a store (see `JsonStoreOptionsSchema`). */
-export interface LeaseTiming {
+interface LeaseTiming {
   staleMs: number;
   updateMs: number;
   waitMs: number;
 }
 
 /** A lease held this long is handed to a process that announced it is waiting. */
-export const HAND_OVER_AFTER_MS = 200;
+const HAND_OVER_AFTER_MS = 200;
 /** How long a holder that handed the lease over waits before it asks again. */
 const STEP_BACK_MS = 100;
 
 /** Name of the lock directory, the ownership token and the waiting announcement in a store directory. */
-export const LEASE_FILES = { lock: '.store.lock', owner: '.store.lock-owner', waiting: '.store.lock-waiting' } as const;
+const LEASE_FILES = { lock: '.store.lock', owner: '.store.lock-owner', waiting: '.store.lock-waiting' } as const;
 
 const compromisedCh = channel('smoothtask:store:lock-compromised');
 
@@ -66,7 +66,7 @@ function linkOr(path: string, fallback: string): string {
 const WHERE = `${linkOr('/proc/self/ns/pid', 'pid:?')} ${readOr('/proc/sys/kernel/random/boot_id', '?')}`;
 
 /** True when `token` names a process of this host and PID namespace that no longer runs. */
-export function ownerIsGone(token: string): boolean {
+function ownerIsGone(token: string): boolean {
   const [pid, start, ns, boot] = token.split(' ');
   if (!pid || !start || `${ns} ${boot}` !== WHERE || !/^\d+$/.test(pid)) return false;
   if (Number(pid) === process.pid) return false;
