@@ -129,6 +129,13 @@ export interface FamilyContext {
   readonly object?: Promise<unknown>;
   /** Aborts opening. */
   readonly signal?: AbortSignal;
+  /**
+   * The reader of another family of the same monitor, once it is open (`undefined` before,
+   * or when that family is not part of the monitor): a family may read through it instead of
+   * holding a second copy of the same kernel state (the `power` family takes per-process CPU
+   * times from the `process` family's task iterator).
+   */
+  readonly peer?: (family: string) => MetricReader | undefined;
 }
 
 /** Opens a reader for one backend of a family. Throw to let the monitor try the next backend. */

@@ -283,6 +283,7 @@ export async function createMonitor(options: MonitorOptions = {}): Promise<Monit
             backend,
             filter,
             events: o.events,
+            peer: (family: string) => readers.get(family),
             ...(object ? { object } : {}),
             ...(o.signal ? { signal: o.signal } : {}),
           });

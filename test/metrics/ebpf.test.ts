@@ -485,6 +485,30 @@ describe('lifecycle', () => {
     }
   });
 
+  it('with the process family in the same monitor, the power family reads through its iterator and releases its own', async () => {
+    const iters = ownProgramIds('st_proc_iter');
+    const busy = spawnBusy();
+    const m = await createMonitor({ families: ['process', 'power'], filter: { tgids: [busy.pid!] }, required: true });
+    try {
+      // Opened: the process family's iterator and the power family's own.
+      expect([...ownProgramIds('st_proc_iter')].filter((id) => !iters.has(id))).toHaveLength(2);
+      await m.read();
+      // The first read found the process family: the power family's own object is closed.
+      await until(() => [...ownProgramIds('st_proc_iter')].filter((id) => !iters.has(id)).length === 1, 3000);
+      await sleep(1000);
+      const { snapshots } = await m.read();
+      const power = snapshots.power!;
+      expect(power.processes.map((p) => p.pid)).toEqual([busy.pid]);
+      expect(power.processes[0]!.cpuSeconds).toBeGreaterThan(0.01);
+      expect(power.processes[0]!.cpuSeconds).toBeLessThan(2);
+      // Both read the same pass: the process family's snapshot of the child in this tick.
+      expect(snapshots.process!.processes.map((p) => p.tgid)).toEqual([busy.pid]);
+    } finally {
+      m.close();
+      await kill(busy);
+    }
+  });
+
   it('close() detaches and unloads the programs; reads then throw ClosedError; close is idempotent', async () => {
     const before = new Set(programIds('st_sched_switch'));
     const r = await openCpuReader();

@@ -6,28 +6,46 @@ import { loadBundled } from '../bpf-base.js';
 import { BUILTIN_OBJECTS } from '../builtin.js';
 import { registerFamily, type FamilyContext } from '../family.js';
 import { EbpfProcessReader } from '../process/ebpf.js';
+import { MetricsError } from '../errors.js';
+import type { ProcessSnapshot } from '../schemas.js';
 import type { CpuTimeSource } from '../energy/estimate.js';
 import { openPowerReader } from './reader.js';
 
 /**
- * Per-process CPU times for the power estimate from one pass of the process family's BPF task
- * iterator (its object loaded with the iterator alone: nothing attached to any event), instead
- * of reading `/proc/<pid>/stat` of every process every second. Undefined when eBPF cannot
- * load here: the estimate then reads procfs.
+ * Per-process CPU times for the power estimate from the kernel's task iterator instead of
+ * reading `/proc/<pid>/stat` of every process every second: through the `process` family's
+ * reader when the same monitor has it on eBPF (the snapshot it read in the same tick: one pass
+ * of the iterator for both), else from the process family's object loaded with the iterator
+ * alone (nothing attached to any event; released once the process family's reader is seen).
+ * Undefined when eBPF cannot load here: the estimate then reads procfs.
  */
 async function iteratorCpuTimes(ctx: FamilyContext): Promise<{ cpuTimes: CpuTimeSource; close: () => void } | undefined> {
+  let own: EbpfProcessReader | undefined;
   try {
     const object = await loadBundled(BUILTIN_OBJECTS.process, { programs: ['st_proc_iter'] });
-    const reader = new EbpfProcessReader({ object, filter: ctx.filter, events: false });
-    return {
-      cpuTimes: async () => (await reader.read()).processes.map((p) => ({ pid: p.tgid, comm: p.comm, cpuNs: p.cpuNs })),
-      close: () => reader.close(),
-    };
+    own = new EbpfProcessReader({ object, filter: ctx.filter, events: false });
   } catch {
     return undefined;
   }
+  const toSamples = (s: ProcessSnapshot) => s.processes.map((p) => ({ pid: p.tgid, comm: p.comm, cpuNs: p.cpuNs }));
+  return {
+    cpuTimes: async () => {
+      const peer = ctx.peer?.('process');
+      if (peer instanceof EbpfProcessReader && !peer.closed) {
+        own?.close();
+        own = undefined;
+        // Read in the same tick by the monitor (or now, when this read comes first).
+        return toSamples(await peer.recent(PEER_MAX_AGE_MS));
+      }
+      if (!own) throw new MetricsError('ERR_METRICS_SOURCE', "the process family's reader this estimate read through was closed");
+      return toSamples(await own.read());
+    },
+    close: () => own?.close(),
+  };
 }
 
+/** How old a snapshot of the process family may be for the estimate (a monitor reads every family in the same tick). */
+const PEER_MAX_AGE_MS = 250;
 
 registerFamily('power', async (ctx) => {
   const times = await iteratorCpuTimes(ctx);

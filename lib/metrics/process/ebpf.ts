@@ -40,6 +40,8 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
   readonly #iter: IterLink;
   readonly #faults: BpfMap<number, Decoded<typeof stProcStats>>;
   #rb: RingBufferLike<Decoded<typeof stProcEvent>> | undefined;
+  #inflight: Promise<ProcessSnapshot> | undefined;
+  #last: { atMs: number; snap: ProcessSnapshot } | undefined;
 
   /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
   constructor(o: BpfReaderOptions) {
@@ -48,7 +50,33 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     this.#faults = this.map('proc_faults', { key: u32, value: stProcStats });
   }
 
-  protected async collect(): Promise<ProcessSnapshot> {
+  /** Reads that overlap share one pass of the iterator (and the snapshot it gives). */
+  protected collect(): Promise<ProcessSnapshot> {
+    this.#inflight ??= this.#collect()
+      .then((snap) => {
+        this.#last = { atMs: performance.now(), snap };
+        return snap;
+      })
+      .finally(() => {
+        this.#inflight = undefined;
+      });
+    return this.#inflight;
+  }
+
+  /**
+   * A snapshot at most `maxAgeMs` old: the read in flight, else the last one when it is recent
+   * enough, else a new read. Another family of the same monitor reads through it (one pass of
+   * the iterator per tick for both).
+   * @internal
+   */
+  recent(maxAgeMs: number): Promise<ProcessSnapshot> {
+    this.check();
+    if (this.#inflight) return this.#inflight;
+    if (this.#last && performance.now() - this.#last.atMs <= maxAgeMs) return Promise.resolve(this.#last.snap);
+    return this.read();
+  }
+
+  async #collect(): Promise<ProcessSnapshot> {
     const buf = await this.#iter.read();
     const now = monotonicNowNs();
     const page = pageSize();
