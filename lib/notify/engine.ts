@@ -405,12 +405,13 @@ export class AlertEngine extends EventEmitter {
       const e = r.expr as EventExpr<number>;
       const buckets = this.eventBuckets.get(r.name)!;
       const grouped = !!e.groupBy?.length;
+      const match = e.event.match ? compileMatch(e.event.match) : undefined;
       let n = 0;
       for (let i = 0; i < events.length; i++) {
         const event = events[i];
         if (typeof event !== 'object' || event === null) continue;
         const ev = event as Record<string, unknown>;
-        if (e.event.match && !eventMatches(ev, e.event.match)) continue;
+        if (match && !eventMatches(ev, match)) continue;
         if (e.event.where) {
           try {
             if (!e.event.where(ev)) continue;
@@ -776,13 +777,35 @@ function equalityLabels(m: Record<string, string | readonly string[]> | undefine
   return out;
 }
 
-function eventMatches(ev: Record<string, unknown>, match: Record<string, unknown>): boolean {
-  for (const k in match) {
-    const want = match[k];
-    const have = ev[k];
-    if (Array.isArray(want)) {
-      if (!want.some((w) => w === have || String(w) === String(have))) return false;
-    } else if (want !== have && String(want) !== String(have)) return false;
+/** A rule's `match`, taken apart once: each key with its wanted values and their strings. */
+type CompiledMatch = Array<{ key: string; values: unknown[]; strings: string[] }>;
+const compiledMatches = new WeakMap<Record<string, unknown>, CompiledMatch>();
+
+function compileMatch(match: Record<string, unknown>): CompiledMatch {
+  let c = compiledMatches.get(match);
+  if (!c) {
+    c = Object.keys(match).map((key) => {
+      const want = match[key];
+      const values = Array.isArray(want) ? [...want] : [want];
+      return { key, values, strings: values.map((v) => String(v)) };
+    });
+    compiledMatches.set(match, c);
+  }
+  return c;
+}
+
+/** Whether `ev` has, for every key of the match, one of its values (the same, or the same as a string). */
+function eventMatches(ev: Record<string, unknown>, match: CompiledMatch): boolean {
+  for (let i = 0; i < match.length; i++) {
+    const m = match[i]!;
+    const have = ev[m.key];
+    let ok = false;
+    for (let j = 0; j < m.values.length && !ok; j++) ok = m.values[j] === have;
+    if (!ok) {
+      const hs = String(have);
+      for (let j = 0; j < m.strings.length && !ok; j++) ok = m.strings[j] === hs;
+    }
+    if (!ok) return false;
   }
   return true;
 }
