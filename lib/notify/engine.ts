@@ -243,6 +243,8 @@ export class AlertEngine extends EventEmitter {
   private readonly eventBuckets = new Map<string, Map<string, EventBucket>>(); // rule → group → times
   /** Event rules by source: an event is matched against its source's rules only. */
   private readonly eventRules = new Map<string, Map<string, Rule>>();
+  /** An event rule's `match`, taken apart when the rule is installed (rule name → keys and values). */
+  private readonly eventMatchers = new Map<string, CompiledMatch>();
   private readonly history = new Map<string, Window<{ time: number; sample: Sample }>>();
   private readonly historyWindow = new Map<string, number>(); // metric → ms to keep
   private readonly notifiers: Notifier[] = [];
@@ -291,11 +293,13 @@ export class AlertEngine extends EventEmitter {
       const bySource = this.eventRules.get(e.event.source) ?? new Map<string, Rule>();
       bySource.set(r.name, r);
       this.eventRules.set(e.event.source, bySource);
+      if (e.event.match) this.eventMatchers.set(r.name, compileMatch(e.event.match));
     }
   }
 
   private unindex(name: string): void {
     const old = this.rules.get(name);
+    this.eventMatchers.delete(name);
     if (old && 'event' in old.expr) {
       const bySource = this.eventRules.get(old.expr.event.source);
       bySource?.delete(name);
@@ -405,7 +409,7 @@ export class AlertEngine extends EventEmitter {
       const e = r.expr as EventExpr<number>;
       const buckets = this.eventBuckets.get(r.name)!;
       const grouped = !!e.groupBy?.length;
-      const match = e.event.match ? compileMatch(e.event.match) : undefined;
+      const match = this.eventMatchers.get(r.name);
       let n = 0;
       for (let i = 0; i < events.length; i++) {
         const event = events[i];
@@ -779,19 +783,13 @@ function equalityLabels(m: Record<string, string | readonly string[]> | undefine
 
 /** A rule's `match`, taken apart once: each key with its wanted values and their strings. */
 type CompiledMatch = Array<{ key: string; values: unknown[]; strings: string[] }>;
-const compiledMatches = new WeakMap<Record<string, unknown>, CompiledMatch>();
 
 function compileMatch(match: Record<string, unknown>): CompiledMatch {
-  let c = compiledMatches.get(match);
-  if (!c) {
-    c = Object.keys(match).map((key) => {
-      const want = match[key];
-      const values = Array.isArray(want) ? [...want] : [want];
-      return { key, values, strings: values.map((v) => String(v)) };
-    });
-    compiledMatches.set(match, c);
-  }
-  return c;
+  return Object.keys(match).map((key) => {
+    const want = match[key];
+    const values = Array.isArray(want) ? [...want] : [want];
+    return { key, values, strings: values.map((v) => String(v)) };
+  });
 }
 
 /** Whether `ev` has, for every key of the match, one of its values (the same, or the same as a string). */

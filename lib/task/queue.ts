@@ -463,9 +463,14 @@ export class TaskQueue implements TaskQueueLike {
     }
   }
 
+  /** Whether `rec` of `e` is written: there is a persistence, and the task records more than its outcome or this is it. */
+  #writes(e: Entry, rec: TaskRecord): boolean {
+    return this.#opts.persistence !== undefined && !(e.outcomeOnly && !isFinished(rec.state));
+  }
+
   async #save(e: Entry, rec: TaskRecord): Promise<void> {
     const p = this.#opts.persistence;
-    if (!p || (e.outcomeOnly && !isFinished(rec.state))) return;
+    if (!p || !this.#writes(e, rec)) return;
     let lastErr: unknown;
     for (let i = 0; i < 3; i++) {
       try {
@@ -498,7 +503,7 @@ export class TaskQueue implements TaskQueueLike {
         this.#report(e.rec.id, err, 'commit hook');
       }
     }
-    const write = this.#opts.persistence !== undefined && !(e.outcomeOnly && !isFinished(next.state));
+    const write = this.#writes(e, next);
     if (write && !defer) await this.#save(e, next);
     // Facts the running attempt reported (pid, container id) stay visible across its transitions.
     e.rec = e.liveInfo && patch.info === undefined ? deepFreeze({ ...next, info: structuredClone(e.liveInfo) }) : next;

@@ -75,8 +75,6 @@ export function forwardTaskEvents(
 ): () => void {
   const held = new Map<string, string[]>();
   const keyOf = (id: string, seq: number) => `${id}\u0000${seq}`;
-  // Synchronous when no endpoint wants the event (the queue then does not wait on a promise).
-  const offHook = queue.addCommitHook((e) => (dispatcher.wants({ type: `task.${e.to}`, subject: e.task.id }) ? hold(e) : undefined));
   const hold = async (e: TransitionEvent): Promise<void> => {
     const t = e.task;
     const seq = t.history.length - 1;
@@ -110,6 +108,8 @@ export function forwardTaskEvents(
       options.onError?.(err);
     }
   };
+  // Synchronous when no endpoint wants the event (the queue then does not wait on a promise).
+  const offHook = queue.addCommitHook((e) => (dispatcher.wants({ type: `task.${e.to}`, subject: e.task.id }) ? hold(e) : undefined));
   const offListener = queue.onTransition((e) => {
     const k = keyOf(e.task.id, e.task.history.length - 1);
     const ids = held.get(k);
