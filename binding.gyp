@@ -14,6 +14,14 @@
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "cflags!": ["-fno-exceptions"],
       "libraries": ["<!@(pkg-config --libs libbpf libelf zlib)", "-lpthread", "-ldl"]
+    },
+    {
+      "target_name": "smoothtask-precheck",
+      "type": "executable",
+      "sources": ["native/helper/precheck.cc"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"],
+      "libraries": ["<!@(pkg-config --libs libbpf libelf zlib)", "-lpthread"]
     }
   ]
 }

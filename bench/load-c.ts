@@ -3,10 +3,10 @@
  * style objects of test/bpf: bcc libbpf-tools look-alikes and the data-path test objects),
  * loaded one after the other with the programs that load on this host.
  *
- *   npm run bench -- load-c [rounds=7]
+ *   npm run bench -- load-c [rounds=15]
  *
  * Each round writes fresh copies of the objects (a 4-byte tail differs per round, so every
- * copy is an ELF this process has never seen: the first-load path, pre-check included), then
+ * copy is an ELF this process has never seen: the first-load path, validator and isolated pre-check included), then
  * loads them sequentially with `loadObject(path, { cache: false, programs })` and with
  * bench/c/loader.c (read, open_mem, autoload off for the other programs, load, close), in
  * alternating order. A second figure loads the same copies again in JS (ELF already seen).
@@ -37,7 +37,7 @@ const median = (xs: number[]): number => {
 };
 
 export default async function bench(args: string[]): Promise<BenchResult> {
-  const rounds = Math.max(1, Number(args[0] ?? 7));
+  const rounds = Math.max(1, Number(args[0] ?? 15));
   const bin = buildC('loader');
   const src = join(bpfObjectDir(), 'test');
   const work = mkdtempSync(join(tmpdir(), 'st-bench-loadc-'));

@@ -68,6 +68,9 @@ void Pool::Run() {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  // The timeout signal is chosen (once) before the first thread leaves it unblocked, whatever
+  // job started the thread (a pre-check job needs no signal, a later load on this thread does).
+  InstallSignal();
   if (LoaderSignal() > 0) {
     sigset_t own;
     sigemptyset(&own);

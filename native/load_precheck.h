@@ -1,9 +1,14 @@
-// ELF pre-check of bytes not seen before, in a forked child.
+// ELF pre-check of bytes not seen before, in a process of its own.
 //
 // libbpf 1.1 crashes on some malformed ELF files while opening them (found by the fuzz
 // tests: out-of-range section and symbol indexes). So bytes not seen before are first opened
-// in a forked child: a crash there costs a child, not the Node process. glibc's fork keeps
-// malloc usable in the child; the child calls only libbpf/libelf and _exit.
+// in another process: a crash there costs that process, not the Node process. That process is
+// the helper `smoothtask-precheck` (native/helper/precheck.cc), built beside smoothtask.node,
+// spawned once and kept for the next objects (one per concurrent check). Where it is missing or
+// cannot be started (or SMOOTHTASK_PRECHECK=fork), a forked child of this process does the same
+// work: glibc's fork keeps malloc usable in the child; the child calls only libbpf/libelf and
+// _exit. A fork copies the page tables of the whole Node process (milliseconds at 100+ MiB), the
+// helper costs one socket round trip.
 //
 // Only the object's own work may fail it. The child parses memory and does no I/O, so a child
 // that sleeps (state S/D) with its CPU time standing still is stuck on a lock it inherited from
@@ -22,8 +27,12 @@ namespace smoothtask::load {
 
 enum class PreCheck { kOk, kRejected, kCrashed, kTimedOut, kStalled, kUnavailable };
 
-// Opens `elf` with libbpf in a forked child and judges the outcome (see above). `timeoutMs` 0:
-// no caller's deadline. On kCrashed, `*signalOut` is the signal that ended the child.
+// Opens `elf` with libbpf in the helper (or, without one, a forked child) and judges the
+// outcome (see above). `timeoutMs` 0: no caller's deadline. On kCrashed, `*signalOut` is the
+// signal that ended the process. `*inHelper` (when given): whether the helper did the check.
+PreCheck CheckOpen(const std::vector<uint8_t>& elf, double timeoutMs, int* signalOut, bool* inHelper = nullptr);
+
+// The same in a forked child, always.
 PreCheck ForkCheckOpen(const std::vector<uint8_t>& elf, double timeoutMs, int* signalOut);
 
 }  // namespace smoothtask::load

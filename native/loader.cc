@@ -33,7 +33,7 @@ namespace smoothtask {
 namespace {
 
 using load::Clock;
-using load::ForkCheckOpen;
+using load::CheckOpen;
 using load::InstallSignal;
 using load::LoaderSignal;
 using load::MsSince;
@@ -138,7 +138,9 @@ struct LoadJob {
   std::vector<std::pair<std::string, uint32_t>> mapSizes;
   uint32_t logLevel = 0;
   double timeoutMs = 0;
-  bool trusted = false;  // bytes already opened safely in this process: skip the fork check
+  double spentMs = 0;  // spent on this load before the call (its pre-check): counts against the timeout
+  bool trusted = false;  // bytes already opened safely in this process: skip the pre-check
+  bool precheckOnly = false;  // precheck(): the pre-check alone, no open, no load
   std::string btfCustomPath;
   Clock::time_point submitted;
   // outputs
@@ -146,6 +148,7 @@ struct LoadJob {
   NativeError error;
   LoadFailure failure;
   std::string configError;
+  bool prechecked = false;  // precheck(): the bytes may be opened in this process
   // plumbing
   Napi::Promise::Deferred deferred;
   std::shared_ptr<EnvLink> link = std::make_shared<EnvLink>();
@@ -253,6 +256,13 @@ void RunLoad(LoadJob& job, Slot& slot) {
   auto state = std::make_unique<ObjectState>();  // every early return frees it
   state->name = job.name;
 
+  if (job.timeoutMs > 0 && !job.precheckOnly && LoaderSignal() <= 0) {
+    job.error.code = kErrSystem;
+    job.error.message = "cannot load '" + job.name + "' with a timeout: every real-time signal (SIGRTMIN..SIGRTMAX) has a handler "
+                        "of the host process, and the loader never replaces one; load without timeoutMs";
+    return;
+  }
+
   if (job.timeoutMs > 0 && MsSince(job.submitted) >= job.timeoutMs) {
     job.error.code = kErrTimeout;
     job.error.timeoutMs = job.timeoutMs;
@@ -260,28 +270,25 @@ void RunLoad(LoadJob& job, Slot& slot) {
     job.error.message = "loading '" + job.name + "' timed out while waiting for a loader thread";
     return;
   }
-  if (job.timeoutMs > 0 && LoaderSignal() <= 0) {
-    job.error.code = kErrSystem;
-    job.error.message = "cannot load '" + job.name + "' with a timeout: every real-time signal (SIGRTMIN..SIGRTMAX) has a handler "
-                        "of the host process, and the loader never replaces one; load without timeoutMs";
-    return;
-  }
-
-  if (!job.trusted) {
+  if (!job.trusted || job.precheckOnly) {
     int sig = 0;
     double left = job.timeoutMs > 0 ? job.timeoutMs - MsSince(job.submitted) : 0;
-    PreCheck pc = ForkCheckOpen(job.elf, job.timeoutMs > 0 ? std::max(left, 1.0) : 0, &sig);
+    PreCheck pc = CheckOpen(job.elf, job.timeoutMs > 0 ? std::max(left, 1.0) : 0, &sig);
     if (pc == PreCheck::kCrashed || pc == PreCheck::kTimedOut) {
       job.error.code = pc == PreCheck::kTimedOut && job.timeoutMs > 0 ? kErrTimeout : kErrInvalid;
       job.error.timeoutMs = job.timeoutMs;
       job.error.elapsedMs = MsSince(job.submitted);
       job.error.message = pc == PreCheck::kCrashed
                               ? "'" + job.name + "' is not a usable BPF object: parsing it crashed libbpf (signal " +
-                                    std::to_string(sig) + ") in an isolated child; the ELF is malformed"
-                              : "'" + job.name + "': parsing the ELF did not finish in time (10 s of CPU time in an isolated child)";
+                                    std::to_string(sig) + ") in an isolated process; the ELF is malformed"
+                              : "'" + job.name + "': parsing the ELF did not finish in time (10 s of CPU time in an isolated process)";
       return;
     }
     // kRejected: the open below fails the same way and reports why
+  }
+  if (job.precheckOnly) {
+    job.prechecked = true;
+    return;
   }
 
   LIBBPF_OPTS(bpf_object_open_opts, opts);
@@ -405,6 +412,8 @@ void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, LoadJob* raw) {
       Napi::Error e = Napi::Error::New(env, job->configError);
       e.Value().Set("code", "ERR_CONFIG");
       job->deferred.Reject(e.Value());
+    } else if (job->prechecked) {
+      job->deferred.Resolve(env.Undefined());
     } else if (!job->state) {
       Napi::Error e = job->error.ToJs(env);
       if (job->failure.set) {
@@ -430,26 +439,36 @@ void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, LoadJob* raw) {
   }
 }
 
+Napi::Value Submit(Napi::Env env, LoadJob* job);
+
+// A job for (elf: Uint8Array, options: object): the bytes, `name` and `timeoutMs`.
+std::unique_ptr<LoadJob> NewJob(const Napi::CallbackInfo& info, const char* usage) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsObject()) throw Napi::TypeError::New(env, usage);
+  auto job = std::make_unique<LoadJob>(env);
+  Napi::Uint8Array elf = info[0].As<Napi::Uint8Array>();
+  job->elf.assign(elf.Data(), elf.Data() + elf.ByteLength());
+  Napi::Object o = info[1].As<Napi::Object>();
+  job->name = o.Has("name") && o.Get("name").IsString() ? o.Get("name").As<Napi::String>().Utf8Value() : "object";
+  if (o.Has("timeoutMs") && o.Get("timeoutMs").IsNumber()) job->timeoutMs = o.Get("timeoutMs").As<Napi::Number>().DoubleValue();
+  return job;
+}
+
 // load(elf: Uint8Array, opts): Promise<NativeObject>
 Napi::Value Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsObject())
-    throw Napi::TypeError::New(env, "load(elf: Uint8Array, options: object)");
   InstallSignal();
-  auto* job = new LoadJob(env);
-  Napi::Promise promise = job->deferred.Promise();
-  try {
-    Napi::Uint8Array elf = info[0].As<Napi::Uint8Array>();
-    job->elf.assign(elf.Data(), elf.Data() + elf.ByteLength());
+  std::unique_ptr<LoadJob> job = NewJob(info, "load(elf: Uint8Array, options: object)");
+  {
     Napi::Object o = info[1].As<Napi::Object>();
-    job->name = o.Has("name") && o.Get("name").IsString() ? o.Get("name").As<Napi::String>().Utf8Value() : "object";
     if (o.Has("programs") && o.Get("programs").IsArray()) {
       job->selectPrograms = true;
       Napi::Array a = o.Get("programs").As<Napi::Array>();
       for (uint32_t i = 0; i < a.Length(); i++) job->programs.push_back(a.Get(i).ToString().Utf8Value());
     }
     if (o.Has("logLevel") && o.Get("logLevel").IsNumber()) job->logLevel = o.Get("logLevel").As<Napi::Number>().Uint32Value();
-    if (o.Has("timeoutMs") && o.Get("timeoutMs").IsNumber()) job->timeoutMs = o.Get("timeoutMs").As<Napi::Number>().DoubleValue();
+    if (o.Has("spentMs") && o.Get("spentMs").IsNumber())
+      job->spentMs = std::max(0.0, o.Get("spentMs").As<Napi::Number>().DoubleValue());
     if (o.Has("trusted") && o.Get("trusted").IsBoolean()) job->trusted = o.Get("trusted").As<Napi::Boolean>().Value();
     if (o.Has("btfCustomPath") && o.Get("btfCustomPath").IsString())
       job->btfCustomPath = o.Get("btfCustomPath").As<Napi::String>().Utf8Value();
@@ -483,11 +502,14 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
         job->constants.push_back(std::move(c));
       }
     }
-  } catch (...) {
-    delete job;
-    throw;
   }
-  job->submitted = Clock::now();
+  return Submit(env, job.release());
+}
+
+// Runs `job` on a loader thread; its promise settles on the main thread (Settle).
+Napi::Value Submit(Napi::Env env, LoadJob* job) {
+  Napi::Promise promise = job->deferred.Promise();
+  job->submitted = Clock::now() - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(job->spentMs));
   LoadTsfn tsfn = LoadTsfn::New(env, "smoothtask.load", 0, 1);
   std::shared_ptr<EnvLink> link = job->link;
   job->hook = env.AddCleanupHook(CleanupFn([link]() {
@@ -531,6 +553,16 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     Throw(env, ErrnoError(e.code().value() ? e.code().value() : EAGAIN, "start a loader thread"));
   }
   return promise;
+}
+
+// precheck(elf: Uint8Array, opts: { name?, timeoutMs? }): Promise<void>. The pre-check alone
+// (load_precheck.h), so JS can run it beside its own validator: resolves when the bytes may be
+// opened in this process (libbpf opened or refused them without harm, or no pre-check process
+// could judge them), rejects as a load would when parsing crashed libbpf or ran out of time.
+Napi::Value Precheck(const Napi::CallbackInfo& info) {
+  std::unique_ptr<LoadJob> job = NewJob(info, "precheck(elf: Uint8Array, options: object)");
+  job->precheckOnly = true;
+  return Submit(info.Env(), job.release());
 }
 
 // configure({ threads }): size of the loader pool.
@@ -606,6 +638,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   });
   Napi::Object l = exports.Has("loader") ? exports.Get("loader").As<Napi::Object>() : Napi::Object::New(env);
   l.Set("load", Napi::Function::New(env, Load, "load"));
+  l.Set("precheck", Napi::Function::New(env, Precheck, "precheck"));
   l.Set("configure", Napi::Function::New(env, Configure, "configure"));
   l.Set("progStats", Napi::Function::New(env, ProgStats, "progStats"));
   l.Set("enableStats", Napi::Function::New(env, EnableStats, "enableStats"));

@@ -1,5 +1,7 @@
 // Builds the prebuilt addon the package ships: prebuilds/<platform>-<arch>/ with
 //   smoothtask.node        the addon, C++ runtime linked statically, RPATH $ORIGIN, stripped
+//   smoothtask-precheck    the loader's ELF pre-check helper (an executable the addon spawns),
+//                          built the same way
 //   libbpf.so.1, libelf.so.1, libz.so.1
 //                          copied from the build machine (Debian's .a files are not position
 //                          independent, so they cannot be linked into a shared object)
@@ -14,7 +16,7 @@
 // side). Needs the development toolchain (clang, cmake, libbpf-dev, libelf-dev, zlib1g-dev).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -45,6 +47,7 @@ const r = spawnSync('npx', ['--no-install', 'cmake-js', 'compile', '--out', buil
 });
 if (r.status !== 0) fail(`cmake-js failed:\n${(r.stdout + r.stderr).split('\n').slice(-40).join('\n')}`);
 const addon = join(buildDir, 'Release', 'smoothtask.node');
+const helper = join(buildDir, 'Release', 'smoothtask-precheck');
 
 /** NEEDED entries and RPATH of an ELF shared object (readelf, from binutils). */
 function dynamic(file) {
@@ -68,14 +71,18 @@ function glibcNeeded(file) {
   return versions.length ? versions[versions.length - 1].join('.') : undefined;
 }
 
-const d = dynamic(addon);
-if (d.rpath !== '$ORIGIN') fail(`${addon}: RPATH is ${d.rpath ?? 'missing'}, expected $ORIGIN`);
+for (const f of [addon, helper]) {
+  const d = dynamic(f);
+  if (d.rpath !== '$ORIGIN') fail(`${f}: RPATH is ${d.rpath ?? 'missing'}, expected $ORIGIN`);
+}
 const where = resolved(addon);
 
 rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, 'bpf'), { recursive: true });
 // Symbols the dynamic linker does not need go (the static C++ runtime makes them many).
 execFileSync('strip', ['--strip-unneeded', '-o', join(out, 'smoothtask.node'), addon]);
+execFileSync('strip', ['--strip-unneeded', '-o', join(out, 'smoothtask-precheck'), helper]);
+chmodSync(join(out, 'smoothtask-precheck'), 0o755);
 for (const lib of BUNDLED) {
   const from = where.get(lib);
   if (!from) fail(`ldd ${addon} does not resolve ${lib}`);
@@ -89,7 +96,7 @@ for (const f of readdirSync(join(buildDir, 'bpf'))) {
 }
 
 // Nothing shipped may need a library that is neither glibc's nor shipped.
-const files = ['smoothtask.node', ...BUNDLED];
+const files = ['smoothtask.node', 'smoothtask-precheck', ...BUNDLED];
 const glibc = {};
 for (const f of files) {
   const bad = dynamic(join(out, f)).needed.filter((n) => !GLIBC.has(n) && !BUNDLED.includes(n));

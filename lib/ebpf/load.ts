@@ -169,7 +169,7 @@ function elfDigest(elf: Uint8Array): string {
 }
 
 // ELF contents (by digest) that libbpf has opened without harm in this process: the addon
-// skips its fork-isolated pre-check for them (libbpf 1.1 can crash on malformed ELF).
+// skips its isolated pre-check for them (libbpf 1.1 can crash on malformed ELF).
 const trustedElf = new Set<string>();
 function trust(elf: Uint8Array): void {
   if (trustedElf.size >= 4096) trustedElf.clear();
@@ -177,7 +177,7 @@ function trust(elf: Uint8Array): void {
 }
 
 // ELF contents (by digest) that passed the in-process validator: every input is checked in JS
-// (lib/ebpf/validate) before libbpf sees it; the addon's fork pre-check is the second line.
+// (lib/ebpf/validate) before libbpf sees it; the addon's isolated pre-check is the second line.
 const validElf = new Set<string>();
 function validated(elf: Uint8Array, name: string): void {
   const digest = elfDigest(elf);
@@ -262,7 +262,7 @@ async function runWarmUp(elf: Uint8Array, name: string): Promise<void> {
   }
   try {
     (await loader.load(elf, { name, programs: [] })).close();
-    trust(elf); // opened safely: the real load can skip the fork pre-check
+    trust(elf); // opened safely: the real load can skip the isolated pre-check
   } catch {
     /* same */
   }
@@ -341,17 +341,43 @@ async function minimalKernelBtf(elf: Uint8Array, name: string, programs: string[
   }
 }
 
-async function nativeLoad(elf: Uint8Array, name: string, hash: string, o: ParsedLoadOptions, stackFrom: Error): Promise<ObjectCore> {
+/**
+ * Starts the native pre-check of bytes this process has neither opened nor validated (undefined
+ * when it has: nothing to check). Settles as the load would: rejects with the load's error.
+ */
+function startPrecheck(elf: Uint8Array, name: string, timeoutMs: number | undefined, stackFrom: Error): Promise<void> | undefined {
+  const digest = elfDigest(elf);
+  if (trustedElf.has(digest) || validElf.has(digest)) return undefined;
+  try {
+    return loadAddon()
+      .loader.precheck(elf, { name, ...(timeoutMs ? { timeoutMs } : {}) })
+      .catch((e: unknown) => {
+        throw convert(e, stackFrom);
+      });
+  } catch {
+    return undefined; // no loader thread could be started: the load's own pre-check runs
+  }
+}
+
+async function nativeLoad(
+  elf: Uint8Array,
+  name: string,
+  hash: string,
+  o: ParsedLoadOptions,
+  stackFrom: Error,
+  prechecked = false,
+  spentMs = 0,
+): Promise<ObjectCore> {
   let native: NativeObjectHandle;
   if (o.timeoutMs) await warmUpFeatureProbes(elf, name);
   const btfCustomPath = o.btfCustomPath ?? (o.minimalKernelBtf ? await minimalKernelBtf(elf, name, o.programs) : undefined);
   try {
     native = await loadAddon().loader.load(elf, {
       name,
-      trusted: trustedElf.has(elfDigest(elf)),
+      trusted: prechecked || trustedElf.has(elfDigest(elf)),
       ...(o.programs ? { programs: o.programs } : {}),
       logLevel: o.logLevel,
-      ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+      ...(o.timeoutMs ? { timeoutMs: o.timeoutMs, ...(spentMs > 0 ? { spentMs } : {}) } : {}),
       ...(btfCustomPath ? { btfCustomPath } : {}),
       ...(o.mapSizes ? { mapSizes: o.mapSizes } : {}),
       ...(o.constants ? { constants: o.constants } : {}),
@@ -450,9 +476,14 @@ async function loadObjectTraced(source: ObjectSource, options: LoadOptions): Pro
     throw new ConfigError('Invalid load source: expected a path or a Uint8Array', ['source: expected string | Uint8Array']);
   const elf = await readSource(source);
   const name = o.name ?? objectNameOf(source);
+  const pin = o.pin === false ? undefined : o.pin;
+  // Bytes new to this process: the isolated pre-check (another process) runs while the
+  // validator runs here; both must pass before libbpf opens the bytes in this process. (With
+  // pins, a reuse may need no open at all: the load does its own pre-check if it comes to one.)
+  const precheck = pin ? undefined : startPrecheck(elf, name, o.timeoutMs, stackFrom);
+  precheck?.catch(() => {}); // awaited by the load; a load never started leaves it unheard
   validated(elf, name);
   const hash = objectHash(elf, name, o);
-  const pin = o.pin === false ? undefined : o.pin;
   const pinDir = pin ? pinDirectory(pin, name) : undefined;
 
   // `timeoutMs` (the time this caller has left) replaces the option when a caller starts a
@@ -463,7 +494,16 @@ async function loadObjectTraced(source: ObjectSource, options: LoadOptions): Pro
       const reused = reusePins(pinDir, hash, name, btf);
       if (reused) return reused;
     }
-    const core = await nativeLoad(elf, name, hash, timeoutMs === o.timeoutMs ? o : { ...o, timeoutMs }, stackFrom);
+    let prechecked = false;
+    let spentMs = 0;
+    if (precheck) {
+      await precheck;
+      prechecked = true;
+      // the pre-check's time counts against the caller's limit (a restarted load's limit is
+      // already what the caller has left)
+      if (timeoutMs === o.timeoutMs) spentMs = performance.now() - started;
+    }
+    const core = await nativeLoad(elf, name, hash, timeoutMs === o.timeoutMs ? o : { ...o, timeoutMs }, stackFrom, prechecked, spentMs);
     if (pin && pinDir) {
       try {
         pinCore(core, pin.root, pinDir);

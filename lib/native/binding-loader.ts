@@ -25,8 +25,10 @@ export interface NativeLoadOptions {
   programs?: string[];
   logLevel?: number;
   timeoutMs?: number;
+  /** Time already spent on this load before the native call (its pre-check): counts against `timeoutMs`. */
+  spentMs?: number;
   btfCustomPath?: string;
-  /** The bytes were opened safely before in this process: skip the fork-isolated pre-check. */
+  /** The bytes may be opened in this process (opened safely before, or pre-checked): skip the isolated pre-check. */
   trusted?: boolean;
   mapSizes?: Record<string, number>;
   constants?: Record<string, number | bigint | boolean | Uint8Array>;
@@ -54,6 +56,11 @@ export interface NativeProbe {
 /** `exports.loader`. */
 export interface LoaderNative {
   load(elf: Uint8Array, options: NativeLoadOptions): Promise<NativeObjectHandle>;
+  /**
+   * The isolated pre-check alone (native/load_precheck.h): resolves when the bytes may be opened
+   * in this process, rejects as a load would when parsing them crashed libbpf or took too long.
+   */
+  precheck(elf: Uint8Array, options: { name: string; timeoutMs?: number }): Promise<void>;
   configure(options?: { threads?: number }): { threads: number; running: number; queued: number; signal: number };
   progStats(fd: number): { runTimeNs: number; runCount: number; verifiedInsns: number };
   enableStats(): number;

@@ -3,12 +3,15 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-// The fork pre-check (native/loader.cc, ForkCheckOpen) judges an object only by the child's own
-// work. A child that sleeps without using CPU is stuck on a lock inherited at fork() (seen under
-// the sanitizer build on a loaded host: "parsing the ELF did not finish in time" for the bundled
-// counter), not parsing: the load goes on in-process instead of failing as InvalidObjectError.
-// SMOOTHTASK_TEST_PRECHECK=stall makes the child pause() before parsing; =spin makes it call
-// sched_yield() forever (what a child spinning on an inherited ASan allocator lock does).
+// The isolated pre-check (native/load_precheck.cc) opens bytes new to the process with libbpf in
+// another process: the helper smoothtask-precheck (native/helper/precheck.cc), kept between
+// objects, or a forked child where there is no helper (SMOOTHTASK_PRECHECK=fork forces that).
+// It judges an object only by that process's own work. One that sleeps without using CPU is
+// stuck (in a forked child: on a lock inherited at fork(), seen under the sanitizer build on a
+// loaded host), not parsing: the load goes on in-process instead of failing as
+// InvalidObjectError. SMOOTHTASK_TEST_PRECHECK=stall makes the checking process pause() before
+// parsing; =spin makes it call sched_yield() forever (what a child spinning on an inherited ASan
+// allocator lock does); =crash makes it die of SIGSEGV (what libbpf does on some malformed ELF).
 const root = join(__dirname, '..', '..');
 const script = `
 import { bundledObject, loadObject } from './lib/ebpf/load.ts';
@@ -38,7 +41,7 @@ function run(env: Record<string, string>): { ok: boolean; name?: string; code?: 
   return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}');
 }
 
-describe('fork pre-check', () => {
+describe('isolated pre-check', () => {
   it('a pre-check child stuck without using CPU does not fail the load (no timeout given)', () => {
     const r = run({ SMOOTHTASK_TEST_PRECHECK: 'stall' });
     expect(r).toMatchObject({ ok: true });
@@ -69,11 +72,12 @@ describe('fork pre-check', () => {
         return [];
       }
     };
-    // The stalled pre-check child: forked, so it has the node process's own command line (tsx's
-    // esbuild service, another child, has its own).
+    // The stalled pre-check process: the helper, or a forked child with the node process's own
+    // command line (tsx's esbuild service, another child, has its own).
     const forked = (k: number) => {
       try {
-        return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('--input-type=module');
+        const cmd = readFileSync(`/proc/${k}/cmdline`, 'utf8');
+        return cmd.includes('--input-type=module') || cmd.startsWith('smoothtask-precheck');
       } catch {
         return false;
       }
@@ -102,4 +106,58 @@ describe('fork pre-check', () => {
   it('without the hook the bundled object loads through the pre-check', () => {
     expect(run({})).toMatchObject({ ok: true });
   }, 100_000);
+
+  // Bytes new to the process go to one helper process, which stays for the next objects: no fork
+  // of the Node process per object. It starts with nothing of the host's: no environment (an
+  // LD_PRELOAD, secrets), no file descriptor but its socket and stdio.
+  it('new bytes are pre-checked in one long-lived helper that has none of the host environment or descriptors', () => {
+    const probe = `
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { bundledObject, loadObject } from './lib/ebpf/load.ts';
+const helpers = () => readdirSync('/proc/self/task').flatMap((t) => readFileSync('/proc/self/task/' + t + '/children', 'utf8').trim().split(/\\s+/).filter(Boolean))
+  .filter((k) => { try { return readlinkSync('/proc/' + k + '/exe').endsWith('/smoothtask-precheck'); } catch { return false; } });
+const seen = [];
+for (const o of ['counter', 'blockio', 'sched']) {
+  (await loadObject(bundledObject(o), { cache: false })).close();
+  seen.push(helpers());
+}
+const k = seen[0][0];
+console.log(JSON.stringify({ seen, environ: readFileSync('/proc/' + k + '/environ', 'utf8'), fds: readdirSync('/proc/' + k + '/fd').map(Number).sort() }));`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', probe], { cwd: root, env: { ...process.env, SECRET_TOKEN: 'x' }, encoding: 'utf8', timeout: 90_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { seen: string[][]; environ: string; fds: number[] };
+    expect(out.seen[0]).toHaveLength(1);
+    expect(out.seen).toEqual([out.seen[0], out.seen[0], out.seen[0]]); // the same helper for every object
+    expect(out.environ).toBe('');
+    expect(out.fds).toContain(0); // its socket
+    expect(out.fds.filter((fd) => fd > 2)).toEqual([]);
+  }, 100_000);
+
+  for (const mode of ['helper', 'fork']) {
+    it(`a pre-check that crashes fails that object with InvalidObjectError, and the next load in the process works (${mode})`, () => {
+      const twice = `
+import { bundledObject, loadObject } from './lib/ebpf/load.ts';
+const out = [];
+for (const hook of ['crash', '']) {
+  process.env.SMOOTHTASK_TEST_PRECHECK = hook;
+  try {
+    (await loadObject(bundledObject('counter'), { cache: false })).close();
+    out.push({ ok: true });
+  } catch (e) {
+    out.push({ ok: false, name: e.constructor.name, message: e.message });
+  }
+}
+console.log(JSON.stringify(out));`;
+      const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', twice], {
+        cwd: root,
+        env: { ...process.env, ...(mode === 'fork' ? { SMOOTHTASK_PRECHECK: 'fork' } : {}) },
+        encoding: 'utf8',
+        timeout: 90_000,
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const [first, second] = JSON.parse(r.stdout.trim().split('\n').pop() ?? '[]') as { ok: boolean }[];
+      expect(first).toMatchObject({ ok: false, name: 'InvalidObjectError', message: expect.stringMatching(/crashed libbpf \(signal 11\) in an isolated process/) });
+      expect(second).toEqual({ ok: true });
+    }, 100_000);
+  }
 });

@@ -118,7 +118,7 @@ describe.skipIf(!hasDist)('the prebuilt addon, installed on a machine without cl
   });
 
   it('the tarball ships the prebuilt addon, its libraries and the CO-RE objects (not the test objects)', () => {
-    for (const f of ['smoothtask.node', 'libbpf.so.1', 'libelf.so.1', 'libz.so.1', 'manifest.json', 'bpf/sched.bpf.o', 'bpf/proc.bpf.o']) {
+    for (const f of ['smoothtask.node', 'smoothtask-precheck', 'libbpf.so.1', 'libelf.so.1', 'libz.so.1', 'manifest.json', 'bpf/sched.bpf.o', 'bpf/proc.bpf.o']) {
       expect(files, f).toContain(`prebuilds/${target}/${f}`);
     }
     expect(files.filter((f) => f.startsWith('prebuilds/') && f.includes('/test/'))).toEqual([]);
@@ -179,8 +179,11 @@ describe.skipIf(!hasDist)('the prebuilt addon, installed on a machine without cl
     writeFileSync(
       join(project, 'monitor.mjs'),
       `import { createMonitor } from 'smoothtask/metrics';
-       import { readFileSync } from 'node:fs';
+       import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
        const m = await createMonitor({ families: ['cpu', 'process'], required: true });
+       // the loader's pre-check helper, spawned for the bundled objects (new bytes to this process)
+       const helpers = readdirSync('/proc/self/task').flatMap((t) => readFileSync('/proc/self/task/' + t + '/children', 'utf8').trim().split(/\\s+/).filter(Boolean))
+         .map((k) => { try { return readlinkSync('/proc/' + k + '/exe'); } catch { return ''; } }).filter((e) => e.endsWith('/smoothtask-precheck'));
        try {
          const backends = [...m.readers.values()].map((r) => r.backend);
          const { snapshots, errors } = await m.read();
@@ -192,7 +195,7 @@ describe.skipIf(!hasDist)('the prebuilt addon, installed on a machine without cl
            seesNode: snapshots.process.processes.filter((p) => p.comm === 'node').length,
            processes: snapshots.process.processes.length,
            cpus: snapshots.cpu.cpus?.length ?? Object.keys(snapshots.cpu).length,
-           addon: mapped('smoothtask.node'), libbpf: mapped('libbpf.so.1'), libelf: mapped('libelf.so.1'), libz: mapped('libz.so.1'),
+           helpers, addon: mapped('smoothtask.node'), libbpf: mapped('libbpf.so.1'), libelf: mapped('libelf.so.1'), libz: mapped('libz.so.1'),
          }));
        } finally { m.close(); }`,
     );
@@ -200,12 +203,14 @@ describe.skipIf(!hasDist)('the prebuilt addon, installed on a machine without cl
     expect(r.status, r.out).toBe(0);
     const line = r.out.split('\n').find((l) => l.startsWith('RESULT '));
     expect(line, r.out).toBeDefined();
-    const res = JSON.parse(line!.slice(7)) as { backends: string[]; errors: string[]; seesNode: number; processes: number; addon: string[]; libbpf: string[]; libelf: string[]; libz: string[] };
+    const res = JSON.parse(line!.slice(7)) as { helpers: string[]; backends: string[]; errors: string[]; seesNode: number; processes: number; addon: string[]; libbpf: string[]; libelf: string[]; libz: string[] };
     expect(res.backends).toEqual(['ebpf', 'ebpf']);
     expect(res.errors).toEqual([]);
     expect(res.seesNode, JSON.stringify(res)).toBeGreaterThan(0);
     const dir = `/app/node_modules/smoothtask/prebuilds/${target}`;
     expect(res.addon).toEqual([`${dir}/smoothtask.node`]);
+    expect(res.helpers.length, JSON.stringify(res)).toBeGreaterThan(0);
+    expect(new Set(res.helpers)).toEqual(new Set([`${dir}/smoothtask-precheck`]));
     expect(res.libbpf).toEqual([`${dir}/libbpf.so.1`]);
     expect(res.libelf).toEqual([`${dir}/libelf.so.1`]);
     expect(res.libz).toEqual([`${dir}/libz.so.1`]);
