@@ -29,6 +29,7 @@
 #include <set>
 #include <string>
 #include <system_error>
+#include <unordered_map>
 
 #include "module.h"
 
@@ -53,18 +54,99 @@ void StopAllAtExit() {
   for (Consumer* c : g_live) c->StopThread();
 }
 
+// The memory of a delivered pooled batch (a reusing consumer), between JS and the pool. It goes
+// back to the pool when JS releases the batch (releaseBatch, which detaches its ArrayBuffers),
+// or when both ArrayBuffers are collected without that. JS thread of its environment only,
+// but the registry is shared by every environment (worker threads).
+struct Lease {
+  uint64_t id = 0;
+  uint8_t* data = nullptr;
+  size_t dataCap = 0, size = 0;
+  uint8_t* offs = nullptr;
+  size_t offsCap = 0;
+  int refs = 0;           // live ArrayBuffers over it
+  bool returned = false;  // released: the blocks are back in the pool
+  void GiveBack() {
+    returned = true;
+    batchpool::Give(data, dataCap);
+    batchpool::Give(offs, offsCap);
+    data = offs = nullptr;
+  }
+};
+
+std::mutex g_leaseMu;
+std::unordered_map<uint64_t, Lease*> g_leases;  // delivered and not yet released
+uint64_t g_nextLease = 1;
+
+// One ArrayBuffer over a lease was collected.
+void LeaseFinalize(Napi::Env, void*, Lease* l) {
+  {
+    std::lock_guard<std::mutex> lk(g_leaseMu);
+    if (--l->refs > 0) return;
+    if (!l->returned) g_leases.erase(l->id);
+  }
+  if (!l->returned) l->GiveBack();
+  delete l;
+}
+
+// onBatch(data, offsets, count, undefined, lease) for a pooled batch: external ArrayBuffers over
+// the pool's blocks, and the lease id that releaseBatch takes.
+void DeliverPooled(Napi::Env env, RecordBatch* b, Napi::Value* args) {
+  auto lease = std::make_unique<Lease>();
+  lease->size = b->size;
+  lease->dataCap = b->data.cap();
+  lease->offsCap = b->offs.cap();
+  size_t n = size_t(b->count) + 1;
+  {
+    std::lock_guard<std::mutex> lk(g_leaseMu);
+    lease->id = g_nextLease++;
+    g_leases.emplace(lease->id, lease.get());  // may throw bad_alloc: nothing handed over yet
+  }
+  lease->data = b->data.release();
+  lease->offs = b->offs.release();
+  Lease* l = lease.release();  // owned by the registry and the finalizers from here
+  try {
+    Napi::ArrayBuffer offs = Napi::ArrayBuffer::New(env, l->offs, n * sizeof(uint32_t), LeaseFinalize, l);
+    l->refs++;
+    args[1] = Napi::Uint32Array::New(env, n, offs, 0);
+    if (l->size > 0) {
+      args[0] = Napi::ArrayBuffer::New(env, l->data, l->size, LeaseFinalize, l);
+      l->refs++;
+    } else {
+      args[0] = Napi::ArrayBuffer::New(env, 0);
+    }
+    args[2] = Napi::Number::New(env, b->count);
+    args[3] = env.Undefined();
+    args[4] = Napi::Number::New(env, static_cast<double>(l->id));
+  } catch (...) {
+    if (l->refs == 0) {  // no finalizer will run: give the blocks back here
+      {
+        std::lock_guard<std::mutex> lk(g_leaseMu);
+        g_leases.erase(l->id);
+      }
+      l->GiveBack();
+      delete l;
+    }
+    throw;
+  }
+}
+
 // ThreadSafeFunction callback: onBatch(data, offsets, count) and frees the batch; or, for the
-// error that stopped the thread, onBatch(null, null, 0, error).
+// error that stopped the thread, onBatch(null, null, 0, error). A pooled batch (a reusing
+// consumer) comes as ArrayBuffers with a lease: onBatch(data, offsets, count, undefined, lease).
 void Deliver(Napi::Env env, Napi::Function fn, RecordBatch* b) {
   std::unique_ptr<RecordBatch> own(b);
   if (env == nullptr || fn.IsEmpty()) return;
-  Napi::Value args[4];
+  Napi::Value args[5];
   try {
+    args[4] = env.Undefined();
     if (b->error) {
       args[0] = env.Null();
       args[1] = env.Null();
       args[2] = Napi::Number::New(env, 0);
       args[3] = b->error->ToJs(env).Value();
+    } else if (b->data.pooled()) {
+      DeliverPooled(env, b, args);
     } else {
       // The batch's arrays become the JS buffers (no copy): each is owned by its JS object once
       // that exists, and freed by its finalizer (on GC, or when the environment goes away).
@@ -75,8 +157,8 @@ void Deliver(Napi::Env env, Napi::Function fn, RecordBatch* b) {
         args[0] = Napi::Buffer<uint8_t>::New(env, 0);
       }
       size_t n = size_t(b->count) + 1;
-      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, b->offsets.get(), n * sizeof(uint32_t), [](Napi::Env, void* p) { delete[] static_cast<uint32_t*>(p); });
-      b->offsets.release();
+      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, b->offsets(), n * sizeof(uint32_t), [](Napi::Env, void* p) { delete[] static_cast<uint8_t*>(p); });
+      b->offs.release();
       args[1] = Napi::Uint32Array::New(env, n, ab, 0);
       args[2] = Napi::Number::New(env, b->count);
       args[3] = env.Undefined();
@@ -85,13 +167,44 @@ void Deliver(Napi::Env env, Napi::Function fn, RecordBatch* b) {
     // The environment is being torn down (a batch still queued as node exits): drop it
     // rather than let the exception reach std::terminate.
     return;
+  } catch (const std::bad_alloc&) {
+    return;  // the batch is freed; its records are lost (as when JS goes away)
   }
   try {
-    fn.Call({args[0], args[1], args[2], args[3]});
+    fn.Call({args[0], args[1], args[2], args[3], args[4]});
   } catch (const Napi::Error& e) {
     // An exception from the JS handler must not unwind into libuv: report it like node does.
     napi_fatal_exception(env, e.Value());
   }
+}
+
+// releaseBatch(lease, data, offsets): JS has consumed a pooled batch. Its ArrayBuffers are
+// detached (every view into them reads as empty from now on) and its memory goes back to the
+// pool for the next batch. A lease already released (or unknown) is a no-op; buffers that are
+// not that lease's are a TypeError (and nothing is released).
+Napi::Value ReleaseBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsArrayBuffer() || !info[2].IsArrayBuffer())
+    throw Napi::TypeError::New(env, "releaseBatch(lease: number, data: ArrayBuffer, offsets: ArrayBuffer)");
+  double idv = info[0].As<Napi::Number>().DoubleValue();
+  if (!(idv >= 1 && idv < 9007199254740992.0)) return env.Undefined();
+  uint64_t id = static_cast<uint64_t>(idv);
+  Napi::ArrayBuffer data = info[1].As<Napi::ArrayBuffer>();
+  Napi::ArrayBuffer offs = info[2].As<Napi::ArrayBuffer>();
+  Lease* l = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(g_leaseMu);
+    auto it = g_leases.find(id);
+    if (it == g_leases.end()) return env.Undefined();
+    l = it->second;
+    bool mine = offs.Data() == l->offs && (l->size == 0 || data.Data() == l->data);
+    if (!mine) throw Napi::TypeError::New(env, "releaseBatch: these buffers are not the batch's");
+    g_leases.erase(it);
+  }
+  if (l->size > 0) data.Detach();
+  offs.Detach();
+  l->GiveBack();  // the lease itself goes with its last ArrayBuffer's finalizer
+  return env.Undefined();
 }
 
 // Makes the next poll step fail for real: the epoll set becomes /dev/null (test hook).
@@ -126,6 +239,10 @@ void Init(Napi::Env env, Napi::Object exports) {
   Napi::Object dp = DpExports(env, exports);
   dp.Set("consumerTestFault", Napi::Function::New(env, TestFault, "consumerTestFault"));
   dp.Set("consumerRegistrations", Napi::Function::New(env, Registrations, "consumerRegistrations"));
+  dp.Set("releaseBatch", Napi::Function::New(env, ReleaseBatch, "releaseBatch"));
+  dp.Set("batchPoolBytes", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Napi::Number::New(info.Env(), static_cast<double>(batchpool::PooledBytes()));
+  }, "batchPoolBytes"));
 }
 
 }  // namespace
@@ -185,6 +302,7 @@ Consumer::Consumer(const Napi::CallbackInfo& info)
   batchSize_ = std::max<uint32_t>(1, o.Get("batchSize").As<Napi::Number>().Uint32Value());
   hwm_ = std::max<int64_t>(batchSize_, o.Get("highWaterMark").As<Napi::Number>().Int64Value());
   batchBytes_ = std::max<uint32_t>(4096, o.Get("batchBytes").As<Napi::Number>().Uint32Value());
+  reuse_ = o.Has("reuse") && o.Get("reuse").ToBoolean().Value();
   // Every member owns what it holds: a throw below unwinds whatever was set up so far.
   try {
     int fd = DupFdCloexec(info[0].As<Napi::Number>().Int32Value());
@@ -258,7 +376,7 @@ bool Consumer::NextBatch() {
     limit_ = static_cast<uint32_t>(std::min<int64_t>(batchSize_, hwm_ - pending_));
   }
   cur_ = std::make_unique<RecordBatch>();
-  cur_->Reserve(std::min<size_t>(batchBytes_ + 256, size_t(limit_) * 64), limit_);
+  cur_->Reserve(std::min<size_t>(batchBytes_ + 256, size_t(limit_) * 64), limit_, reuse_);
   return true;
 }
 
@@ -290,7 +408,7 @@ void Consumer::Run() {
 
 bool Consumer::Flush() {
   std::unique_ptr<RecordBatch> b = std::move(cur_);
-  b->offsets[b->count] = static_cast<uint32_t>(b->size);  // Add keeps room for it
+  b->offsets()[b->count] = static_cast<uint32_t>(b->size);  // Add keeps room for it
   uint32_t n = b->count;
   size_t bytes = b->size;
   {

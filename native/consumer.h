@@ -31,51 +31,89 @@
 #include <thread>
 #include <vector>
 
+#include "batch_pool.h"
 #include "errors.h"
 #include "fd.h"
 
 namespace smoothtask {
 
-// A batch of variable-size records handed from a consumer thread to JS in one call: the
-// bytes, the start offset of each record, and the count. Or, with `error` set, the error
-// that stopped the thread (no records). The two arrays are plain heap arrays because JS gets
-// them as they are (external buffers, freed by their finalizers): one copy, from the kernel's
-// ring into `data`, between the ring and JS.
-struct RecordBatch {
-  std::unique_ptr<uint8_t[]> data;
-  size_t size = 0;  // bytes used in data
-  size_t cap = 0;   // bytes allocated
-  std::unique_ptr<uint32_t[]> offsets;  // count + 1 entries once flushed: start of each record, then the end
-  uint32_t offCap = 0;
-  uint32_t count = 0;
-  std::unique_ptr<NativeError> error;
-
-  // Allocates room for `bytes` bytes and `records` records (uninitialised). Throws bad_alloc.
-  void Reserve(size_t bytes, uint32_t records) {
-    data.reset(new uint8_t[bytes > 0 ? bytes : 1]);
-    cap = bytes;
-    offsets.reset(new uint32_t[size_t(records) + 1]);
-    offCap = records + 1;
-  }
-  // Appends one record (room for the end offset kept). Throws bad_alloc.
-  void Add(const uint8_t* p, size_t n) {
-    if (count + 2 > offCap) Grow(offsets, offCap, size_t(offCap) * 2 + 2, size_t(count));
-    if (size + n > cap) {
-      size_t want = cap * 2 > size + n ? cap * 2 : size + n;
-      Grow(data, cap, want, size);
+// Heap memory of a batch: plain (new[], JS frees it at GC) or from the batch pool (reused).
+class BatchBlock {
+ public:
+  BatchBlock() = default;
+  BatchBlock(const BatchBlock&) = delete;
+  BatchBlock& operator=(const BatchBlock&) = delete;
+  ~BatchBlock() { Free(release(), cap_, pooled_); }
+  // Room for `bytes` bytes (uninitialised). Throws bad_alloc.
+  void Allocate(size_t bytes, bool pooled) {
+    Free(release(), cap_, pooled_);
+    pooled_ = pooled;
+    if (pooled) {
+      p_ = batchpool::Take(bytes, &cap_);
+    } else {
+      p_ = new uint8_t[bytes > 0 ? bytes : 1];
+      cap_ = bytes;
     }
-    offsets[count++] = static_cast<uint32_t>(size);
-    if (n) std::memcpy(data.get() + size, p, n);
-    size += n;
+  }
+  // Room for `bytes` bytes, keeping the first `used`. Throws bad_alloc.
+  void Grow(size_t bytes, size_t used) {
+    size_t cap = bytes;
+    uint8_t* q = pooled_ ? batchpool::Take(bytes, &cap) : new uint8_t[bytes > 0 ? bytes : 1];
+    if (used) std::memcpy(q, p_, used);
+    Free(p_, cap_, pooled_);
+    p_ = q;
+    cap_ = cap;
+  }
+  uint8_t* get() const { return p_; }
+  size_t cap() const { return cap_; }
+  bool pooled() const { return pooled_; }
+  // Hands the memory over: the new owner frees it with Free(p, cap(), pooled()).
+  uint8_t* release() {
+    uint8_t* p = p_;
+    p_ = nullptr;
+    return p;
+  }
+  static void Free(uint8_t* p, size_t cap, bool pooled) {
+    if (!p) return;
+    if (pooled) batchpool::Give(p, cap);
+    else delete[] p;
   }
 
  private:
-  template <typename T, typename C>
-  static void Grow(std::unique_ptr<T[]>& a, C& capacity, size_t want, size_t used) {
-    std::unique_ptr<T[]> b(new T[want]);
-    if (used) std::memcpy(b.get(), a.get(), used * sizeof(T));
-    a = std::move(b);
-    capacity = static_cast<C>(want);
+  uint8_t* p_ = nullptr;
+  size_t cap_ = 0;
+  bool pooled_ = false;
+};
+
+// A batch of variable-size records handed from a consumer thread to JS in one call: the
+// bytes, the start offset of each record, and the count. Or, with `error` set, the error
+// that stopped the thread (no records). JS gets the two arrays as they are (external
+// buffers): one copy, from the kernel's ring into `data`, between the ring and JS. Plain
+// arrays are freed by their finalizers (on GC); pooled ones (a reusing consumer) go back to
+// the batch pool as soon as JS has consumed the batch (see Consumer's releaseBatch).
+struct RecordBatch {
+  BatchBlock data;
+  size_t size = 0;  // bytes used in data
+  BatchBlock offs;  // count + 1 uint32 entries once flushed: start of each record, then the end
+  uint32_t count = 0;
+  std::unique_ptr<NativeError> error;
+
+  uint32_t* offsets() const { return reinterpret_cast<uint32_t*>(offs.get()); }
+  // Allocates room for `bytes` bytes and `records` records (uninitialised). Throws bad_alloc.
+  void Reserve(size_t bytes, uint32_t records, bool pooled) {
+    data.Allocate(bytes, pooled);
+    offs.Allocate((size_t(records) + 1) * sizeof(uint32_t), pooled);
+  }
+  // Appends one record (room for the end offset kept). Throws bad_alloc.
+  void Add(const uint8_t* p, size_t n) {
+    if ((size_t(count) + 2) * sizeof(uint32_t) > offs.cap()) offs.Grow((size_t(count) * 2 + 4) * sizeof(uint32_t), size_t(count) * sizeof(uint32_t));
+    if (size + n > data.cap()) {
+      size_t want = data.cap() * 2 > size + n ? data.cap() * 2 : size + n;
+      data.Grow(want, size);
+    }
+    offsets()[count++] = static_cast<uint32_t>(size);
+    if (n) std::memcpy(data.get() + size, p, n);
+    size += n;
   }
 };
 
@@ -161,7 +199,8 @@ class Consumer : public Napi::ObjectWrap<Consumer> {
   // Defines the JS class of one kind (data: the kind).
   static Napi::Function Define(Napi::Env env, const ConsumerKind& kind);
 
-  // (mapFd, { batchSize, highWaterMark, batchBytes, ...kind options }, onBatch(data, offsets, count, error?))
+  // (mapFd, { batchSize, highWaterMark, batchBytes, reuse, ...kind options },
+  //  onBatch(data, offsets, count, error?, lease?))
   explicit Consumer(const Napi::CallbackInfo& info);
   ~Consumer() override;
 
@@ -219,6 +258,7 @@ class Consumer : public Napi::ObjectWrap<Consumer> {
   const ConsumerKind* kind_;
   uint32_t batchSize_ = 4096;
   uint32_t batchBytes_ = 1 << 20;
+  bool reuse_ = false;  // batches from the batch pool, released by JS once consumed
   int64_t hwm_ = 65536;
   bool shut_ = false;  // JS thread
 

@@ -63,17 +63,26 @@ async function main(): Promise<void> {
   count('maps');
   // ring buffer: records produced by a test run, delivered, then closed
   const rec = struct({ seq: field(u64, 0), cpu: field(u32, 8), tag: field(u32, 12) }, 16);
+  // (and with reused batch memory: batches released, one left queued for an iterator at close)
   const obj = await loadObject(join(dir, 'test', 'dp_ringbuf.bpf.o'), { cache: false });
-  const rb = new RingBuffer(obj.mapInfo('events'), { codec: rec, dropCounter: obj.mapInfo('dropped') });
-  let got = 0;
-  rb.on('batch', (b) => (got += b.length));
-  const ctx = Buffer.alloc(16);
-  ctx.writeBigUInt64LE(1000n, 0);
-  await testRunProgram(obj.program('dp_produce'), { ctx });
-  for (let t = 0; got < 1000 && t < 500; t++) await new Promise((r) => setTimeout(r, 10));
-  rb.close();
+  for (const reuseBuffers of [false, true]) {
+    const rb = new RingBuffer(obj.mapInfo('events'), { codec: rec, dropCounter: obj.mapInfo('dropped'), reuseBuffers, batchSize: 100 });
+    let got = 0;
+    rb.on('batch', (b) => (got += b.length));
+    const ctx = Buffer.alloc(16);
+    ctx.writeBigUInt64LE(1000n, 0);
+    await testRunProgram(obj.program('dp_produce'), { ctx });
+    for (let t = 0; got < 1000 && t < 500; t++) await new Promise((r) => setTimeout(r, 10));
+    if (reuseBuffers) {
+      const it = rb.batches();
+      void it.next(); // an iterator now holds batches until it moves past them
+      await testRunProgram(obj.program('dp_produce'), { ctx });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    rb.close();
+    count(`ringbuf${reuseBuffers ? ' (reuseBuffers)' : ''} records ${got}`);
+  }
   obj.close();
-  count(`ringbuf records ${got}`);
   // worker threads: terminated mid-load, and ended normally
   const addon = process.env.SMOOTHTASK_ADDON;
   const code = `const a = require(${JSON.stringify(addon)});

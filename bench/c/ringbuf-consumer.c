@@ -1,5 +1,6 @@
 // Baseline of bench/ringbuf.ts: drains a ring buffer (by map id) with libbpf's ring_buffer__poll
-// and counts records, as a plain C consumer would. Prints "<records> <elapsed ns>".
+// and counts records, as a plain C consumer would. Prints "<records> <elapsed ns> <last ns>",
+// the last being CLOCK_MONOTONIC when the last record arrived (the live phase's window ends there).
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <stdio.h>
@@ -32,7 +33,7 @@ int main(int argc, char **argv) {
     else if (count > 0 && now_ns() - last > 300000000LL) break;
   }
   long long t1 = count >= want ? now_ns() : last;
-  printf("%lld %lld\n", count, t1 - t0);
+  printf("%lld %lld %lld\n", count, t1 - t0, last);
   ring_buffer__free(rb);
   return 0;
 }

@@ -66,7 +66,7 @@ export class PerfBuffer<T = Buffer> extends RingBuffer<T> implements RingBufferL
     const holder: { native?: NativePerfBuffer } = {};
     const Ctor = loadAddon().dp.PerfBufferConsumer;
     // RingBuffer drives any consumer with the ring buffer protocol; this one also needs pageCount.
-    const make = function (fd: number, o: { batchSize: number; highWaterMark: number; batchBytes: number }, onBatch: NativeOnBatch) {
+    const make = function (fd: number, o: { batchSize: number; highWaterMark: number; batchBytes: number; reuse?: boolean }, onBatch: NativeOnBatch) {
       holder.native = new Ctor(fd, { ...o, pageCount }, onBatch);
       return holder.native;
     } as unknown as NativeRingBufferCtor;

@@ -65,11 +65,15 @@ export interface NativeRingBuffer {
  * `(null, null, 0, error)` when the consumer thread stopped on an error (a native error object
  * with `code` and `errno`, for fromNative).
  */
-export type NativeOnBatch = (data: Buffer | null, offsets: Uint32Array | null, count: number, error?: unknown) => void;
+/**
+ * A batch from the consumer thread: `data` is a Buffer, or with `reuse` an ArrayBuffer over
+ * pooled memory whose `lease` goes back through `releaseBatch` once the batch is consumed.
+ */
+export type NativeOnBatch = (data: Buffer | ArrayBuffer | null, offsets: Uint32Array | null, count: number, error?: unknown, lease?: number) => void;
 
 /** Constructor of {@link NativeRingBuffer}. */
 export interface NativeRingBufferCtor {
-  new (mapFd: number, opts: { batchSize: number; highWaterMark: number; batchBytes: number }, onBatch: NativeOnBatch): NativeRingBuffer;
+  new (mapFd: number, opts: { batchSize: number; highWaterMark: number; batchBytes: number; reuse?: boolean }, onBatch: NativeOnBatch): NativeRingBuffer;
 }
 
 /** The data path part of the addon. */
@@ -112,6 +116,10 @@ export interface DatapathNative {
   consumerTestFault(kind: 'poll' | 'thread'): void;
   /** Test hook: consumers registered for env cleanup and exit (open, thread running or stopped, not closed). */
   consumerRegistrations(): number;
+  /** A pooled batch was consumed: its ArrayBuffers are detached and its memory reused (native/consumer.cc). */
+  releaseBatch(lease: number, data: ArrayBuffer, offsets: ArrayBuffer): void;
+  /** Bytes held by the batch pool (native/batch_pool.h). */
+  batchPoolBytes(): number;
 }
 
 /** Exports of the data path's native files. */

@@ -7,7 +7,8 @@ import { ClosedError, UnsupportedError } from '../../lib/ebpf/errors.js';
 import { loadObject, type LoadOptions } from '../../lib/ebpf/load.js';
 import { numPossibleCpus } from '../../lib/ebpf/map.js';
 import type { BpfObject } from '../../lib/ebpf/object.js';
-import { RingBuffer } from '../../lib/ebpf/ringbuf.js';
+import { dp } from '../../lib/ebpf/map.js';
+import { RecordBatch, RingBuffer } from '../../lib/ebpf/ringbuf.js';
 import { bpfObjectDir } from '../../lib/native/addon.js';
 
 const objPath = join(bpfObjectDir(), 'test', 'dp_ringbuf.bpf.o');
@@ -138,6 +139,98 @@ describe('RingBuffer', () => {
     }
     await until(() => rb.stats().delivered > s.delivered, 5_000); // the thread reads again
     expect(rb.stats().delivered + rb.stats().dropped).toBeLessThanOrEqual(produced);
+  });
+
+  describe('reuseBuffers', () => {
+    it('every record arrives as without it; a consumed batch is detached and its memory reused, not grown', async () => {
+      const obj = await load();
+      const rb = new RingBuffer(obj.mapInfo('events'), { reuseBuffers: true, batchSize: 1024 });
+      open.push(rb);
+      const total = 200_000;
+      let next = 0n;
+      let bad = 0;
+      let received = 0;
+      const kept: { batch: RecordBatch; view: Buffer }[] = [];
+      rb.on('batch', (b) => {
+        for (let i = 0; i < b.length; i++) {
+          const r = b.get(i);
+          if (r.length !== 16 || r.readBigUInt64LE(0) !== next) bad++;
+          next++;
+        }
+        received += b.length;
+        if (kept.length < 3) kept.push({ batch: b, view: b.get(0) }); // kept past the handler: must not see later data
+      });
+      const pool0 = dp().batchPoolBytes();
+      const rss0 = process.memoryUsage().rss;
+      for (let i = 0; i < 4; i++) await testRunProgram(obj.program('dp_produce'), { ctx: ctx(total / 4) });
+      await until(() => received >= total, 30_000);
+      expect(bad).toBe(0);
+      expect(received).toBe(total);
+      for (const k of kept) {
+        // detached once consumed: empty, never the bytes of a later batch
+        expect(k.batch.data.length).toBe(0);
+        expect(k.batch.offsets.length).toBe(0);
+        expect(k.view.length).toBe(0);
+      }
+      // ~200 batches went through a pool of a few warm blocks (no fresh memory per batch)
+      expect(dp().batchPoolBytes()).toBeGreaterThan(pool0);
+      expect(dp().batchPoolBytes()).toBeLessThan(64 << 20);
+      expect(process.memoryUsage().rss - rss0).toBeLessThan(48 << 20);
+    });
+
+    it('an iterator keeps a batch readable until it moves past it; decoded records stay valid', async () => {
+      const obj = await load();
+      const raw = new RingBuffer(obj.mapInfo('events'), { reuseBuffers: true, batchSize: 100 });
+      open.push(raw);
+      await testRunProgram(obj.program('dp_produce'), { ctx: ctx(300, 1) });
+      const views: Buffer[] = [];
+      for await (const r of raw) {
+        // the previous record of the same batch is still readable while the iterator is in it
+        if (views.length % 100 !== 0) expect(views[views.length - 1]!.readBigUInt64LE(0)).toBe(BigInt(views.length - 1));
+        views.push(r);
+        if (views.length >= 300) break;
+      }
+      expect(views[0]!.length).toBe(0); // the first batch is consumed: detached
+      raw.close();
+      const decoded = new RingBuffer(obj.mapInfo('events'), { codec: rec, reuseBuffers: true, batchSize: 100 });
+      open.push(decoded);
+      await testRunProgram(obj.program('dp_produce'), { ctx: ctx(300, 2) });
+      const recs: { seq: bigint }[] = [];
+      for await (const r of decoded) {
+        recs.push(r);
+        if (recs.length >= 300) break;
+      }
+      const s0 = recs[0]!.seq; // records decoded from batches long since reused: still each its own
+      expect(recs.map((r) => r.seq)).toEqual(Array.from({ length: 300 }, (_, i) => s0 + BigInt(i)));
+    });
+
+    it('releaseBatch refuses buffers that are not the batch\'s and ignores a second release or an unknown lease', async () => {
+      expect(() => dp().releaseBatch(1, new ArrayBuffer(8), new ArrayBuffer(8))).not.toThrow(); // unknown lease (or released): no-op
+      expect(() => dp().releaseBatch(Number.NaN, new ArrayBuffer(8), new ArrayBuffer(8))).not.toThrow();
+      expect(() => (dp().releaseBatch as (...a: unknown[]) => void)('x', 1, 2)).toThrow(TypeError);
+      const obj = await load();
+      let lease = 0;
+      let first: ArrayBuffer | undefined;
+      let offs: ArrayBuffer | undefined;
+      const ctor = dp().RingBufferConsumer;
+      const native = new ctor(obj.mapInfo('events').fd, { batchSize: 64, highWaterMark: 1024, batchBytes: 1 << 20, reuse: true }, (data, offsets, _count, _err, l) => {
+        if (lease || l === undefined) return;
+        lease = l;
+        first = data as ArrayBuffer;
+        offs = offsets!.buffer as ArrayBuffer;
+      });
+      try {
+        await testRunProgram(obj.program('dp_produce'), { ctx: ctx(10) });
+        await until(() => lease > 0, 5_000);
+        expect(() => dp().releaseBatch(lease, new ArrayBuffer(16), offs!)).toThrow(/not the batch's/);
+        expect(first!.byteLength).toBe(160); // nothing released by the refused call
+        dp().releaseBatch(lease, first!, offs!);
+        expect(first!.byteLength).toBe(0);
+        expect(() => dp().releaseBatch(lease, first!, offs!)).not.toThrow();
+      } finally {
+        native.close();
+      }
+    });
   });
 
   it('rejects maps that are not ring buffers', async () => {

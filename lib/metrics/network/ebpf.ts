@@ -72,7 +72,7 @@ export class EbpfNetworkReader extends BpfReaderBase<NetworkSnapshot, TcpEvent> 
   #ring(): RingBufferLike<Decoded<typeof stTcpEvent>> {
     this.check();
     if (!this.wantEvents) throw new ConfigError('network events were not requested: open the reader with events: true', ['events: false']);
-    return (this.#rb ??= this.obj.ringBuffer('tcp_events', { codec: stTcpEvent }));
+    return (this.#rb ??= this.obj.ringBuffer('tcp_events', { codec: stTcpEvent, reuseBuffers: true }));
   }
 
   protected override onClose(): void {

@@ -134,7 +134,7 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
   #ring(): RingBufferLike<Decoded<typeof stProcEvent>> {
     this.check();
     if (!this.wantEvents) throw new ConfigError('process events were not requested: open the reader with events: true', ['events: false']);
-    return (this.#rb ??= this.obj.ringBuffer('proc_events', { codec: stProcEvent }));
+    return (this.#rb ??= this.obj.ringBuffer('proc_events', { codec: stProcEvent, reuseBuffers: true }));
   }
 
   protected override onClose(): void {

@@ -174,7 +174,7 @@ export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
   async *events(options: { signal?: AbortSignal } = {}): AsyncGenerator<ThermalEvent, void, undefined> {
     this.check();
     if (!this.#obj) return;
-    const ring = new RingBuffer(this.#obj.mapInfo('thermal_events'), { codec: thermalEvent });
+    const ring = new RingBuffer(this.#obj.mapInfo('thermal_events'), { codec: thermalEvent, reuseBuffers: true });
     this.#rings.add(ring as RingBufferLike<unknown>);
     this.#setEmit(++this.#eventConsumers > 0);
     const onAbort = () => ring.close();
