@@ -69,10 +69,11 @@ function setTarget(obj: BpfObject, pid: number): void {
 }
 
 describe('PerfBuffer', () => {
-  it('20,000 getppid() calls of a child arrive complete, with correct fields, in order per CPU', async () => {
+  for (const reuseBuffers of [false, true])
+  it(`20,000 getppid() calls of a child arrive complete, with correct fields, in order per CPU${reuseBuffers ? ' (reuseBuffers)' : ''}`, async () => {
     const obj = await load();
     // 1 MiB per CPU holds all 20,000 samples (32 bytes each with the perf header): nothing may be lost.
-    const rb = obj.ringBuffer('events', { codec: rec, pageCount: 256 });
+    const rb = obj.ringBuffer('events', { codec: rec, pageCount: 256, reuseBuffers });
     open.push(rb);
     expect(rb).toBeInstanceOf(PerfBuffer);
     const pb = rb as PerfBuffer<ReturnType<typeof rec.decode>>;
@@ -88,8 +89,10 @@ describe('PerfBuffer', () => {
     let badCpu = 0;
     let batches = 0;
     const sizes = new Set<number>();
+    let firstBatch: { data: Buffer } | undefined;
     pb.on('batch', (b) => {
       batches++;
+      firstBatch ??= b;
       for (let i = 0; i < b.length; i++) {
         const r = b.get(i);
         sizes.add(b.sizeOf(i));
@@ -114,6 +117,9 @@ describe('PerfBuffer', () => {
     expect(sorted[0]).toBe(0);
     expect(sorted[n - 1]).toBe(n - 1);
     expect([...sizes].every((s) => s >= 16)).toBe(true);
+    // a consumed batch of reused memory is detached; otherwise it stays as it was
+    if (reuseBuffers) expect(firstBatch!.data.length).toBe(0);
+    else expect(firstBatch!.data.length).toBeGreaterThan(0);
     const s = pb.stats();
     expect(s.delivered).toBe(n);
     expect(s.lost).toBe(0);
