@@ -75,6 +75,27 @@ describe('energy estimate (Kepler approach)', () => {
     expect(r2.processes[0]!.joules).toBeCloseTo(12 + 20, 9); // 6 W * 2 s + 20 W * 1 s
   });
 
+  it('processes that read as busier than the node (two reads, not one instant) share at most the whole', async () => {
+    const sys = laptopSysfs();
+    fx.push(sys);
+    const proc = procTree();
+    proc.setNode(1000, 5000);
+    proc.setProc(100, 'worker', 10, 0);
+    proc.setProc(200, 'batch job', 20, 0);
+    const est = new EnergyEstimator({ sysfsRoot: sys.root, procRoot: proc.root, idleWatts: 5 });
+    await est.sample(0n);
+    // node busy +100 ticks, the processes +80 and +60 (their times read a little later)
+    proc.setNode(1100, 5100);
+    proc.setProc(100, 'worker', 90, 0);
+    proc.setProc(200, 'batch job', 80, 0);
+    sys.write('class/powercap/intel-rapl:0/energy_uj', 1_000_000 + 50_000_000);
+    const r = await est.sample(2n * S);
+    const [a, b] = r.processes;
+    expect(a!.share).toBeCloseTo(80 / 140, 9);
+    expect(b!.share).toBeCloseTo(60 / 140, 9);
+    expect(r.attributedWatts).toBeCloseTo(20, 9); // all of the dynamic power (25 - 5), not more
+  });
+
   it('without RAPL (this host) shares are computed and watts are null', async () => {
     const sys = emptySysfs();
     fx.push(sys);

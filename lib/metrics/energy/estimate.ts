@@ -162,13 +162,22 @@ export class EnergyEstimator {
     const dynamic = watts === null ? null : Math.max(0, watts - this.#idleWatts);
     const next = new Map<number, number>();
     const processes: ProcessEnergy[] = [];
+    const deltas: [CpuTimeSample, number][] = [];
+    let sum = 0;
     for (const t of times) {
       next.set(t.pid, t.cpuNs);
       const prev = this.#prevCpu.get(t.pid);
       if (first || prev === undefined) continue;
       const d = Math.max(0, t.cpuNs - prev);
       if (d === 0) continue;
-      const share = busyDelta > 0 ? Math.min(1, d / busyDelta) : 0;
+      deltas.push([t, d]);
+      sum += d;
+    }
+    // The node's busy time and the processes' times are two reads (ticks and nanoseconds, not at
+    // the same instant): shares are of whichever is larger, so together they never pass 1.
+    const whole = Math.max(busyDelta, sum);
+    for (const [t, d] of deltas) {
+      const share = busyDelta > 0 ? Math.min(1, d / whole) : 0;
       const w = dynamic === null ? null : dynamic * share;
       const j = (this.#joules.get(t.pid) ?? 0) + (w ?? 0) * interval;
       this.#joules.set(t.pid, j);
