@@ -147,14 +147,15 @@ describe('RingBuffer', () => {
       const rb = new RingBuffer(obj.mapInfo('events'), { reuseBuffers: true, batchSize: 1024 });
       open.push(rb);
       const total = 200_000;
-      let next = 0n;
+      let next = -1n; // the producer's per-CPU sequence (all runs on CPU 0)
       let bad = 0;
       let received = 0;
       const kept: { batch: RecordBatch; view: Buffer }[] = [];
       rb.on('batch', (b) => {
         for (let i = 0; i < b.length; i++) {
           const r = b.get(i);
-          if (r.length !== 16 || r.readBigUInt64LE(0) !== next) bad++;
+          if (next < 0n) next = r.readBigUInt64LE(0);
+          if (r.length !== 16 || r.readBigUInt64LE(0) !== next || r.readUInt32LE(8) !== 0) bad++;
           next++;
         }
         received += b.length;
@@ -162,7 +163,7 @@ describe('RingBuffer', () => {
       });
       const pool0 = dp().batchPoolBytes();
       const rss0 = process.memoryUsage().rss;
-      for (let i = 0; i < 4; i++) await testRunProgram(obj.program('dp_produce'), { ctx: ctx(total / 4) });
+      for (let i = 0; i < 4; i++) await testRunProgram(obj.program('dp_produce'), { ctx: ctx(total / 4), cpu: 0 });
       await until(() => received >= total, 30_000);
       expect(bad).toBe(0);
       expect(received).toBe(total);
