@@ -47,9 +47,10 @@ export default async function bench(args: string[]): Promise<BenchResult> {
     const rb = mode === 'decoded' ? new RingBuffer(info, { codec: rec, reuseBuffers: true }) : new RingBuffer(info, { reuseBuffers: mode === 'reuse' });
     const done = new Promise<bigint>((resolve) => {
       rb.on('batch', (b: RecordBatch<unknown>) => {
-        if (mode === 'decoded') for (let i = 0; i < b.length; i++) sink += (b.get(i) as { seq: bigint }).seq;
-        else for (let i = 0; i < b.length; i++) n += b.sizeOf(i) > 0 ? 1 : 0;
-        if (mode === 'decoded') n += b.length;
+        if (mode === 'decoded') {
+          for (let i = 0; i < b.length; i++) sink += (b.get(i) as { seq: bigint }).seq;
+          n += b.length;
+        } else for (let i = 0; i < b.length; i++) n += b.sizeOf(i) > 0 ? 1 : 0;
         last = process.hrtime.bigint();
         if (n >= want - (count?.() ?? 0)) resolve(last);
       });

@@ -99,11 +99,17 @@ class Judge {
   Clock::time_point start_ = Clock::now();
 };
 
-void KillAndReap(pid_t pid) {
-  kill(pid, SIGKILL);
+// Waits for `pid` to end; its wait status.
+int Reap(pid_t pid) {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  return status;
+}
+
+void KillAndReap(pid_t pid) {
+  kill(pid, SIGKILL);
+  Reap(pid);
 }
 
 // ------------------------------------------------------------------ the helper process
@@ -177,9 +183,7 @@ void Release(Helper& h) {
     return;
   }
   close(h.fd);  // it sees the end of its socket and exits
-  int status = 0;
-  while (waitpid(h.pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  Reap(h.pid);
 }
 
 uint32_t TestHook() {
@@ -242,9 +246,7 @@ PreCheck HelperCheckOpen(const std::vector<uint8_t>& elf, double timeoutMs, int*
       }
       // the helper ended: how?
       close(h.fd);
-      int status = 0;
-      while (waitpid(h.pid, &status, 0) < 0 && errno == EINTR) {
-      }
+      int status = Reap(h.pid);
       if (WIFSIGNALED(status)) {
         *signalOut = WTERMSIG(status);
         return PreCheck::kCrashed;

@@ -177,7 +177,7 @@ export class EnergyEstimator {
     // the same instant): shares are of whichever is larger, so together they never pass 1.
     const whole = Math.max(busyDelta, sum);
     for (const [t, d] of deltas) {
-      const share = busyDelta > 0 ? Math.min(1, d / whole) : 0;
+      const share = busyDelta > 0 ? d / whole : 0;
       const w = dynamic === null ? null : dynamic * share;
       const j = (this.#joules.get(t.pid) ?? 0) + (w ?? 0) * interval;
       this.#joules.set(t.pid, j);
