@@ -24,8 +24,12 @@ function out(size: number, buf?: Uint8Array): Uint8Array {
   return buf ?? new Uint8Array(size);
 }
 
-function prim<T>(size: number, get: (v: DataView, o: number) => T, set: (v: DataView, o: number, x: T) => void): Codec<T> {
-  return {
+// Primitive codec -> its read as source text over DataView `v` at offset `X`, for the compiled
+// struct decoders (constant templates of this file: nothing from BTF goes into them).
+const INLINE = new WeakMap<Codec<unknown>, string>();
+
+function prim<T>(size: number, get: (v: DataView, o: number) => T, set: (v: DataView, o: number, x: T) => void, inline?: string): Codec<T> {
+  const c: Codec<T> = {
     size,
     decode: (buf, offset = 0) => get(view(buf), offset),
     encode(value, buf, offset = 0) {
@@ -34,37 +38,39 @@ function prim<T>(size: number, get: (v: DataView, o: number) => T, set: (v: Data
       return b;
     },
   };
+  if (inline) INLINE.set(c as Codec<unknown>, inline);
+  return c;
 }
 
 /** Unsigned 8-bit integer. */
-export const u8: Codec<number> = prim(1, (v, o) => v.getUint8(o), (v, o, x) => v.setUint8(o, x));
+export const u8: Codec<number> = prim(1, (v, o) => v.getUint8(o), (v, o, x) => v.setUint8(o, x), 'v.getUint8(X)');
 /** Signed 8-bit integer. */
-export const i8: Codec<number> = prim(1, (v, o) => v.getInt8(o), (v, o, x) => v.setInt8(o, x));
+export const i8: Codec<number> = prim(1, (v, o) => v.getInt8(o), (v, o, x) => v.setInt8(o, x), 'v.getInt8(X)');
 /** Unsigned 16-bit integer. */
-export const u16: Codec<number> = prim(2, (v, o) => v.getUint16(o, true), (v, o, x) => v.setUint16(o, x, true));
+export const u16: Codec<number> = prim(2, (v, o) => v.getUint16(o, true), (v, o, x) => v.setUint16(o, x, true), 'v.getUint16(X, true)');
 /** Signed 16-bit integer. */
-export const i16: Codec<number> = prim(2, (v, o) => v.getInt16(o, true), (v, o, x) => v.setInt16(o, x, true));
+export const i16: Codec<number> = prim(2, (v, o) => v.getInt16(o, true), (v, o, x) => v.setInt16(o, x, true), 'v.getInt16(X, true)');
 /** Unsigned 32-bit integer. */
-export const u32: Codec<number> = prim(4, (v, o) => v.getUint32(o, true), (v, o, x) => v.setUint32(o, x, true));
+export const u32: Codec<number> = prim(4, (v, o) => v.getUint32(o, true), (v, o, x) => v.setUint32(o, x, true), 'v.getUint32(X, true)');
 /** Signed 32-bit integer. */
-export const i32: Codec<number> = prim(4, (v, o) => v.getInt32(o, true), (v, o, x) => v.setInt32(o, x, true));
+export const i32: Codec<number> = prim(4, (v, o) => v.getInt32(o, true), (v, o, x) => v.setInt32(o, x, true), 'v.getInt32(X, true)');
 /** Unsigned 64-bit integer as `bigint` (no precision loss). */
-export const u64: Codec<bigint> = prim(8, (v, o) => v.getBigUint64(o, true), (v, o, x) => v.setBigUint64(o, BigInt.asUintN(64, x), true));
+export const u64: Codec<bigint> = prim(8, (v, o) => v.getBigUint64(o, true), (v, o, x) => v.setBigUint64(o, BigInt.asUintN(64, x), true), 'v.getBigUint64(X, true)');
 /** Signed 64-bit integer as `bigint`. */
-export const i64: Codec<bigint> = prim(8, (v, o) => v.getBigInt64(o, true), (v, o, x) => v.setBigInt64(o, BigInt.asIntN(64, x), true));
+export const i64: Codec<bigint> = prim(8, (v, o) => v.getBigInt64(o, true), (v, o, x) => v.setBigInt64(o, BigInt.asIntN(64, x), true), 'v.getBigInt64(X, true)');
 /**
  * Unsigned 64-bit integer as `number`: exact below 2^53, the convenient choice for counters
  * and nanosecond timestamps that stay below 104 days of uptime... use {@link u64} when in doubt.
  */
-export const u64n: Codec<number> = prim(8, (v, o) => Number(v.getBigUint64(o, true)), (v, o, x) => v.setBigUint64(o, BigInt(Math.trunc(x)), true));
+export const u64n: Codec<number> = prim(8, (v, o) => v.getUint32(o + 4, true) * 0x1_0000_0000 + v.getUint32(o, true), (v, o, x) => v.setBigUint64(o, BigInt(Math.trunc(x)), true), '(v.getUint32(X + 4, true) * 4294967296 + v.getUint32(X, true))');
 /** Signed 64-bit integer as `number`: exact between -(2^53) and 2^53; see {@link u64n}. */
-export const i64n: Codec<number> = prim(8, (v, o) => Number(v.getBigInt64(o, true)), (v, o, x) => v.setBigInt64(o, BigInt(Math.trunc(x)), true));
+export const i64n: Codec<number> = prim(8, (v, o) => v.getInt32(o + 4, true) * 0x1_0000_0000 + v.getUint32(o, true), (v, o, x) => v.setBigInt64(o, BigInt(Math.trunc(x)), true), '(v.getInt32(X + 4, true) * 4294967296 + v.getUint32(X, true))');
 /** 32-bit float. */
-export const f32: Codec<number> = prim(4, (v, o) => v.getFloat32(o, true), (v, o, x) => v.setFloat32(o, x, true));
+export const f32: Codec<number> = prim(4, (v, o) => v.getFloat32(o, true), (v, o, x) => v.setFloat32(o, x, true), 'v.getFloat32(X, true)');
 /** 64-bit float. */
-export const f64: Codec<number> = prim(8, (v, o) => v.getFloat64(o, true), (v, o, x) => v.setFloat64(o, x, true));
+export const f64: Codec<number> = prim(8, (v, o) => v.getFloat64(o, true), (v, o, x) => v.setFloat64(o, x, true), 'v.getFloat64(X, true)');
 /** C `_Bool` / `__u8` flag. */
-export const bool: Codec<boolean> = prim(1, (v, o) => v.getUint8(o) !== 0, (v, o, x) => v.setUint8(o, x ? 1 : 0));
+export const bool: Codec<boolean> = prim(1, (v, o) => v.getUint8(o) !== 0, (v, o, x) => v.setUint8(o, x ? 1 : 0), '(v.getUint8(X) !== 0)');
 
 const utf8 = new TextDecoder('utf-8');
 const utf8e = new TextEncoder();
@@ -139,18 +145,9 @@ export function struct<F extends Record<string, FieldSpec>>(fields: F, size: num
   for (const [name, f] of entries) {
     if (f.offset + f.codec.size > size) throw new ConfigError(`field ${name} (offset ${f.offset}, size ${f.codec.size}) exceeds struct size ${size}`);
   }
-  // Indexed arrays: decoding runs per record on the event path, with no iterator per field.
-  const names = entries.map(([name]) => name);
-  const codecs = entries.map(([, f]) => f.codec);
-  const offsets = entries.map(([, f]) => f.offset);
-  const n = entries.length;
   return {
     size,
-    decode(buf, offset = 0) {
-      const o: Record<string, unknown> = {};
-      for (let i = 0; i < n; i++) o[names[i]!] = codecs[i]!.decode(buf, offset + offsets[i]!);
-      return o as StructOf<F>;
-    },
+    decode: structDecoder(entries) as (buf: Uint8Array, offset?: number) => StructOf<F>,
     encode(value, buf, offset = 0) {
       const b = out(size, buf);
       if (buf) b.fill(0, offset, offset + size);
@@ -159,6 +156,50 @@ export function struct<F extends Record<string, FieldSpec>>(fields: F, size: num
       return b;
     },
   };
+}
+
+type Decode = (buf: Uint8Array, offset?: number) => Record<string, unknown>;
+
+/**
+ * The decoder of a struct. Decoding runs per record on the event path and per entry on every
+ * map read: the object is built as one literal with the fields as constant keys (one hidden
+ * class, no keyed store per field), compiled once per struct. Field names come from BTF, which
+ * may be hostile: they enter the source only as JSON string literals, `__proto__` as a computed
+ * key (an own data property, never the prototype), and an environment that refuses code
+ * generation gets the generic loop instead.
+ */
+function structDecoder(entries: Array<[string, FieldSpec]>): Decode {
+  const names = entries.map(([name]) => name);
+  const codecs = entries.map(([, f]) => f.codec);
+  const offsets = entries.map(([, f]) => f.offset);
+  const n = entries.length;
+  const generic: Decode = (buf, offset = 0) => {
+    const o: Record<string, unknown> = {};
+    for (let i = 0; i < n; i++) {
+      const v = codecs[i]!.decode(buf, offset + offsets[i]!);
+      if (names[i] === '__proto__') Object.defineProperty(o, '__proto__', { value: v, writable: true, enumerable: true, configurable: true });
+      else o[names[i]!] = v;
+    }
+    return o;
+  };
+  if (n > 256) return generic;
+  try {
+    const key = (name: string): string => (name === '__proto__' ? `[${JSON.stringify(name)}]` : JSON.stringify(name));
+    const read = (i: number): string => {
+      const at = `o + ${offsets[i]! | 0}`;
+      const inline = INLINE.get(codecs[i]!);
+      return inline ? inline.replaceAll('X', at) : `c[${i}].decode(b, ${at})`;
+    };
+    const body = names.map((name, i) => `${key(name)}: ${read(i)}`).join(',\n');
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval
+    const make = new Function('c', 'view', `"use strict"; return function decode(b, o = 0) { const v = view(b); return {\n${body}\n}; };`) as (
+      c: Codec<unknown>[],
+      v: (b: Uint8Array) => DataView,
+    ) => Decode;
+    return make(codecs, view);
+  } catch {
+    return generic;
+  }
 }
 
 /** Shorthand for a {@link FieldSpec}. */

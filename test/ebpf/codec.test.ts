@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { array, bool, bytes, cstring, f64, field, i16, i32, i64, i8, struct, sumPerCpu, sumRawPerCpu, sumValues, u16, u32, u64, u64n, u8 } from '../../lib/ebpf/codec.js';
+import { array, bool, bytes, cstring, f64, field, i16, i32, i64, i64n, i8, struct, sumPerCpu, sumRawPerCpu, sumValues, u16, u32, u64, u64n, u8 } from '../../lib/ebpf/codec.js';
 
 describe('codecs', () => {
   it('integers round-trip at any offset, little-endian', () => {
@@ -25,6 +25,41 @@ describe('codecs', () => {
     fc.assert(fc.property(fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }), (v) => i64.decode(i64.encode(v)) === v));
     expect(Buffer.from(u32.encode(0x01020304)).toString('hex')).toBe('04030201');
     expect(u64n.decode(u64.encode(123456789012n))).toBe(123456789012);
+  });
+
+  it('64-bit integers as numbers decode as Number(bigint) would, rounding included', () => {
+    fc.assert(fc.property(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.integer({ min: 0, max: 9 }), (v, off) => {
+      const buf = new Uint8Array(off + 8);
+      u64.encode(v, buf, off);
+      return u64n.decode(buf, off) === Number(v);
+    }));
+    fc.assert(fc.property(fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }), (v) => i64n.decode(i64.encode(v)) === Number(v)));
+    for (const v of [0n, 1n, (1n << 53n) - 1n, (1n << 53n) + 1n, (1n << 64n) - 1n]) expect(u64n.decode(u64.encode(v))).toBe(Number(v));
+    for (const v of [-1n, -(1n << 63n), -(1n << 53n) - 1n]) expect(i64n.decode(i64.encode(v))).toBe(Number(v));
+  });
+
+  it('struct field names from hostile BTF stay data: quotes, line separators, __proto__, code', () => {
+    const names = ['a"b', "c'd", 'e\\', 'f\u2028g', '});globalThis.pwned=1;({', '__proto__', 'constructor', '0', ''];
+    for (const withProto of [true, false]) {
+      const list = names.filter((n) => withProto || n !== '__proto__');
+      const fields = Object.fromEntries(list.map((n, i) => [n, field(u32, i * 4)]));
+      const c = struct(fields, list.length * 4);
+      const buf = new Uint8Array(list.length * 4);
+      list.forEach((_, i) => new DataView(buf.buffer).setUint32(i * 4, 1000 + i, true));
+      const o = c.decode(buf) as Record<string, number>;
+      list.forEach((n, i) => {
+        expect(Object.getOwnPropertyDescriptor(o, n)?.value).toBe(1000 + i);
+      });
+      expect(Object.getPrototypeOf(o)).toBe(Object.prototype);
+      expect((globalThis as Record<string, unknown>).pwned).toBeUndefined();
+      expect(c.decode(c.encode(o))).toEqual(o);
+    }
+    // Above 256 fields the decoder is the generic loop: the same rules hold there.
+    const many = Object.fromEntries([...Array.from({ length: 300 }, (_, i) => [`f${i}`, field(u8, i)]), ['__proto__', field(u8, 300)]]);
+    const big = struct(many, 301).decode(Uint8Array.from({ length: 301 }, (_, i) => i & 0xff)) as Record<string, number>;
+    expect(Object.getOwnPropertyDescriptor(big, '__proto__')?.value).toBe(300 & 0xff);
+    expect(Object.getPrototypeOf(big)).toBe(Object.prototype);
+    expect(big.f299).toBe(299 & 0xff);
   });
 
   it('cstring stops at NUL, truncates and pads on encode', () => {
