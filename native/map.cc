@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <unordered_map>
@@ -305,14 +306,40 @@ int IterateAll(int fd, uint32_t keySize, uint32_t valueStride, uint32_t maxEntri
   return 0;
 }
 
-// Batch lookup of the whole map. Returns 0, or -errno (-EINVAL/-ENOTSUPP: caller falls back).
-int BatchAll(int fd, uint32_t keySize, uint32_t valueStride, uint32_t maxEntries, std::vector<uint8_t>& keys,
-             std::vector<uint8_t>& values, uint32_t& count) {
+// Grow-only scratch memory for whole-map reads, not zeroed. A readAll used to allocate (and,
+// above malloc's mmap threshold, map and fault in) max_entries x value bytes, zero them, and
+// unmap them again on every call; a monitor reads a dozen such maps every second. At most
+// kKeep bytes stay allocated per thread between calls.
+class Scratch {
+ public:
+  uint8_t* Get(size_t n) {
+    if (n > cap_) {
+      buf_.reset(new uint8_t[n]);
+      cap_ = n;
+    }
+    return buf_.get();
+  }
+  void Trim() {
+    if (cap_ > kKeep) {
+      buf_.reset();
+      cap_ = 0;
+    }
+  }
+
+ private:
+  static constexpr size_t kKeep = size_t(4) << 20;
+  std::unique_ptr<uint8_t[]> buf_;
+  size_t cap_ = 0;
+};
+thread_local Scratch scratchKeys, scratchValues;
+
+// Batch lookup of the whole map into keys/values (room for maxEntries each). Returns 0, or
+// -errno (-EINVAL/-ENOTSUPP: caller falls back).
+int BatchAll(int fd, uint32_t keySize, uint32_t valueStride, uint32_t maxEntries, uint8_t* keys, uint8_t* values,
+             uint32_t& count) {
   // Hash maps use a u32 bucket cursor, arrays a key-sized one: size the token for both.
   std::vector<uint8_t> inBatch(std::max<uint32_t>(keySize, 8)), outBatch(std::max<uint32_t>(keySize, 8));
   uint32_t chunk = std::max<uint32_t>(std::min<uint32_t>(maxEntries, 1u << 16), 64);
-  keys.resize(size_t(maxEntries) * keySize);
-  values.resize(size_t(maxEntries) * valueStride);
   count = 0;
   bool first = true;
   LIBBPF_OPTS(bpf_map_batch_opts, opts);
@@ -320,9 +347,8 @@ int BatchAll(int fd, uint32_t keySize, uint32_t valueStride, uint32_t maxEntries
     uint32_t room = maxEntries - count;
     if (room == 0) break;
     uint32_t n = std::min(chunk, room);
-    int r = bpf_map_lookup_batch(fd, first ? nullptr : inBatch.data(), outBatch.data(),
-                                 keys.data() + size_t(count) * keySize, values.data() + size_t(count) * valueStride, &n,
-                                 &opts);
+    int r = bpf_map_lookup_batch(fd, first ? nullptr : inBatch.data(), outBatch.data(), keys + size_t(count) * keySize,
+                                 values + size_t(count) * valueStride, &n, &opts);
     int e = r < 0 ? errno : 0;
     if (r < 0 && e != ENOENT) {
       if (e == ENOSPC && chunk < maxEntries) {  // a hash bucket bigger than the chunk: retry larger
@@ -336,8 +362,6 @@ int BatchAll(int fd, uint32_t keySize, uint32_t valueStride, uint32_t maxEntries
     first = false;
     inBatch.swap(outBatch);
   }
-  keys.resize(size_t(count) * keySize);
-  values.resize(size_t(count) * valueStride);
   return 0;
 }
 
@@ -360,26 +384,32 @@ Napi::Value MapReadAll(const Napi::CallbackInfo& info) {
                       std::to_string(g.valueBytes) + ")");
   if (maxEntries > g.maxEntries)
     ThrowArg(env, "max entries " + std::to_string(maxEntries) + " exceeds the map's " + std::to_string(g.maxEntries));
-  std::vector<uint8_t> keys, values;
   uint32_t count = 0;
   bool batch = false;
   int r = -EINVAL;
+  Napi::Object o = Napi::Object::New(env);
   if (mode != "iterate") {
-    r = BatchAll(fd, keySize, valueStride, maxEntries, keys, values, count);
+    uint8_t* k = scratchKeys.Get(std::max<size_t>(size_t(maxEntries) * keySize, 1));
+    uint8_t* v = scratchValues.Get(std::max<size_t>(size_t(maxEntries) * valueStride, 1));
+    r = BatchAll(fd, keySize, valueStride, maxEntries, k, v, count);
     batch = r == 0;
+    if (batch) {
+      o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, k, size_t(count) * keySize));
+      o.Set("values", Napi::Buffer<uint8_t>::Copy(env, v, size_t(count) * valueStride));
+    }
+    scratchKeys.Trim();
+    scratchValues.Trim();
     if (r < 0 && mode == "batch") Throw(env, ErrnoError(r, "bpf_map_lookup_batch", "CAP_BPF", "map batch lookup"));
   }
   if (r < 0) {
     if (r != -EINVAL && r != -ENOTSUP && r != -524 && r != -ENOSYS && r != -EOPNOTSUPP && mode == "auto" && r != -EFAULT)
       Throw(env, ErrnoError(r, "bpf_map_lookup_batch"));
-    keys.clear();
-    values.clear();
+    std::vector<uint8_t> keys, values;
     r = IterateAll(fd, keySize, valueStride, maxEntries, keys, values, count);
     if (r < 0) Throw(env, ErrnoError(r, "map iteration"));
+    o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
+    o.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));
   }
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
-  o.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));
   o.Set("count", count);
   o.Set("batch", batch);
   return o;

@@ -273,11 +273,16 @@ export class BpfMap<K = Buffer, V = Buffer> implements BpfMapLike<K, V> {
   /**
    * The whole map in one native call: BPF_MAP_LOOKUP_BATCH, or next-key iteration where the
    * kernel or map type lacks batch ops (`mode` forces one). Keys and values stay raw.
+   * `limit` stops after that many entries (default and at most the map's max_entries): for an
+   * array, its first `limit` indexes.
    */
-  readAllRaw(mode: 'auto' | 'batch' | 'iterate' = 'auto'): RawMapContents {
+  readAllRaw(mode: 'auto' | 'batch' | 'iterate' = 'auto', limit?: number): RawMapContents {
     const fd = this.#live();
     const entryStride = this.stride * this.cpus;
-    const r = call(() => dp().mapReadAll(fd, this.info.keySize, entryStride, this.info.maxEntries, mode));
+    if (limit !== undefined && !(typeof limit === 'number' && limit >= 0)) throw new ConfigError(`map ${this.info.name}: readAll limit must be a number >= 0, got ${String(limit)}`);
+    const max = limit === undefined ? this.info.maxEntries : Math.min(Math.floor(limit), this.info.maxEntries);
+    if (max === 0) return { keys: Buffer.alloc(0), values: Buffer.alloc(0), count: 0, keySize: this.info.keySize, entryStride, batch: false };
+    const r = call(() => dp().mapReadAll(fd, this.info.keySize, entryStride, max, mode));
     this.#lastBatch = r.batch;
     return { keys: r.keys, values: r.values, count: r.count, keySize: this.info.keySize, entryStride, batch: r.batch };
   }
@@ -285,9 +290,10 @@ export class BpfMap<K = Buffer, V = Buffer> implements BpfMapLike<K, V> {
   /**
    * The whole map as a `Map` (per-CPU values summed). Keys that decode to objects or Buffers
    * are distinct `Map` keys per entry; look them up by iterating, or use number keys.
+   * `limit` as in {@link readAllRaw}.
    */
-  readAll(mode: 'auto' | 'batch' | 'iterate' = 'auto'): Map<K, V> {
-    const raw = this.readAllRaw(mode);
+  readAll(mode: 'auto' | 'batch' | 'iterate' = 'auto', limit?: number): Map<K, V> {
+    const raw = this.readAllRaw(mode, limit);
     const m = new Map<K, V>();
     for (let i = 0; i < raw.count; i++) m.set(this.#key.decode(raw.keys, i * raw.keySize), this.#decodeValue(raw.values, i * raw.entryStride));
     return m;

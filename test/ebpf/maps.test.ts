@@ -81,6 +81,27 @@ describe('BpfMap on kernel maps', () => {
     });
   }
 
+  it('readAll with a limit reads at most that many entries (an array: its first indexes)', () => {
+    using a = createMap({ type: 'array', keySize: 4, valueSize: 4, maxEntries: 64 }, { key: u32, value: u32 });
+    for (let i = 0; i < 64; i++) a.set(i, i * 10);
+    for (const mode of ['auto', 'iterate'] as const) {
+      expect([...a.readAll(mode, 3)]).toEqual([[0, 0], [1, 10], [2, 20]]);
+      expect(a.readAll(mode, 0).size).toBe(0);
+      expect(a.readAll(mode, 1000).size).toBe(64); // clamped to max_entries
+    }
+    using h = createMap({ type: 'hash', keySize: 4, valueSize: 4, maxEntries: 1024 }, { key: u32, value: u32 });
+    h.setMany(Array.from({ length: 500 }, (_, i) => [i, i] as const));
+    expect(h.readAll('auto', 100).size).toBe(100);
+    expect(h.readAll('auto').size).toBe(500);
+    // Big reads and small ones alternate on the same reused scratch memory: no stale bytes.
+    using big = createMap({ type: 'hash', keySize: 4, valueSize: 4, maxEntries: 200_000 }, { key: u32, value: u32 });
+    big.setMany(Array.from({ length: 150_000 }, (_, i) => [i + 1, 7] as const));
+    expect([...big.readAll().values()].every((v) => v === 7)).toBe(true);
+    expect(h.readAll().size).toBe(500);
+    expect([...h.readAll()].every(([k, v]) => k === v)).toBe(true);
+    for (const bad of [Number.NaN, -1, '3' as unknown as number]) expect(() => h.readAll('auto', bad)).toThrow(/limit/);
+  });
+
   it('batch read of 100,000 entries equals per-key reads and next-key iteration', () => {
     const N = 100_000;
     const value = struct({ count: field(u64, 0), comm: field(cstring(16), 8), slots: field(array(u32, 2), 24) }, 32);
