@@ -10,7 +10,7 @@ import { loadObject, type LoadOptions } from '../ebpf/load.js';
 import type { BpfObject } from '../ebpf/object.js';
 import type { IterLink, Link } from '../ebpf/types.js';
 import { bpfObjectDir } from '../native/addon.js';
-import type { ResolvedFilter, SnapshotBase } from './family.js';
+import type { MetricReader, ResolvedFilter, SnapshotBase } from './family.js';
 import { FILTER_FLAGS, stFilterConfig } from './bpf-structs.js';
 import { ReaderBase } from './reader-base.js';
 
@@ -89,6 +89,8 @@ export interface BpfReaderOptions {
   events: boolean;
   /** Programs not to attach (e.g. iterators are attached per read). */
   skipAttach?: (section: string) => boolean;
+  /** Another family's reader in the same monitor (see FamilyContext.peer). */
+  peer?: (family: string) => MetricReader | undefined;
 }
 
 /** Base of the eBPF readers: attaches on construction, filter maps, memory, cleanup. */
@@ -104,12 +106,15 @@ export abstract class BpfReaderBase<S extends SnapshotBase, E = never> extends R
   protected readonly filterMaps: FilterMaps;
   /** Whether events were asked for. */
   protected readonly wantEvents: boolean;
+  /** Other families' readers of the same monitor, when opened through one. */
+  protected readonly peer: ((family: string) => MetricReader | undefined) | undefined;
 
   /** Writes the filter, then attaches every loaded program (iterators excepted); owns `o.object`. */
   constructor(o: BpfReaderOptions) {
     super(o.filter);
     this.obj = o.object;
     this.wantEvents = o.events;
+    this.peer = o.peer;
     try {
       this.filterMaps = new FilterMaps(o.object);
       // Filter first: programs must never run unfiltered once attached. The events flag goes

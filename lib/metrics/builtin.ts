@@ -31,7 +31,7 @@ function ebpfOr(ebpf: Ctor, procfs?: new (f: FamilyContext['filter']) => MetricR
     if (ctx.backend !== 'ebpf') throw new ConfigError(`backend ${ctx.backend} not supported`, [`backend: ${ctx.backend}`]);
     if (!ctx.object) throw new MetricsError('ERR_METRICS_INTERNAL', 'eBPF backend needs its object');
     const object = (await ctx.object) as BpfObject;
-    return new ebpf({ object, filter: ctx.filter, events: ctx.events });
+    return new ebpf({ object, filter: ctx.filter, events: ctx.events, ...(ctx.peer ? { peer: ctx.peer } : {}) });
   };
 }
 

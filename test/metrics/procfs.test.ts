@@ -1,10 +1,12 @@
 // The procfs backend against ground truth the test creates: a busy child, a sleeping child,
 // TCP connections on loopback, a direct-I/O write.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveFilter } from '../../lib/metrics/cgroup.js';
 import { ProcfsCpuReader, ProcfsDiskReader, ProcfsNetworkReader, ProcfsProcessReader } from '../../lib/metrics/procfs-readers.js';
-import { blockDeviceName, formatIpv6, parseStat, readStat } from '../../lib/metrics/procfs.js';
+import { blockDeviceName, formatIpv6, parseStat, readStat, readText } from '../../lib/metrics/procfs.js';
 import { CpuSnapshotSchema, DiskSnapshotSchema, NetworkSnapshotSchema, ProcessSnapshotSchema } from '../../lib/metrics/schemas.js';
 import { ClosedError } from '../../lib/ebpf/errors.js';
 import { fileDisk, kill, run, sleep, spawnBusy, spawnSleeper, tempDir } from './helpers.js';
@@ -15,6 +17,27 @@ describe('procfs parsers', () => {
     expect(s).toMatchObject({ pid: 42, comm: 'a (b) c', state: 'S', ppid: 1, minorFaults: 10, majorFaults: 3, threads: 2, vmBytes: 1048576 });
     expect(s!.userNs).toBeCloseTo(1.5e9, -6);
     expect(s!.systemNs).toBeCloseTo(0.5e9, -6);
+  });
+
+  it('readText reads small and large files whole, and null for what cannot be read', () => {
+    const { dir, cleanup } = tempDir('readtext-');
+    const big = Array.from({ length: 20_000 }, (_, i) => `line ${i}`).join('\n'); // > the 16 KiB first buffer
+    writeFileSync(join(dir, 'big'), big);
+    writeFileSync(join(dir, 'small'), 'abc\n');
+    writeFileSync(join(dir, 'exact'), 'x'.repeat(16 * 1024));
+    expect(readText(join(dir, 'big'))).toBe(big);
+    expect(readText(join(dir, 'small'))).toBe('abc\n'); // after a big one: no stale bytes
+    expect(readText(join(dir, 'exact'))).toBe('x'.repeat(16 * 1024));
+    expect(readText(join(dir, 'missing'))).toBeNull();
+    expect(readText(dir)).toBeNull(); // a directory: EISDIR on read
+    expect(readText('/proc/self/stat')).toMatch(/^\d+ \(/);
+    expect(readText('/proc/self/status')).toContain('\nVmRSS:');
+    // A seq_file of many records hands out at most a page per read(): read on to the end.
+    const maps = readText('/proc/self/maps')!;
+    expect(maps.length).toBeGreaterThan(3 * 4096);
+    expect(maps.endsWith('\n')).toBe(true);
+    expect(maps.split('\n').length).toBeGreaterThan(readFileSync('/proc/self/maps', 'latin1').split('\n').length * 0.9);
+    cleanup();
   });
 
   it('formats IPv6 addresses', () => {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
-import { readCoolingDevices, readHwmon, readThermalZones } from '../../lib/metrics/thermal/index.js';
+import { readCoolingDevices, readHwmon, readThermalZones, SysfsLayoutCache } from '../../lib/metrics/thermal/index.js';
 import { emptySysfs, laptopSysfs, type SysfsFixture } from '../fixtures/sysfs/tree.js';
 
 // This VM has no thermal zones and no hwmon chips: the readers are checked on fixture trees
@@ -34,6 +34,26 @@ describe('thermal zones (sysfs)', () => {
     fx.write('class/thermal/thermal_zone0/temp', 61250);
     const zones = await readThermalZones({ sysfsRoot: fx.root });
     expect(zones[0]!.temperatureC).toBe(61.25);
+  });
+
+  it('with a layout cache, lists directories once per TTL and reads values every time', async () => {
+    fx = laptopSysfs();
+    const layout = new SysfsLayoutCache(300);
+    const opts = { sysfsRoot: fx.root, layout };
+    expect((await readThermalZones(opts)).map((z) => z.name)).toEqual(['thermal_zone0', 'thermal_zone2', 'thermal_zone10']);
+    fx.write('class/thermal/thermal_zone0/temp', 52000);
+    fx.write('class/thermal/thermal_zone7/type', 'new_zone');
+    fx.write('class/thermal/thermal_zone7/temp', 30000);
+    const cached = await readThermalZones(opts);
+    expect(cached[0]!.temperatureC).toBe(52); // values: fresh
+    expect(cached.map((z) => z.name)).not.toContain('thermal_zone7'); // listing: reused
+    expect((await readThermalZones({ sysfsRoot: fx.root })).map((z) => z.name)).toContain('thermal_zone7'); // no cache: fresh
+    await new Promise((r) => setTimeout(r, 350));
+    const later = await readThermalZones(opts);
+    expect(later.find((z) => z.name === 'thermal_zone7')).toMatchObject({ type: 'new_zone', temperatureC: 30 });
+    // hwmon through the same cache: chips, sensors and the device link resolve as without it
+    expect(await readHwmon(opts)).toEqual(await readHwmon({ sysfsRoot: fx.root }));
+    expect(await readCoolingDevices(opts)).toEqual(await readCoolingDevices({ sysfsRoot: fx.root }));
   });
 
   it('reads cooling devices', async () => {

@@ -10,6 +10,7 @@ import { stSchedCpu, stSchedHist, stSchedOncpu } from '../bpf-structs.js';
 import { readSchedstat } from '../procfs.js';
 import type { CpuProcess, CpuSnapshot, CpuThread } from '../schemas.js';
 import { commOf, cgroupPath, type Decoded } from '../readers-shared.js';
+import { EbpfProcessReader } from '../process/ebpf.js';
 
 /** How long a process's cached comm is used before /proc/<pid>/comm is read again. */
 const COMM_REFRESH_MS = 10_000;
@@ -61,11 +62,21 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
    * Names the processes. The maps carry no comm, and reading /proc/<pid>/comm of every process
    * every second was most of this reader's CPU on a busy host (2,000 processes: 150 ms a
    * second). A name is read when a process is first seen, once more at the next read (a forked
-   * child usually execs at once, which changes its comm), then every COMM_REFRESH_MS.
+   * child usually execs at once, which changes its comm), then every COMM_REFRESH_MS; or from
+   * the process family's last snapshot when the monitor has that family on eBPF.
    */
   #names(procs: Map<number, CpuProcess>): void {
     const now = Date.now();
+    // The process family's task iterator, when the same monitor has it, read every process's
+    // comm from the kernel at most a tick ago: names from there cost no file at all.
+    const peer = this.peer?.('process');
+    const known = peer instanceof EbpfProcessReader && !peer.closed ? peer.lastComms() : undefined;
     for (const p of procs.values()) {
+      const k = known?.get(p.tgid);
+      if (k !== undefined) {
+        p.comm = k;
+        continue;
+      }
       const c = this.#comms.get(p.tgid);
       if (c && c.reads >= 2 && now - c.at < COMM_REFRESH_MS) {
         p.comm = c.comm;

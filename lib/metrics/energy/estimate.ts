@@ -17,6 +17,7 @@ import { z } from 'zod';
 import { validate } from '../../errors/validate.js';
 import { RaplSampler } from '../power/rapl.js';
 import { MetricsError } from '../errors.js';
+import { readText } from '../procfs.js';
 
 /** USER_HZ: the unit of /proc/<pid>/stat and /proc/stat times (100 on every mainstream Linux ABI). */
 export const USER_HZ = 100;
@@ -66,8 +67,11 @@ export function procfsCpuTimes(options: { procRoot?: string; pids?: readonly num
 
 /** Busy and total CPU time of the node from the `cpu` line of /proc/stat, ns. */
 export async function readNodeCpuNs(procRoot = '/proc'): Promise<{ busyNs: number; totalNs: number }> {
-  const text = await readFile(join(procRoot, 'stat'), 'utf8');
-  const line = text.split('\n').find((l) => l.startsWith('cpu '));
+  const text = readText(join(procRoot, 'stat'));
+  if (text === null) throw new MetricsError('ERR_METRICS_SOURCE', `cannot read ${join(procRoot, 'stat')}`);
+  // The node's line comes first: no need to split the per-CPU lines after it.
+  const end = text.indexOf('\n');
+  const line = text.startsWith('cpu ') ? text.slice(0, end < 0 ? text.length : end) : text.split('\n').find((l) => l.startsWith('cpu '));
   if (!line) throw new MetricsError('ERR_METRICS_SOURCE', `no cpu line in ${join(procRoot, 'stat')}`);
   const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
   const busy = user + nice + system + irq + softirq + steal;

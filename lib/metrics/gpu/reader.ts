@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { validate } from '../../errors/validate.js';
-import { loadObject, u32, type BpfObject, type Link } from '../../ebpf/index.js';
+import { loadObject, u32, type BpfMap, type BpfObject, type Link } from '../../ebpf/index.js';
 import '../../ebpf/attach.js'; // registers program.attach()
 import { bpfObjectDir } from '../../native/addon.js';
 import { EMPTY_FILTER, type Backend, type ResolvedFilter } from '../family.js';
@@ -59,6 +59,9 @@ export const GpuReaderOptionsSchema = z
 /** Options of {@link openGpuReader}. */
 export type GpuReaderOptions = z.input<typeof GpuReaderOptionsSchema>;
 
+/** How long a reader reuses "NVML library not found" before looking for the library again. */
+const NVML_RETRY_MS = 30_000;
+
 /** Reader of the `gpu` family. */
 export class GpuReader extends ReaderBase<GpuSnapshot> {
   /** Family name. */
@@ -88,7 +91,11 @@ export class GpuReader extends ReaderBase<GpuSnapshot> {
     this.#nvml = parts.nvml;
     this.#lacks = parts.lacks;
     this.symbols = parts.cuda.symbols;
+    this.#procs = parts.obj?.map('gpu_procs', { key: u32, value: gpuProcStats });
   }
+
+  /** gpu_procs, opened once (a read is one batch lookup, no fd churn). */
+  readonly #procs: BpfMap<number, ReturnType<typeof gpuProcStats.decode>> | undefined;
 
   /** The loaded object (programs carry run-time stats for the benchmark). @internal */
   get object(): BpfObject | undefined {
@@ -109,49 +116,60 @@ export class GpuReader extends ReaderBase<GpuSnapshot> {
   /** Per-process counters from the kernel maps (no NVML). */
   processes(): GpuProcess[] {
     this.check();
-    if (!this.#obj) return [];
-    const m = this.#obj.map('gpu_procs', { key: u32, value: gpuProcStats });
-    try {
-      const out: GpuProcess[] = [];
-      for (const [pid, s] of m.readAll()) {
-        out.push({
-          pid,
-          comm: s.comm,
-          launches: s.launches,
-          allocations: s.alloc_count,
-          allocatedBytes: s.alloc_bytes,
-          failedAllocations: s.alloc_failed,
-          frees: s.free_count,
-          freedBytes: s.free_bytes,
-          untrackedFrees: s.free_untracked,
-          outstandingBytes: Math.max(0, s.alloc_bytes - s.free_bytes),
-          htodCopies: s.htod_count,
-          htodBytes: s.htod_bytes,
-          dtohCopies: s.dtoh_count,
-          dtohBytes: s.dtoh_bytes,
-          dtodCopies: s.dtod_count,
-          dtodBytes: s.dtod_bytes,
-          syncs: s.sync_count,
-          syncSeconds: s.sync_ns / 1e9,
-          syncMaxSeconds: s.sync_max_ns / 1e9,
-          fencesEmitted: s.fence_emitted,
-          fencesSignaled: s.fence_signaled,
-          fenceLatencySeconds: s.fence_latency_ns / 1e9,
-          fenceLatencyMaxSeconds: s.fence_latency_max_ns / 1e9,
-          nvmlMemoryBytes: null,
-        });
-      }
-      return out.sort((a, b) => a.pid - b.pid);
-    } finally {
-      m.close();
+    const m = this.#procs;
+    if (!m) return [];
+    const out: GpuProcess[] = [];
+    for (const [pid, s] of m.readAll()) {
+      out.push({
+        pid,
+        comm: s.comm,
+        launches: s.launches,
+        allocations: s.alloc_count,
+        allocatedBytes: s.alloc_bytes,
+        failedAllocations: s.alloc_failed,
+        frees: s.free_count,
+        freedBytes: s.free_bytes,
+        untrackedFrees: s.free_untracked,
+        outstandingBytes: Math.max(0, s.alloc_bytes - s.free_bytes),
+        htodCopies: s.htod_count,
+        htodBytes: s.htod_bytes,
+        dtohCopies: s.dtoh_count,
+        dtohBytes: s.dtoh_bytes,
+        dtodCopies: s.dtod_count,
+        dtodBytes: s.dtod_bytes,
+        syncs: s.sync_count,
+        syncSeconds: s.sync_ns / 1e9,
+        syncMaxSeconds: s.sync_max_ns / 1e9,
+        fencesEmitted: s.fence_emitted,
+        fencesSignaled: s.fence_signaled,
+        fenceLatencySeconds: s.fence_latency_ns / 1e9,
+        fenceLatencyMaxSeconds: s.fence_latency_max_ns / 1e9,
+        nvmlMemoryBytes: null,
+      });
     }
+    return out.sort((a, b) => a.pid - b.pid);
+  }
+
+  #nvmlMissing: { sample: NvmlSample; at: number } | undefined;
+
+  /**
+   * NVML's sample. Where the library is not there, looking for it again costs a dlopen path
+   * search (a dozen failed opens) on every read: the answer is reused for NVML_RETRY_MS, so a
+   * driver installed later is still picked up.
+   */
+  async #sampleNvml(): Promise<NvmlSample> {
+    const missing = this.#nvmlMissing;
+    if (missing && Date.now() - missing.at < NVML_RETRY_MS) return missing.sample;
+    const sample = await sampleNvml(typeof this.#nvml === 'string' ? { library: this.#nvml } : {});
+    this.#nvmlMissing = !sample.available && sample.reason.startsWith('NVML library not found') ? { sample, at: Date.now() } : undefined;
+    return sample;
   }
 
   protected async collect(): Promise<GpuSnapshot> {
     const nvml: NvmlSample =
       this.#nvml === false
         ? { available: false, library: null, reason: 'NVML sampling disabled', driverVersion: null, devices: [] }
-        : await sampleNvml(typeof this.#nvml === 'string' ? { library: this.#nvml } : {});
+        : await this.#sampleNvml();
     this.check();
     const processes = this.processes();
     // NVML's per-process memory (what the driver really holds, including the context).
@@ -166,6 +184,7 @@ export class GpuReader extends ReaderBase<GpuSnapshot> {
 
   protected override onClose(): void {
     for (const l of this.#links) l.close();
+    this.#procs?.close();
     this.#obj?.close();
   }
 }

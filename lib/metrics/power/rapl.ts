@@ -27,7 +27,7 @@ export interface RaplZone {
 /** Reads every powercap zone that has an energy counter. [] when there is none. */
 export async function readRaplZones(options: SysfsOptions = {}): Promise<RaplZone[]> {
   const base = join(options.sysfsRoot ?? '/sys', 'class', 'powercap');
-  const names = (await listDir(base)).filter((n) => /^[a-z-]+(:\d+)+$/.test(n));
+  const names = (await listDir(base, options.layout)).filter((n) => /^[a-z-]+(:\d+)+$/.test(n));
   const zones = await Promise.all(
     names.map(async (zone): Promise<RaplZone | null> => {
       const dir = join(base, zone);

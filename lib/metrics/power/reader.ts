@@ -9,6 +9,7 @@ import { EnergyEstimator, type CpuTimeSource } from '../energy/estimate.js';
 import { EMPTY_FILTER, type Backend, type ResolvedFilter } from '../family.js';
 import { ReaderBase } from '../reader-base.js';
 import { readHwmon } from '../thermal/hwmon.js';
+import { SysfsLayoutCache } from '../thermal/sysfs-util.js';
 import { RaplSampler } from './rapl.js';
 import type { PowerSnapshot } from './schema.js';
 
@@ -41,8 +42,9 @@ export class PowerReader extends ReaderBase<PowerSnapshot> {
   readonly backend: Backend = 'sysfs';
   readonly #rapl: RaplSampler;
   readonly #estimator: EnergyEstimator | undefined;
-  readonly #sysfsRoot: string | undefined;
   readonly #top: number;
+  /** sysfs root and the directory listings reused between reads. */
+  readonly #sys: { sysfsRoot?: string; layout: SysfsLayoutCache };
 
   /** @internal use {@link openPowerReader} */
   constructor(options: PowerReaderOptions, filter: ResolvedFilter) {
@@ -50,10 +52,10 @@ export class PowerReader extends ReaderBase<PowerSnapshot> {
     const { cpuTimes, onClose, ...rest } = options;
     this.#onClose = onClose;
     const o = validate(PowerReaderOptionsSchema, rest, 'power reader options');
-    this.#sysfsRoot = o.sysfsRoot;
     this.#top = o.topProcesses;
     const sys = o.sysfsRoot ? { sysfsRoot: o.sysfsRoot } : {};
-    this.#rapl = new RaplSampler(sys);
+    this.#sys = { ...sys, layout: new SysfsLayoutCache() };
+    this.#rapl = new RaplSampler(this.#sys);
     if (o.processes) {
       // The estimator reads package power through this reader's sampler: one read of the counters per snapshot.
       let last: number | null = null;
@@ -78,7 +80,7 @@ export class PowerReader extends ReaderBase<PowerSnapshot> {
 
   protected async collect(): Promise<PowerSnapshot> {
     const now = process.hrtime.bigint();
-    const [rapl, hwmon] = await Promise.all([this.#rapl.sample(now), readHwmon(this.#sysfsRoot ? { sysfsRoot: this.#sysfsRoot } : {})]);
+    const [rapl, hwmon] = await Promise.all([this.#rapl.sample(now), readHwmon(this.#sys)]);
     const pkgs = rapl.filter((z) => z.parent === null && z.name.startsWith('package'));
     const packageWatts = pkgs.length && pkgs.every((z) => z.watts !== null) ? pkgs.reduce((s, z) => s + (z.watts ?? 0), 0) : null;
     this.#setLast(packageWatts);

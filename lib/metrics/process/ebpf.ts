@@ -76,6 +76,20 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     return this.read();
   }
 
+  #comms: { snap: ProcessSnapshot; map: Map<number, string> } | undefined;
+
+  /**
+   * comm by tgid from the last snapshot, for another family of the same monitor to name its
+   * processes without reading /proc/<pid>/comm; undefined before the first read.
+   * @internal
+   */
+  lastComms(): ReadonlyMap<number, string> | undefined {
+    const last = this.#last;
+    if (!last) return undefined;
+    if (this.#comms?.snap !== last.snap) this.#comms = { snap: last.snap, map: new Map(last.snap.processes.map((p) => [p.tgid, p.comm])) };
+    return this.#comms.map;
+  }
+
   async #collect(): Promise<ProcessSnapshot> {
     const buf = await this.#iter.read();
     const now = monotonicNowNs();

@@ -4,8 +4,7 @@
  * @module
  */
 import { join } from 'node:path';
-import { realpath } from 'node:fs/promises';
-import { listDir, readAttr, readInt } from './sysfs-util.js';
+import { listDir, readAttr, readInt, resolveLink, type SysfsLayoutCache } from './sysfs-util.js';
 import type { SysfsOptions } from './zones.js';
 
 /** Kinds of hwmon sensors. */
@@ -54,28 +53,23 @@ const KINDS: Record<string, [HwmonKind, number, string[]]> = {
 /** Reads every hwmon chip under `<sysfsRoot>/class/hwmon`. [] when there is none. */
 export async function readHwmon(options: SysfsOptions = {}): Promise<HwmonChip[]> {
   const base = join(options.sysfsRoot ?? '/sys', 'class', 'hwmon');
-  const chips = (await listDir(base)).filter((n) => /^hwmon\d+$/.test(n));
-  return Promise.all(chips.map((chip) => readChip(join(base, chip), chip)));
+  const chips = (await listDir(base, options.layout)).filter((n) => /^hwmon\d+$/.test(n));
+  return Promise.all(chips.map((chip) => readChip(join(base, chip), chip, options.layout)));
 }
 
-async function readChip(dir: string, chip: string): Promise<HwmonChip> {
+async function readChip(dir: string, chip: string, layout: SysfsLayoutCache | undefined): Promise<HwmonChip> {
   // Old drivers keep name and attributes in device/ instead of the hwmon directory.
   let attrDir = dir;
-  let files = await listDir(dir);
+  let files = await listDir(dir, layout);
   if (!files.some((f) => /_input$|_average$/.test(f))) {
-    const devFiles = await listDir(join(dir, 'device'));
+    const devFiles = await listDir(join(dir, 'device'), layout);
     if (devFiles.some((f) => /_input$|_average$/.test(f))) {
       attrDir = join(dir, 'device');
       files = devFiles;
     }
   }
   const name = (await readAttr(join(dir, 'name'))) ?? (await readAttr(join(dir, 'device', 'name'))) ?? chip;
-  let device: string | null = null;
-  try {
-    device = await realpath(join(dir, 'device'));
-  } catch {
-    device = null;
-  }
+  const device = await resolveLink(join(dir, 'device'), layout);
   const fileSet = new Set(files);
   const sensors = new Map<string, [string, number]>();
   for (const f of files) {

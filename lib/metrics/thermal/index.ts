@@ -10,3 +10,4 @@ export * from './hwmon.js';
 export * from './schema.js';
 export * from './reader.js';
 export * from './values.js';
+export { SysfsLayoutCache } from './sysfs-util.js';

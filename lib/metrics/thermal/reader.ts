@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { validate } from '../../errors/validate.js';
-import { loadObject, u32, type BpfObject, type Link, type RingBufferLike } from '../../ebpf/index.js';
+import { loadObject, numPossibleCpus, u32, type BpfMap, type BpfObject, type Link, type RingBufferLike } from '../../ebpf/index.js';
 import '../../ebpf/attach.js'; // registers program.attach()
 import { RingBuffer } from '../../ebpf/ringbuf.js';
 import { bpfObjectDir } from '../../native/addon.js';
@@ -16,6 +16,7 @@ import { ReaderBase } from '../reader-base.js';
 import { objectMapBytes } from '../gpu/bpf-filter.js';
 import { cpuCurrent, cpuResidency, cpuStateKey, thermalConfig, thermalEvent, thermalProgStats, thermalZoneState } from '../gpu/structs.js';
 import { readHwmon } from './hwmon.js';
+import { SysfsLayoutCache } from './sysfs-util.js';
 import type { ThermalEvent, ThermalSnapshot } from './schema.js';
 import { readCoolingDevices, readThermalZones } from './zones.js';
 
@@ -46,6 +47,14 @@ export const ThermalReaderOptionsSchema = z
 /** Options of {@link openThermalReader}. */
 export type ThermalReaderOptions = z.input<typeof ThermalReaderOptionsSchema>;
 
+interface KernelMaps {
+  prog: BpfMap<number, ReturnType<typeof thermalProgStats.decode>>;
+  zones: BpfMap<number, ReturnType<typeof thermalZoneState.decode>>;
+  freq: BpfMap<ReturnType<typeof cpuStateKey.decode>, ReturnType<typeof cpuResidency.decode>>;
+  idle: BpfMap<ReturnType<typeof cpuStateKey.decode>, ReturnType<typeof cpuResidency.decode>>;
+  current: BpfMap<number, ReturnType<typeof cpuCurrent.decode>>;
+}
+
 /** Reader of the `thermal` family. */
 export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
   /** Family name. */
@@ -61,6 +70,8 @@ export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
   readonly #lacks: string[];
   #eventConsumers = 0;
   readonly #rings = new Set<RingBufferLike<unknown>>();
+  readonly #layout = new SysfsLayoutCache();
+  readonly #maps: KernelMaps | undefined;
 
   /** @internal use {@link openThermalReader} */
   constructor(parts: { obj?: BpfObject; links: Link[]; attached: string[]; lacks: string[]; sysfsRoot?: string; hwmon: boolean }, filter: ResolvedFilter) {
@@ -72,6 +83,15 @@ export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
     this.#lacks = parts.lacks;
     this.#sysfsRoot = parts.sysfsRoot;
     this.#hwmon = parts.hwmon;
+    // Opened once: a read is then one lookup or batch read per map, no fd churn.
+    const o = parts.obj;
+    this.#maps = o && {
+      prog: o.map('thermal_prog', { key: u32, value: thermalProgStats }),
+      zones: o.map('thermal_zones', { key: u32, value: thermalZoneState }),
+      freq: o.map('freq_residency', { key: cpuStateKey, value: cpuResidency }),
+      idle: o.map('idle_residency', { key: cpuStateKey, value: cpuResidency }),
+      current: o.map('cpu_current', { key: u32, value: cpuCurrent }),
+    };
   }
 
   /** The loaded object (eBPF backend). @internal */
@@ -85,7 +105,7 @@ export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
   }
 
   protected async collect(): Promise<ThermalSnapshot> {
-    const opts = this.#sysfsRoot ? { sysfsRoot: this.#sysfsRoot } : {};
+    const opts = { layout: this.#layout, ...(this.#sysfsRoot ? { sysfsRoot: this.#sysfsRoot } : {}) };
     const [zones, cooling, hwmon] = await Promise.all([readThermalZones(opts), readCoolingDevices(opts), this.#hwmon ? readHwmon(opts) : Promise.resolve([])]);
     this.check();
     const kernel = this.#kernelState();
@@ -114,57 +134,50 @@ export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
 
   #kernelState(): { zones: Map<number, { updates: number; trips: number }>; cpus: ThermalSnapshot['cpus']; tracepoints: ThermalSnapshot['tracepoints'] } {
     const empty = { temperature: 0, trip: 0, cpuFrequency: 0, cpuIdle: 0, eventsDropped: 0 };
-    if (!this.#obj) return { zones: new Map(), cpus: [], tracepoints: empty };
-    const obj = this.#obj;
-    const prog = obj.map('thermal_prog', { key: u32, value: thermalProgStats });
-    const zonesMap = obj.map('thermal_zones', { key: u32, value: thermalZoneState });
-    const freq = obj.map('freq_residency', { key: cpuStateKey, value: cpuResidency });
-    const idle = obj.map('idle_residency', { key: cpuStateKey, value: cpuResidency });
-    const current = obj.map('cpu_current', { key: u32, value: cpuCurrent });
-    try {
-      const ps = prog.get(0);
-      const zones = new Map<number, { updates: number; trips: number }>();
-      for (const [id, z] of zonesMap.readAll()) zones.set(id | 0, { updates: z.updates, trips: z.trips });
-      const now = Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
-      const cpus = new Map<number, ThermalSnapshot['cpus'][number]>();
-      const cpu = (n: number) => {
-        let c = cpus.get(n);
-        if (!c) cpus.set(n, (c = { cpu: n, currentKhz: null, frequency: [], idle: [] }));
-        return c;
-      };
-      for (const [k, r] of freq.readAll()) cpu(k.cpu).frequency.push({ state: k.state, seconds: r.ns / 1e9, entries: r.count });
-      for (const [k, r] of idle.readAll()) cpu(k.cpu).idle.push({ state: k.state, seconds: r.ns / 1e9, entries: r.count });
-      // Open intervals: the state each CPU is in now has run since *_since_ns.
-      if (ps && (ps.freq_events > 0 || ps.idle_events > 0)) {
-        for (const [n, c] of current.readAll()) {
-          if (c.freq_since_ns) {
-            const e = cpu(n);
-            e.currentKhz = c.freq_khz;
-            const r = e.frequency.find((x) => x.state === c.freq_khz) ?? (e.frequency.push({ state: c.freq_khz, seconds: 0, entries: 0 }), e.frequency[e.frequency.length - 1]!);
-            r.seconds += Math.max(0, now - c.freq_since_ns) / 1e9;
-          }
-          if (c.idle_since_ns) {
-            const e = cpu(n);
-            const r = e.idle.find((x) => x.state === c.idle_state) ?? (e.idle.push({ state: c.idle_state, seconds: 0, entries: 0 }), e.idle[e.idle.length - 1]!);
-            r.seconds += Math.max(0, now - c.idle_since_ns) / 1e9;
-          }
+    const maps = this.#maps;
+    if (!maps) return { zones: new Map(), cpus: [], tracepoints: empty };
+    const { prog, zones: zonesMap, freq, idle, current } = maps;
+    const ps = prog.get(0);
+    const zones = new Map<number, { updates: number; trips: number }>();
+    for (const [id, z] of zonesMap.readAll()) zones.set(id | 0, { updates: z.updates, trips: z.trips });
+    const now = Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
+    const cpus = new Map<number, ThermalSnapshot['cpus'][number]>();
+    const cpu = (n: number) => {
+      let c = cpus.get(n);
+      if (!c) cpus.set(n, (c = { cpu: n, currentKhz: null, frequency: [], idle: [] }));
+      return c;
+    };
+    for (const [k, r] of freq.readAll()) cpu(k.cpu).frequency.push({ state: k.state, seconds: r.ns / 1e9, entries: r.count });
+    for (const [k, r] of idle.readAll()) cpu(k.cpu).idle.push({ state: k.state, seconds: r.ns / 1e9, entries: r.count });
+    // Open intervals: the state each CPU is in now has run since *_since_ns.
+    if (ps && (ps.freq_events > 0 || ps.idle_events > 0)) {
+      // An array indexed by CPU: the possible CPUs' entries only, not all THERMAL_MAX_CPUS.
+      for (const [n, c] of current.readAll('auto', Math.min(numPossibleCpus(), current.info.maxEntries))) {
+        if (c.freq_since_ns) {
+          const e = cpu(n);
+          e.currentKhz = c.freq_khz;
+          const r = e.frequency.find((x) => x.state === c.freq_khz) ?? (e.frequency.push({ state: c.freq_khz, seconds: 0, entries: 0 }), e.frequency[e.frequency.length - 1]!);
+          r.seconds += Math.max(0, now - c.freq_since_ns) / 1e9;
+        }
+        if (c.idle_since_ns) {
+          const e = cpu(n);
+          const r = e.idle.find((x) => x.state === c.idle_state) ?? (e.idle.push({ state: c.idle_state, seconds: 0, entries: 0 }), e.idle[e.idle.length - 1]!);
+          r.seconds += Math.max(0, now - c.idle_since_ns) / 1e9;
         }
       }
-      const list = [...cpus.values()].sort((a, b) => a.cpu - b.cpu);
-      for (const c of list) {
-        c.frequency.sort((a, b) => a.state - b.state);
-        c.idle.sort((a, b) => a.state - b.state);
-      }
-      return {
-        zones,
-        cpus: list,
-        tracepoints: ps
-          ? { temperature: ps.temp_events, trip: ps.trip_events, cpuFrequency: ps.freq_events, cpuIdle: ps.idle_events, eventsDropped: ps.events_dropped }
-          : empty,
-      };
-    } finally {
-      for (const m of [prog, zonesMap, freq, idle, current]) m.close();
     }
+    const list = [...cpus.values()].sort((a, b) => a.cpu - b.cpu);
+    for (const c of list) {
+      c.frequency.sort((a, b) => a.state - b.state);
+      c.idle.sort((a, b) => a.state - b.state);
+    }
+    return {
+      zones,
+      cpus: list,
+      tracepoints: ps
+        ? { temperature: ps.temp_events, trip: ps.trip_events, cpuFrequency: ps.freq_events, cpuIdle: ps.idle_events, eventsDropped: ps.events_dropped }
+        : empty,
+    };
   }
 
   /**
@@ -213,6 +226,7 @@ export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
   protected override onClose(): void {
     for (const r of this.#rings) r.close();
     for (const l of this.#links) l.close();
+    if (this.#maps) for (const m of Object.values(this.#maps)) m.close();
     this.#obj?.close();
   }
 }

@@ -3,7 +3,7 @@
  * @module
  */
 import { join } from 'node:path';
-import { listDir, readAttr, readInt } from './sysfs-util.js';
+import { listDir, readAttr, readInt, type SysfsLayoutCache } from './sysfs-util.js';
 
 /** A trip point of a thermal zone. */
 export interface TripPoint {
@@ -50,6 +50,8 @@ export interface CoolingDevice {
 export interface SysfsOptions {
   /** Root of sysfs (default `/sys`); tests point it at fixture trees. */
   sysfsRoot?: string;
+  /** Directory listings to reuse (readers keep one; without it every call lists afresh). */
+  layout?: SysfsLayoutCache;
 }
 
 const milli = (v: number | null): number | null => (v === null ? null : v / 1000);
@@ -57,11 +59,11 @@ const milli = (v: number | null): number | null => (v === null ? null : v / 1000
 /** Reads every thermal zone under `<sysfsRoot>/class/thermal`. [] when there is none. */
 export async function readThermalZones(options: SysfsOptions = {}): Promise<ThermalZone[]> {
   const base = join(options.sysfsRoot ?? '/sys', 'class', 'thermal');
-  const names = (await listDir(base)).filter((n) => /^thermal_zone\d+$/.test(n));
+  const names = (await listDir(base, options.layout)).filter((n) => /^thermal_zone\d+$/.test(n));
   return Promise.all(
     names.map(async (name): Promise<ThermalZone> => {
       const dir = join(base, name);
-      const files = await listDir(dir);
+      const files = await listDir(dir, options.layout);
       const tripIdx = [
         ...new Set(files.map((f) => /^trip_point_(\d+)_type$/.exec(f)?.[1]).filter((x): x is string => x !== undefined)),
       ]
@@ -91,7 +93,7 @@ export async function readThermalZones(options: SysfsOptions = {}): Promise<Ther
 /** Reads every cooling device under `<sysfsRoot>/class/thermal`. */
 export async function readCoolingDevices(options: SysfsOptions = {}): Promise<CoolingDevice[]> {
   const base = join(options.sysfsRoot ?? '/sys', 'class', 'thermal');
-  const names = (await listDir(base)).filter((n) => /^cooling_device\d+$/.test(n));
+  const names = (await listDir(base, options.layout)).filter((n) => /^cooling_device\d+$/.test(n));
   return Promise.all(
     names.map(async (name) => {
       const dir = join(base, name);
