@@ -49,7 +49,10 @@ async function resolveFresh(path: string): Promise<string | null> {
 export class SysfsLayoutCache {
   readonly #entries = new Map<string, { at: number; value: Promise<unknown> }>();
 
-  /** @param ttlMs how long a listing is reused (default 30 s). */
+  /**
+   * A cache whose listings live `ttlMs`.
+   * @param ttlMs how long a listing is reused (default 30 s).
+   */
   constructor(readonly ttlMs = 30_000) {}
 
   #swept = 0;
@@ -68,7 +71,7 @@ export class SysfsLayoutCache {
     return value;
   }
 
-  /** Entries of a directory, as {@link listDir}. */
+  /** Entries of a directory, sorted naturally (`x2` before `x10`); [] when it does not exist. */
   list(path: string): Promise<string[]> {
     return this.#get(`d:${path}`, () => listFresh(path));
   }
