@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { u32 } from '../../lib/ebpf/index.js';
-import { thermalConfig } from '../../lib/metrics/gpu/structs.js';
+import { cpuResidency, cpuStateKey, thermalConfig, thermalProgStats } from '../../lib/metrics/gpu/structs.js';
 import { openThermalReader, ThermalSnapshotSchema, type ThermalReader } from '../../lib/metrics/thermal/index.js';
 import { laptopSysfs, type SysfsFixture } from '../fixtures/sysfs/tree.js';
 
@@ -51,6 +51,39 @@ describe('thermal reader (eBPF + sysfs)', () => {
       expect(snap.cpus.every((c) => c.frequency.length === 0 && c.currentKhz === null)).toBe(true);
     } else {
       expect(snap.cpus.some((c) => c.currentKhz !== null && c.currentKhz > 0)).toBe(true);
+    }
+  });
+
+  it('re-reads the residency maps only when their programs ran (and once more after), else reuses them', async () => {
+    reader = await openThermalReader({ hwmon: false });
+    const first = await reader.read();
+    if (first.tracepoints.cpuIdle > 0 || first.tracepoints.cpuFrequency > 0) {
+      console.info('cpu_idle/cpu_frequency fire on this host: the counters move on their own, reuse not checked');
+      return;
+    }
+    const obj = reader.object!;
+    const prog = obj.map('thermal_prog', { key: u32, value: thermalProgStats });
+    const freq = obj.map('freq_residency', { key: cpuStateKey, value: cpuResidency });
+    const bump = (): void => {
+      const ps = prog.get(0)!;
+      prog.set(0, { ...ps, freq_events: ps.freq_events + 1 });
+    };
+    const states = async (): Promise<number[]> => (await reader!.read()).cpus.flatMap((c) => c.frequency.map((f) => f.state)).sort((a, b) => a - b);
+    try {
+      await reader.read(); // the counters did not move: settled, reused from here on
+      freq.set({ cpu: 0, state: 1_000_000 }, { ns: 2e9, count: 3 });
+      expect(await states()).toEqual([]); // written without its program running: not re-read
+      bump();
+      expect(await states()).toEqual([1_000_000]); // the counter moved: read again
+      freq.set({ cpu: 0, state: 2_000_000 }, { ns: 1e9, count: 1 }); // a write landing after that read
+      expect(await states()).toEqual([1_000_000, 2_000_000]); // one more read after the counters stop
+      freq.set({ cpu: 1, state: 3_000_000 }, { ns: 1e9, count: 1 });
+      expect(await states()).toEqual([1_000_000, 2_000_000]); // settled: reused
+      const snap = await reader.read();
+      expect(snap.cpus.find((c) => c.cpu === 0)!.frequency.find((f) => f.state === 1_000_000)).toEqual({ state: 1_000_000, seconds: 2, entries: 3 });
+    } finally {
+      prog.close();
+      freq.close();
     }
   });
 
