@@ -16,10 +16,14 @@ export function commOf(tgid: number): string {
   return readText(`/proc/${tgid}/comm`)?.trimEnd() ?? '';
 }
 
-// Cgroup id -> path index, rebuilt (bounded walk) when an unknown id shows up.
+// Cgroup id -> path index, rebuilt (bounded walk) when an unknown id shows up, at most once per
+// CGROUP_REWALK_MS: an id that resolves nowhere (a removed cgroup whose threads' totals a map
+// still holds, a cgroup outside the mount) would otherwise cost a walk of the tree every read.
 let cgroupIndex = new Map<string, string>();
+let cgroupIndexAt = -Infinity;
+const CGROUP_REWALK_MS = 5_000;
 export function cgroupPath(id: string): string | null {
-  if (!cgroupIndex.has(id)) {
+  if (!cgroupIndex.has(id) && performance.now() - cgroupIndexAt >= CGROUP_REWALK_MS) {
     const mount = cgroup2Mount();
     if (!mount) return null;
     const idx = new Map<string, string>();
@@ -36,6 +40,7 @@ export function cgroupPath(id: string): string | null {
       }
     }
     cgroupIndex = idx;
+    cgroupIndexAt = performance.now();
   }
   return cgroupIndex.get(id) ?? null;
 }
