@@ -351,7 +351,10 @@ int BatchAll(int fd, uint32_t keySize, uint32_t valueStride, uint32_t maxEntries
                                  values + size_t(count) * valueStride, &n, &opts);
     int e = r < 0 ? errno : 0;
     if (r < 0 && e != ENOENT) {
-      if (e == ENOSPC && chunk < maxEntries) {  // a hash bucket bigger than the chunk: retry larger
+      // ENOSPC: the next hash bucket does not fit in n entries (the kernel hands out whole
+      // buckets). Room left under the caller's limit: stop there, at most maxEntries read.
+      if (e == ENOSPC && n < chunk) break;
+      if (e == ENOSPC && chunk < maxEntries) {  // a bucket bigger than the chunk: retry larger
         chunk = std::min<uint32_t>(chunk * 2, maxEntries);
         continue;
       }

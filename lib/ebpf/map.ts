@@ -273,8 +273,9 @@ export class BpfMap<K = Buffer, V = Buffer> implements BpfMapLike<K, V> {
   /**
    * The whole map in one native call: BPF_MAP_LOOKUP_BATCH, or next-key iteration where the
    * kernel or map type lacks batch ops (`mode` forces one). Keys and values stay raw.
-   * `limit` stops after that many entries (default and at most the map's max_entries): for an
-   * array, its first `limit` indexes.
+   * `limit` stops after at most that many entries (default and at most the map's max_entries):
+   * for an array, its first `limit` indexes; for a hash map, whole buckets up to the limit (the
+   * kernel's batch hands out a bucket at a time, so a few fewer than `limit` may come back).
    */
   readAllRaw(mode: 'auto' | 'batch' | 'iterate' = 'auto', limit?: number): RawMapContents {
     const fd = this.#live();

@@ -122,16 +122,21 @@ export class LogSink {
     });
     return this.#drain;
   }
-  /** Ends every file; later writes are dropped. */
+  /**
+   * Ends every file and resolves once each one's descriptor is closed (the stream's 'close',
+   * not 'finish': after 'finish' the fd is still being closed on the thread pool, which a
+   * loaded host showed as an fs request outliving `queue.close()`); later writes are dropped.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.all(
       [...this.#streams.values()].map(
         (s) =>
           new Promise<void>((resolve) => {
-            if (s.destroyed) return resolve();
-            s.end(() => resolve());
+            if (s.closed) return resolve();
+            s.once('close', () => resolve());
             s.once('error', () => resolve());
+            if (!s.destroyed) s.end();
           }),
       ),
     );
