@@ -70,7 +70,7 @@ describe('loader timeout signal', () => {
   });
 
   it('with every real-time signal taken, timed loads fail typed, untimed loads work, no handler is replaced', async () => {
-    const { out, planted } = await inChild({ PLANT_ALL: '1' });
+    const { out, planted } = await inChild({ PLANT_ALL: '1', TIMED_MS: '20000' });
     expect(planted).toMatch(/^PLANTED intact=1 fired=0/);
     expect(out.timed).toMatchObject({ name: 'BpfError', code: 'ERR_BPF_SYSTEM' });
     expect(out.timed.message).toMatch(/real-time signal/);
