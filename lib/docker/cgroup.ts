@@ -5,6 +5,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { readText as readSmallFile } from '../metrics/procfs.js';
 
 /** Where the cgroup hierarchies are mounted (parsed from /proc/self/mountinfo). */
 export interface CgroupMounts {
@@ -90,23 +91,15 @@ export interface CgroupUsage {
   source: 'cgroup-v2' | 'cgroup-v1' | 'mixed';
 }
 
-function readNum(path: string): number | undefined {
-  try {
-    const t = readFileSync(path, 'utf8').trim();
-    if (t === 'max') return undefined;
-    const n = Number(t);
-    return Number.isFinite(n) ? n : undefined;
-  } catch {
-    return undefined;
-  }
+function readText(path: string): string | undefined {
+  return readSmallFile(path) ?? undefined;
 }
 
-function readText(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
+function readNum(path: string): number | undefined {
+  const t = readText(path)?.trim();
+  if (t === undefined || t === 'max') return undefined;
+  const n = Number(t);
+  return Number.isFinite(n) ? n : undefined;
 }
 
 /**

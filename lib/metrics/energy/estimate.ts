@@ -11,9 +11,10 @@
  * network energy are not in the package counter; IRQ and kernel-thread time stay unattributed.
  * @module
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { parseProcStat as parseNodeStat } from '../../aggregate/loadavg.js';
 import { validate } from '../../errors/validate.js';
 import { RaplSampler } from '../power/rapl.js';
 import { MetricsError } from '../errors.js';
@@ -51,31 +52,26 @@ export function procfsCpuTimes(options: { procRoot?: string; pids?: readonly num
   const root = options.procRoot ?? '/proc';
   return async () => {
     const pids = options.pids ?? (await readdir(root)).filter((n) => /^\d+$/.test(n)).map(Number);
-    const out = await Promise.all(
-      pids.map(async (pid) => {
-        try {
-          const p = parseProcStat(await readFile(join(root, String(pid), 'stat'), 'utf8'));
-          return p ? { pid, ...p } : null;
-        } catch {
-          return null; // exited between readdir and read
-        }
-      }),
-    );
-    return out.filter((x): x is CpuTimeSample => x !== null);
+    const out: CpuTimeSample[] = [];
+    for (const pid of pids) {
+      // null: exited between readdir and read
+      const t = readText(join(root, String(pid), 'stat'));
+      const p = t === null ? null : parseProcStat(t);
+      if (p) out.push({ pid, ...p });
+    }
+    return out;
   };
 }
 
 /** Busy and total CPU time of the node from the `cpu` line of /proc/stat, ns. */
 export async function readNodeCpuNs(procRoot = '/proc'): Promise<{ busyNs: number; totalNs: number }> {
-  const text = readText(join(procRoot, 'stat'));
-  if (text === null) throw new MetricsError('ERR_METRICS_SOURCE', `cannot read ${join(procRoot, 'stat')}`);
-  // The node's line comes first: no need to split the per-CPU lines after it.
-  const end = text.indexOf('\n');
-  const line = text.startsWith('cpu ') ? text.slice(0, end < 0 ? text.length : end) : text.split('\n').find((l) => l.startsWith('cpu '));
-  if (!line) throw new MetricsError('ERR_METRICS_SOURCE', `no cpu line in ${join(procRoot, 'stat')}`);
-  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
-  const busy = user + nice + system + irq + softirq + steal;
-  return { busyNs: busy * NS_PER_TICK, totalNs: (busy + idle + iowait) * NS_PER_TICK };
+  const path = join(procRoot, 'stat');
+  const text = readText(path);
+  if (text === null) throw new MetricsError('ERR_METRICS_SOURCE', `cannot read ${path}`);
+  // The one /proc/stat parser (lib/aggregate): busy is everything but idle and iowait.
+  const { cpu } = parseNodeStat(text);
+  if (!(cpu.total > 0)) throw new MetricsError('ERR_METRICS_SOURCE', `no cpu line in ${path}`);
+  return { busyNs: cpu.busy * NS_PER_TICK, totalNs: cpu.total * NS_PER_TICK };
 }
 
 /** Options of {@link EnergyEstimator}. */

@@ -91,13 +91,26 @@ export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
     this.#hwmon = parts.hwmon;
     // Opened once: a read is then one lookup or batch read per map, no fd churn.
     const o = parts.obj;
-    this.#maps = o && {
-      prog: o.map('thermal_prog', { key: u32, value: thermalProgStats }),
-      zones: o.map('thermal_zones', { key: u32, value: thermalZoneState }),
-      freq: o.map('freq_residency', { key: cpuStateKey, value: cpuResidency }),
-      idle: o.map('idle_residency', { key: cpuStateKey, value: cpuResidency }),
-      current: o.map('cpu_current', { key: u32, value: cpuCurrent }),
+    if (!o) return;
+    // One that fails to open closes those opened before it (the caller closes the object).
+    const opened: Array<{ close(): void }> = [];
+    const open = <T extends { close(): void }>(m: () => T): T => {
+      const h = m();
+      opened.push(h);
+      return h;
     };
+    try {
+      this.#maps = {
+        prog: open(() => o.map('thermal_prog', { key: u32, value: thermalProgStats })),
+        zones: open(() => o.map('thermal_zones', { key: u32, value: thermalZoneState })),
+        freq: open(() => o.map('freq_residency', { key: cpuStateKey, value: cpuResidency })),
+        idle: open(() => o.map('idle_residency', { key: cpuStateKey, value: cpuResidency })),
+        current: open(() => o.map('cpu_current', { key: u32, value: cpuCurrent })),
+      };
+    } catch (e) {
+      for (const h of opened) h.close();
+      throw e;
+    }
   }
 
   /** The loaded object (eBPF backend). @internal */
