@@ -111,6 +111,11 @@ export class FleetWorker {
   readonly #records: FleetRecords;
   readonly #workers: Worker[] = [];
   readonly #active = new Map<string, Active>();
+  /**
+   * Tasks whose job's lock this node lost while running them: the local run is being cancelled
+   * and forgotten (settles once it is); no final state is written for it.
+   */
+  readonly #lost = new Map<string, Promise<void>>();
   readonly #off: Array<() => void> = [];
   #cancelTimer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
@@ -160,7 +165,9 @@ export class FleetWorker {
     this.#cancelTimer.unref();
     const o = this.options;
     for (const cls of o.classes) {
-      const w = new Worker(k.queueName(cls), (job, token, signal) => this.#process(cls, job, token, signal), {
+      // Two parameters: BullMQ (6.x) makes an AbortController per job only for a processor that
+      // takes a third, and aborts it only from worker.cancelJob(), which the fleet does not call.
+      const w = new Worker(k.queueName(cls), (job, token) => this.#process(cls, job, token), {
         connection: bullConnection(o.redis),
         prefix: o.prefix,
         concurrency: o.concurrency,
@@ -170,9 +177,34 @@ export class FleetWorker {
         autorun: true,
       });
       w.on('error', () => {}); // connection errors: BullMQ reconnects
+      // The lock of a running job could not be renewed (this node was cut off from Redis, or
+      // stalled, longer than lockDurationMs): BullMQ gives the job to a node again, so this
+      // node stops its own run rather than run the task twice at once.
+      w.on('lockRenewalFailed', (ids: string[]) => this.#lockLost(ids));
       this.#workers.push(w);
     }
     await Promise.all(this.#workers.map((w) => w.waitUntilReady()));
+  }
+
+  #lockLost(ids: readonly string[]): void {
+    for (const id of ids) {
+      const a = this.#active.get(id);
+      if (!a || a.handBack || this.#lost.has(id)) continue;
+      let local: TaskHandle;
+      try {
+        local = this.#queue.handle(id);
+      } catch {
+        continue; // not submitted here yet
+      }
+      this.#lost.set(
+        id,
+        (async () => {
+          await this.#queue.cancel(id, `${this.node.name} lost the fleet job's lock (cut off from Redis or stalled): the job runs again`).catch(() => false);
+          await local.done.catch(() => undefined);
+          await this.#queue.forget(id).catch(() => {});
+        })(),
+      );
+    }
   }
 
   async #checkCancels(): Promise<void> {
@@ -248,7 +280,7 @@ export class FleetWorker {
     return undefined;
   }
 
-  async #process(cls: string, job: Job, token: string | undefined, signal?: AbortSignal): Promise<unknown> {
+  async #process(cls: string, job: Job, token: string | undefined): Promise<unknown> {
     let data: FleetJobData;
     try {
       data = parseJobData(job.data);
@@ -286,7 +318,7 @@ export class FleetWorker {
       extractTrace(data.trace),
       async (span) => {
         try {
-          return await this.#run(cls, job, token, signal, data, run, begin.firstStart);
+          return await this.#run(cls, job, token, data, run, begin.firstStart);
         } catch (e) {
           if (!(e instanceof DelayedError) && !(e instanceof WaitingError)) span.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error).message });
           throw e;
@@ -297,8 +329,14 @@ export class FleetWorker {
     );
   }
 
-  async #run(cls: string, job: Job, token: string | undefined, signal: AbortSignal | undefined, data: FleetJobData, run: number, firstStart: number): Promise<unknown> {
+  async #run(cls: string, job: Job, token: string | undefined, data: FleetJobData, run: number, firstStart: number): Promise<unknown> {
     const id = data.task.id;
+    // Delivered again after this node lost the lock: the old local run ends first, then a new one starts.
+    const lost = this.#lost.get(id);
+    if (lost) {
+      await lost;
+      this.#lost.delete(id);
+    }
     // The task's time limit holds across nodes: a job run again after its node died gets what is left.
     let timeoutMs = data.task.timeoutMs;
     if (run > 1 && timeoutMs !== undefined) {
@@ -340,14 +378,17 @@ export class FleetWorker {
           throw new UnrecoverableError(`refused: ${(e as Error).message}`);
         }
       }
-      const onAbort = () => void this.#queue.cancel(id, 'the fleet job was aborted (lock lost or removed)');
-      signal?.addEventListener('abort', onAbort, { once: true });
       const rec = await handle.done;
-      signal?.removeEventListener('abort', onAbort);
       clearTimeout(a.timer);
       a.timer = undefined;
       a.next = undefined;
       await a.writing;
+      const lostNow = this.#lost.get(id);
+      if (lostNow) {
+        // Not a final state: the job is BullMQ's to give again (its stalled-job check).
+        await lostNow;
+        throw new Error(`${this.node.name} lost the job's lock; it runs again`);
+      }
       if (a.handBack) {
         // The node is closing: the job goes back to the queue for another node.
         void this.#queue.forget(id).catch(() => {});
@@ -361,7 +402,8 @@ export class FleetWorker {
       throw new UnrecoverableError(`task ${rec.outcome ?? rec.state}${rec.error ? `: ${rec.error.message}` : ''}`);
     } finally {
       clearTimeout(a.timer);
-      this.#active.delete(id);
+      // A later delivery of the same job to this node may have its own entry by now.
+      if (this.#active.get(id) === a) this.#active.delete(id);
     }
   }
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { FleetProducer, FleetWorker, RedisConfigSchema, redisOptions } from '../../lib/fleet/index.js';
+import { FleetProducer, FleetWorker, RedisConfigSchema, redisOptions, type FleetWorkerOptions } from '../../lib/fleet/index.js';
 import { FleetRecords } from '../../lib/fleet/protocol.js';
 import { ProcessExecutor } from '../../lib/process/executor.js';
 import { TaskQueue } from '../../lib/task/queue.js';
@@ -22,10 +22,10 @@ let producer: FleetProducer;
 const prefix = 'inproc';
 
 /** A node in this process (its own TaskQueue with a ProcessExecutor, and a FleetWorker) on `fleetPrefix`; closed by afterAll. */
-async function startNode(s: { name: string; classes: string[]; labels: Record<string, string>; gpus: number }, fleetPrefix: string) {
+async function startNode(s: { name: string; classes: string[]; labels: Record<string, string>; gpus: number }, fleetPrefix: string, extra: Partial<FleetWorkerOptions> = {}) {
   const queue = new TaskQueue({ concurrency: 4, dataDir: join(dir, `${fleetPrefix}-${s.name}`) });
   queue.registerExecutor('process', new ProcessExecutor());
-  const worker = new FleetWorker(queue, { redis: { url: redis.url }, prefix: fleetPrefix, classes: s.classes, concurrency: 4, placementRetryMs: 100, cancelCheckMs: 500 }, { name: s.name, url: `http://${s.name}.invalid:7700`, labels: s.labels, gpus: s.gpus });
+  const worker = new FleetWorker(queue, { redis: { url: redis.url }, prefix: fleetPrefix, classes: s.classes, concurrency: 4, placementRetryMs: 100, cancelCheckMs: 500, ...extra }, { name: s.name, url: `http://${s.name}.invalid:7700`, labels: s.labels, gpus: s.gpus });
   await worker.start();
   const n = { name: s.name, queue, worker };
   nodes.push(n);
@@ -187,6 +187,46 @@ describe('a closing node hands its running jobs back', () => {
     // One final state in the fleet's records, on B's queue too.
     const bLocal = b.queue.get('handed-1');
     expect(bLocal?.state).toBe('succeeded');
+    await other.close();
+  }, 60_000);
+});
+
+describe('a node that loses a running job\'s lock', () => {
+  it('stops its own run; BullMQ finds the job stalled and it runs again to one final state', async () => {
+    const other = new FleetProducer({ redis: { url: redis.url }, prefix: 'lockloss', pollMs: 100 });
+    const a = await startNode({ name: 'node-a', classes: ['default'], labels: {}, gpus: 0 }, 'lockloss', { lockDurationMs: 1000, stalledIntervalMs: 1000 });
+    // The first run marks a file and sleeps; a second run finds the mark and succeeds at once.
+    const mark = join(dir, 'lockloss-mark');
+    const h = await other.submit({ id: 'lost-1', kind: 'process', spec: { command: '/bin/sh', args: ['-c', `if [ -e '${mark}' ]; then echo again; exit 0; fi; : > '${mark}'; exec sleep 30`] }, timeoutMs: 60_000 });
+    let pid: number | undefined;
+    for (let i = 0; i < 200 && pid === undefined; i++) {
+      pid = a.queue.get('lost-1')?.info.pid as number | undefined;
+      if (pid === undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(pid, 'the job started on node A').toBeTypeOf('number');
+    // Cut the node off from its lock, as a network partition longer than lockDurationMs would.
+    const conn = new Redis(redisOptions(RedisConfigSchema.parse({ url: redis.url })));
+    try {
+      expect(await conn.del('lockloss:tasks-default:lost-1:lock')).toBe(1);
+    } finally {
+      conn.disconnect();
+    }
+    // The node notices at its next renewal and stops the first run, long before its 30 s.
+    let alive = true;
+    for (let i = 0; i < 200 && alive; i++) {
+      try {
+        process.kill(pid!, 0);
+        await new Promise((r) => setTimeout(r, 50));
+      } catch {
+        alive = false;
+      }
+    }
+    expect(alive, 'node A stopped the run whose lock it lost').toBe(false);
+    const rec = await h.done;
+    expect(rec.state).toBe('succeeded');
+    expect(fleetOf(rec).run).toBeGreaterThanOrEqual(2);
+    expect(rec.history.filter((t) => t.to === 'succeeded' || t.to === 'cancelled' || t.to === 'failed')).toHaveLength(1);
+    expect(a.queue.get('lost-1')?.state).toBe('succeeded');
     await other.close();
   }, 60_000);
 });
