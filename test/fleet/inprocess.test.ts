@@ -54,6 +54,28 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** The pid of a task running on `queue`, once it has one (undefined after 10 s). */
+async function pidOf(queue: TaskQueue, id: string): Promise<number | undefined> {
+  for (let i = 0; i < 200; i++) {
+    const pid = queue.get(id)?.info.pid as number | undefined;
+    if (pid !== undefined) return pid;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return undefined;
+}
+
+/** True once process `pid` is gone, false if it still runs after `ms`. */
+async function gone(pid: number, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+  }
+  return false;
+}
+
 const fleetOf = (r: { info: Record<string, unknown> }) => r.info.fleet as { node: string; class: string; agentUrl: string; run: number };
 
 describe('fleet in one process', () => {
@@ -151,11 +173,7 @@ describe('a closing node hands its running jobs back', () => {
     const a = await node('node-a');
     const h = await other.submit({ id: 'handed-1', kind: 'process', spec: { command: '/bin/sh', args: ['-c', 'sleep 2; echo done'] }, timeoutMs: 60_000 });
     // Running on A (the only node so far), with a pid.
-    let pid: number | undefined;
-    for (let i = 0; i < 200 && pid === undefined; i++) {
-      pid = a.queue.get('handed-1')?.info.pid as number | undefined;
-      if (pid === undefined) await new Promise((r) => setTimeout(r, 50));
-    }
+    const pid = await pidOf(a.queue, 'handed-1');
     expect(pid, 'the job started on node A').toBeTypeOf('number');
     // The fleet's record says so once the node writes the running state (transitionDelayMs after it).
     let where: string | undefined;
@@ -169,16 +187,7 @@ describe('a closing node hands its running jobs back', () => {
     const b = await node('node-b');
     await a.worker.close(0);
     // A's process is gone (cancelled locally), and A no longer holds the task.
-    let alive = true;
-    for (let i = 0; i < 100 && alive; i++) {
-      try {
-        process.kill(pid!, 0);
-        await new Promise((r) => setTimeout(r, 50));
-      } catch {
-        alive = false;
-      }
-    }
-    expect(alive, 'node A stopped its run').toBe(false);
+    expect(await gone(pid!, 5000), 'node A stopped its run').toBe(true);
 
     const rec = await h.done;
     expect(rec.state).toBe('succeeded');
@@ -198,11 +207,7 @@ describe('a node that loses a running job\'s lock', () => {
     // The first run marks a file and sleeps; a second run finds the mark and succeeds at once.
     const mark = join(dir, 'lockloss-mark');
     const h = await other.submit({ id: 'lost-1', kind: 'process', spec: { command: '/bin/sh', args: ['-c', `if [ -e '${mark}' ]; then echo again; exit 0; fi; : > '${mark}'; exec sleep 30`] }, timeoutMs: 60_000 });
-    let pid: number | undefined;
-    for (let i = 0; i < 200 && pid === undefined; i++) {
-      pid = a.queue.get('lost-1')?.info.pid as number | undefined;
-      if (pid === undefined) await new Promise((r) => setTimeout(r, 50));
-    }
+    const pid = await pidOf(a.queue, 'lost-1');
     expect(pid, 'the job started on node A').toBeTypeOf('number');
     // Cut the node off from its lock, as a network partition longer than lockDurationMs would.
     const conn = new Redis(redisOptions(RedisConfigSchema.parse({ url: redis.url })));
@@ -212,16 +217,7 @@ describe('a node that loses a running job\'s lock', () => {
       conn.disconnect();
     }
     // The node notices at its next renewal and stops the first run, long before its 30 s.
-    let alive = true;
-    for (let i = 0; i < 200 && alive; i++) {
-      try {
-        process.kill(pid!, 0);
-        await new Promise((r) => setTimeout(r, 50));
-      } catch {
-        alive = false;
-      }
-    }
-    expect(alive, 'node A stopped the run whose lock it lost').toBe(false);
+    expect(await gone(pid!, 10_000), 'node A stopped the run whose lock it lost').toBe(true);
     const rec = await h.done;
     expect(rec.state).toBe('succeeded');
     expect(fleetOf(rec).run).toBeGreaterThanOrEqual(2);
