@@ -387,7 +387,7 @@ export class FleetWorker {
       if (lostNow) {
         // Not a final state: the job is BullMQ's to give again (its stalled-job check).
         await lostNow;
-        throw new Error(`${this.node.name} lost the job's lock; it runs again`);
+        throw new SmoothtaskError('ERR_FLEET_LOCK_LOST', `${this.node.name} lost the job's lock; it runs again`);
       }
       if (a.handBack) {
         // The node is closing: the job goes back to the queue for another node.
