@@ -113,7 +113,7 @@ export class FleetWorker {
   readonly #active = new Map<string, Active>();
   /**
    * Tasks whose job's lock this node lost while running them: the local run is being cancelled
-   * and forgotten (settles once it is); no final state is written for it.
+   * and forgotten (settles once it is, then leaves the map); no final state is written for it.
    */
   readonly #lost = new Map<string, Promise<void>>();
   readonly #off: Array<() => void> = [];
@@ -202,7 +202,7 @@ export class FleetWorker {
           await this.#queue.cancel(id, `${this.node.name} lost the fleet job's lock (cut off from Redis or stalled): the job runs again`).catch(() => false);
           await local.done.catch(() => undefined);
           await this.#queue.forget(id).catch(() => {});
-        })(),
+        })().finally(() => this.#lost.delete(id)),
       );
     }
   }
@@ -332,11 +332,7 @@ export class FleetWorker {
   async #run(cls: string, job: Job, token: string | undefined, data: FleetJobData, run: number, firstStart: number): Promise<unknown> {
     const id = data.task.id;
     // Delivered again after this node lost the lock: the old local run ends first, then a new one starts.
-    const lost = this.#lost.get(id);
-    if (lost) {
-      await lost;
-      this.#lost.delete(id);
-    }
+    await this.#lost.get(id);
     // The task's time limit holds across nodes: a job run again after its node died gets what is left.
     let timeoutMs = data.task.timeoutMs;
     if (run > 1 && timeoutMs !== undefined) {
@@ -379,11 +375,12 @@ export class FleetWorker {
         }
       }
       const rec = await handle.done;
+      // Taken at once: the entry leaves the map when the local run is forgotten.
+      const lostNow = this.#lost.get(id);
       clearTimeout(a.timer);
       a.timer = undefined;
       a.next = undefined;
       await a.writing;
-      const lostNow = this.#lost.get(id);
       if (lostNow) {
         // Not a final state: the job is BullMQ's to give again (its stalled-job check).
         await lostNow;
