@@ -10,14 +10,20 @@ import type { Codec } from './types.js';
 
 // One DataView per buffer, reused while the same buffer is decoded record after record
 // (ring buffer batches, readAll results): a DataView per call would dominate decode time.
-let lastBuf: Uint8Array | undefined;
-let lastView: DataView | undefined;
+// Two slots: a map read decodes a key from one buffer and its value from another, turn about.
+let bufA: Uint8Array | undefined;
+let viewA: DataView | undefined;
+let bufB: Uint8Array | undefined;
+let viewB: DataView | undefined;
 function view(buf: Uint8Array): DataView {
-  if (buf !== lastBuf || lastView === undefined) {
-    lastBuf = buf;
-    lastView = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  }
-  return lastView;
+  if (buf === bufA && viewA !== undefined) return viewA;
+  if (buf === bufB && viewB !== undefined) return viewB;
+  // The older slot makes room.
+  bufB = bufA;
+  viewB = viewA;
+  bufA = buf;
+  viewA = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  return viewA;
 }
 
 function out(size: number, buf?: Uint8Array): Uint8Array {

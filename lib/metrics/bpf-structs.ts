@@ -7,6 +7,7 @@
  * @module
  * @internal
  */
+import { ConfigError } from '../errors/index.js';
 import {
   BlockioLayouts,
   FilterLayouts,
@@ -36,6 +37,22 @@ export const STRUCT_LAYOUTS: Record<string, { size: number; offsets: Record<stri
     ([name, l]) => [name, { size: l.size, offsets: l.fields }],
   ),
 );
+
+/**
+ * Byte offsets of the named fields of a struct (by C name, from {@link STRUCT_LAYOUTS}), for
+ * readers that read a few fields of many records in place instead of decoding each record
+ * into an object. Throws when the struct or a field is unknown (a renamed field in bpf/*.h).
+ */
+export function structOffsets<const N extends string>(struct: string, names: readonly N[]): Readonly<Record<N, number>> {
+  const layout = STRUCT_LAYOUTS[struct];
+  const out = {} as Record<N, number>;
+  for (const n of names) {
+    const o = layout?.offsets[n];
+    if (o === undefined) throw new ConfigError(`struct ${struct} has no field ${n} in the generated layouts`, [`${struct}.${n}: not in lib/ebpf/generated (npm run gen:types)`]);
+    out[n] = o;
+  }
+  return out;
+}
 
 /** struct st_filter_config (filter.h). */
 export const stFilterConfig = StFilterConfigN;

@@ -62,6 +62,24 @@ describe('codecs', () => {
     expect(big.f299).toBe(299 & 0xff);
   });
 
+  it('decodes right when reads turn between buffers (the cached views of the last two buffers)', () => {
+    // A map read decodes a key from one buffer and its value from another, turn about; a third
+    // buffer evicts the older view. Each read must see its own buffer's bytes.
+    const bufs = [0, 1, 2].map((b) => {
+      const x = Buffer.alloc(64);
+      for (let i = 0; i < 16; i++) x.writeUInt32LE(b * 1000 + i, i * 4);
+      return x;
+    });
+    const order = [0, 1, 0, 1, 2, 0, 2, 1, 1, 0, 2, 2, 1];
+    for (const [n, b] of order.entries()) expect(u32.decode(bufs[b]!, (n % 16) * 4)).toBe(b * 1000 + (n % 16));
+    // Views of subarrays at an offset into a shared ArrayBuffer.
+    const whole = Buffer.alloc(32);
+    whole.writeUInt32LE(7, 16);
+    const a = whole.subarray(16);
+    const b = whole.subarray(8);
+    expect([u32.decode(a, 0), u32.decode(b, 8), u32.decode(a, 0)]).toEqual([7, 7, 7]);
+  });
+
   it('cstring stops at NUL, truncates and pads on encode', () => {
     const c = cstring(8);
     expect(c.decode(Buffer.from('abc\0zzzz'))).toBe('abc');

@@ -4,7 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { STRUCT_LAYOUTS } from '../../lib/metrics/bpf-structs.js';
+import { STRUCT_LAYOUTS, structOffsets } from '../../lib/metrics/bpf-structs.js';
+import { ConfigError } from '../../lib/errors/index.js';
 import { bpfObjectDir } from '../../lib/native/addon.js';
 
 interface BtfMember {
@@ -45,4 +46,16 @@ describe('bpf struct codecs vs BTF', () => {
       expect(missing).toEqual([]);
     });
   }
+});
+
+describe('structOffsets', () => {
+  it('gives the generated offsets of the named fields, and a typed error for a field or struct that is not there', () => {
+    expect(structOffsets('st_proc_task', ['tgid', 'comm', 'is_leader'])).toEqual({
+      tgid: STRUCT_LAYOUTS.st_proc_task!.offsets.tgid,
+      comm: STRUCT_LAYOUTS.st_proc_task!.offsets.comm,
+      is_leader: STRUCT_LAYOUTS.st_proc_task!.offsets.is_leader,
+    });
+    expect(() => structOffsets('st_proc_task', ['tgid', 'no_such_field'])).toThrow(ConfigError);
+    expect(() => structOffsets('st_no_such_struct', ['tgid'])).toThrow(/st_no_such_struct has no field tgid/);
+  });
 });

@@ -6,11 +6,14 @@ import { u32, u64, u64n } from '../../ebpf/codec.js';
 import type { BpfMap } from '../../ebpf/map.js';
 import { BpfReaderBase, type BpfReaderOptions } from '../bpf-base.js';
 import type { ResolvedFilter } from '../family.js';
-import { stSchedCpu, stSchedHist, stSchedOncpu } from '../bpf-structs.js';
+import { stSchedCpu, stSchedHist, stSchedOncpu, structOffsets } from '../bpf-structs.js';
 import { readSchedstat } from '../procfs.js';
 import type { CpuProcess, CpuSnapshot, CpuThread } from '../schemas.js';
 import { commOf, cgroupPath, type Decoded } from '../readers-shared.js';
 import { EbpfProcessReader } from '../process/ebpf.js';
+
+/** Where the fields of struct st_sched_cpu lie (values of thread_cpu). */
+const SCHED = structOffsets('st_sched_cpu', ['tgid', 'oncpu_ns', 'voluntary', 'involuntary', 'runq_ns', 'runq_count', 'cgroup_id']);
 
 /** How long a process's cached comm is used before /proc/<pid>/comm is read again. */
 const COMM_REFRESH_MS = 10_000;
@@ -35,24 +38,14 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
   }
 
   /**
-   * A thread running right now has run since its last switch-out, which is when the map
-   * entry was written: its exact current runtime is in /proc (at most one file per CPU).
+   * Who is on each CPU now (tid -> tgid). A thread running right now has run since its last
+   * switch-out, which is when its map entry was written: its exact current runtime is in /proc
+   * (at most one file per CPU).
    */
-  #runningNow(threads: Map<number, Decoded<typeof stSchedCpu>>): void {
-    const f = this.filter;
-    const onlyTgids = f.cgroupIds.length === 0 && f.comm === undefined;
-    for (const c of this.#oncpu.getPerCpu(0) ?? []) {
-      if (!c.tid) continue;
-      let t = threads.get(c.tid);
-      if (!t) {
-        // Never switched out since the reader opened: count it when the filter surely passes it.
-        if (!onlyTgids || (f.tgids.length && !f.tgids.includes(c.tgid))) continue;
-        t = { tgid: c.tgid, oncpu_ns: 0, voluntary: 0, involuntary: 0, runq_ns: 0, runq_count: 0, cgroup_id: 0 };
-      }
-      const ss = readSchedstat(c.tgid, c.tid);
-      if (!ss || ss.cpuNs <= t.oncpu_ns) continue;
-      threads.set(c.tid, { ...t, oncpu_ns: ss.cpuNs, runq_ns: Math.max(t.runq_ns, ss.runqNs), runq_count: Math.max(t.runq_count, ss.slices) });
-    }
+  #runningNow(): Map<number, number> {
+    const on = new Map<number, number>();
+    for (const c of this.#oncpu.getPerCpu(0) ?? []) if (c.tid) on.set(c.tid, c.tgid);
+    return on;
   }
 
   /** comm by tgid: when it was read and how many times. */
@@ -108,43 +101,65 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     await this.#seed();
     const threads: CpuThread[] = [];
     const procs = new Map<number, CpuProcess>();
-    const add = (tgid: number, v: Decoded<typeof stSchedCpu>, isThread: boolean): void => {
+    // Without the in-kernel per-cgroup map (per_cgroup off, the default), threads are summed
+    // by the cgroup id their entry carries.
+    const byCgroup = new Map<number, number>();
+    const add = (tgid: number, cpuNs: number, voluntary: number, involuntary: number, runqNs: number, runqCount: number, cgroupId: number, tid?: number): void => {
       let p = procs.get(tgid);
       if (!p) {
         p = { tgid, comm: '', threads: 0, cpuNs: 0, voluntary: 0, involuntary: 0, runqNs: 0, runqCount: 0 };
         procs.set(tgid, p);
       }
-      if (isThread) p.threads++;
-      p.cpuNs += v.oncpu_ns;
-      p.voluntary += v.voluntary;
-      p.involuntary += v.involuntary;
-      p.runqNs = (p.runqNs ?? 0) + v.runq_ns;
-      p.runqCount = (p.runqCount ?? 0) + v.runq_count;
+      p.cpuNs += cpuNs;
+      p.voluntary += voluntary;
+      p.involuntary += involuntary;
+      p.runqNs = (p.runqNs ?? 0) + runqNs;
+      p.runqCount = (p.runqCount ?? 0) + runqCount;
+      if (cgroupId) byCgroup.set(cgroupId, (byCgroup.get(cgroupId) ?? 0) + cpuNs);
+      if (tid === undefined) return;
+      p.threads++;
+      threads.push({ tid, tgid, cpuNs, voluntary, involuntary, runqNs, runqCount });
     };
-    const all = this.#threads.readAll();
-    this.#runningNow(all);
-    // Without the in-kernel per-cgroup map (per_cgroup off, the default), threads are summed
-    // by the cgroup id their entry carries.
-    const byCgroup = new Map<number, number>();
-    const addCg = (v: Decoded<typeof stSchedCpu>): void => {
-      if (v.cgroup_id) byCgroup.set(v.cgroup_id, (byCgroup.get(v.cgroup_id) ?? 0) + v.oncpu_ns);
-    };
-    for (const [tid, v] of all) {
-      threads.push({ tid, tgid: v.tgid, cpuNs: v.oncpu_ns, voluntary: v.voluntary, involuntary: v.involuntary, runqNs: v.runq_ns, runqCount: v.runq_count });
-      add(v.tgid, v, true);
-      addCg(v);
+    const running = this.#runningNow();
+    // Entries are read where they lie in the batch (no decoded object and Map entry per thread).
+    const raw = this.#threads.readAllRaw();
+    const S = SCHED;
+    for (let i = 0; i < raw.count; i++) {
+      const tid = u32.decode(raw.keys, i * raw.keySize);
+      const v = raw.values;
+      const o = i * raw.entryStride;
+      const tgid = u32.decode(v, o + S.tgid);
+      let cpuNs = u64n.decode(v, o + S.oncpu_ns);
+      let runqNs = u64n.decode(v, o + S.runq_ns);
+      let runqCount = u64n.decode(v, o + S.runq_count);
+      if (running.delete(tid)) {
+        const ss = readSchedstat(tgid, tid);
+        if (ss && ss.cpuNs > cpuNs) {
+          cpuNs = ss.cpuNs;
+          runqNs = Math.max(runqNs, ss.runqNs);
+          runqCount = Math.max(runqCount, ss.slices);
+        }
+      }
+      add(tgid, cpuNs, u64n.decode(v, o + S.voluntary), u64n.decode(v, o + S.involuntary), runqNs, runqCount, u64n.decode(v, o + S.cgroup_id), tid);
     }
-    for (const [tgid, v] of this.#exited.readAll()) {
-      add(tgid, v, false);
-      addCg(v);
+    // On a CPU and never switched out since the reader opened: counted when the filter surely passes it.
+    const f = this.filter;
+    if (f.cgroupIds.length === 0 && f.comm === undefined) {
+      for (const [tid, tgid] of running) {
+        if (f.tgids.length && !f.tgids.includes(tgid)) continue;
+        const ss = readSchedstat(tgid, tid);
+        if (ss && ss.cpuNs > 0) add(tgid, ss.cpuNs, 0, 0, ss.runqNs, ss.slices, 0, tid);
+      }
     }
+    for (const [tgid, v] of this.#exited.readAll()) add(tgid, v.oncpu_ns, v.voluntary, v.involuntary, v.runq_ns, v.runq_count, v.cgroup_id);
     this.#names(procs);
     const cgroups: CpuSnapshot['cgroups'] = [];
     const kernel = this.#cgroups.readAll();
     if (kernel.size) for (const [id, cpuNs] of kernel) cgroups.push({ cgroupId: id.toString(), path: cgroupPath(id.toString()), cpuNs });
     else for (const [id, cpuNs] of byCgroup) cgroups.push({ cgroupId: String(id), path: cgroupPath(String(id)), cpuNs });
     const perCpu = this.#hist.getPerCpu(0) ?? [];
-    const h = perCpu.length ? { slots: perCpu.reduce<number[]>((acc, x) => acc.map((v, i) => v + (x.slots[i] ?? 0)), new Array<number>(32).fill(0)) } : undefined;
+    const slots: number[] = perCpu.length ? new Array<number>(32).fill(0) : [];
+    for (const x of perCpu) for (let i = 0; i < slots.length; i++) slots[i] = slots[i]! + (x.slots[i] ?? 0);
     return {
       family: 'cpu',
       backend: 'ebpf',
@@ -152,7 +167,7 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
       processes: [...procs.values()],
       threads,
       cgroups,
-      runqLatency: { unit: 'us', slots: h ? h.slots : [] },
+      runqLatency: { unit: 'us', slots },
     };
   }
 }

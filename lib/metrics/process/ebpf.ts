@@ -2,15 +2,23 @@
  * The eBPF backend of the `process` family (proc.bpf.o).
  * @internal
  */
-import { u32 } from '../../ebpf/codec.js';
+import { cstring, u32, u64n } from '../../ebpf/codec.js';
 import type { BpfMap } from '../../ebpf/map.js';
 import type { IterLink, RingBufferLike } from '../../ebpf/types.js';
 import { BpfReaderBase, monoToEpochMs, monotonicNowNs, type BpfReaderOptions } from '../bpf-base.js';
-import { stProcEvent, stProcStats, stProcTask } from '../bpf-structs.js';
+import { stProcEvent, stProcStats, stProcTask, structOffsets } from '../bpf-structs.js';
 import { pageSize } from '../procfs.js';
 import type { ProcessEvent, ProcessInfo, ProcessSnapshot } from '../schemas.js';
 import { ConfigError } from '../../errors/index.js';
 import { mapEventBatches, mapEvents, type Decoded } from '../readers-shared.js';
+
+/** Where the fields of struct st_proc_task lie (the task iterator's records). */
+const TASK = structOffsets('st_proc_task', [
+  'tgid', 'ppid', 'state', 'start_ns', 'runtime_ns', 'utime_ns', 'stime_ns', 'voluntary', 'involuntary', 'min_flt', 'maj_flt',
+  'dead_runtime_ns', 'dead_voluntary', 'dead_involuntary', 'dead_min_flt', 'dead_maj_flt', 'rss_pages', 'vm_pages', 'cgroup_id',
+  'nr_threads', 'is_leader', 'comm',
+]);
+const comm = cstring(16);
 
 const STATE_LETTERS: Array<[number, string]> = [
   [0x0001, 'S'],
@@ -76,18 +84,19 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     return this.read();
   }
 
-  #comms: { snap: ProcessSnapshot; map: Map<number, string> } | undefined;
+  /** The processes of the snapshot last built, by tgid. */
+  #byTgid: { snap: ProcessSnapshot; procs: ReadonlyMap<number, ProcessInfo> } | undefined;
 
   /**
-   * comm by tgid from the last snapshot, for another family of the same monitor to name its
-   * processes without reading /proc/<pid>/comm; undefined before the first read.
+   * Lookup of comm by tgid in the last snapshot, for another family of the same monitor to
+   * name its processes without reading /proc/<pid>/comm; undefined before the first read.
    * @internal
    */
-  lastComms(): ReadonlyMap<number, string> | undefined {
+  lastComms(): { get(tgid: number): string | undefined } | undefined {
     const last = this.#last;
-    if (!last) return undefined;
-    if (this.#comms?.snap !== last.snap) this.#comms = { snap: last.snap, map: new Map(last.snap.processes.map((p) => [p.tgid, p.comm])) };
-    return this.#comms.map;
+    const by = this.#byTgid;
+    if (!last || by?.snap !== last.snap) return undefined;
+    return { get: (tgid) => by.procs.get(tgid)?.comm };
   }
 
   async #collect(): Promise<ProcessSnapshot> {
@@ -97,42 +106,51 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     const faults = this.#faults.readAll();
     const procs = new Map<number, ProcessInfo>();
     const size = stProcTask.size;
+    // Fields are read where they lie, not through a decoded object per thread: the record of
+    // every thread on the host is read each second, and most of it only adds to its process.
+    const O = TASK;
     for (let off = 0; off + size <= buf.length; off += size) {
-      const r = stProcTask.decode(buf, off);
-      let p = procs.get(r.tgid);
+      const tgid = u32.decode(buf, off + O.tgid);
+      let p = procs.get(tgid);
+      const fresh = p === undefined;
       if (!p) {
+        // Until its leader's record comes (if it does), a process is named by its first thread.
         p = {
-          tgid: r.tgid, ppid: r.ppid, comm: r.comm, state: '?', threads: 0, startNs: r.start_ns, lifetimeNs: 0,
+          tgid, ppid: u32.decode(buf, off + O.ppid), comm: comm.decode(buf, off + O.comm), state: '?', threads: 0, startNs: u64n.decode(buf, off + O.start_ns), lifetimeNs: 0,
           cpuNs: 0, userNs: 0, systemNs: 0, voluntary: 0, involuntary: 0, minorFaults: 0, majorFaults: 0,
-          faultsTraced: faults.get(r.tgid)?.faults ?? 0, rssBytes: 0, vmBytes: 0, cgroupId: r.cgroup_id.toString(),
+          faultsTraced: faults.get(tgid)?.faults ?? 0, rssBytes: 0, vmBytes: 0, cgroupId: String(u64n.decode(buf, off + O.cgroup_id)),
         };
-        procs.set(r.tgid, p);
+        procs.set(tgid, p);
       }
-      p.cpuNs += r.runtime_ns;
-      p.userNs += r.utime_ns;
-      p.systemNs += r.stime_ns;
-      p.voluntary += r.voluntary;
-      p.involuntary += r.involuntary;
-      p.minorFaults += r.min_flt;
-      p.majorFaults += r.maj_flt;
-      if (r.is_leader) {
-        p.comm = r.comm;
-        p.ppid = r.ppid;
-        p.state = stateLetter(r.state);
-        p.startNs = r.start_ns;
-        p.threads = r.nr_threads;
-        p.cpuNs += r.dead_runtime_ns;
-        p.voluntary += r.dead_voluntary;
-        p.involuntary += r.dead_involuntary;
-        p.minorFaults += r.dead_min_flt;
-        p.majorFaults += r.dead_maj_flt;
-        p.rssBytes = r.rss_pages * page;
-        p.vmBytes = r.vm_pages * page;
-        p.cgroupId = r.cgroup_id.toString();
+      p.cpuNs += u64n.decode(buf, off + O.runtime_ns);
+      p.userNs += u64n.decode(buf, off + O.utime_ns);
+      p.systemNs += u64n.decode(buf, off + O.stime_ns);
+      p.voluntary += u64n.decode(buf, off + O.voluntary);
+      p.involuntary += u64n.decode(buf, off + O.involuntary);
+      p.minorFaults += u64n.decode(buf, off + O.min_flt);
+      p.majorFaults += u64n.decode(buf, off + O.maj_flt);
+      if (u32.decode(buf, off + O.is_leader) !== 0) {
+        if (!fresh) {
+          p.comm = comm.decode(buf, off + O.comm);
+          p.ppid = u32.decode(buf, off + O.ppid);
+          p.startNs = u64n.decode(buf, off + O.start_ns);
+          p.cgroupId = String(u64n.decode(buf, off + O.cgroup_id));
+        }
+        p.state = stateLetter(u32.decode(buf, off + O.state));
+        p.threads = u32.decode(buf, off + O.nr_threads);
+        p.cpuNs += u64n.decode(buf, off + O.dead_runtime_ns);
+        p.voluntary += u64n.decode(buf, off + O.dead_voluntary);
+        p.involuntary += u64n.decode(buf, off + O.dead_involuntary);
+        p.minorFaults += u64n.decode(buf, off + O.dead_min_flt);
+        p.majorFaults += u64n.decode(buf, off + O.dead_maj_flt);
+        p.rssBytes = u64n.decode(buf, off + O.rss_pages) * page;
+        p.vmBytes = u64n.decode(buf, off + O.vm_pages) * page;
       }
     }
     for (const p of procs.values()) p.lifetimeNs = Math.max(0, now - p.startNs);
-    return { family: 'process', backend: 'ebpf', timestamp: Date.now(), processes: [...procs.values()] };
+    const snap: ProcessSnapshot = { family: 'process', backend: 'ebpf', timestamp: Date.now(), processes: [...procs.values()] };
+    this.#byTgid = { snap, procs };
+    return snap;
   }
 
   /** exec, fork and exit events (needs the reader opened with `events: true`). */

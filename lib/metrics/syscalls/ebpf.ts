@@ -4,10 +4,15 @@
  */
 import type { BpfMap } from '../../ebpf/map.js';
 import { BpfReaderBase, type BpfReaderOptions } from '../bpf-base.js';
-import { stSyscallKey, stSyscallStats } from '../bpf-structs.js';
+import { u32, u64n } from '../../ebpf/codec.js';
+import { stSyscallKey, stSyscallStats, structOffsets } from '../bpf-structs.js';
 import type { SyscallsSnapshot } from '../schemas.js';
 import { syscallName } from '../syscall-names.js';
 import type { Decoded } from '../readers-shared.js';
+
+/** Where the fields of the syscall_stats entries lie. */
+const KEY = structOffsets('st_syscall_key', ['tgid', 'nr']);
+const STATS = structOffsets('st_syscall_stats', ['count', 'errors', 'total_ns', 'max_ns']);
 
 /** eBPF `syscalls` reader over bpf/syscalls.bpf.c. */
 export class EbpfSyscallsReader extends BpfReaderBase<SyscallsSnapshot> {
@@ -22,8 +27,22 @@ export class EbpfSyscallsReader extends BpfReaderBase<SyscallsSnapshot> {
 
   protected collect(): SyscallsSnapshot {
     const syscalls: SyscallsSnapshot['syscalls'] = [];
-    for (const [k, s] of this.#stats.readAll()) {
-      syscalls.push({ tgid: k.tgid, nr: k.nr, name: syscallName(k.nr), count: s.count, errors: s.errors, totalNs: s.total_ns, maxNs: s.max_ns });
+    // Entries are read where they lie in the batch (no decoded key, value and Map entry each).
+    const raw = this.#stats.readAllRaw();
+    const { keys, values } = raw;
+    for (let i = 0; i < raw.count; i++) {
+      const k = i * raw.keySize;
+      const o = i * raw.entryStride;
+      const nr = u32.decode(keys, k + KEY.nr);
+      syscalls.push({
+        tgid: u32.decode(keys, k + KEY.tgid),
+        nr,
+        name: syscallName(nr),
+        count: u64n.decode(values, o + STATS.count),
+        errors: u64n.decode(values, o + STATS.errors),
+        totalNs: u64n.decode(values, o + STATS.total_ns),
+        maxNs: u64n.decode(values, o + STATS.max_ns),
+      });
     }
     return { family: 'syscalls', backend: 'ebpf', timestamp: Date.now(), syscalls };
   }
