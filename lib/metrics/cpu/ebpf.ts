@@ -123,15 +123,14 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     const running = this.#runningNow();
     // Entries are read where they lie in the batch (no decoded object and Map entry per thread).
     const raw = this.#threads.readAllRaw();
-    const S = SCHED;
+    const v = raw.values;
     for (let i = 0; i < raw.count; i++) {
       const tid = u32.decode(raw.keys, i * raw.keySize);
-      const v = raw.values;
       const o = i * raw.entryStride;
-      const tgid = u32.decode(v, o + S.tgid);
-      let cpuNs = u64n.decode(v, o + S.oncpu_ns);
-      let runqNs = u64n.decode(v, o + S.runq_ns);
-      let runqCount = u64n.decode(v, o + S.runq_count);
+      const tgid = u32.decode(v, o + SCHED.tgid);
+      let cpuNs = u64n.decode(v, o + SCHED.oncpu_ns);
+      let runqNs = u64n.decode(v, o + SCHED.runq_ns);
+      let runqCount = u64n.decode(v, o + SCHED.runq_count);
       if (running.delete(tid)) {
         const ss = readSchedstat(tgid, tid);
         if (ss && ss.cpuNs > cpuNs) {
@@ -140,7 +139,7 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
           runqCount = Math.max(runqCount, ss.slices);
         }
       }
-      add(tgid, cpuNs, u64n.decode(v, o + S.voluntary), u64n.decode(v, o + S.involuntary), runqNs, runqCount, u64n.decode(v, o + S.cgroup_id), tid);
+      add(tgid, cpuNs, u64n.decode(v, o + SCHED.voluntary), u64n.decode(v, o + SCHED.involuntary), runqNs, runqCount, u64n.decode(v, o + SCHED.cgroup_id), tid);
     }
     // On a CPU and never switched out since the reader opened: counted when the filter surely passes it.
     const f = this.filter;

@@ -49,7 +49,8 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
   readonly #faults: BpfMap<number, Decoded<typeof stProcStats>>;
   #rb: RingBufferLike<Decoded<typeof stProcEvent>> | undefined;
   #inflight: Promise<ProcessSnapshot> | undefined;
-  #last: { atMs: number; snap: ProcessSnapshot } | undefined;
+  /** The last snapshot built, when, and its processes by tgid. */
+  #last: { atMs: number; snap: ProcessSnapshot; procs: ReadonlyMap<number, ProcessInfo> } | undefined;
 
   /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
   constructor(o: BpfReaderOptions) {
@@ -60,14 +61,9 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
 
   /** Reads that overlap share one pass of the iterator (and the snapshot it gives). */
   protected collect(): Promise<ProcessSnapshot> {
-    this.#inflight ??= this.#collect()
-      .then((snap) => {
-        this.#last = { atMs: performance.now(), snap };
-        return snap;
-      })
-      .finally(() => {
-        this.#inflight = undefined;
-      });
+    this.#inflight ??= this.#collect().finally(() => {
+      this.#inflight = undefined;
+    });
     return this.#inflight;
   }
 
@@ -84,9 +80,6 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     return this.read();
   }
 
-  /** The processes of the snapshot last built, by tgid. */
-  #byTgid: { snap: ProcessSnapshot; procs: ReadonlyMap<number, ProcessInfo> } | undefined;
-
   /**
    * Lookup of comm by tgid in the last snapshot, for another family of the same monitor to
    * name its processes without reading /proc/<pid>/comm; undefined before the first read.
@@ -94,9 +87,8 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
    */
   lastComms(): { get(tgid: number): string | undefined } | undefined {
     const last = this.#last;
-    const by = this.#byTgid;
-    if (!last || by?.snap !== last.snap) return undefined;
-    return { get: (tgid) => by.procs.get(tgid)?.comm };
+    if (!last) return undefined;
+    return { get: (tgid) => last.procs.get(tgid)?.comm };
   }
 
   async #collect(): Promise<ProcessSnapshot> {
@@ -108,48 +100,47 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     const size = stProcTask.size;
     // Fields are read where they lie, not through a decoded object per thread: the record of
     // every thread on the host is read each second, and most of it only adds to its process.
-    const O = TASK;
     for (let off = 0; off + size <= buf.length; off += size) {
-      const tgid = u32.decode(buf, off + O.tgid);
+      const tgid = u32.decode(buf, off + TASK.tgid);
       let p = procs.get(tgid);
       const fresh = p === undefined;
       if (!p) {
         // Until its leader's record comes (if it does), a process is named by its first thread.
         p = {
-          tgid, ppid: u32.decode(buf, off + O.ppid), comm: comm.decode(buf, off + O.comm), state: '?', threads: 0, startNs: u64n.decode(buf, off + O.start_ns), lifetimeNs: 0,
+          tgid, ppid: u32.decode(buf, off + TASK.ppid), comm: comm.decode(buf, off + TASK.comm), state: '?', threads: 0, startNs: u64n.decode(buf, off + TASK.start_ns), lifetimeNs: 0,
           cpuNs: 0, userNs: 0, systemNs: 0, voluntary: 0, involuntary: 0, minorFaults: 0, majorFaults: 0,
-          faultsTraced: faults.get(tgid)?.faults ?? 0, rssBytes: 0, vmBytes: 0, cgroupId: String(u64n.decode(buf, off + O.cgroup_id)),
+          faultsTraced: faults.get(tgid)?.faults ?? 0, rssBytes: 0, vmBytes: 0, cgroupId: String(u64n.decode(buf, off + TASK.cgroup_id)),
         };
         procs.set(tgid, p);
       }
-      p.cpuNs += u64n.decode(buf, off + O.runtime_ns);
-      p.userNs += u64n.decode(buf, off + O.utime_ns);
-      p.systemNs += u64n.decode(buf, off + O.stime_ns);
-      p.voluntary += u64n.decode(buf, off + O.voluntary);
-      p.involuntary += u64n.decode(buf, off + O.involuntary);
-      p.minorFaults += u64n.decode(buf, off + O.min_flt);
-      p.majorFaults += u64n.decode(buf, off + O.maj_flt);
-      if (u32.decode(buf, off + O.is_leader) !== 0) {
+      p.cpuNs += u64n.decode(buf, off + TASK.runtime_ns);
+      p.userNs += u64n.decode(buf, off + TASK.utime_ns);
+      p.systemNs += u64n.decode(buf, off + TASK.stime_ns);
+      p.voluntary += u64n.decode(buf, off + TASK.voluntary);
+      p.involuntary += u64n.decode(buf, off + TASK.involuntary);
+      p.minorFaults += u64n.decode(buf, off + TASK.min_flt);
+      p.majorFaults += u64n.decode(buf, off + TASK.maj_flt);
+      if (u32.decode(buf, off + TASK.is_leader) !== 0) {
         if (!fresh) {
-          p.comm = comm.decode(buf, off + O.comm);
-          p.ppid = u32.decode(buf, off + O.ppid);
-          p.startNs = u64n.decode(buf, off + O.start_ns);
-          p.cgroupId = String(u64n.decode(buf, off + O.cgroup_id));
+          p.comm = comm.decode(buf, off + TASK.comm);
+          p.ppid = u32.decode(buf, off + TASK.ppid);
+          p.startNs = u64n.decode(buf, off + TASK.start_ns);
+          p.cgroupId = String(u64n.decode(buf, off + TASK.cgroup_id));
         }
-        p.state = stateLetter(u32.decode(buf, off + O.state));
-        p.threads = u32.decode(buf, off + O.nr_threads);
-        p.cpuNs += u64n.decode(buf, off + O.dead_runtime_ns);
-        p.voluntary += u64n.decode(buf, off + O.dead_voluntary);
-        p.involuntary += u64n.decode(buf, off + O.dead_involuntary);
-        p.minorFaults += u64n.decode(buf, off + O.dead_min_flt);
-        p.majorFaults += u64n.decode(buf, off + O.dead_maj_flt);
-        p.rssBytes = u64n.decode(buf, off + O.rss_pages) * page;
-        p.vmBytes = u64n.decode(buf, off + O.vm_pages) * page;
+        p.state = stateLetter(u32.decode(buf, off + TASK.state));
+        p.threads = u32.decode(buf, off + TASK.nr_threads);
+        p.cpuNs += u64n.decode(buf, off + TASK.dead_runtime_ns);
+        p.voluntary += u64n.decode(buf, off + TASK.dead_voluntary);
+        p.involuntary += u64n.decode(buf, off + TASK.dead_involuntary);
+        p.minorFaults += u64n.decode(buf, off + TASK.dead_min_flt);
+        p.majorFaults += u64n.decode(buf, off + TASK.dead_maj_flt);
+        p.rssBytes = u64n.decode(buf, off + TASK.rss_pages) * page;
+        p.vmBytes = u64n.decode(buf, off + TASK.vm_pages) * page;
       }
     }
     for (const p of procs.values()) p.lifetimeNs = Math.max(0, now - p.startNs);
     const snap: ProcessSnapshot = { family: 'process', backend: 'ebpf', timestamp: Date.now(), processes: [...procs.values()] };
-    this.#byTgid = { snap, procs };
+    this.#last = { atMs: performance.now(), snap, procs };
     return snap;
   }
 
