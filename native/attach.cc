@@ -394,6 +394,29 @@ Napi::Value AttachIter(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// Runs the iterator of link `linkFd` once and appends what it wrote to `out`. Used on a libuv
+// worker (IterRead) and on the calling thread (IterReadSync, for a caller that knows the walk
+// is short: a thread hop costs more than a walk of a few hundred tasks).
+static NativeError RunIter(int linkFd, std::vector<char>& out) {
+  if (linkFd < 0) return ErrnoError(linkFd, "iterator read: dup link fd");
+  UniqueFd link(linkFd);
+  int it = bpf_iter_create(link.get());
+  if (it < 0) return ErrnoError(errno, "bpf_iter_create");
+  UniqueFd iter(it);
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(iter.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      // EAGAIN: the iterator's seq_file asked to restart; give up rather than loop forever.
+      return ErrnoError(errno, "read iterator");
+    }
+    if (n == 0) break;
+    out.insert(out.end(), buf, buf + n);
+  }
+  return NativeError();
+}
+
 // Runs an iterator to the end on a libuv worker (an iterator read is short and bounded by
 // what it walks; it does not block the pool the way a multi-second load would).
 class IterReadWorker : public Napi::AsyncWorker {
@@ -403,31 +426,7 @@ class IterReadWorker : public Napi::AsyncWorker {
     linkFd_ = DupFdCloexec(linkFd);
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override {
-    if (linkFd_ < 0) {
-      err_ = ErrnoError(linkFd_, "iterator read: dup link fd");
-      return;
-    }
-    UniqueFd link(linkFd_);
-    int it = bpf_iter_create(link.get());
-    if (it < 0) {
-      err_ = ErrnoError(errno, "bpf_iter_create");
-      return;
-    }
-    UniqueFd iter(it);
-    char buf[65536];
-    for (;;) {
-      ssize_t n = read(iter.get(), buf, sizeof(buf));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        // EAGAIN: the iterator's seq_file asked to restart; give up rather than loop forever.
-        err_ = ErrnoError(errno, "read iterator");
-        return;
-      }
-      if (n == 0) break;
-      data_.insert(data_.end(), buf, buf + n);
-    }
-  }
+  void Execute() override { err_ = RunIter(linkFd_, data_); }
   void OnOK() override {
     Napi::Env env = Env();
     if (!err_.ok()) {
@@ -450,6 +449,15 @@ Napi::Value IterRead(const Napi::CallbackInfo& info) {
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
+}
+
+// (linkFd) -> Buffer: the same read on the calling thread.
+Napi::Value IterReadSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<char> data;
+  NativeError err = RunIter(DupFdCloexec(ArgInt(info, 0, -1)), data);
+  if (!err.ok()) Throw(env, err);
+  return Napi::Buffer<char>::Copy(env, data.data(), data.size());
 }
 
 // (linkFd, path)
@@ -549,6 +557,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   dp.Set("attachCgroup", Napi::Function::New(env, AttachCgroup));
   dp.Set("attachIter", Napi::Function::New(env, AttachIter));
   dp.Set("iterRead", Napi::Function::New(env, IterRead));
+  dp.Set("iterReadSync", Napi::Function::New(env, IterReadSync));
   dp.Set("linkPin", Napi::Function::New(env, LinkPin));
   dp.Set("testRun", Napi::Function::New(env, TestRun));
   dp.Set("attachFeatures", Napi::Function::New(env, AttachFeatures));

@@ -95,6 +95,8 @@ export interface Link extends Disposable {
 export interface IterLink extends Link {
   /** Runs the iterator once and returns everything it wrote (off the main thread). */
   read(): Promise<Buffer>;
+  /** Runs the iterator once on the calling thread (for short walks: no thread hand-off). */
+  readSync(): Buffer;
 }
 
 /** Flags for {@link BpfMapLike.set}. */

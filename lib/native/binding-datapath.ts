@@ -107,6 +107,8 @@ export interface DatapathNative {
   attachCgroup(progFd: number, cgroupPath: string, attachType: string): number[];
   attachIter(progFd: number, mapFd: number, pid: number): number[];
   iterRead(linkFd: number): Promise<Buffer>;
+  /** The same read on the calling thread. */
+  iterReadSync(linkFd: number): Buffer;
   linkPin(linkFd: number, path: string): void;
   testRun(progFd: number, repeat: number, cpu: number, ctx?: Uint8Array): Promise<{ retval: number; durationNs: number }>;
   attachFeatures(): { uprobe: boolean; kprobe: boolean; tracefs: boolean };

@@ -141,6 +141,17 @@ describe('attachProgram on a real kernel', () => {
     await expect(it.read()).rejects.toBeInstanceOf(ClosedError);
   });
 
+  it('iterator readSync() runs it on this thread: the same records as read(); ClosedError once closed', async () => {
+    const it = attachProgram(obj.program('dp_iter_task').info) as BpfIterLink;
+    const lines = it.readSync().toString('utf8').trim().split('\n');
+    expect(lines).toContain(`${process.pid} node`);
+    // Both walk the same task list: the same processes, give or take one that came or went.
+    const async = (await it.readText()).trim().split('\n');
+    expect(Math.abs(async.length - lines.length)).toBeLessThanOrEqual(5);
+    it.close();
+    expect(() => it.readSync()).toThrow(ClosedError);
+  });
+
   it('iterator limited to one pid (task iterator link info)', async () => {
     using link = attachProgram(obj.program('dp_iter_task').info, { type: 'iterator', pid: process.pid }) as BpfIterLink;
     const lines = (await link.readText()).trim().split('\n');
