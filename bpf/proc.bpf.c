@@ -160,6 +160,7 @@ int st_proc_iter(struct bpf_iter__task *ctx)
 {
 	struct task_struct *task = ctx->task;
 	struct st_proc_task r = {};
+	struct st_proc_stats *faults;
 	struct mm_struct *mm;
 
 	if (!task)
@@ -179,6 +180,10 @@ int st_proc_iter(struct bpf_iter__task *ctx)
 	r.min_flt = task->min_flt;
 	r.maj_flt = task->maj_flt;
 	r.cgroup_id = st_task_cgroup_id(task);
+	// The process's traced faults travel with each record: user space reads no map for them.
+	faults = bpf_map_lookup_elem(&proc_faults, &r.tgid);
+	if (faults)
+		r.faults_traced = faults->faults;
 	BPF_CORE_READ_STR_INTO(&r.comm, task, comm);
 	if (r.tgid == r.tid) {
 		struct signal_struct *sig = task->signal;

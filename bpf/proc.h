@@ -57,6 +57,7 @@ struct st_proc_task {
 	__u64 rss_pages;	// file + anon + shmem resident pages
 	__u64 vm_pages;		// total_vm
 	__u64 cgroup_id;
+	__u64 faults_traced;	// user page faults of the process since load (proc_faults)
 	__u32 nr_threads;
 	__u32 is_leader;
 	__u8 comm[PROC_COMM_LEN];

@@ -19,7 +19,6 @@ import {
   StBioProcN,
   StFilterConfigN,
   StProcEventN,
-  StProcStatsN,
   StProcTaskN,
   StSchedCpuN,
   StSchedHistN,
@@ -69,8 +68,6 @@ export const stSchedHist = StSchedHistN;
 
 /** struct st_proc_event (proc.h). */
 export const stProcEvent = StProcEventN;
-/** struct st_proc_stats (proc.h). */
-export const stProcStats = StProcStatsN;
 /** struct st_proc_task (proc.h): one task iterator record. */
 export const stProcTask = StProcTaskN;
 

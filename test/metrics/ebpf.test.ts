@@ -172,6 +172,34 @@ describe('process (proc.bpf.c)', () => {
       r.close();
     }
   });
+  it('traced page faults come with each iterator record: a child touching 4,096 new pages after the reader opened shows them', async () => {
+    // The child waits for a line, then writes one byte in each page of 16 MiB it has not touched.
+    const touch = "process.stdin.once('data', () => { const b = Buffer.alloc(16 << 20); for (let i = 0; i < b.length; i += 4096) b[i] = 1; process.stdout.write('done'); setTimeout(() => {}, 30000); });";
+    const child = spawn(process.execPath, ['-e', touch], { stdio: ['pipe', 'pipe', 'ignore'] });
+    try {
+      await until(() => readStat(child.pid!) !== null);
+      const r = await openProcessReader({ filter: { tgids: [child.pid!] } });
+      try {
+        const mine = async () => (await r.read()).processes.find((p) => p.tgid === child.pid)!;
+        const before = await mine();
+        const done = new Promise((res) => child.stdout!.once('data', res));
+        child.stdin!.write('go\n');
+        await done;
+        const after = await mine();
+        const traced = after.faultsTraced! - before.faultsTraced!;
+        const kernel = after.minorFaults + after.majorFaults - (before.minorFaults + before.majorFaults);
+        // Every fault the kernel counted for the process is a fault the tracepoint saw (a huge
+        // page backs 512 pages with one fault: at least 16 faults for 16 MiB either way).
+        expect(kernel).toBeGreaterThanOrEqual(16);
+        expect(traced).toBeGreaterThanOrEqual(kernel);
+        expect(traced).toBeLessThanOrEqual(kernel + 256);
+      } finally {
+        r.close();
+      }
+    } finally {
+      await kill(child);
+    }
+  });
 });
 
 describe('network (net.bpf.c)', () => {

@@ -3,10 +3,9 @@
  * @internal
  */
 import { cstring, u32, u64n } from '../../ebpf/codec.js';
-import type { BpfMap } from '../../ebpf/map.js';
 import type { IterLink, RingBufferLike } from '../../ebpf/types.js';
 import { BpfReaderBase, monoToEpochMs, monotonicNowNs, type BpfReaderOptions } from '../bpf-base.js';
-import { stProcEvent, stProcStats, stProcTask, structOffsets } from '../bpf-structs.js';
+import { stProcEvent, stProcTask, structOffsets } from '../bpf-structs.js';
 import { pageSize } from '../procfs.js';
 import type { ProcessEvent, ProcessInfo, ProcessSnapshot } from '../schemas.js';
 import { ConfigError } from '../../errors/index.js';
@@ -16,7 +15,7 @@ import { mapEventBatches, mapEvents, type Decoded } from '../readers-shared.js';
 const TASK = structOffsets('st_proc_task', [
   'tgid', 'ppid', 'state', 'start_ns', 'runtime_ns', 'utime_ns', 'stime_ns', 'voluntary', 'involuntary', 'min_flt', 'maj_flt',
   'dead_runtime_ns', 'dead_voluntary', 'dead_involuntary', 'dead_min_flt', 'dead_maj_flt', 'rss_pages', 'vm_pages', 'cgroup_id',
-  'nr_threads', 'is_leader', 'comm',
+  'faults_traced', 'nr_threads', 'is_leader', 'comm',
 ]);
 const comm = cstring(16);
 
@@ -42,11 +41,16 @@ function exitStatus(raw: number): Pick<ProcessEvent, 'exitCode' | 'signal' | 'co
   return sig === 0 ? { exitCode: (raw >> 8) & 0xff, signal: null, coreDumped: false } : { exitCode: null, signal: sig, coreDumped: (raw & 0x80) !== 0 };
 }
 
+/**
+ * The iterator's output, in bytes, up to which the next pass runs on the calling thread
+ * (about 400 tasks: a few tens of microseconds in the kernel); above it, on a libuv worker.
+ */
+const ITER_SYNC_MAX_BYTES = 64 * 1024;
+
 /** eBPF `process` reader over bpf/proc.bpf.c: a task iterator per read, events from the ring buffer. */
 export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEvent> {
   readonly family = 'process';
   readonly #iter: IterLink;
-  readonly #faults: BpfMap<number, Decoded<typeof stProcStats>>;
   #rb: RingBufferLike<Decoded<typeof stProcEvent>> | undefined;
   #inflight: Promise<ProcessSnapshot> | undefined;
   /** The last snapshot built, when, and its processes by tgid. */
@@ -56,7 +60,6 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
   constructor(o: BpfReaderOptions) {
     super(o);
     this.#iter = this.iterator('st_proc_iter');
-    this.#faults = this.map('proc_faults', { key: u32, value: stProcStats });
   }
 
   /** Reads that overlap share one pass of the iterator (and the snapshot it gives). */
@@ -91,11 +94,16 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     return { get: (tgid) => last.procs.get(tgid)?.comm };
   }
 
+  /** Bytes the last pass of the iterator wrote (unknown before the first). */
+  #lastBytes = Number.POSITIVE_INFINITY;
+
   async #collect(): Promise<ProcessSnapshot> {
-    const buf = await this.#iter.read();
+    // A short walk runs on this thread: handing it to a libuv worker and back costs more than
+    // walking a few hundred tasks. A host whose last walk was longer gets the worker.
+    const buf = this.#lastBytes <= ITER_SYNC_MAX_BYTES ? this.#iter.readSync() : await this.#iter.read();
+    this.#lastBytes = buf.length;
     const now = monotonicNowNs();
     const page = pageSize();
-    const faults = this.#faults.readAll();
     const procs = new Map<number, ProcessInfo>();
     const size = stProcTask.size;
     // Fields are read where they lie, not through a decoded object per thread: the record of
@@ -109,7 +117,7 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
         p = {
           tgid, ppid: u32.decode(buf, off + TASK.ppid), comm: comm.decode(buf, off + TASK.comm), state: '?', threads: 0, startNs: u64n.decode(buf, off + TASK.start_ns), lifetimeNs: 0,
           cpuNs: 0, userNs: 0, systemNs: 0, voluntary: 0, involuntary: 0, minorFaults: 0, majorFaults: 0,
-          faultsTraced: faults.get(tgid)?.faults ?? 0, rssBytes: 0, vmBytes: 0, cgroupId: String(u64n.decode(buf, off + TASK.cgroup_id)),
+          faultsTraced: u64n.decode(buf, off + TASK.faults_traced), rssBytes: 0, vmBytes: 0, cgroupId: String(u64n.decode(buf, off + TASK.cgroup_id)),
         };
         procs.set(tgid, p);
       }
