@@ -188,10 +188,12 @@ describe('process (proc.bpf.c)', () => {
         const after = await mine();
         const traced = after.faultsTraced! - before.faultsTraced!;
         const kernel = after.minorFaults + after.majorFaults - (before.minorFaults + before.majorFaults);
-        // Every fault the kernel counted for the process is a fault the tracepoint saw (a huge
-        // page backs 512 pages with one fault: at least 16 faults for 16 MiB either way).
+        // The faults the kernel counted for the process are the faults the tracepoint saw, but
+        // for a few taken in kernel mode (a read() into a fresh buffer: page_fault_kernel). A
+        // huge page backs 512 pages with one fault: at least 16 faults for 16 MiB either way.
         expect(kernel).toBeGreaterThanOrEqual(16);
-        expect(traced).toBeGreaterThanOrEqual(kernel);
+        expect(traced).toBeGreaterThanOrEqual(16);
+        expect(traced).toBeGreaterThanOrEqual(kernel - 64);
         expect(traced).toBeLessThanOrEqual(kernel + 256);
       } finally {
         r.close();
