@@ -2,7 +2,7 @@
  * The monitor's own CPU against procfs `top -b -d 1`, on the same host at the same time:
  * a process running `createMonitor` with every family and reading once a second
  * (bench/_monitor-child.mjs, plain node on the built package) and `top -b -d 1` run side by
- * side; each one's CPU time (utime + stime from /proc/<pid>/stat) is taken over the same window.
+ * side; each one's CPU time is taken over the same windows.
  *
  *   npm run bench -- selfcost [seconds=30] [extraProcesses=2000] [warmupSeconds=120] [rounds=3]
  *
@@ -11,8 +11,8 @@
  * JIT compiling the read path, V8 shrinking the start-up heap) and, after `warmupSeconds`
  * more, `rounds` windows of `seconds` (steady state, what a long-running monitor costs: the
  * median window's ratio, and the lowest). CPU time is the threads' run time in nanoseconds
- * (schedstat), not 10 ms ticks (see cpuMsBetween). Target: the monitor uses no more CPU than top in both phases
- * (steady state, median window).
+ * (schedstat), not 10 ms ticks (see cpuMsBetween). Target: the monitor uses no more CPU than
+ * top in both phases (steady state, median window).
  *
  * The child runs on dist/ (built here first when lib/ is newer).
  */

@@ -394,13 +394,12 @@ Napi::Value AttachIter(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// Runs the iterator of link `linkFd` once and appends what it wrote to `out`. Used on a libuv
-// worker (IterRead) and on the calling thread (IterReadSync, for a caller that knows the walk
-// is short: a thread hop costs more than a walk of a few hundred tasks).
+// Runs the iterator of link `linkFd` (not taken over) once and appends what it wrote to `out`.
+// Used on a libuv worker (IterRead, on its own dup of the link) and on the calling thread
+// (IterReadSync, for a caller that knows the walk is short: a thread hop costs more than a walk
+// of a few hundred tasks; the link cannot close under it there, so no dup).
 static NativeError RunIter(int linkFd, std::vector<char>& out) {
-  if (linkFd < 0) return ErrnoError(linkFd, "iterator read: dup link fd");
-  UniqueFd link(linkFd);
-  int it = bpf_iter_create(link.get());
+  int it = bpf_iter_create(linkFd);
   if (it < 0) return ErrnoError(errno, "bpf_iter_create");
   UniqueFd iter(it);
   char buf[65536];
@@ -426,7 +425,14 @@ class IterReadWorker : public Napi::AsyncWorker {
     linkFd_ = DupFdCloexec(linkFd);
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override { err_ = RunIter(linkFd_, data_); }
+  void Execute() override {
+    if (linkFd_ < 0) {
+      err_ = ErrnoError(linkFd_, "iterator read: dup link fd");
+      return;
+    }
+    UniqueFd link(linkFd_);
+    err_ = RunIter(link.get(), data_);
+  }
   void OnOK() override {
     Napi::Env env = Env();
     if (!err_.ok()) {
@@ -455,7 +461,7 @@ Napi::Value IterRead(const Napi::CallbackInfo& info) {
 Napi::Value IterReadSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<char> data;
-  NativeError err = RunIter(DupFdCloexec(ArgInt(info, 0, -1)), data);
+  NativeError err = RunIter(ArgInt(info, 0, -1), data);
   if (!err.ok()) Throw(env, err);
   return Napi::Buffer<char>::Copy(env, data.data(), data.size());
 }
