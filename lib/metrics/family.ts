@@ -149,6 +149,12 @@ export interface FamilyOptions {
   bpfObject?: string;
   /** Programs of that object to load (default all). */
   programs?: readonly string[];
+  /**
+   * `max_entries` of that object's maps for this host, asked when the object loads (for maps
+   * bounded by what the host has, e.g. its CPUs: a batch read walks a hash map's whole bucket
+   * array, so a small host should not carry a large host's bound).
+   */
+  mapSizes?: () => Record<string, number>;
   /** One-line description (docs, `--help` of examples). */
   description?: string;
 }
@@ -163,6 +169,8 @@ export interface FamilyDefinition extends Required<Pick<FamilyOptions, 'backends
   readonly bpfObject?: string;
   /** See {@link FamilyOptions.programs}. */
   readonly programs?: readonly string[];
+  /** See {@link FamilyOptions.mapSizes}. */
+  readonly mapSizes?: () => Record<string, number>;
   /** See {@link FamilyOptions.description}. */
   readonly description?: string;
 }
@@ -212,6 +220,7 @@ export function registerFamily(name: string, factory: FamilyFactory, options: Fa
     backends: options.backends && options.backends.length ? [...options.backends] : ['ebpf'],
     ...(options.bpfObject !== undefined ? { bpfObject: options.bpfObject } : {}),
     ...(options.programs !== undefined ? { programs: [...options.programs] } : {}),
+    ...(options.mapSizes !== undefined ? { mapSizes: options.mapSizes } : {}),
     ...(options.description !== undefined ? { description: options.description } : {}),
   };
   registry.set(name, def);

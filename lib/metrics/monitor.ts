@@ -251,6 +251,7 @@ export async function createMonitor(options: MonitorOptions = {}): Promise<Monit
             source: bundledObjectPath(def.bpfObject!),
             options: bundledLoadOptions({
               ...(def.programs ? { programs: [...def.programs] } : {}),
+              ...(def.mapSizes ? { mapSizes: def.mapSizes() } : {}),
               ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
               ...(o.signal ? { signal: o.signal } : {}),
             }),

@@ -96,6 +96,35 @@ describe('energy estimate (Kepler approach)', () => {
     expect(r.attributedWatts).toBeCloseTo(20, 9); // all of the dynamic power (25 - 5), not more
   });
 
+  it('a source may hand back the same array and objects; energy adds up per process, and a process gone is forgotten', async () => {
+    const proc = procTree();
+    const times = [
+      { pid: 7, comm: 'a', cpuNs: 0 },
+      { pid: 8, comm: 'b', cpuNs: 0 },
+    ];
+    const est = new EnergyEstimator({ procRoot: proc.root, cpuTimes: async () => times, packageWatts: async () => 10 });
+    const at = async (sec: number, busyTicks: number) => {
+      proc.setNode(busyTicks, 1000);
+      const r = await est.sample(BigInt(sec) * S);
+      return Object.fromEntries(r.processes.map((p) => [p.comm, { watts: p.watts, joules: p.joules }]));
+    };
+    expect(await at(0, 1000)).toEqual({});
+    times[0]!.cpuNs = 0.5e9;
+    times[1]!.cpuNs = 0.5e9;
+    expect(await at(1, 1100)).toEqual({ a: { watts: 5, joules: 5 }, b: { watts: 5, joules: 5 } });
+    times[0]!.cpuNs = 1.5e9;
+    times.length = 1; // b exits
+    expect(await at(2, 1200)).toEqual({ a: { watts: 10, joules: 15 } });
+    times[0]!.cpuNs = 2.5e9;
+    times.push({ pid: 8, comm: 'b', cpuNs: 5e9 }); // the pid again: a new process, its first sight is a baseline
+    expect(await at(3, 1300)).toEqual({ a: { watts: 10, joules: 25 } });
+    times[1]!.cpuNs = 6e9;
+    expect(await at(4, 1400)).toEqual({ b: { watts: 10, joules: 10 } }); // a idle: not listed, still known
+    times[0]!.cpuNs = 3.5e9;
+    times[1]!.cpuNs = 6e9;
+    expect(await at(5, 1500)).toEqual({ a: { watts: 10, joules: 35 } });
+  });
+
   it('without RAPL (this host) shares are computed and watts are null', async () => {
     const sys = emptySysfs();
     fx.push(sys);

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
-import { u32 } from '../../lib/ebpf/index.js';
+import { numPossibleCpus, u32 } from '../../lib/ebpf/index.js';
 import { cpuResidency, cpuStateKey, thermalConfig, thermalProgStats } from '../../lib/metrics/gpu/structs.js';
-import { openThermalReader, ThermalSnapshotSchema, type ThermalReader } from '../../lib/metrics/thermal/index.js';
+import { openThermalReader, thermalMapSizes, ThermalSnapshotSchema, type ThermalReader } from '../../lib/metrics/thermal/index.js';
 import { laptopSysfs, type SysfsFixture } from '../fixtures/sysfs/tree.js';
 
 // The thermal/power tracepoints exist in this kernel, but on this VM (Firecracker guest, no
@@ -81,9 +81,33 @@ describe('thermal reader (eBPF + sysfs)', () => {
       expect(await states()).toEqual([1_000_000, 2_000_000]); // settled: reused
       const snap = await reader.read();
       expect(snap.cpus.find((c) => c.cpu === 0)!.frequency.find((f) => f.state === 1_000_000)).toEqual({ state: 1_000_000, seconds: 2, entries: 3 });
+      // Each map has its own counter: CPUs going idle do not make the frequency map be read again.
+      const ps = prog.get(0)!;
+      prog.set(0, { ...ps, idle_events: ps.idle_events + 5 });
+      expect(await states()).toEqual([1_000_000, 2_000_000]);
+      bump();
+      expect(await states()).toEqual([1_000_000, 2_000_000, 3_000_000]);
     } finally {
       prog.close();
       freq.close();
+    }
+  });
+
+  it('sizes the residency maps to the CPUs the host can have (a batch read walks every bucket)', async () => {
+    expect(thermalMapSizes(1)).toEqual({ freq_residency: 256, idle_residency: 64 });
+    expect(thermalMapSizes(2)).toEqual({ freq_residency: 512, idle_residency: 64 });
+    expect(thermalMapSizes(16)).toEqual({ freq_residency: 4096, idle_residency: 512 });
+    expect(thermalMapSizes(1024)).toEqual({ freq_residency: 8192, idle_residency: 8192 }); // the object's own bound
+    const want = thermalMapSizes(numPossibleCpus());
+    reader = await openThermalReader({ hwmon: false });
+    const sizes = (r: ThermalReader) => ({ freq_residency: r.object!.mapInfo('freq_residency').maxEntries, idle_residency: r.object!.mapInfo('idle_residency').maxEntries });
+    expect(sizes(reader)).toEqual(want);
+    const { createMonitor } = await import('../../lib/metrics/index.js');
+    const m = await createMonitor({ families: ['thermal'] });
+    try {
+      expect(sizes(m.get('thermal') as ThermalReader)).toEqual(want);
+    } finally {
+      m.close();
     }
   });
 

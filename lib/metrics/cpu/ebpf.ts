@@ -58,13 +58,13 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
    * child usually execs at once, which changes its comm), then every COMM_REFRESH_MS; or from
    * the process family's last snapshot when the monitor has that family on eBPF.
    */
-  #names(procs: Map<number, CpuProcess>): void {
+  #names(procs: readonly CpuProcess[]): void {
     const now = Date.now();
     // The process family's task iterator, when the same monitor has it, read every process's
     // comm from the kernel at most a tick ago: names from there cost no file at all.
     const peer = this.peer?.('process');
     const known = peer instanceof EbpfProcessReader && !peer.closed ? peer.lastComms() : undefined;
-    for (const p of procs.values()) {
+    for (const p of procs) {
       const k = known?.get(p.tgid);
       if (k !== undefined) {
         p.comm = k;
@@ -78,8 +78,15 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
       p.comm = commOf(p.tgid);
       this.#comms.set(p.tgid, { comm: p.comm, at: now, reads: (c?.reads ?? 0) + 1 });
     }
-    for (const tgid of this.#comms.keys()) if (!procs.has(tgid)) this.#comms.delete(tgid);
+    for (const tgid of this.#comms.keys()) if (!this.#slots.has(tgid)) this.#comms.delete(tgid);
   }
+
+  /**
+   * Per tgid: the read that last saw it and its record in that read. Kept between reads (the
+   * threads of a process are summed through it): no Map built and grown every second.
+   */
+  readonly #slots = new Map<number, { read: number; p: CpuProcess }>();
+  #readNo = 0;
 
   #seeded: Promise<void> | undefined;
 
@@ -100,16 +107,22 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
   protected async collect(): Promise<CpuSnapshot> {
     await this.#seed();
     const threads: CpuThread[] = [];
-    const procs = new Map<number, CpuProcess>();
+    const processes: CpuProcess[] = [];
+    const slots = this.#slots;
+    const readNo = ++this.#readNo;
     // Without the in-kernel per-cgroup map (per_cgroup off, the default), threads are summed
     // by the cgroup id their entry carries.
     const byCgroup = new Map<number, number>();
     const add = (tgid: number, cpuNs: number, voluntary: number, involuntary: number, runqNs: number, runqCount: number, cgroupId: number, tid?: number): void => {
-      let p = procs.get(tgid);
-      if (!p) {
-        p = { tgid, comm: '', threads: 0, cpuNs: 0, voluntary: 0, involuntary: 0, runqNs: 0, runqCount: 0 };
-        procs.set(tgid, p);
+      let s = slots.get(tgid);
+      if (s === undefined || s.read !== readNo) {
+        const fresh: CpuProcess = { tgid, comm: '', threads: 0, cpuNs: 0, voluntary: 0, involuntary: 0, runqNs: 0, runqCount: 0 };
+        processes.push(fresh);
+        if (s === undefined) slots.set(tgid, (s = { read: readNo, p: fresh }));
+        s.read = readNo;
+        s.p = fresh;
       }
+      const p = s.p;
       p.cpuNs += cpuNs;
       p.voluntary += voluntary;
       p.involuntary += involuntary;
@@ -151,22 +164,25 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
       }
     }
     for (const [tgid, v] of this.#exited.readAll()) add(tgid, v.oncpu_ns, v.voluntary, v.involuntary, v.runq_ns, v.runq_count, v.cgroup_id);
-    this.#names(procs);
+    slots.forEach((s, tgid) => {
+      if (s.read !== readNo) slots.delete(tgid);
+    });
+    this.#names(processes);
     const cgroups: CpuSnapshot['cgroups'] = [];
     const kernel = this.#cgroups.readAll();
     if (kernel.size) for (const [id, cpuNs] of kernel) cgroups.push({ cgroupId: id.toString(), path: cgroupPath(id.toString()), cpuNs });
     else for (const [id, cpuNs] of byCgroup) cgroups.push({ cgroupId: String(id), path: cgroupPath(String(id)), cpuNs });
     const perCpu = this.#hist.getPerCpu(0) ?? [];
-    const slots: number[] = perCpu.length ? new Array<number>(32).fill(0) : [];
-    for (const x of perCpu) for (let i = 0; i < slots.length; i++) slots[i] = slots[i]! + (x.slots[i] ?? 0);
+    const hist: number[] = perCpu.length ? new Array<number>(32).fill(0) : [];
+    for (const x of perCpu) for (let i = 0; i < hist.length; i++) hist[i] = hist[i]! + (x.slots[i] ?? 0);
     return {
       family: 'cpu',
       backend: 'ebpf',
       timestamp: Date.now(),
-      processes: [...procs.values()],
+      processes,
       threads,
       cgroups,
-      runqLatency: { unit: 'us', slots },
+      runqLatency: { unit: 'us', slots: hist },
     };
   }
 }

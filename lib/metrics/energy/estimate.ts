@@ -32,7 +32,11 @@ export interface CpuTimeSample {
   cpuNs: number;
 }
 
-/** Where process CPU times come from: a function returning cumulative times. */
+/**
+ * Where process CPU times come from: a function returning cumulative times. The estimator
+ * reads what one call returned before it calls again and keeps none of its objects, so a
+ * source may hand back the same array and objects, updated, every time.
+ */
 export type CpuTimeSource = () => Promise<Iterable<CpuTimeSample>>;
 
 /** Parses one `/proc/<pid>/stat` line: comm and utime+stime in ns; null when malformed. */
@@ -124,16 +128,33 @@ export interface EnergyEstimate {
   processes: ProcessEnergy[];
 }
 
+/** What {@link EnergyEstimator} keeps of one process between samples. */
+interface ProcEntry {
+  pid: number;
+  comm: string;
+  cpuNs: number;
+  joules: number;
+  seen: number;
+  deltaNs: number;
+}
+
 /** Per-process power/energy estimator. Call {@link sample} periodically (e.g. each second). */
 export class EnergyEstimator {
   readonly #idleWatts: number;
   readonly #cpuTimes: CpuTimeSource;
   readonly #packageWatts: (nowNs: bigint) => Promise<number | null>;
   readonly #procRoot: string;
-  #prevCpu = new Map<number, number>();
+  /**
+   * Per process seen at the last sample: its CPU time then, its energy so far, the sample that
+   * saw it and its CPU time in that sample's interval. One entry per process, updated in place
+   * (no Map, tuple and array built and grown at every sample of a service sampling each second).
+   */
+  readonly #procs = new Map<number, ProcEntry>();
+  /** The entries that used CPU in the current sample's interval. */
+  readonly #active: ProcEntry[] = [];
+  #sampleNo = 0;
   #prevBusyNs: number | null = null;
   #prevT: bigint | null = null;
-  readonly #joules = new Map<number, number>();
 
   /** Creates an estimator; the first sample() sets the baseline. @param options roots, pids, idle power and optional CPU-time / package-power sources. */
   constructor(options: EnergyEstimatorOptions = {}) {
@@ -160,31 +181,44 @@ export class EnergyEstimator {
     const interval = first ? 0 : Number(nowNs - this.#prevT!) / 1e9;
     const busyDelta = first ? 0 : Math.max(0, node.busyNs - this.#prevBusyNs!);
     const dynamic = watts === null ? null : Math.max(0, watts - this.#idleWatts);
-    const next = new Map<number, number>();
-    const processes: ProcessEnergy[] = [];
-    const deltas: [CpuTimeSample, number][] = [];
+    const no = ++this.#sampleNo;
+    const procs = this.#procs;
+    const active = this.#active;
+    active.length = 0;
     let sum = 0;
     for (const t of times) {
-      next.set(t.pid, t.cpuNs);
-      const prev = this.#prevCpu.get(t.pid);
-      if (first || prev === undefined) continue;
-      const d = Math.max(0, t.cpuNs - prev);
+      const e = procs.get(t.pid);
+      if (e === undefined) {
+        // First seen (every process at the first sample): the baseline of its next interval.
+        procs.set(t.pid, { pid: t.pid, comm: t.comm, cpuNs: t.cpuNs, joules: 0, seen: no, deltaNs: 0 });
+        continue;
+      }
+      const d = Math.max(0, t.cpuNs - e.cpuNs);
+      e.cpuNs = t.cpuNs;
+      e.seen = no;
       if (d === 0) continue;
-      deltas.push([t, d]);
+      e.comm = t.comm;
+      e.deltaNs = d;
+      active.push(e);
       sum += d;
     }
+    // Gone since the last sample (or not among the processes asked for): forgotten.
+    procs.forEach((e, pid) => {
+      if (e.seen !== no) procs.delete(pid);
+    });
     // The node's busy time and the processes' times are two reads (ticks and nanoseconds, not at
     // the same instant): shares are of whichever is larger, so together they never pass 1.
     const whole = Math.max(busyDelta, sum);
-    for (const [t, d] of deltas) {
-      const share = busyDelta > 0 ? d / whole : 0;
+    const processes: ProcessEnergy[] = [];
+    let attributed = 0;
+    for (const e of active) {
+      const share = busyDelta > 0 ? e.deltaNs / whole : 0;
       const w = dynamic === null ? null : dynamic * share;
-      const j = (this.#joules.get(t.pid) ?? 0) + (w ?? 0) * interval;
-      this.#joules.set(t.pid, j);
-      processes.push({ pid: t.pid, comm: t.comm, cpuSeconds: d / 1e9, share, watts: w, joules: j });
+      e.joules += (w ?? 0) * interval;
+      attributed += w ?? 0;
+      processes.push({ pid: e.pid, comm: e.comm, cpuSeconds: e.deltaNs / 1e9, share, watts: w, joules: e.joules });
     }
-    for (const pid of this.#joules.keys()) if (!next.has(pid)) this.#joules.delete(pid);
-    this.#prevCpu = next;
+    active.length = 0;
     this.#prevBusyNs = node.busyNs;
     this.#prevT = nowNs;
     processes.sort((a, b) => (b.watts ?? b.share) - (a.watts ?? a.share) || b.share - a.share);
@@ -192,7 +226,7 @@ export class EnergyEstimator {
       intervalSeconds: interval,
       packageWatts: watts,
       idleWatts: this.#idleWatts,
-      attributedWatts: processes.reduce((s, p) => s + (p.watts ?? 0), 0),
+      attributedWatts: attributed,
       busyCpuSeconds: busyDelta / 1e9,
       processes,
     };

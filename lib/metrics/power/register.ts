@@ -8,7 +8,7 @@ import { registerFamily, type FamilyContext } from '../family.js';
 import { EbpfProcessReader } from '../process/ebpf.js';
 import { MetricsError } from '../errors.js';
 import type { ProcessSnapshot } from '../schemas.js';
-import type { CpuTimeSource } from '../energy/estimate.js';
+import type { CpuTimeSample, CpuTimeSource } from '../energy/estimate.js';
 import { openPowerReader } from './reader.js';
 
 /**
@@ -27,7 +27,21 @@ async function iteratorCpuTimes(ctx: FamilyContext): Promise<{ cpuTimes: CpuTime
   } catch {
     return undefined;
   }
-  const toSamples = (s: ProcessSnapshot) => s.processes.map((p) => ({ pid: p.tgid, comm: p.comm, cpuNs: p.cpuNs }));
+  // The estimate reads the samples before it asks again: one array and its objects serve
+  // every read (not a new object per process per second).
+  const samples: CpuTimeSample[] = [];
+  const toSamples = (s: ProcessSnapshot): CpuTimeSample[] => {
+    const ps = s.processes;
+    for (let i = 0; i < ps.length; i++) {
+      const p = ps[i]!;
+      const o = (samples[i] ??= { pid: 0, comm: '', cpuNs: 0 });
+      o.pid = p.tgid;
+      o.comm = p.comm;
+      o.cpuNs = p.cpuNs;
+    }
+    samples.length = ps.length;
+    return samples;
+  };
   return {
     cpuTimes: async () => {
       const peer = ctx.peer?.('process');

@@ -53,8 +53,16 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
   readonly #iter: IterLink;
   #rb: RingBufferLike<Decoded<typeof stProcEvent>> | undefined;
   #inflight: Promise<ProcessSnapshot> | undefined;
-  /** The last snapshot built, when, and its processes by tgid. */
-  #last: { atMs: number; snap: ProcessSnapshot; procs: ReadonlyMap<number, ProcessInfo> } | undefined;
+  /** The last snapshot built and when. */
+  #last: { atMs: number; snap: ProcessSnapshot } | undefined;
+  /**
+   * Per tgid: the pass that last saw it, its record in that pass, and its cgroup id as a
+   * number and as the string the record carries. Kept between reads (each thread's record
+   * adds to its process through it): no Map built and grown every second, and a cgroup id is
+   * formatted once, not once per process per read.
+   */
+  readonly #slots = new Map<number, { pass: number; p: ProcessInfo; cgroup: number; cgroupId: string }>();
+  #pass = 0;
 
   /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
   constructor(o: BpfReaderOptions) {
@@ -89,9 +97,10 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
    * @internal
    */
   lastComms(): { get(tgid: number): string | undefined } | undefined {
-    const last = this.#last;
-    if (!last) return undefined;
-    return { get: (tgid) => last.procs.get(tgid)?.comm };
+    if (!this.#last) return undefined;
+    // The slots hold exactly the last pass's processes (those it did not see are dropped).
+    const slots = this.#slots;
+    return { get: (tgid) => slots.get(tgid)?.p.comm };
   }
 
   /** Bytes the last pass of the iterator wrote (unknown before the first). */
@@ -104,23 +113,43 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     this.#lastBytes = buf.length;
     const now = monotonicNowNs();
     const page = pageSize();
-    const procs = new Map<number, ProcessInfo>();
+    const slots = this.#slots;
+    const pass = ++this.#pass;
+    const processes: ProcessInfo[] = [];
+    const cgroupIdOf = (s: { cgroup: number; cgroupId: string }, off: number): string => {
+      const id = u64n.decode(buf, off + TASK.cgroup_id);
+      if (s.cgroup !== id) {
+        s.cgroup = id;
+        s.cgroupId = String(id);
+      }
+      return s.cgroupId;
+    };
     const size = stProcTask.size;
     // Fields are read where they lie, not through a decoded object per thread: the record of
     // every thread on the host is read each second, and most of it only adds to its process.
     for (let off = 0; off + size <= buf.length; off += size) {
       const tgid = u32.decode(buf, off + TASK.tgid);
-      let p = procs.get(tgid);
-      const fresh = p === undefined;
-      if (!p) {
+      let s = slots.get(tgid);
+      const fresh = s === undefined || s.pass !== pass;
+      if (fresh) {
         // Until its leader's record comes (if it does), a process is named by its first thread.
-        p = {
+        const id = u64n.decode(buf, off + TASK.cgroup_id);
+        const cgroupId = s !== undefined && s.cgroup === id ? s.cgroupId : String(id);
+        const rec: ProcessInfo = {
           tgid, ppid: u32.decode(buf, off + TASK.ppid), comm: comm.decode(buf, off + TASK.comm), state: '?', threads: 0, startNs: u64n.decode(buf, off + TASK.start_ns), lifetimeNs: 0,
           cpuNs: 0, userNs: 0, systemNs: 0, voluntary: 0, involuntary: 0, minorFaults: 0, majorFaults: 0,
-          faultsTraced: u64n.decode(buf, off + TASK.faults_traced), rssBytes: 0, vmBytes: 0, cgroupId: String(u64n.decode(buf, off + TASK.cgroup_id)),
+          faultsTraced: u64n.decode(buf, off + TASK.faults_traced), rssBytes: 0, vmBytes: 0, cgroupId,
         };
-        procs.set(tgid, p);
+        if (s === undefined) slots.set(tgid, (s = { pass, p: rec, cgroup: id, cgroupId }));
+        else {
+          s.pass = pass;
+          s.p = rec;
+          s.cgroup = id;
+          s.cgroupId = cgroupId;
+        }
+        processes.push(rec);
       }
+      const p = s!.p;
       p.cpuNs += u64n.decode(buf, off + TASK.runtime_ns);
       p.userNs += u64n.decode(buf, off + TASK.utime_ns);
       p.systemNs += u64n.decode(buf, off + TASK.stime_ns);
@@ -133,7 +162,7 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
           p.comm = comm.decode(buf, off + TASK.comm);
           p.ppid = u32.decode(buf, off + TASK.ppid);
           p.startNs = u64n.decode(buf, off + TASK.start_ns);
-          p.cgroupId = String(u64n.decode(buf, off + TASK.cgroup_id));
+          p.cgroupId = cgroupIdOf(s!, off);
         }
         p.state = stateLetter(u32.decode(buf, off + TASK.state));
         p.threads = u32.decode(buf, off + TASK.nr_threads);
@@ -146,9 +175,12 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
         p.vmBytes = u64n.decode(buf, off + TASK.vm_pages) * page;
       }
     }
-    for (const p of procs.values()) p.lifetimeNs = Math.max(0, now - p.startNs);
-    const snap: ProcessSnapshot = { family: 'process', backend: 'ebpf', timestamp: Date.now(), processes: [...procs.values()] };
-    this.#last = { atMs: performance.now(), snap, procs };
+    slots.forEach((s, tgid) => {
+      if (s.pass !== pass) slots.delete(tgid);
+    });
+    for (const p of processes) p.lifetimeNs = Math.max(0, now - p.startNs);
+    const snap: ProcessSnapshot = { family: 'process', backend: 'ebpf', timestamp: Date.now(), processes };
+    this.#last = { atMs: performance.now(), snap };
     return snap;
   }
 

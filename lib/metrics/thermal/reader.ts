@@ -28,6 +28,19 @@ export const THERMAL_TRACEPOINTS = {
   cpu_idle: ['power', 'cpu_idle'],
 } as const;
 
+/**
+ * `max_entries` of the residency maps for a host with `cpus` possible CPUs. Their keys are
+ * (cpu, kHz) and (cpu, idle state): bounded by the CPUs times their states (cpuidle has at
+ * most 10 states; cpufreq drivers report tens of frequencies, 256 per CPU leaves room for
+ * drivers that report many). A batch read walks a hash map's whole bucket array, so a 2-CPU
+ * host walks 512 + 64 buckets instead of the 8,192 + 8,192 of the object's bound (still the
+ * cap for large hosts).
+ */
+export function thermalMapSizes(cpus: number = numPossibleCpus()): Record<string, number> {
+  const size = (perCpu: number, floor: number): number => Math.min(8192, Math.max(floor, cpus * perCpu));
+  return { freq_residency: size(256, 256), idle_residency: size(32, 64) };
+}
+
 const TRIP_TYPES = ['active', 'passive', 'hot', 'critical'];
 
 /** Options of {@link openThermalReader}. */
@@ -60,6 +73,9 @@ interface KernelCounts {
   freq: Array<[ReturnType<typeof cpuStateKey.decode>, ReturnType<typeof cpuResidency.decode>]>;
   idle: Array<[ReturnType<typeof cpuStateKey.decode>, ReturnType<typeof cpuResidency.decode>]>;
 }
+
+/** Each kernel map's last contents and the event count they were read at. */
+type CountsCache = { [K in keyof KernelCounts]?: { generation: number; settled: boolean; value: KernelCounts[K] } };
 
 /** Reader of the `thermal` family. */
 export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
@@ -151,22 +167,23 @@ export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
     };
   }
 
-  #lastCounts: { generation: string; settled: boolean; value: KernelCounts } | undefined;
+  /** Each kernel map's last contents and the event count they were read at. */
+  readonly #cached: CountsCache = {};
 
   /**
-   * The zone and residency maps, read again only when the programs that write them ran: their
-   * event counters (`thermal_prog`) are bumped before the maps are written, so a read right
-   * after an event may miss that event's write, and the maps are read once more at the next
-   * read after the counters stop changing ("settled"); after that, while the counters stay
-   * the same, the last contents are reused (three batch lookups over 16,640 buckets saved).
+   * One kernel map, read again only when the program that writes it ran: its event counter
+   * (`thermal_prog`) is bumped before the map is written, so a read right after an event may
+   * miss that event's write, and the map is read once more at the next read after the counter
+   * stops changing ("settled"); after that, while the counter stays the same, the last contents
+   * are reused. Each map has its own counter: CPUs going idle (hundreds of times a second) do
+   * not make the frequency and zone maps be read again.
    */
-  #counts(ps: ReturnType<typeof thermalProgStats.decode> | undefined, read: () => KernelCounts): KernelCounts {
-    if (!ps) return read();
-    const generation = `${ps.temp_events},${ps.trip_events},${ps.freq_events},${ps.idle_events}`;
-    const last = this.#lastCounts;
+  #counts<K extends keyof KernelCounts>(key: K, generation: number | undefined, read: () => KernelCounts[K]): KernelCounts[K] {
+    if (generation === undefined) return read();
+    const last = this.#cached[key];
     if (last?.generation === generation && last.settled) return last.value;
     const value = read();
-    this.#lastCounts = { generation, settled: last?.generation === generation, value };
+    this.#cached[key] = { generation, settled: last?.generation === generation, value } as CountsCache[K];
     return value;
   }
 
@@ -176,7 +193,11 @@ export class ThermalReader extends ReaderBase<ThermalSnapshot, ThermalEvent> {
     if (!maps) return { zones: new Map(), cpus: [], tracepoints: empty };
     const { prog, zones: zonesMap, freq, idle, current } = maps;
     const ps = prog.get(0);
-    const counts = this.#counts(ps, () => ({ zones: [...zonesMap.readAll()], freq: [...freq.readAll()], idle: [...idle.readAll()] }));
+    const counts: KernelCounts = {
+      zones: this.#counts('zones', ps && ps.temp_events + ps.trip_events, () => [...zonesMap.readAll()]),
+      freq: this.#counts('freq', ps?.freq_events, () => [...freq.readAll()]),
+      idle: this.#counts('idle', ps?.idle_events, () => [...idle.readAll()]),
+    };
     const zones = new Map<number, { updates: number; trips: number }>();
     for (const [id, z] of counts.zones) zones.set(id | 0, { updates: z.updates, trips: z.trips });
     const now = Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
@@ -281,7 +302,7 @@ export async function openThermalReader(options: ThermalReaderOptions = {}, cont
   if (o.backend === 'sysfs' && !context.object) return new ThermalReader({ links: [], attached: [], lacks: [], ...base }, filter);
   const obj = context.object
     ? ((await context.object) as BpfObject)
-    : await loadObject(o.objectPath ?? join(bpfObjectDir(), 'thermal.bpf.o'), { cache: false, timeoutMs: o.timeoutMs });
+    : await loadObject(o.objectPath ?? join(bpfObjectDir(), 'thermal.bpf.o'), { cache: false, timeoutMs: o.timeoutMs, ...(o.objectPath ? {} : { mapSizes: thermalMapSizes() }) });
   const links: Link[] = [];
   const attached: string[] = [];
   const lacks: string[] = [];

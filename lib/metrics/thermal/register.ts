@@ -3,7 +3,7 @@
  * @internal
  */
 import { registerFamily } from '../family.js';
-import { openThermalReader } from './reader.js';
+import { openThermalReader, thermalMapSizes } from './reader.js';
 
 
 registerFamily(
@@ -12,6 +12,7 @@ registerFamily(
   {
     backends: ['ebpf', 'sysfs'],
     bpfObject: 'thermal.bpf.o',
+    mapSizes: () => thermalMapSizes(),
     description: 'thermal zones, hwmon sensors, CPU frequency/idle residency, temperature and trip events',
   },
 );
