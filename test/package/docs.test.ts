@@ -67,7 +67,7 @@ const EXPECT: Record<string, RegExp[]> = {
   'files-1': [/^ftp:\/\/127\.0\.0\.1:\d+$/m],
   'fleet-1': [/^succeeded 0 /m, /node: 'node-1'/],
   'metrics-1': [/^\d+ \d+$/m],
-  'notify-1': [/^received msg_\w+ alert\.firing .*KilledBySigkill/m],
+  'notify-1': [/^received msg_\w+ alert\.firing .*KilledBySigkill sleep/m],
   'process-1': [/^succeeded \[/m, /model\.bin/],
   'process-2': [/^api start/m, /\[ 'api' \]/, /^api stopped/m],
   'status-1': [/^200 \{/m],
