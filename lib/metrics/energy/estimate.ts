@@ -150,8 +150,6 @@ export class EnergyEstimator {
    * (no Map, tuple and array built and grown at every sample of a service sampling each second).
    */
   readonly #procs = new Map<number, ProcEntry>();
-  /** The entries that used CPU in the current sample's interval. */
-  readonly #active: ProcEntry[] = [];
   #sampleNo = 0;
   #prevBusyNs: number | null = null;
   #prevT: bigint | null = null;
@@ -183,8 +181,8 @@ export class EnergyEstimator {
     const dynamic = watts === null ? null : Math.max(0, watts - this.#idleWatts);
     const no = ++this.#sampleNo;
     const procs = this.#procs;
-    const active = this.#active;
-    active.length = 0;
+    // The entries that used CPU in this sample's interval.
+    const active: ProcEntry[] = [];
     let sum = 0;
     for (const t of times) {
       const e = procs.get(t.pid);
@@ -218,7 +216,6 @@ export class EnergyEstimator {
       attributed += w ?? 0;
       processes.push({ pid: e.pid, comm: e.comm, cpuSeconds: e.deltaNs / 1e9, share, watts: w, joules: e.joules });
     }
-    active.length = 0;
     this.#prevBusyNs = node.busyNs;
     this.#prevT = nowNs;
     processes.sort((a, b) => (b.watts ?? b.share) - (a.watts ?? a.share) || b.share - a.share);

@@ -133,20 +133,15 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
       const fresh = s === undefined || s.pass !== pass;
       if (fresh) {
         // Until its leader's record comes (if it does), a process is named by its first thread.
-        const id = u64n.decode(buf, off + TASK.cgroup_id);
-        const cgroupId = s !== undefined && s.cgroup === id ? s.cgroupId : String(id);
         const rec: ProcessInfo = {
           tgid, ppid: u32.decode(buf, off + TASK.ppid), comm: comm.decode(buf, off + TASK.comm), state: '?', threads: 0, startNs: u64n.decode(buf, off + TASK.start_ns), lifetimeNs: 0,
           cpuNs: 0, userNs: 0, systemNs: 0, voluntary: 0, involuntary: 0, minorFaults: 0, majorFaults: 0,
-          faultsTraced: u64n.decode(buf, off + TASK.faults_traced), rssBytes: 0, vmBytes: 0, cgroupId,
+          faultsTraced: u64n.decode(buf, off + TASK.faults_traced), rssBytes: 0, vmBytes: 0, cgroupId: '',
         };
-        if (s === undefined) slots.set(tgid, (s = { pass, p: rec, cgroup: id, cgroupId }));
-        else {
-          s.pass = pass;
-          s.p = rec;
-          s.cgroup = id;
-          s.cgroupId = cgroupId;
-        }
+        if (s === undefined) slots.set(tgid, (s = { pass, p: rec, cgroup: -1, cgroupId: '' }));
+        s.pass = pass;
+        s.p = rec;
+        rec.cgroupId = cgroupIdOf(s, off);
         processes.push(rec);
       }
       const p = s!.p;

@@ -12,7 +12,7 @@ registerFamily(
   {
     backends: ['ebpf', 'sysfs'],
     bpfObject: 'thermal.bpf.o',
-    mapSizes: () => thermalMapSizes(),
+    mapSizes: thermalMapSizes,
     description: 'thermal zones, hwmon sensors, CPU frequency/idle residency, temperature and trip events',
   },
 );
