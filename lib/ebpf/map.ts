@@ -189,6 +189,17 @@ export class BpfMap<K = Buffer, V = Buffer> implements BpfMapLike<K, V> {
     return this.#decodeValue(this.#vbuf, 0);
   }
 
+  /**
+   * The raw value bytes for `key` (per-CPU maps: every possible CPU's value, `stride` bytes
+   * apart), or undefined. The bytes are this map's own lookup buffer, overwritten by its next
+   * lookup: decode them before that (nothing is allocated per call, for readers polling a map).
+   */
+  getRaw(key: K): Buffer | undefined {
+    const fd = this.#live();
+    const k = this.#encodeKey(key);
+    return call(() => dp().mapLookup(fd, k, this.#vbuf, 0)) ? this.#vbuf : undefined;
+  }
+
   /** Per-CPU maps: one value per possible CPU; other maps: a one-element array. */
   getPerCpu(key: K): V[] | undefined {
     const fd = this.#live();

@@ -73,6 +73,12 @@ describe('BpfMap on kernel maps', () => {
       expect(t.get(5)).toEqual({ a: sumA, b: sumB });
       expect(t.readAll().get(5)).toEqual({ a: sumA, b: sumB });
       expect(t.readAllPerCpu().get(5)).toEqual(per);
+      // getRaw: every CPU's bytes, stride apart, in the map's own buffer (overwritten by the next lookup).
+      const r5 = t.getRaw(5)!;
+      for (let c = 0; c < cpus; c++) expect(r5.readUInt32LE(c * t.stride)).toBe(c + 1);
+      expect(t.getRaw(404)).toBeUndefined();
+      const again = t.getRaw(5)!;
+      expect(again).toBe(r5);
       // Raw values (no codec) sum in integer lanes too.
       const raw = m.get(5);
       expect(raw?.readUInt32LE(0)).toBe(sumA);

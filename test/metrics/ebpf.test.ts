@@ -3,7 +3,7 @@
 // loopback TCP connections with exact byte counts, a direct-I/O write on the right disk,
 // exact syscall counts with the filter switched at run time, and the map memory budget.
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -172,6 +172,29 @@ describe('process (proc.bpf.c)', () => {
       r.close();
     }
   });
+  it('a name is decoded again when the comm bytes change (the process renames itself), to the same length, shorter and longer', async () => {
+    const r = await openProcessReader({ filter: {} });
+    // A shell that renames itself (only a thread group may write its own /proc/<pid>/comm) to
+    // whatever the request file holds, then removes it.
+    const req = join(tmp.dir, 'comm-rename');
+    const child = spawn('/bin/busybox', ['sh', '-c', `while :; do if [ -e ${req} ]; then read n < ${req}; echo -n "$n" > /proc/self/comm; rm ${req}; fi; done`], { stdio: 'ignore' });
+    try {
+      await sleep(100);
+      const comm = async (): Promise<string | undefined> => (await r.read()).processes.find((x) => x.tgid === child.pid)?.comm;
+      expect(await comm()).toBe('busybox');
+      expect(await comm()).toBe('busybox'); // the kept name, read twice
+      for (const name of ['busyboy', 'bb', 'a-fifteen-chars', 'busybox']) {
+        writeFileSync(`${req}.tmp`, name);
+        renameSync(`${req}.tmp`, req); // whole, or not there: the shell never reads half a name
+        await until(() => !existsSync(req), 5000);
+        expect(await comm()).toBe(name);
+      }
+    } finally {
+      await kill(child);
+      r.close();
+    }
+  });
+
   it('traced page faults come with each iterator record: a child touching 4,096 new pages after the reader opened shows them', async () => {
     // The child waits for a line, then writes one byte in each page of 16 MiB it has not touched.
     const touch = "process.stdin.once('data', () => { const b = Buffer.alloc(16 << 20); for (let i = 0; i < b.length; i += 4096) b[i] = 1; process.stdout.write('done'); setTimeout(() => {}, 30000); });";

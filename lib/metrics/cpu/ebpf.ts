@@ -14,6 +14,10 @@ import { EbpfProcessReader } from '../process/ebpf.js';
 
 /** Where the fields of struct st_sched_cpu lie (values of thread_cpu). */
 const SCHED = structOffsets('st_sched_cpu', ['tgid', 'oncpu_ns', 'voluntary', 'involuntary', 'runq_ns', 'runq_count', 'cgroup_id']);
+/** Where the fields of struct st_sched_oncpu lie (per-CPU values of oncpu_since). */
+const ONCPU = structOffsets('st_sched_oncpu', ['tid', 'tgid']);
+/** Slots of struct st_sched_hist (u64 each). */
+const HIST_SLOTS = 32;
 
 /** How long a process's cached comm is used before /proc/<pid>/comm is read again. */
 const COMM_REFRESH_MS = 10_000;
@@ -37,15 +41,35 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     this.#oncpu = this.map('oncpu_since', { key: u32, value: stSchedOncpu });
   }
 
+  /** Who is on each CPU now (tid -> tgid), refilled at every read. */
+  readonly #running = new Map<number, number>();
+
   /**
-   * Who is on each CPU now (tid -> tgid). A thread running right now has run since its last
-   * switch-out, which is when its map entry was written: its exact current runtime is in /proc
-   * (at most one file per CPU).
+   * Who is on each CPU now. A thread running right now has run since its last switch-out,
+   * which is when its map entry was written: its exact current runtime is in /proc (at most
+   * one file per CPU).
    */
   #runningNow(): Map<number, number> {
-    const on = new Map<number, number>();
-    for (const c of this.#oncpu.getPerCpu(0) ?? []) if (c.tid) on.set(c.tid, c.tgid);
+    const on = this.#running;
+    on.clear();
+    const raw = this.#oncpu.getRaw(0);
+    if (raw === undefined) return on;
+    const stride = this.#oncpu.stride;
+    for (let c = 0; c < this.#oncpu.cpus; c++) {
+      const tid = u32.decode(raw, c * stride + ONCPU.tid);
+      if (tid) on.set(tid, u32.decode(raw, c * stride + ONCPU.tgid));
+    }
     return on;
+  }
+
+  /** Run-queue latency slots summed over CPUs (a new array: it goes into the snapshot). */
+  #runqHist(): number[] {
+    const raw = this.#hist.getRaw(0);
+    if (raw === undefined) return [];
+    const hist = new Array<number>(HIST_SLOTS).fill(0);
+    const stride = this.#hist.stride;
+    for (let c = 0; c < this.#hist.cpus; c++) for (let i = 0; i < HIST_SLOTS; i++) hist[i] = hist[i]! + u64n.decode(raw, c * stride + i * 8);
+    return hist;
   }
 
   /** comm by tgid: when it was read and how many times. */
@@ -64,7 +88,9 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     // comm from the kernel at most a tick ago: names from there cost no file at all.
     const peer = this.peer?.('process');
     const known = peer instanceof EbpfProcessReader && !peer.closed ? peer.lastComms() : undefined;
-    for (const p of procs) {
+    // (Indexed: a for-of here runs in V8's baseline tiers once a second and makes an iterator result per process.)
+    for (let i = 0; i < procs.length; i++) {
+      const p = procs[i]!;
       const k = known?.get(p.tgid);
       if (k !== undefined) {
         p.comm = k;
@@ -78,7 +104,10 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
       p.comm = commOf(p.tgid);
       this.#comms.set(p.tgid, { comm: p.comm, at: now, reads: (c?.reads ?? 0) + 1 });
     }
-    for (const tgid of this.#comms.keys()) if (!this.#slots.has(tgid)) this.#comms.delete(tgid);
+    const slots = this.#slots;
+    this.#comms.forEach((_, tgid, comms) => {
+      if (!slots.has(tgid)) comms.delete(tgid);
+    });
   }
 
   /**
@@ -87,6 +116,8 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
    */
   readonly #slots = new Map<number, { read: number; p: CpuProcess }>();
   #readNo = 0;
+  /** CPU time by cgroup id in the read under way (refilled at every read). */
+  readonly #byCgroup = new Map<number, number>();
 
   #seeded: Promise<void> | undefined;
 
@@ -112,7 +143,8 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     const readNo = ++this.#readNo;
     // Without the in-kernel per-cgroup map (per_cgroup off, the default), threads are summed
     // by the cgroup id their entry carries.
-    const byCgroup = new Map<number, number>();
+    const byCgroup = this.#byCgroup;
+    byCgroup.clear();
     const add = (tgid: number, cpuNs: number, voluntary: number, involuntary: number, runqNs: number, runqCount: number, cgroupId: number, tid?: number): void => {
       let s = slots.get(tgid);
       if (s === undefined || s.read !== readNo) {
@@ -163,18 +195,27 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
         if (ss && ss.cpuNs > 0) add(tgid, ss.cpuNs, 0, 0, ss.runqNs, ss.slices, 0, tid);
       }
     }
-    for (const [tgid, v] of this.#exited.readAll()) add(tgid, v.oncpu_ns, v.voluntary, v.involuntary, v.runq_ns, v.runq_count, v.cgroup_id);
+    // Totals of exited threads of live processes: a few entries, read where they lie too.
+    const ex = this.#exited.readAllRaw();
+    for (let i = 0; i < ex.count; i++) {
+      const o = i * ex.entryStride;
+      const e = ex.values;
+      add(u32.decode(ex.keys, i * ex.keySize), u64n.decode(e, o + SCHED.oncpu_ns), u64n.decode(e, o + SCHED.voluntary), u64n.decode(e, o + SCHED.involuntary), u64n.decode(e, o + SCHED.runq_ns), u64n.decode(e, o + SCHED.runq_count), u64n.decode(e, o + SCHED.cgroup_id));
+    }
     slots.forEach((s, tgid) => {
       if (s.read !== readNo) slots.delete(tgid);
     });
     this.#names(processes);
     const cgroups: CpuSnapshot['cgroups'] = [];
-    const kernel = this.#cgroups.readAll();
-    if (kernel.size) for (const [id, cpuNs] of kernel) cgroups.push({ cgroupId: id.toString(), path: cgroupPath(id.toString()), cpuNs });
-    else for (const [id, cpuNs] of byCgroup) cgroups.push({ cgroupId: String(id), path: cgroupPath(String(id)), cpuNs });
-    const perCpu = this.#hist.getPerCpu(0) ?? [];
-    const hist: number[] = perCpu.length ? new Array<number>(32).fill(0) : [];
-    for (const x of perCpu) for (let i = 0; i < hist.length; i++) hist[i] = hist[i]! + (x.slots[i] ?? 0);
+    // The in-kernel per-cgroup map is filled only when the object was loaded with per_cgroup.
+    const kernel = this.#cgroups.readAllRaw();
+    if (kernel.count) {
+      for (let i = 0; i < kernel.count; i++) {
+        const id = u64.decode(kernel.keys, i * kernel.keySize).toString();
+        cgroups.push({ cgroupId: id, path: cgroupPath(id), cpuNs: u64n.decode(kernel.values, i * kernel.entryStride) });
+      }
+    } else byCgroup.forEach((cpuNs, id) => cgroups.push({ cgroupId: String(id), path: cgroupPath(String(id)), cpuNs }));
+    const hist = this.#runqHist();
     return {
       family: 'cpu',
       backend: 'ebpf',

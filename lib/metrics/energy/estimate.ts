@@ -184,22 +184,26 @@ export class EnergyEstimator {
     // The entries that used CPU in this sample's interval.
     const active: ProcEntry[] = [];
     let sum = 0;
-    for (const t of times) {
+    const seen = (t: CpuTimeSample): void => {
       const e = procs.get(t.pid);
       if (e === undefined) {
         // First seen (every process at the first sample): the baseline of its next interval.
         procs.set(t.pid, { pid: t.pid, comm: t.comm, cpuNs: t.cpuNs, joules: 0, seen: no, deltaNs: 0 });
-        continue;
+        return;
       }
       const d = Math.max(0, t.cpuNs - e.cpuNs);
       e.cpuNs = t.cpuNs;
       e.seen = no;
-      if (d === 0) continue;
+      if (d === 0) return;
       e.comm = t.comm;
       e.deltaNs = d;
       active.push(e);
       sum += d;
-    }
+    };
+    // An array (what the sources here return) by index: a for-of, in the tiers V8 runs code at
+    // that is called once a second, makes an iterator result per process.
+    if (Array.isArray(times)) for (let i = 0; i < times.length; i++) seen(times[i] as CpuTimeSample);
+    else for (const t of times) seen(t);
     // Gone since the last sample (or not among the processes asked for): forgotten.
     procs.forEach((e, pid) => {
       if (e.seen !== no) procs.delete(pid);
@@ -209,7 +213,8 @@ export class EnergyEstimator {
     const whole = Math.max(busyDelta, sum);
     const processes: ProcessEnergy[] = [];
     let attributed = 0;
-    for (const e of active) {
+    for (let i = 0; i < active.length; i++) {
+      const e = active[i]!;
       const share = busyDelta > 0 ? e.deltaNs / whole : 0;
       const w = dynamic === null ? null : dynamic * share;
       e.joules += (w ?? 0) * interval;

@@ -19,6 +19,38 @@ const TASK = structOffsets('st_proc_task', [
 ]);
 const comm = cstring(16);
 
+/** A process's slot between reads: the pass that last saw it, its record then, its cgroup id and its name. */
+interface Slot {
+  pass: number;
+  p: ProcessInfo;
+  /** The cgroup id as a number and as the string the record carries (formatted once, not every read). */
+  cgroup: number;
+  cgroupId: string;
+  /** The 16 comm bytes (four little-endian words) `name` was decoded from. */
+  c0: number;
+  c1: number;
+  c2: number;
+  c3: number;
+  name: string;
+}
+
+/**
+ * The comm at `off` (TASK.comm), as the string decoded the last time the slot saw the same
+ * bytes: a name rarely changes, and decoding it anew made a view and a string per process
+ * per read.
+ */
+function commAt(buf: Uint8Array, off: number, s: Slot): string {
+  const w0 = u32.decode(buf, off), w1 = u32.decode(buf, off + 4), w2 = u32.decode(buf, off + 8), w3 = u32.decode(buf, off + 12);
+  if (w0 !== s.c0 || w1 !== s.c1 || w2 !== s.c2 || w3 !== s.c3) {
+    s.c0 = w0;
+    s.c1 = w1;
+    s.c2 = w2;
+    s.c3 = w3;
+    s.name = comm.decode(buf, off);
+  }
+  return s.name;
+}
+
 const STATE_LETTERS: Array<[number, string]> = [
   [0x0001, 'S'],
   [0x0002, 'D'],
@@ -56,12 +88,11 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
   /** The last snapshot built and when. */
   #last: { atMs: number; snap: ProcessSnapshot } | undefined;
   /**
-   * Per tgid: the pass that last saw it, its record in that pass, and its cgroup id as a
-   * number and as the string the record carries. Kept between reads (each thread's record
-   * adds to its process through it): no Map built and grown every second, and a cgroup id is
-   * formatted once, not once per process per read.
+   * Per tgid: the pass that last saw it, its record in that pass, its cgroup id and its name.
+   * Kept between reads (each thread's record adds to its process through it): no Map built and
+   * grown every second, and a cgroup id or a name is made once, not once per process per read.
    */
-  readonly #slots = new Map<number, { pass: number; p: ProcessInfo; cgroup: number; cgroupId: string }>();
+  readonly #slots = new Map<number, Slot>();
   #pass = 0;
 
   /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
@@ -132,16 +163,16 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
       let s = slots.get(tgid);
       const fresh = s === undefined || s.pass !== pass;
       if (fresh) {
+        // (p is set just below, once the record exists.)
+        if (s === undefined) slots.set(tgid, (s = { pass, p: undefined as unknown as ProcessInfo, cgroup: -1, cgroupId: '', c0: -1, c1: -1, c2: -1, c3: -1, name: '' }));
         // Until its leader's record comes (if it does), a process is named by its first thread.
         const rec: ProcessInfo = {
-          tgid, ppid: u32.decode(buf, off + TASK.ppid), comm: comm.decode(buf, off + TASK.comm), state: '?', threads: 0, startNs: u64n.decode(buf, off + TASK.start_ns), lifetimeNs: 0,
+          tgid, ppid: u32.decode(buf, off + TASK.ppid), comm: commAt(buf, off + TASK.comm, s), state: '?', threads: 0, startNs: u64n.decode(buf, off + TASK.start_ns), lifetimeNs: 0,
           cpuNs: 0, userNs: 0, systemNs: 0, voluntary: 0, involuntary: 0, minorFaults: 0, majorFaults: 0,
-          faultsTraced: u64n.decode(buf, off + TASK.faults_traced), rssBytes: 0, vmBytes: 0, cgroupId: '',
+          faultsTraced: u64n.decode(buf, off + TASK.faults_traced), rssBytes: 0, vmBytes: 0, cgroupId: cgroupIdOf(s, off),
         };
-        if (s === undefined) slots.set(tgid, (s = { pass, p: rec, cgroup: -1, cgroupId: '' }));
         s.pass = pass;
         s.p = rec;
-        rec.cgroupId = cgroupIdOf(s, off);
         processes.push(rec);
       }
       const p = s!.p;
@@ -154,7 +185,7 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
       p.majorFaults += u64n.decode(buf, off + TASK.maj_flt);
       if (u32.decode(buf, off + TASK.is_leader) !== 0) {
         if (!fresh) {
-          p.comm = comm.decode(buf, off + TASK.comm);
+          p.comm = commAt(buf, off + TASK.comm, s!);
           p.ppid = u32.decode(buf, off + TASK.ppid);
           p.startNs = u64n.decode(buf, off + TASK.start_ns);
           p.cgroupId = cgroupIdOf(s!, off);
