@@ -29,7 +29,11 @@ export const SnapshotBaseSchema = z.object({
   timestamp: z.number(),
 });
 
-/** The fields every snapshot carries. */
+/**
+ * The fields every snapshot carries. Snapshots are read-only values: a record that did not
+ * change since the reader's previous read (a `syscalls` pair, a `cpu` thread) may be the same
+ * object in both snapshots, so a record changed in place would change in the other too.
+ */
 export type SnapshotBase = z.infer<typeof SnapshotBaseSchema>;
 
 /**

@@ -59,7 +59,10 @@ export const CpuSnapshotSchema = SnapshotBaseSchema.extend({
   /** Run-queue latency of every watched thread (null: backend cannot tell). */
   runqLatency: Log2HistogramSchema.nullable(),
 });
-/** Snapshot of the `cpu` family. */
+/**
+ * Snapshot of the `cpu` family. A thread whose numbers did not change since the previous read
+ * is the previous snapshot's record (the same object): treat records as read-only.
+ */
 export type CpuSnapshot = z.infer<typeof CpuSnapshotSchema>;
 
 // ---------------------------------------------------------------------------------- process
@@ -269,5 +272,8 @@ export const SyscallsSnapshotSchema = SnapshotBaseSchema.extend({
   family: z.literal('syscalls'),
   syscalls: z.array(SyscallStatSchema),
 });
-/** Snapshot of the `syscalls` family. */
+/**
+ * Snapshot of the `syscalls` family. A pair whose numbers did not change since the previous
+ * read is the previous snapshot's record (the same object): treat records as read-only.
+ */
 export type SyscallsSnapshot = z.infer<typeof SyscallsSnapshotSchema>;

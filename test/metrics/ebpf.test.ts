@@ -21,7 +21,7 @@ import { readCtxSwitches, readSchedstat, readStat } from '../../lib/metrics/proc
 import { syscallNumber } from '../../lib/metrics/syscall-names.js';
 import { cgroupPathOfPid, resolveContainer as resolveContainerRef, resolveFilter as resolve } from '../../lib/metrics/cgroup.js';
 import { AlertEngine } from '../../lib/notify/index.js';
-import { exitScript, fileDisk, kill, run, sleep, spawnBusy, tempDir, until } from './helpers.js';
+import { exitScript, fileDisk, kill, run, sleep, spawnBusy, spawnSleeper, tempDir, until } from './helpers.js';
 
 const tmp = tempDir('st-metrics-ebpf-');
 afterAll(() => tmp.cleanup());
@@ -90,6 +90,33 @@ async function using_<R extends { close(): void }>(r: R, fn: (r: R) => Promise<v
     r.close();
   }
 }
+
+describe('cpu: records kept between reads', () => {
+  it('a sleeping thread keeps its record object between reads; a running one gets a new record, and the earlier snapshot keeps its numbers', async () => {
+    const sleeper = spawnSleeper(30);
+    const busy = spawnBusy();
+    try {
+      await sleep(100);
+      await using_(await openCpuReader({ filter: { tgids: [sleeper.pid!, busy.pid!] } }), async (r) => {
+        await sleep(100);
+        const a = await r.read();
+        const before = structuredClone(a.threads);
+        await sleep(200);
+        const b = await r.read();
+        CpuSnapshotSchema.parse(b);
+        const at = (snap: typeof a, tid: number) => snap.threads.find((t) => t.tid === tid);
+        expect(at(b, sleeper.pid!)).toBeDefined();
+        expect(at(b, sleeper.pid!)).toBe(at(a, sleeper.pid!));
+        expect(at(b, busy.pid!)).not.toBe(at(a, busy.pid!));
+        expect(at(b, busy.pid!)!.cpuNs).toBeGreaterThan(at(a, busy.pid!)!.cpuNs + 0.05e9);
+        expect(a.threads).toEqual(before);
+      });
+    } finally {
+      await kill(sleeper);
+      await kill(busy);
+    }
+  });
+});
 
 describe('process (proc.bpf.c)', () => {
   it('200 short processes: 200 exec and 200 exit events with the right exit codes, none lost', async () => {
@@ -375,6 +402,40 @@ int main(int argc, char **argv) { char b[8]; long n = atol(argv[1]);
     expect(await exited).toBe(0);
     return c.pid!;
   }
+
+  it('a pair not called since the previous read keeps its record object; a called one gets a new record, and the earlier snapshot keeps its numbers', async () => {
+    const loop = join(tmp.dir, 'st-sys-loop');
+    writeFileSync(`${loop}.c`, `#include <unistd.h>
+#include <sys/syscall.h>
+#include <stdlib.h>
+int main(int argc, char **argv) { char b[8]; long n = atol(argv[1]);
+  while (read(0, b, 1) == 1) { for (long i = 0; i < n; i++) syscall(SYS_getppid); if (write(1, "k", 1) != 1) return 3; }
+  return 0; }`);
+    execFileSync('cc', ['-O1', '-o', loop, `${loop}.c`]);
+    const nr = syscallNumber('getppid')!;
+    const c = spawn(loop, ['1000'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    await new Promise<void>((res) => c.once('spawn', () => res()));
+    const r = await openSyscallsReader({ filter: { tgids: [c.pid!] } });
+    /** One round of 1,000 getppid calls, done when the probe acknowledges it. */
+    const round = () => new Promise<void>((res) => { c.stdout!.once('data', () => res()); c.stdin!.write('g'); });
+    try {
+      await round();
+      const pair = (snap: { syscalls: Array<{ tgid: number; nr: number; count: number }> }) => snap.syscalls.find((x) => x.tgid === c.pid && x.nr === nr);
+      const a = await r.read();
+      expect(pair(a)?.count).toBe(1000);
+      const b = await r.read();
+      expect(pair(b)).toBe(pair(a));
+      await round();
+      const d = await r.read();
+      expect(pair(d)).not.toBe(pair(a));
+      expect(pair(d)?.count).toBe(2000);
+      expect(pair(a)?.count).toBe(1000);
+    } finally {
+      r.close();
+      c.stdin!.end();
+      await kill(c);
+    }
+  });
 
   it('counts a known number of getppid calls exactly for the pid, and none when the filter excludes it', async () => {
     writeFileSync(`${bin}.c`, src);

@@ -116,6 +116,8 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
    */
   readonly #slots = new Map<number, { read: number; p: CpuProcess }>();
   #readNo = 0;
+  /** The previous read's thread records, in the order they were read. */
+  #prevThreads: CpuThread[] = [];
   /** CPU time by cgroup id in the read under way (refilled at every read). */
   readonly #byCgroup = new Map<number, number>();
 
@@ -138,6 +140,7 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
   protected async collect(): Promise<CpuSnapshot> {
     await this.#seed();
     const threads: CpuThread[] = [];
+    const prevThreads = this.#prevThreads;
     const processes: CpuProcess[] = [];
     const slots = this.#slots;
     const readNo = ++this.#readNo;
@@ -163,7 +166,12 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
       if (cgroupId) byCgroup.set(cgroupId, (byCgroup.get(cgroupId) ?? 0) + cpuNs);
       if (tid === undefined) return;
       p.threads++;
-      threads.push({ tid, tgid, cpuNs, voluntary, involuntary, runqNs, runqCount });
+      // Most threads did not run in the last second, and the batch hands them out in the same
+      // order while the map keeps its shape: the previous read's record at the same place is
+      // kept when nothing in it changed (see CpuSnapshot).
+      const q = prevThreads[threads.length];
+      if (q !== undefined && q.tid === tid && q.tgid === tgid && q.cpuNs === cpuNs && q.voluntary === voluntary && q.involuntary === involuntary && q.runqNs === runqNs && q.runqCount === runqCount) threads.push(q);
+      else threads.push({ tid, tgid, cpuNs, voluntary, involuntary, runqNs, runqCount });
     };
     const running = this.#runningNow();
     // Entries are read where they lie in the batch (no decoded object and Map entry per thread).
@@ -215,6 +223,7 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
         cgroups.push({ cgroupId: id, path: cgroupPath(id), cpuNs: u64n.decode(kernel.values, i * kernel.entryStride) });
       }
     } else byCgroup.forEach((cpuNs, id) => cgroups.push({ cgroupId: String(id), path: cgroupPath(String(id)), cpuNs }));
+    this.#prevThreads = threads;
     const hist = this.#runqHist();
     return {
       family: 'cpu',

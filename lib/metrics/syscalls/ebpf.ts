@@ -6,7 +6,7 @@ import type { BpfMap } from '../../ebpf/map.js';
 import { BpfReaderBase, type BpfReaderOptions } from '../bpf-base.js';
 import { u32, u64n } from '../../ebpf/codec.js';
 import { stSyscallKey, stSyscallStats, structOffsets } from '../bpf-structs.js';
-import type { SyscallsSnapshot } from '../schemas.js';
+import type { SyscallStat, SyscallsSnapshot } from '../schemas.js';
 import { syscallName } from '../syscall-names.js';
 import type { Decoded } from '../readers-shared.js';
 
@@ -25,25 +25,32 @@ export class EbpfSyscallsReader extends BpfReaderBase<SyscallsSnapshot> {
     this.#stats = this.map('syscall_stats', { key: stSyscallKey, value: stSyscallStats });
   }
 
+  /** The previous read's records, in the order the batch gave them. */
+  #prev: SyscallStat[] = [];
+
   protected collect(): SyscallsSnapshot {
-    const syscalls: SyscallsSnapshot['syscalls'] = [];
+    const syscalls: SyscallStat[] = [];
+    const prev = this.#prev;
     // Entries are read where they lie in the batch (no decoded key, value and Map entry each).
     const raw = this.#stats.readAllRaw();
     const { keys, values } = raw;
     for (let i = 0; i < raw.count; i++) {
       const k = i * raw.keySize;
       const o = i * raw.entryStride;
+      const tgid = u32.decode(keys, k + KEY.tgid);
       const nr = u32.decode(keys, k + KEY.nr);
-      syscalls.push({
-        tgid: u32.decode(keys, k + KEY.tgid),
-        nr,
-        name: syscallName(nr),
-        count: u64n.decode(values, o + STATS.count),
-        errors: u64n.decode(values, o + STATS.errors),
-        totalNs: u64n.decode(values, o + STATS.total_ns),
-        maxNs: u64n.decode(values, o + STATS.max_ns),
-      });
+      const count = u64n.decode(values, o + STATS.count);
+      const errors = u64n.decode(values, o + STATS.errors);
+      const totalNs = u64n.decode(values, o + STATS.total_ns);
+      const maxNs = u64n.decode(values, o + STATS.max_ns);
+      // Most (process, syscall) pairs are not called in a second, and the kernel hands the
+      // entries out in the same order while the map keeps its shape: the record of the previous
+      // read at the same place is kept when nothing in it changed (see SyscallsSnapshot).
+      const q = prev[i];
+      if (q !== undefined && q.tgid === tgid && q.nr === nr && q.count === count && q.errors === errors && q.totalNs === totalNs && q.maxNs === maxNs) syscalls.push(q);
+      else syscalls.push({ tgid, nr, name: syscallName(nr), count, errors, totalNs, maxNs });
     }
+    this.#prev = syscalls;
     return { family: 'syscalls', backend: 'ebpf', timestamp: Date.now(), syscalls };
   }
 }
