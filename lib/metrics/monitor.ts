@@ -107,7 +107,8 @@ export class Monitor implements Disposable {
         errors[name] = e as Error;
       };
       try {
-        pending.push(r.read().then(put, fail));
+        // (Promise.resolve: a reader registered by user code may return its snapshot itself.)
+        pending.push(Promise.resolve(r.read()).then(put, fail));
       } catch (e) {
         fail(e);
       }
