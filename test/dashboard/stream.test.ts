@@ -137,7 +137,9 @@ describe('dashboard server', () => {
       expect(first, 'a node event after the spawn').toBeDefined();
       const row = first.processes.find((p: any) => p.pid === pid);
       expect(row, `burner ${pid} in ${JSON.stringify(first.processes.map((p: any) => [p.pid, p.cpuPct]))}`).toBeDefined();
-      expect(row.cpuPct).toBeGreaterThan(10);
+      // Counted in its first interval (skipped, it would show 0). How much CPU it got is the
+      // host's business: a loaded CI machine gave it 6.8 % of that second.
+      expect(row.cpuPct).toBeGreaterThan(0);
     } finally {
       for (const b of burners) b.kill('SIGKILL');
     }
