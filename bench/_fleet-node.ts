@@ -7,6 +7,9 @@
  *
  *   node --import tsx bench/_fleet-node.ts agent|bare <redisUrl> <prefix> <name> <concurrency> <dataDir>
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Worker } from 'bullmq';
 import { createAgent } from '../lib/agent/index.js';
@@ -31,16 +34,34 @@ if (mode === 'bare') {
   await agent.listen();
   stop = () => agent.close();
 }
+// FLEET_BENCH_CPU_PROF=<dir>: a V8 CPU profile of the measured part only (from `mark` to stdin's end).
+const profDir = process.env.FLEET_BENCH_CPU_PROF;
+const session = profDir ? new Session() : undefined;
+if (session) {
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+}
 let cpu0 = process.cpuUsage();
 console.log('ready');
 const rl = createInterface({ input: process.stdin });
 // `mark` (after the warm-up jobs) starts the count again.
 rl.on('line', (l) => {
-  if (l === 'mark') cpu0 = process.cpuUsage();
+  if (l !== 'mark') return;
+  if (session) void session.post('Profiler.start');
+  if (process.env.FLEET_BENCH_TIMES) process.stderr.write(`node ${mode} ${name} pid ${process.pid} mark ${Number(process.hrtime.bigint()) / 1e9}\n`);
+  cpu0 = process.cpuUsage();
 });
 // This process's CPU time (user + system, µs) since `ready` or the last `mark`, for the bench's per-job figures.
 rl.on('close', () => {
   const c = process.cpuUsage(cpu0);
-  console.log(`cpu ${c.user + c.system}`);
-  void stop().finally(() => process.exit(0));
+  if (process.env.FLEET_BENCH_TIMES) process.stderr.write(`node ${mode} ${name} pid ${process.pid} end ${Number(process.hrtime.bigint()) / 1e9}\n`);
+  void (async () => {
+    if (session && profDir) {
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(join(profDir, `${mode}-${prefix}-${name}.cpuprofile`), JSON.stringify(profile));
+    }
+    console.log(`cpu ${c.user + c.system}`);
+    await stop();
+  })().finally(() => process.exit(0));
 });

@@ -9,7 +9,10 @@
  *
  * Also printed: CPU time per job of the three nodes together (each node's own count from
  * `ready` to its stop) and of redis-server (from /proc), for both.
- * `FLEET_BENCH_CPU_PROF=<dir>` writes a V8 CPU profile of each node there.
+ * `FLEET_BENCH_CPU_PROF=<dir>` writes a V8 CPU profile of each node's measured drain there
+ * (`<mode>-<prefix>-<node>.cpuprofile`); `FLEET_BENCH_TIMES=1` prints each node's pid and
+ * CLOCK_MONOTONIC time at the drain's start and end (for `perf record -k CLOCK_MONOTONIC`, then
+ * `perf report --time <start>,<end>`).
  *
  *   npm run bench -- fleet [jobs=2000] [rounds=3] [concurrency=8] [warm=jobs]
  */
@@ -36,7 +39,7 @@ async function nodes(mode: 'agent' | 'bare', url: string, prefix: string, concur
   const kids = [0, 1, 2].map((i) => {
     const child = spawn(
       process.execPath,
-      [...(process.env.FLEET_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FLEET_BENCH_CPU_PROF}`] : []), '--import', 'tsx', join(import.meta.dirname, '_fleet-node.ts'), mode, url, prefix, `n${i}`, String(concurrency), join(dir, `${prefix}-n${i}`)],
+      ['--import', 'tsx', join(import.meta.dirname, '_fleet-node.ts'), mode, url, prefix, `n${i}`, String(concurrency), join(dir, `${prefix}-n${i}`)],
       { stdio: ['pipe', 'pipe', 'inherit'] },
     );
     const lines = createInterface({ input: child.stdout! });

@@ -186,9 +186,23 @@ export class FleetProducer implements TaskQueueLike {
     });
   }
 
-  /** A handle for a task of the fleet (its `done` resolves with the final record). */
+  /**
+   * A handle for a task of the fleet: its `done` resolves with the final record. Reading `done`
+   * the first time starts the wait (the event subscription and the record polls); a handle whose
+   * `done` is never read costs nothing after the submit.
+   */
   handle(id: string): TaskHandle {
-    return { id, done: this.wait(id), cancel: (reason?: string) => this.cancel(id, reason) };
+    let done: Promise<TaskRecord> | undefined;
+    const wait = () => (done ??= this.wait(id));
+    return {
+      id,
+      // Waited for on first use: a producer that never reads `done` neither listens to the
+      // task's events nor polls its record.
+      get done() {
+        return wait();
+      },
+      cancel: (reason?: string) => this.cancel(id, reason),
+    };
   }
 
   /** The task's record (from Redis), or `undefined`. */

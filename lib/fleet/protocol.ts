@@ -144,7 +144,9 @@ local function head(key)
 end
 `;
 
-// KEYS[1] record; ARGV[1] JSON { run, final, rec }; ARGV[2] run; ARGV[3] channel ('' for none); ARGV[4] message.
+// KEYS[1] record; ARGV[1] the record's JSON; ARGV[2] run; ARGV[3] 'true' when final; ARGV[4]
+// channel ('' for none); ARGV[5] the message, or (ARGV[6] = '1') what follows the record in it
+// (the message is then {"task":<record><ARGV[5]>): the record crosses the wire once.
 // 1 = written (and published); 0 = refused (final already, or an older run).
 const PUT = `${HEAD}
 local run, final = head(KEYS[1])
@@ -152,8 +154,11 @@ if run then
   if final then return 0 end
   if run > tonumber(ARGV[2]) then return 0 end
 end
-redis.call('SET', KEYS[1], ARGV[1])
-if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+redis.call('SET', KEYS[1], '{"run":' .. ARGV[2] .. ',"final":' .. ARGV[3] .. ',"rec":' .. ARGV[1] .. '}')
+if ARGV[4] ~= '' then
+  if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[4], '{"task":' .. ARGV[1] .. ARGV[5])
+  else redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+end
 return 1`;
 
 // A run begins: KEYS run counter, cancel key, record, first start; ARGV now, TTL of the first start.
@@ -219,23 +224,28 @@ export class FleetRecords {
    */
   async put(rec: TaskRecord, run: number, event?: unknown): Promise<boolean> {
     const final = isFinished(rec.state);
-    // The record is serialised once, for the stored value and the event that carries it.
+    // The record is serialised once and sent once: the script makes the stored value and the
+    // event that carries it.
     const recJson = JSON.stringify(rec);
     let msg = '';
+    let tail = '0';
     if (event !== undefined) {
       if (typeof event === 'object' && event !== null && (event as { task?: unknown }).task === rec) {
         const { task: _task, ...rest } = event as Record<string, unknown>;
         const r = JSON.stringify(rest);
-        msg = r === '{}' ? `{"task":${recJson}}` : `{"task":${recJson},${r.slice(1)}`;
+        msg = r === '{}' ? '}' : `,${r.slice(1)}`;
+        tail = '1';
       } else msg = JSON.stringify(event);
     }
     const r = await (this.#redis as ScriptedRedis).smoothtaskFleetPut(
       this.keys.record(rec.id),
-      // The order { run, final, rec } is what the scripts read first (HEAD).
-      `{"run":${run},"final":${final},"rec":${recJson}}`,
+      recJson,
+      // The stored value is { run, final, rec } in that order: what the scripts read first (HEAD).
       String(run),
+      String(final),
       event === undefined ? '' : this.keys.eventChannel,
       msg,
+      tail,
     );
     return r === 1;
   }

@@ -165,6 +165,39 @@ describe('fleet in one process', () => {
   });
 });
 
+describe('a producer that never reads done', () => {
+  it('neither listens to events nor polls; reading done starts both and settles with the final record', async () => {
+    await startNode({ name: 'lazy-node', classes: ['default'], labels: {}, gpus: 0 }, 'lazydone');
+    const p = new FleetProducer({ redis: { url: redis.url }, prefix: 'lazydone', pollMs: 100 });
+    const conn = new Redis(redis.url);
+    const subscribers = async () => Number(((await conn.pubsub('NUMSUB', 'lazydone:fleet:events')) as [string, number])[1]);
+    try {
+      const h = await p.submit({ id: 'lazy-1', kind: 'process', spec: { command: '/bin/true' } });
+      // The job runs to its end while nobody waits for it.
+      let rec = await p.get('lazy-1');
+      for (let i = 0; i < 200 && rec?.state !== 'succeeded'; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        rec = await p.get('lazy-1');
+      }
+      expect(rec?.state).toBe('succeeded');
+      expect(await subscribers()).toBe(0);
+      const done = h.done;
+      expect(h.done).toBe(done);
+      // Settled from the record (already final); the listening starts beside it.
+      expect((await done).state).toBe('succeeded');
+      let n = await subscribers();
+      for (let i = 0; i < 100 && n === 0; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        n = await subscribers();
+      }
+      expect(n).toBe(1);
+    } finally {
+      conn.disconnect();
+      await p.close();
+    }
+  });
+});
+
 describe('a closing node hands its running jobs back', () => {
   it('close(0) while a job runs on node A: A stops its process, node B runs the job to the end', async () => {
     // Its own prefix: only the nodes started here take its jobs.
