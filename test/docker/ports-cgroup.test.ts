@@ -143,6 +143,8 @@ describe.skipIf(engineGate(probe))('cgroup id and usage of a running container',
     const ac = new AbortController();
     let seen: { id: bigint | undefined; pid: number; containerId: string; expected: bigint } | undefined;
     const usages: { cpuNs: number; memoryBytes?: number; ioWriteBytes: number }[] = [];
+    let measuring: Promise<void> | undefined;
+    let problem: Error | undefined;
     const run = runContainer(
       engine,
       {
@@ -162,17 +164,33 @@ describe.skipIf(engineGate(probe))('cgroup id and usage of a running container',
           seen = { id: info.cgroupId, pid: info.pid, containerId: info.containerId, expected: statSync(join(mount, path), { bigint: true }).ino };
         },
         onLog: (c) => {
-          if (c.data.toString().includes('burnt')) {
-            void containerUsage(engine, seen!.containerId).then((u) => {
+          if (measuring || !c.data.toString().includes('burnt')) return;
+          // The line may come before onStarted was called (the engine's inspect answers late
+          // under load): wait for it; whatever happens, the container is stopped after.
+          measuring = (async () => {
+            try {
+              for (let i = 0; i < 400 && !seen; i++) await new Promise((r) => setTimeout(r, 50));
+              if (!seen) throw new Error('onStarted was not called within 20 s of the "burnt" line');
+              const u = await containerUsage(engine, seen.containerId);
               if (u) usages.push(u);
+            } catch (e) {
+              problem = e as Error;
+            } finally {
               ac.abort(new Error('done measuring'));
-            });
-          }
+            }
+          })();
         },
       },
     );
-    const r = await run;
+    // A container that never printed its line is stopped in time to fail with a reason.
+    const deadline = setTimeout(() => {
+      problem ??= new Error('no "burnt" line within 45 s');
+      ac.abort(problem);
+    }, 45_000);
+    const r = await run.finally(() => clearTimeout(deadline));
+    await measuring;
     await t.cleanup();
+    expect(problem?.message).toBeUndefined();
     expect(r.outcome).toBe('cancelled');
     expect(seen?.id).toBeTypeOf('bigint');
     expect(seen?.id).toBe(seen?.expected);
