@@ -178,19 +178,31 @@ describe('dashboard server', () => {
     ticker.stdout!.setEncoding('utf8').on('data', (d: string) => {
       for (const l of d.split('\n')) if (/^\d+$/.test(l)) ticks.push(Number(l));
     });
+    // And a control inside this process (the agent's): a 1 s timer. How late it fires is what
+    // this process's event loop gets from the host under this load (on a loaded 2-core CI
+    // machine more than a shell's `sleep 1`: a 4.3 s gap came with a shell 650 ms late); the
+    // stream is allowed that lateness, and its own pacing is what the gaps then test.
+    let loopLate = 0;
+    let last = performance.now();
+    const loopTick = setInterval(() => {
+      const now = performance.now();
+      loopLate = Math.max(loopLate, now - last - 1000);
+      last = now;
+    }, 1000);
     try {
       const t0 = Date.now();
       const evs = await readEvents((e) => e.filter((x) => x.event === 'node').length >= 7, 20_000);
       const ats = evs.filter((e) => e.event === 'node').map((e) => e.data.at as number);
       expect(ats.length).toBeGreaterThanOrEqual(7);
-      let hostLate = 0;
+      let hostLate = Math.round(loopLate);
       for (let i = 1; i < ticks.length; i++) hostLate = Math.max(hostLate, ticks[i]! - ticks[i - 1]! - 1000);
       // One a second, give or take the two busy cores: no gap of 3 intervals (plus the host's lateness).
-      for (let i = 1; i < ats.length; i++) expect(ats[i]! - ats[i - 1]!, `the host woke a 1 s sleeper up to ${hostLate} ms late`).toBeLessThan(3000 + hostLate);
+      for (let i = 1; i < ats.length; i++) expect(ats[i]! - ats[i - 1]!, `the host woke a 1 s sleeper (or this process's 1 s timer) up to ${hostLate} ms late`).toBeLessThan(3000 + hostLate);
       expect(Date.now() - t0).toBeLessThan(15_000 + 7 * hostLate);
       const busy = evs.filter((e) => e.event === 'node').at(-1)!.data;
       expect(busy.cpu.busyPct).toBeGreaterThan(50);
     } finally {
+      clearInterval(loopTick);
       ticker.kill('SIGKILL');
       for (let i = 0; i < 6; i++) await h.req('POST', `/v1/tasks/dash-burn-${i}/cancel`, { token: 'submit' });
     }
