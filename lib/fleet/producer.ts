@@ -179,7 +179,7 @@ export class FleetProducer implements TaskQueueLike {
           if (sig.aborted) onAbort();
           else sig.addEventListener('abort', onAbort, { once: true });
         }
-        return this.handle(task.id);
+        return this.#lazyHandle(rec);
       } finally {
         span.end();
       }
@@ -187,21 +187,29 @@ export class FleetProducer implements TaskQueueLike {
   }
 
   /**
-   * A handle for a task of the fleet: its `done` resolves with the final record. Reading `done`
-   * the first time starts the wait (the event subscription and the record polls); a handle whose
-   * `done` is never read costs nothing after the submit.
+   * A handle for a task of the fleet: its `done` resolves with the final record (it waits from
+   * now on: the event subscription and the record polls). Throws `ERR_FLEET_CLOSED` after
+   * `close()`.
    */
   handle(id: string): TaskHandle {
+    if (this.#closed) throw new SmoothtaskError('ERR_FLEET_CLOSED', 'The fleet producer is closed');
+    return { id, done: this.wait(id), cancel: (reason?: string) => this.cancel(id, reason) };
+  }
+
+  /**
+   * The handle `submit()` returns: its `done` starts the wait when first read, so a producer
+   * that never reads it (fire and forget) costs nothing after the submit. Read first after
+   * `close()`, it resolves with the record this producer wrote at the submit.
+   */
+  #lazyHandle(rec: TaskRecord): TaskHandle {
     let done: Promise<TaskRecord> | undefined;
-    const wait = () => (done ??= this.wait(id));
+    const start = () => (this.#closed ? Promise.resolve(rec) : this.wait(rec.id));
     return {
-      id,
-      // Waited for on first use: a producer that never reads `done` neither listens to the
-      // task's events nor polls its record.
+      id: rec.id,
       get done() {
-        return wait();
+        return (done ??= start());
       },
-      cancel: (reason?: string) => this.cancel(id, reason),
+      cancel: (reason?: string) => this.cancel(rec.id, reason),
     };
   }
 
@@ -248,8 +256,13 @@ export class FleetProducer implements TaskQueueLike {
     return true;
   }
 
-  /** Resolves with the task's record once it holds a final state (never rejects; `undefined` ids wait until `close()`). */
+  /**
+   * Resolves with the task's record once it holds a final state, or with the record as it is
+   * when `close()` comes first (an id that has no record by then stays pending). Rejects only
+   * when called after `close()` (`ERR_FLEET_CLOSED`).
+   */
   wait(id: string): Promise<TaskRecord> {
+    if (this.#closed) return Promise.reject(new SmoothtaskError('ERR_FLEET_CLOSED', 'The fleet producer is closed'));
     return new Promise((resolve) => {
       const list = this.#waiters.get(id) ?? [];
       list.push(resolve);

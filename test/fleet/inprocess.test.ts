@@ -196,6 +196,16 @@ describe('a producer that never reads done', () => {
       await p.close();
     }
   });
+
+  it('after close(): an unread done resolves with the record written at the submit; wait() and handle() refuse', async () => {
+    const p = new FleetProducer({ redis: { url: redis.url }, prefix: 'lazydone', pollMs: 100 });
+    const h = await p.submit({ id: 'lazy-2', kind: 'process', spec: { command: '/bin/true' }, placement: { class: 'nobody' } });
+    await p.close();
+    const rec = await Promise.race([h.done, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 2000))]);
+    expect(rec).toMatchObject({ id: 'lazy-2', state: 'queued' });
+    await expect(p.wait('lazy-2')).rejects.toMatchObject({ code: 'ERR_FLEET_CLOSED' });
+    expect(() => p.handle('lazy-2')).toThrow(expect.objectContaining({ code: 'ERR_FLEET_CLOSED' }));
+  });
 });
 
 describe('a closing node hands its running jobs back', () => {
