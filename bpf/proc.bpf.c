@@ -180,6 +180,13 @@ int st_proc_iter(struct bpf_iter__task *ctx)
 	r.min_flt = task->min_flt;
 	r.maj_flt = task->maj_flt;
 	r.cgroup_id = st_task_cgroup_id(task);
+	// The cpu family reads its threads from this pass when the monitor has both (the same
+	// counters sched.bpf.c copies at each switch-out, read live here).
+	if (bpf_core_field_exists(task->sched_info)) {
+		r.runq_ns = task->sched_info.run_delay;
+		r.runq_count = task->sched_info.pcount;
+	}
+	r.task_flags = task->flags;
 	// The process's traced faults travel with each record: user space reads no map for them.
 	faults = bpf_map_lookup_elem(&proc_faults, &r.tgid);
 	if (faults)

@@ -58,6 +58,9 @@ struct st_proc_task {
 	__u64 vm_pages;		// total_vm
 	__u64 cgroup_id;
 	__u64 faults_traced;	// user page faults of the process since load (proc_faults)
+	__u64 runq_ns;		// sched_info.run_delay: time waiting on a run queue (0 without CONFIG_SCHED_INFO)
+	__u64 runq_count;	// sched_info.pcount: times it ran on a CPU
+	__u64 task_flags;	// task->flags (PF_EXITING: the thread is leaving)
 	__u32 nr_threads;
 	__u32 is_leader;
 	__u8 comm[PROC_COMM_LEN];

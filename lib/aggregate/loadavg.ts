@@ -199,6 +199,18 @@ export interface ParsedProcStat {
   cpus: number;
 }
 
+/**
+ * The aggregate `cpu ` line of /proc/stat (its first line), in ticks: busy is everything but
+ * idle and iowait. Fields: user nice system idle iowait irq softirq steal guest guest_nice;
+ * guest is already in user.
+ */
+export function parseCpuLine(line: string): CpuTimes {
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
 /** Parses `/proc/stat`: aggregate CPU times and the procs_running / procs_blocked counts. */
 export function parseProcStat(text: string): ParsedProcStat {
   let cpu: CpuTimes = { busy: 0, total: 0 };
@@ -206,13 +218,8 @@ export function parseProcStat(text: string): ParsedProcStat {
   let blocked = 0;
   let cpus = 0;
   for (const line of text.split('\n')) {
-    if (line.startsWith('cpu ')) {
-      // user nice system idle iowait irq softirq steal guest guest_nice; guest is already in user
-      const f = line.trim().split(/\s+/).slice(1).map(Number);
-      const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-      const idle = (f[3] ?? 0) + (f[4] ?? 0);
-      cpu = { busy: total - idle, total };
-    } else if (/^cpu\d/.test(line)) cpus++;
+    if (line.startsWith('cpu ')) cpu = parseCpuLine(line);
+    else if (/^cpu\d/.test(line)) cpus++;
     else if (line.startsWith('procs_running ')) running = Number(line.slice(14));
     else if (line.startsWith('procs_blocked ')) blocked = Number(line.slice(14));
   }

@@ -115,6 +115,13 @@ export function isEmptyFilter(f: ResolvedFilter): boolean {
   return f.tgids.length === 0 && f.cgroupIds.length === 0 && f.comm === undefined;
 }
 
+/** True when `a` and `b` let the same processes through (same tgids, cgroups and comm prefix). */
+export function sameFilter(a: ResolvedFilter, b: ResolvedFilter): boolean {
+  if (a === b) return true;
+  const eq = <T>(x: readonly T[], y: readonly T[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+  return a.comm === b.comm && eq(a.tgids, b.tgids) && eq(a.cgroupIds, b.cgroupIds);
+}
+
 // ---------------------------------------------------------------------------------- registry
 
 /** What a family factory receives from `createMonitor`. */

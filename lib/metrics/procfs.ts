@@ -49,22 +49,118 @@ export function readText(path: string): string | null {
     return null;
   }
   try {
-    let len = 0;
-    for (;;) {
-      const n = readSync(fd, scratch, len, scratch.length - len, null);
-      len += n;
-      if (n === 0) break;
-      if (len < scratch.length) continue;
-      if (scratch.length >= MAX_TEXT) break;
-      const grown = Buffer.allocUnsafe(scratch.length * 2);
-      scratch.copy(grown, 0, 0, len);
-      scratch = grown;
-    }
-    return scratch.toString('latin1', 0, len);
+    return readToEnd(fd, null);
   } catch {
     return null;
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Reads `fd` to its end into the shared buffer: from where it stands (`at` null) or from
+ * offset `at` (pread; a seq_file read at 0 generates the file anew). Throws what read throws.
+ */
+function readToEnd(fd: number, at: number | null): string {
+  let len = 0;
+  for (;;) {
+    const n = readSync(fd, scratch, len, scratch.length - len, at === null ? null : at + len);
+    len += n;
+    if (n === 0) break;
+    if (len < scratch.length) continue;
+    if (scratch.length >= MAX_TEXT) break;
+    const grown = Buffer.allocUnsafe(scratch.length * 2);
+    scratch.copy(grown, 0, 0, len);
+    scratch = grown;
+  }
+  return scratch.toString('latin1', 0, len);
+}
+
+/**
+ * procfs and sysfs files read again at every tick (a running thread's `schedstat`,
+ * `/proc/stat`), each kept open and read from offset 0 (`pread`) rather than opened, read and
+ * closed each time: two system calls instead of four, and no path walk. Reading at offset 0
+ * makes the kernel generate the file anew, as an open would. A file that fails to read (its
+ * thread exited, and a descriptor of `/proc/<pid>/...` then refers to the gone task, never to
+ * a new task that reuses the number) is closed and opened again once by its path.
+ * Files not read in the last `keepRounds` rounds are closed at `endRound()`, and at most
+ * `maxOpen` are kept (the least recently read is closed first).
+ * @internal
+ */
+export class KeptFiles {
+  readonly #open = new Map<string, { fd: number; round: number }>();
+  #round = 0;
+  #closed = false;
+  /** @param maxOpen most descriptors kept at once. @param keepRounds rounds a file stays open unread. */
+  constructor(
+    readonly maxOpen = 16,
+    readonly keepRounds = 4,
+  ) {}
+
+  /** The file's text, or null when it (or its process) is gone or unreadable. */
+  read(path: string): string | null {
+    if (this.#closed) return readText(path);
+    const kept = this.#open.get(path);
+    if (kept !== undefined) {
+      try {
+        const t = readToEnd(kept.fd, 0);
+        kept.round = this.#round;
+        return t;
+      } catch {
+        this.#drop(path, kept.fd);
+      }
+    }
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch {
+      return null;
+    }
+    let text: string;
+    try {
+      text = readToEnd(fd, 0);
+    } catch {
+      closeSync(fd);
+      return null;
+    }
+    if (this.#open.size >= this.maxOpen) {
+      let oldest: string | undefined;
+      let at = Infinity;
+      this.#open.forEach((f, p) => {
+        if (f.round < at) (at = f.round), (oldest = p);
+      });
+      if (oldest !== undefined) this.#drop(oldest, this.#open.get(oldest)!.fd);
+    }
+    this.#open.set(path, { fd, round: this.#round });
+    return text;
+  }
+
+  /** Ends a round of reads: closes the files not read in the last `keepRounds` rounds. */
+  endRound(): void {
+    const r = ++this.#round;
+    this.#open.forEach((f, p) => {
+      if (r - f.round > this.keepRounds) this.#drop(p, f.fd);
+    });
+  }
+
+  /** Descriptors open now. */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /** Closes every kept file; later reads open and close their file each time. */
+  close(): void {
+    this.#closed = true;
+    this.#open.forEach((f, p) => this.#drop(p, f.fd));
+  }
+
+  #drop(path: string, fd: number): void {
+    this.#open.delete(path);
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
   }
 }
 
@@ -140,9 +236,10 @@ export function readCtxSwitches(pid: number, tid?: number): { voluntary: number;
   return { voluntary: Number(v?.[1] ?? 0), involuntary: Number(n?.[1] ?? 0) };
 }
 
-/** /proc/<pid>/task/<tid>/schedstat: on-CPU ns, run-queue wait ns, timeslices. */
-export function readSchedstat(pid: number, tid: number): { cpuNs: number; runqNs: number; slices: number } | null {
-  const t = readText(`/proc/${pid}/task/${tid}/schedstat`);
+/** /proc/<pid>/task/<tid>/schedstat: on-CPU ns, run-queue wait ns, timeslices (through `files` when given: kept open). */
+export function readSchedstat(pid: number, tid: number, files?: KeptFiles): { cpuNs: number; runqNs: number; slices: number } | null {
+  const path = `/proc/${pid}/task/${tid}/schedstat`;
+  const t = files ? files.read(path) : readText(path);
   if (t === null) return null;
   const [a, b, c] = t.trim().split(' ').map(Number);
   return { cpuNs: a ?? 0, runqNs: b ?? 0, slices: c ?? 0 };

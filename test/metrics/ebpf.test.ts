@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, readdirSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import {
   createMonitor,
   openCpuReader,
@@ -18,6 +18,7 @@ import {
 } from '../../lib/metrics/index.js';
 import { CpuSnapshotSchema, DiskSnapshotSchema, NetworkSnapshotSchema, ProcessEventSchema, ProcessSnapshotSchema, SyscallsSnapshotSchema } from '../../lib/metrics/schemas.js';
 import { readCtxSwitches, readSchedstat, readStat } from '../../lib/metrics/procfs.js';
+import { EbpfProcessReader } from '../../lib/metrics/process/ebpf.js';
 import { syscallNumber } from '../../lib/metrics/syscall-names.js';
 import { cgroupPathOfPid, resolveContainer as resolveContainerRef, resolveFilter as resolve } from '../../lib/metrics/cgroup.js';
 import { AlertEngine } from '../../lib/notify/index.js';
@@ -92,7 +93,7 @@ async function using_<R extends { close(): void }>(r: R, fn: (r: R) => Promise<v
 }
 
 describe('cpu: records kept between reads', () => {
-  it('a sleeping thread keeps its record object between reads; a running one gets a new record, and the earlier snapshot keeps its numbers', async () => {
+  it('a sleeping thread (and its process) keeps its record object between reads; a running one gets a new record, and the earlier snapshot keeps its numbers', async () => {
     const sleeper = spawnSleeper(30);
     const busy = spawnBusy();
     try {
@@ -101,6 +102,7 @@ describe('cpu: records kept between reads', () => {
         await sleep(100);
         const a = await r.read();
         const before = structuredClone(a.threads);
+        const beforeProcs = structuredClone(a.processes);
         const at = (snap: typeof a, tid: number) => snap.threads.find((t) => t.tid === tid);
         // Until the busy child has run since `a` (on a loaded host it may get little CPU).
         let b = a;
@@ -114,10 +116,69 @@ describe('cpu: records kept between reads', () => {
         expect(at(b, busy.pid!)).not.toBe(at(a, busy.pid!));
         expect(at(b, busy.pid!)!.cpuNs).toBeGreaterThan(at(a, busy.pid!)!.cpuNs);
         expect(a.threads).toEqual(before);
+        // The same for the per-process sums: a process none of whose threads ran keeps its record.
+        const proc = (snap: typeof a, tgid: number) => snap.processes.find((p) => p.tgid === tgid);
+        expect(proc(b, sleeper.pid!)).toBeDefined();
+        expect(proc(b, sleeper.pid!)).toBe(proc(a, sleeper.pid!));
+        expect(proc(b, busy.pid!)).not.toBe(proc(a, busy.pid!));
+        expect(proc(b, busy.pid!)!.cpuNs).toBeGreaterThan(proc(a, busy.pid!)!.cpuNs);
+        expect(a.processes).toEqual(beforeProcs);
       });
     } finally {
       await kill(sleeper);
       await kill(busy);
+    }
+  });
+});
+
+describe('cpu through the process family\'s task iterator', () => {
+  it('a monitor with cpu and process: the cpu family reads the iterator\'s pass and agrees with its own maps (sleeping: equal; running: between; exited threads counted once)', async () => {
+    const sleeper = spawnSleeper(30);
+    const busy = spawnBusy();
+    // A process with a thread that burns CPU and exits (exited_cpu), then idles.
+    const threaded = spawn(process.execPath, ['-e', "const { Worker } = require('node:worker_threads'); const w = new Worker('const t = Date.now(); while (Date.now() - t < 150);', { eval: true }); w.on('exit', () => console.log('done')); setTimeout(() => {}, 60000);"], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const pass = vi.spyOn(EbpfProcessReader.prototype, 'recentPass');
+    try {
+      await new Promise<void>((res) => threaded.stdout!.once('data', () => res()));
+      await sleep(300); // the worker thread gone for good
+      const filter = { tgids: [sleeper.pid!, busy.pid!, threaded.pid!] };
+      const m = await createMonitor({ families: ['cpu', 'process'], filter, backend: 'ebpf', required: true });
+      const own = await openCpuReader({ filter });
+      try {
+        await m.read();
+        await own.read();
+        pass.mockClear();
+        const a = await own.read();
+        const b = (await m.read()).snapshots.cpu!;
+        const c = await own.read();
+        expect(pass).toHaveBeenCalled(); // the monitor's cpu family read the process family's pass
+        CpuSnapshotSchema.parse(b);
+        const proc = (s: typeof a, tgid: number) => s.processes.find((p) => p.tgid === tgid)!;
+        const fields = ['cpuNs', 'voluntary', 'involuntary', 'runqNs', 'runqCount'] as const;
+        // Sleeping: the counters at its last switch-out are the live counters.
+        expect(proc(b, sleeper.pid!)).toEqual(proc(a, sleeper.pid!));
+        expect(proc(b, sleeper.pid!).threads).toBe(1);
+        for (const tgid of [busy.pid!, threaded.pid!]) {
+          for (const f of fields) {
+            expect(proc(b, tgid)[f], `${tgid} ${f}`).toBeGreaterThanOrEqual(proc(a, tgid)[f]!);
+            expect(proc(b, tgid)[f], `${tgid} ${f}`).toBeLessThanOrEqual(proc(c, tgid)[f]!);
+          }
+          expect(proc(b, tgid).threads).toBe(proc(a, tgid).threads);
+        }
+        // The exited worker's ~150 ms is in the process's sum once (it ran; the process has fewer threads now).
+        expect(proc(b, threaded.pid!).cpuNs).toBeGreaterThan(100e6);
+        expect(proc(b, threaded.pid!).cpuNs).toBeLessThan(proc(c, threaded.pid!).cpuNs + 1);
+        expect(new Set(b.threads.map((t) => t.tid))).toEqual(new Set(a.threads.map((t) => t.tid)));
+        expect(b.cgroups.reduce((x, g) => x + g.cpuNs, 0)).toBeGreaterThan(0);
+      } finally {
+        own.close();
+        m.close();
+      }
+    } finally {
+      pass.mockRestore();
+      await kill(sleeper);
+      await kill(busy);
+      await kill(threaded);
     }
   });
 });

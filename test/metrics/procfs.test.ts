@@ -1,12 +1,12 @@
 // The procfs backend against ground truth the test creates: a busy child, a sleeping child,
 // TCP connections on loopback, a direct-I/O write.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveFilter } from '../../lib/metrics/cgroup.js';
 import { ProcfsCpuReader, ProcfsDiskReader, ProcfsNetworkReader, ProcfsProcessReader } from '../../lib/metrics/procfs-readers.js';
-import { blockDeviceName, formatIpv6, parseStat, readStat, readText } from '../../lib/metrics/procfs.js';
+import { KeptFiles, blockDeviceName, formatIpv6, parseStat, readSchedstat, readStat, readText } from '../../lib/metrics/procfs.js';
 import { CpuSnapshotSchema, DiskSnapshotSchema, NetworkSnapshotSchema, ProcessSnapshotSchema } from '../../lib/metrics/schemas.js';
 import { ClosedError } from '../../lib/ebpf/errors.js';
 import { fileDisk, kill, run, sleep, spawnBusy, spawnSleeper, tempDir } from './helpers.js';
@@ -38,6 +38,67 @@ describe('procfs parsers', () => {
     expect(maps.endsWith('\n')).toBe(true);
     expect(maps.split('\n').length).toBeGreaterThan(readFileSync('/proc/self/maps', 'latin1').split('\n').length * 0.9);
     cleanup();
+  });
+
+  it('KeptFiles: a kept procfs file reads fresh values each time, and null once its thread is gone (never stale text)', async () => {
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const busy = spawnBusy();
+    const files = new KeptFiles(3, 2);
+    const fd0 = fds();
+    try {
+      await sleep(50);
+      const first = readSchedstat(busy.pid!, busy.pid!, files)!;
+      expect(files.size).toBe(1);
+      expect(fds()).toBe(fd0 + 1);
+      await sleep(100);
+      const second = readSchedstat(busy.pid!, busy.pid!, files)!;
+      const fresh = readSchedstat(busy.pid!, busy.pid!)!;
+      expect(second.cpuNs).toBeGreaterThan(first.cpuNs); // the file was generated anew, not the old text
+      expect(second.cpuNs).toBeLessThanOrEqual(fresh.cpuNs);
+      expect(fds()).toBe(fd0 + 1); // the same descriptor, no new one
+      await kill(busy);
+      expect(readSchedstat(busy.pid!, busy.pid!, files)).toBeNull();
+      expect(files.size).toBe(0); // the dead task's descriptor was closed
+      expect(fds()).toBe(fd0);
+    } finally {
+      await kill(busy);
+      files.close();
+    }
+  });
+
+  it('KeptFiles: at most maxOpen kept, unread files closed after keepRounds, missing files not kept, close() closes all', () => {
+    const { dir, cleanup } = tempDir('kept-');
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const fd0 = fds();
+    const files = new KeptFiles(3, 2);
+    try {
+      for (let i = 0; i < 5; i++) writeFileSync(join(dir, `f${i}`), `v${i}`);
+      for (let i = 0; i < 5; i++) expect(files.read(join(dir, `f${i}`))).toBe(`v${i}`);
+      expect(files.size).toBe(3);
+      expect(fds()).toBe(fd0 + 3);
+      expect(files.read(join(dir, 'missing'))).toBeNull();
+      expect(files.read(dir)).toBeNull(); // EISDIR: opened, failed, closed
+      expect(files.size).toBe(3);
+      expect(fds()).toBe(fd0 + 3);
+      // Rewritten in place (same inode): the kept descriptor reads the new bytes, shorter or longer.
+      writeFileSync(join(dir, 'f4'), 'longer value');
+      expect(files.read(join(dir, 'f4'))).toBe('longer value');
+      writeFileSync(join(dir, 'f4'), 'x');
+      expect(files.read(join(dir, 'f4'))).toBe('x');
+      for (let r = 0; r < 3; r++) {
+        files.read(join(dir, 'f4'));
+        files.endRound();
+      }
+      expect(files.size).toBe(1); // only the one read every round
+      files.close();
+      expect(files.size).toBe(0);
+      expect(fds()).toBe(fd0);
+      expect(files.read(join(dir, 'f0'))).toBe('v0'); // after close: read and closed again
+      expect(fds()).toBe(fd0);
+    } finally {
+      files.close();
+      cleanup();
+    }
   });
 
   it('formats IPv6 addresses', () => {

@@ -111,7 +111,7 @@ export const StProcStatsN: Codec<StProcStatsN> = struct(
   8,
 );
 
-/** `struct st_proc_task` (bpf/proc.h), 176 bytes. */
+/** `struct st_proc_task` (bpf/proc.h), 200 bytes. */
 export interface StProcTask {
   tgid: number;
   tid: number;
@@ -134,6 +134,9 @@ export interface StProcTask {
   vm_pages: bigint;
   cgroup_id: bigint;
   faults_traced: bigint;
+  runq_ns: bigint;
+  runq_count: bigint;
+  task_flags: bigint;
   nr_threads: number;
   is_leader: number;
   comm: string;
@@ -163,11 +166,14 @@ export const StProcTask: Codec<StProcTask> = struct(
     vm_pages: field(u64, 128),
     cgroup_id: field(u64, 136),
     faults_traced: field(u64, 144),
-    nr_threads: field(u32, 152),
-    is_leader: field(u32, 156),
-    comm: field(cstring(16), 160),
+    runq_ns: field(u64, 152),
+    runq_count: field(u64, 160),
+    task_flags: field(u64, 168),
+    nr_threads: field(u32, 176),
+    is_leader: field(u32, 180),
+    comm: field(cstring(16), 184),
   },
-  176,
+  200,
 );
 
 /** `struct st_proc_task` with 64-bit integers as `number` (exact below 2^53: counters, ns times, ids). */
@@ -193,6 +199,9 @@ export interface StProcTaskN {
   vm_pages: number;
   cgroup_id: number;
   faults_traced: number;
+  runq_ns: number;
+  runq_count: number;
+  task_flags: number;
   nr_threads: number;
   is_leader: number;
   comm: string;
@@ -222,16 +231,19 @@ export const StProcTaskN: Codec<StProcTaskN> = struct(
     vm_pages: field(u64n, 128),
     cgroup_id: field(u64n, 136),
     faults_traced: field(u64n, 144),
-    nr_threads: field(u32, 152),
-    is_leader: field(u32, 156),
-    comm: field(cstring(16), 160),
+    runq_ns: field(u64n, 152),
+    runq_count: field(u64n, 160),
+    task_flags: field(u64n, 168),
+    nr_threads: field(u32, 176),
+    is_leader: field(u32, 180),
+    comm: field(cstring(16), 184),
   },
-  176,
+  200,
 );
 
 /** Sizes and field byte offsets of the structs of bpf/proc.h, as BTF gave them. */
 export const ProcLayouts: Record<string, { size: number; fields: Record<string, number> }> = {
   st_proc_event: { size: 352, fields: { ts_ns: 0, type: 8, pid: 12, tgid: 16, ppid: 20, exit_code: 24, pad: 28, duration_ns: 32, cpu_ns: 40, faults: 48, voluntary: 56, involuntary: 64, cgroup_id: 72, comm: 80, filename: 96 } },
   st_proc_stats: { size: 8, fields: { faults: 0 } },
-  st_proc_task: { size: 176, fields: { tgid: 0, tid: 4, ppid: 8, state: 12, start_ns: 16, runtime_ns: 24, utime_ns: 32, stime_ns: 40, voluntary: 48, involuntary: 56, min_flt: 64, maj_flt: 72, dead_runtime_ns: 80, dead_voluntary: 88, dead_involuntary: 96, dead_min_flt: 104, dead_maj_flt: 112, rss_pages: 120, vm_pages: 128, cgroup_id: 136, faults_traced: 144, nr_threads: 152, is_leader: 156, comm: 160 } },
+  st_proc_task: { size: 200, fields: { tgid: 0, tid: 4, ppid: 8, state: 12, start_ns: 16, runtime_ns: 24, utime_ns: 32, stime_ns: 40, voluntary: 48, involuntary: 56, min_flt: 64, maj_flt: 72, dead_runtime_ns: 80, dead_voluntary: 88, dead_involuntary: 96, dead_min_flt: 104, dead_maj_flt: 112, rss_pages: 120, vm_pages: 128, cgroup_id: 136, faults_traced: 144, runq_ns: 152, runq_count: 160, task_flags: 168, nr_threads: 176, is_leader: 180, comm: 184 } },
 };

@@ -14,7 +14,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { parseProcStat as parseNodeStat } from '../../aggregate/loadavg.js';
+import { parseCpuLine, parseProcStat as parseNodeStat } from '../../aggregate/loadavg.js';
 import { validate } from '../../errors/validate.js';
 import { RaplSampler } from '../power/rapl.js';
 import { MetricsError } from '../errors.js';
@@ -72,8 +72,10 @@ export async function readNodeCpuNs(procRoot = '/proc'): Promise<{ busyNs: numbe
   const path = join(procRoot, 'stat');
   const text = readText(path);
   if (text === null) throw new MetricsError('ERR_METRICS_SOURCE', `cannot read ${path}`);
-  // The one /proc/stat parser (lib/aggregate): busy is everything but idle and iowait.
-  const { cpu } = parseNodeStat(text);
+  // The one /proc/stat parser (lib/aggregate): busy is everything but idle and iowait. The
+  // aggregate line comes first; the rest (a long interrupt line among them) is not split.
+  const nl = text.indexOf('\n');
+  const cpu = text.startsWith('cpu ') ? parseCpuLine(nl < 0 ? text : text.slice(0, nl)) : parseNodeStat(text).cpu;
   if (!(cpu.total > 0)) throw new MetricsError('ERR_METRICS_SOURCE', `no cpu line in ${path}`);
   return { busyNs: cpu.busy * NS_PER_TICK, totalNs: cpu.total * NS_PER_TICK };
 }

@@ -9,6 +9,7 @@ import { stProcEvent, stProcTask, structOffsets } from '../bpf-structs.js';
 import { pageSize } from '../procfs.js';
 import type { ProcessEvent, ProcessInfo, ProcessSnapshot } from '../schemas.js';
 import { ConfigError } from '../../errors/index.js';
+import type { ResolvedFilter } from '../family.js';
 import { mapEventBatches, mapEvents, type Decoded } from '../readers-shared.js';
 
 /** Where the fields of struct st_proc_task lie (the task iterator's records). */
@@ -51,6 +52,7 @@ function commAt(buf: Uint8Array, off: number, s: Slot): string {
   return s.name;
 }
 
+/** The letter /proc shows for a task's state bits (TASK_REPORT: the first bit set, from the lowest). */
 const STATE_LETTERS: Array<[number, string]> = [
   [0x0001, 'S'],
   [0x0002, 'D'],
@@ -64,7 +66,12 @@ const STATE_LETTERS: Array<[number, string]> = [
 function stateLetter(state: number): string {
   if (state === 0) return 'R';
   if ((state & 0x0402) === 0x0402) return 'I';
-  for (const [bit, l] of STATE_LETTERS) if (state & bit) return l;
+  // Indexed: run for every process each second, a for-of with destructuring made an iterator
+  // result and an entry array per step in V8's baseline tiers.
+  for (let i = 0; i < STATE_LETTERS.length; i++) {
+    const e = STATE_LETTERS[i]!;
+    if (state & e[0]) return e[1];
+  }
   return '?';
 }
 
@@ -134,6 +141,27 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     return { get: (tgid) => slots.get(tgid)?.p.comm };
   }
 
+  /**
+   * The iterator's records (struct st_proc_task, one per thread) of a pass at most `maxAgeMs`
+   * old, as {@link recent} chooses it: the `cpu` family of the same monitor reads its threads
+   * from them (one walk of the tasks per tick for both, no per-thread map to read). The bytes
+   * are read-only and stay valid until the next pass.
+   * @internal
+   */
+  async recentPass(maxAgeMs: number): Promise<Uint8Array> {
+    await this.recent(maxAgeMs);
+    this.check();
+    return this.#lastBuf!;
+  }
+
+  /** The filter the passes apply (see recentPass). @internal */
+  get passFilter(): ResolvedFilter {
+    return this.filter;
+  }
+
+  /** The records of the last pass (see recentPass). */
+  #lastBuf: Uint8Array | undefined;
+
   /** Bytes the last pass of the iterator wrote (unknown before the first). */
   #lastBytes = Number.POSITIVE_INFINITY;
 
@@ -142,6 +170,7 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     // walking a few hundred tasks. A host whose last walk was longer gets the worker.
     const buf = this.#lastBytes <= ITER_SYNC_MAX_BYTES ? this.#iter.readSync() : await this.#iter.read();
     this.#lastBytes = buf.length;
+    this.#lastBuf = buf;
     const now = monotonicNowNs();
     const page = pageSize();
     const slots = this.#slots;
@@ -204,7 +233,7 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     slots.forEach((s, tgid) => {
       if (s.pass !== pass) slots.delete(tgid);
     });
-    for (const p of processes) p.lifetimeNs = Math.max(0, now - p.startNs);
+    for (let i = 0; i < processes.length; i++) processes[i]!.lifetimeNs = Math.max(0, now - processes[i]!.startNs);
     const snap: ProcessSnapshot = { family: 'process', backend: 'ebpf', timestamp: Date.now(), processes };
     this.#last = { atMs: performance.now(), snap };
     return snap;
