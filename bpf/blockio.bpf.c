@@ -34,6 +34,9 @@ struct {
 	__type(value, struct st_bio_proc);
 } bio_proc SEC(".maps");
 
+// Bumped after each completion's writes: the reader reads bio_dev and bio_proc again only when it moved.
+ST_DECLARE_WRITES();
+
 static __always_inline __u32 rq_dev(struct request *rq)
 {
 	struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
@@ -129,6 +132,7 @@ int BPF_PROG(st_block_rq_complete, struct request *rq, blk_status_t error, unsig
 		}
 		__sync_fetch_and_add(&p->total_ns, delta);
 	}
+	st_count_write();	// after the writes above (see maps.bpf.h)
 	bpf_map_delete_elem(&bio_inflight, &key);
 	return 0;
 }

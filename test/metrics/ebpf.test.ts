@@ -441,6 +441,25 @@ describe('disk (blockio.bpf.c)', () => {
       expect(d.latency!.slots.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(p.writeOps!);
       // The comm filter kept every other writer out.
       expect(snap!.processes.every((x) => x.comm === name)).toBe(true);
+      // No request of the writer completed since: the same records, in new arrays (the maps
+      // were not walked again: the completion program's write counter stood still).
+      const again = await r.read();
+      expect(again.processes).not.toBe(snap!.processes);
+      expect(again.processes.find((x) => x.comm === name)).toBe(p);
+      expect(again.devices.find((x) => x.dev === dev)).toBe(d);
+      // One more write: new records with the new totals; the earlier snapshot keeps its numbers.
+      const before = structuredClone(snap!.processes);
+      expect(await run(dd, ['if=/dev/zero', `of=${tmp.dir}/direct2.bin`, 'bs=1M', 'count=1', 'oflag=direct', 'status=none'])).toBe(0);
+      const next = await until(async () => {
+        const s = await r.read();
+        return (s.devices.find((x) => x.dev === dev)?.writeBytes ?? 0) >= d.writeBytes! + (1 << 20) ? s : null;
+      }, 3000);
+      expect(next).toBeTruthy();
+      expect(next!.devices.find((x) => x.dev === dev)).not.toBe(d);
+      // (Each dd is a process of its own: the first one's entry is there with its numbers, and the new one's.)
+      expect(next!.processes.filter((x) => x.comm === name)).toHaveLength(2);
+      expect(next!.processes.find((x) => x.comm === name && x.tgid === p.tgid)).toEqual(p);
+      expect(snap!.processes).toEqual(before);
     } finally {
       r.close();
     }
