@@ -30,6 +30,9 @@ struct {
 	__type(value, struct st_tcp_conn);
 } tcp_conns SEC(".maps");
 
+// Bumped after every write to tcp_conns: the reader walks it again only when it moved.
+ST_DECLARE_WRITES();
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 128 * 1024);
@@ -130,6 +133,7 @@ int BPF_PROG(st_tcp_set_state, const struct sock *sk, const int oldstate, const 
 			c->flags = ST_TCP_PASSIVE;
 		}
 		bpf_map_update_elem(&tcp_conns, &key, c, BPF_ANY);
+		st_count_write();
 		return 0;
 	}
 	c = bpf_map_lookup_elem(&tcp_conns, &key);
@@ -149,6 +153,7 @@ int BPF_PROG(st_tcp_set_state, const struct sock *sk, const int oldstate, const 
 	} else {
 		emit(ST_TCP_EV_STATE, key, oldstate, newstate, c);
 	}
+	st_count_write();
 	return 0;
 }
 
@@ -164,6 +169,7 @@ static __always_inline struct st_tcp_conn *conn_for_io(struct sock *sk, __u64 *k
 		// First I/O on an accepted connection: its owner is this process, if the filter keeps it.
 		if (!st_filter_pass()) {
 			bpf_map_delete_elem(&tcp_conns, key);
+			st_count_write();
 			return 0;
 		}
 		set_owner(c);
@@ -180,8 +186,10 @@ int BPF_PROG(st_sock_send, struct sock *sk, int ret, int flags)
 	if (ret <= 0)
 		return 0;
 	c = conn_for_io(sk, &key);
-	if (c)
+	if (c) {
 		__sync_fetch_and_add(&c->bytes_sent, ret);
+		st_count_write();
+	}
 	return 0;
 }
 
@@ -194,8 +202,10 @@ int BPF_PROG(st_sock_recv, struct sock *sk, int ret, int flags)
 	if (ret <= 0 || (flags & ST_MSG_PEEK))
 		return 0;
 	c = conn_for_io(sk, &key);
-	if (c)
+	if (c) {
 		__sync_fetch_and_add(&c->bytes_received, ret);
+		st_count_write();
+	}
 	return 0;
 }
 
@@ -205,8 +215,10 @@ int BPF_PROG(st_tcp_retransmit, const struct sock *sk, const struct sk_buff *skb
 	__u64 key = bpf_get_socket_cookie((void *)sk);
 	struct st_tcp_conn *c = bpf_map_lookup_elem(&tcp_conns, &key);
 
-	if (c)
+	if (c) {
 		__sync_fetch_and_add(&c->retransmits, 1);
+		st_count_write();
+	}
 	return 0;
 }
 

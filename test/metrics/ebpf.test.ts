@@ -19,6 +19,7 @@ import {
 import { CpuSnapshotSchema, DiskSnapshotSchema, NetworkSnapshotSchema, ProcessEventSchema, ProcessSnapshotSchema, SyscallsSnapshotSchema } from '../../lib/metrics/schemas.js';
 import { readCtxSwitches, readSchedstat, readStat } from '../../lib/metrics/procfs.js';
 import { EbpfProcessReader } from '../../lib/metrics/process/ebpf.js';
+import { BpfMap } from '../../lib/ebpf/map.js';
 import { syscallNumber } from '../../lib/metrics/syscall-names.js';
 import { cgroupPathOfPid, resolveContainer as resolveContainerRef, resolveFilter as resolve } from '../../lib/metrics/cgroup.js';
 import { AlertEngine } from '../../lib/notify/index.js';
@@ -409,6 +410,52 @@ describe('network (net.bpf.c)', () => {
       expect(conn).toMatchObject({ ipVersion: 6, localAddress: '::1', remoteAddress: '::1', localPort: c.localPort, bytesSent: 5, state: 'ESTABLISHED', closed: false });
       c.destroy();
     } finally {
+      r.close();
+      await new Promise((res) => server.close(res));
+    }
+  });
+});
+
+describe('network: walks tcp_conns only after a program wrote to it', () => {
+  it('an idle connection: no walk, the same numbers, its duration still running; a byte sent: walked and counted; closed: reported once', async () => {
+    let got = 0;
+    const server = createServer((s) => s.on('data', (d) => (got += d.length)));
+    await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+    const port = (server.address() as { port: number }).port;
+    const r = await openNetworkReader({ filter: { tgids: [process.pid] } });
+    const walks = vi.spyOn(BpfMap.prototype, 'readAll');
+    try {
+      const c = connect(port, '127.0.0.1');
+      await new Promise<void>((res) => c.once('connect', () => res()));
+      c.write('hello');
+      await until(() => got === 5, 3000);
+      await sleep(50);
+      const mine = (s: Awaited<ReturnType<typeof r.read>>) => s.connections.find((x) => x.remotePort === port)!;
+      const a = await r.read();
+      expect(mine(a)).toMatchObject({ bytesSent: 5, state: 'ESTABLISHED', closed: false });
+      walks.mockClear();
+      await sleep(30);
+      const b = await r.read();
+      expect(walks).not.toHaveBeenCalled(); // nothing written since a: the map was not walked
+      expect(mine(b)).toMatchObject({ bytesSent: 5, bytesReceived: 0, state: 'ESTABLISHED' });
+      expect(mine(b).durationNs!).toBeGreaterThan(mine(a).durationNs! + 20e6);
+      c.write('!!');
+      await until(() => got === 7, 3000);
+      const d = await r.read();
+      expect(walks).toHaveBeenCalled();
+      expect(mine(d).bytesSent).toBe(7);
+      expect(mine(a).bytesSent).toBe(5); // the earlier snapshot keeps its numbers
+      c.destroy();
+      const closed = await until(async () => {
+        const s = await r.read();
+        return mine(s)?.closed ? s : null;
+      }, 3000);
+      expect(closed).toBeTruthy();
+      const after = await r.read();
+      expect(after.connections.find((x) => x.remotePort === port)).toBeUndefined(); // reported once
+      NetworkSnapshotSchema.parse(after);
+    } finally {
+      walks.mockRestore();
       r.close();
       await new Promise((res) => server.close(res));
     }

@@ -67,10 +67,14 @@ export function procfsCpuTimes(options: { procRoot?: string; pids?: readonly num
   };
 }
 
-/** Busy and total CPU time of the node from the `cpu` line of /proc/stat, ns. */
-export async function readNodeCpuNs(procRoot = '/proc'): Promise<{ busyNs: number; totalNs: number }> {
+/**
+ * Busy and total CPU time of the node from the `cpu` line of /proc/stat, ns.
+ * @param procRoot procfs root (default `/proc`)
+ * @param readFile how the file is read (default: opened, read and closed each time)
+ */
+export async function readNodeCpuNs(procRoot = '/proc', readFile: (path: string) => string | null = readText): Promise<{ busyNs: number; totalNs: number }> {
   const path = join(procRoot, 'stat');
-  const text = readText(path);
+  const text = readFile(path);
   if (text === null) throw new MetricsError('ERR_METRICS_SOURCE', `cannot read ${path}`);
   // The one /proc/stat parser (lib/aggregate): busy is everything but idle and iowait. The
   // aggregate line comes first; the rest (a long interrupt line among them) is not split.
@@ -99,6 +103,8 @@ export type EnergyEstimatorOptions = z.input<typeof EnergyEstimatorOptionsSchema
   cpuTimes?: CpuTimeSource;
   /** Package power in W (default: sum of the top-level RAPL `package-*` zones); null when unknown. */
   packageWatts?: (nowNs: bigint) => Promise<number | null>;
+  /** The node's busy and total CPU time, ns (default {@link readNodeCpuNs} of `procRoot`). */
+  nodeCpuNs?: () => Promise<{ busyNs: number; totalNs: number }>;
 };
 
 /** Estimated power of one process over the last interval. */
@@ -146,6 +152,7 @@ export class EnergyEstimator {
   readonly #cpuTimes: CpuTimeSource;
   readonly #packageWatts: (nowNs: bigint) => Promise<number | null>;
   readonly #procRoot: string;
+  readonly #nodeCpuNs: () => Promise<{ busyNs: number; totalNs: number }>;
   /**
    * Per process seen at the last sample: its CPU time then, its energy so far, the sample that
    * saw it and its CPU time in that sample's interval. One entry per process, updated in place
@@ -158,10 +165,12 @@ export class EnergyEstimator {
 
   /** Creates an estimator; the first sample() sets the baseline. @param options roots, pids, idle power and optional CPU-time / package-power sources. */
   constructor(options: EnergyEstimatorOptions = {}) {
-    const { cpuTimes, packageWatts, ...rest } = options;
+    const { cpuTimes, packageWatts, nodeCpuNs, ...rest } = options;
     const o = validate(EnergyEstimatorOptionsSchema, rest, 'energy estimator options');
     this.#idleWatts = o.idleWatts;
     this.#procRoot = o.procRoot ?? '/proc';
+    const procRoot = this.#procRoot;
+    this.#nodeCpuNs = nodeCpuNs ?? (() => readNodeCpuNs(procRoot));
     this.#cpuTimes = cpuTimes ?? procfsCpuTimes({ procRoot: this.#procRoot, ...(o.pids ? { pids: o.pids } : {}) });
     if (packageWatts) this.#packageWatts = packageWatts;
     else {
@@ -176,7 +185,7 @@ export class EnergyEstimator {
 
   /** Takes a sample; the first one only sets the baseline (empty `processes`). */
   async sample(nowNs: bigint = process.hrtime.bigint()): Promise<EnergyEstimate> {
-    const [watts, times, node] = await Promise.all([this.#packageWatts(nowNs), this.#cpuTimes(), readNodeCpuNs(this.#procRoot)]);
+    const [watts, times, node] = await Promise.all([this.#packageWatts(nowNs), this.#cpuTimes(), this.#nodeCpuNs()]);
     const first = this.#prevBusyNs === null || this.#prevT === null;
     const interval = first ? 0 : Number(nowNs - this.#prevT!) / 1e9;
     const busyDelta = first ? 0 : Math.max(0, node.busyNs - this.#prevBusyNs!);

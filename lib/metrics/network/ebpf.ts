@@ -2,7 +2,7 @@
  * The eBPF backend of the `network` family (net.bpf.o).
  * @internal
  */
-import { u64 } from '../../ebpf/codec.js';
+import { u32, u64, u64n } from '../../ebpf/codec.js';
 import type { BpfMap } from '../../ebpf/map.js';
 import type { RingBufferLike } from '../../ebpf/types.js';
 import { BpfReaderBase, monoToEpochMs, monotonicNowNs, type BpfReaderOptions } from '../bpf-base.js';
@@ -40,22 +40,43 @@ function connOf(key: bigint | number, c: Decoded<typeof stTcpConn>, now: number)
 export class EbpfNetworkReader extends BpfReaderBase<NetworkSnapshot, TcpEvent> {
   readonly family = 'network';
   readonly #conns: BpfMap<bigint, Decoded<typeof stTcpConn>>;
+  /** Bumped by the programs after every write to tcp_conns (bpf/maps.bpf.h st_writes). */
+  readonly #writes: BpfMap<number, number>;
+  /** The entries of tcp_conns as last read (closed ones dropped once reported) and the write count then. */
+  #last: { writes: number; entries: Array<[bigint, Decoded<typeof stTcpConn>]> } | undefined;
   #rb: RingBufferLike<Decoded<typeof stTcpEvent>> | undefined;
 
   /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
   constructor(o: BpfReaderOptions) {
     super(o);
     this.#conns = this.map('tcp_conns', { key: u64, value: stTcpConn });
+    this.#writes = this.map('st_writes', { key: u32, value: u64n });
   }
 
+  /**
+   * Walks tcp_conns only when a program wrote to it since the last read (no connection opened,
+   * changed state, moved a byte or retransmitted: the write counter stood still); otherwise the
+   * entries of the last walk again (durations still run to now). A closed connection is
+   * reported once, then deleted from the map and dropped from the kept entries.
+   */
   protected collect(): NetworkSnapshot {
     const now = monotonicNowNs();
+    const writes = this.#writes.get(0) ?? -1;
+    let entries = this.#last?.writes === writes ? this.#last.entries : undefined;
+    if (entries === undefined) {
+      entries = [];
+      for (const e of this.#conns.readAll()) entries.push(e);
+    }
     const connections: TcpConnection[] = [];
-    for (const [key, c] of this.#conns.readAll()) {
+    const open: Array<[bigint, Decoded<typeof stTcpConn>]> = [];
+    for (let i = 0; i < entries.length; i++) {
+      const [key, c] = entries[i]!;
       const conn = connOf(key, c, now);
       connections.push(conn);
       if (conn.closed) this.#conns.delete(key);
+      else open.push(entries[i]!);
     }
+    this.#last = { writes, entries: open };
     return { family: 'network', backend: 'ebpf', timestamp: Date.now(), connections, processes: perProcess(connections) };
   }
 

@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import { validate } from '../../errors/validate.js';
-import { EnergyEstimator, type CpuTimeSource } from '../energy/estimate.js';
+import { EnergyEstimator, readNodeCpuNs, type CpuTimeSource } from '../energy/estimate.js';
+import { KeptFiles } from '../procfs.js';
 import { EMPTY_FILTER, type Backend, type ResolvedFilter } from '../family.js';
 import { ReaderBase } from '../reader-base.js';
 import { readHwmon } from '../thermal/hwmon.js';
@@ -66,6 +67,8 @@ export class PowerReader extends ReaderBase<PowerSnapshot> {
         idleWatts: o.idleWatts,
         ...(cpuTimes ? { cpuTimes } : {}),
         packageWatts: async () => last,
+        // /proc/stat kept open and read again at offset 0 each sample (no open, path walk and close).
+        nodeCpuNs: () => readNodeCpuNs(o.procRoot, (path) => this.#files.read(path)),
       });
       this.#setLast = (w) => (last = w);
     }
@@ -74,7 +77,11 @@ export class PowerReader extends ReaderBase<PowerSnapshot> {
   #setLast: (w: number | null) => void = () => {};
   readonly #onClose: (() => void) | undefined;
 
+  /** Files read at every sample, kept open (see KeptFiles). */
+  readonly #files = new KeptFiles(2);
+
   protected override onClose(): void {
+    this.#files.close();
     this.#onClose?.();
   }
 
