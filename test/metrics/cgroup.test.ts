@@ -13,6 +13,7 @@ import {
   resolveContainer,
   resolveFilter,
 } from '../../lib/metrics/cgroup.js';
+import { EMPTY_FILTER, sameFilter } from '../../lib/metrics/family.js';
 
 function docker(...args: string[]): string {
   return execFileSync('docker', args, { encoding: 'utf8', timeout: 60_000 }).trim();
@@ -63,6 +64,19 @@ describe('cgroup v2 resolution', () => {
     expect(filterMatches(f, { tgid: process.pid, comm: 'node' })).toBe(true);
     expect(filterMatches(f, { tgid: process.pid, comm: 'bash' })).toBe(false);
     expect(filterMatches(f, { tgid: 1, comm: 'node' })).toBe(false);
+  });
+
+  it('sameFilter: equal when tgids, cgroups and comm prefix are the same, in order', () => {
+    const a = resolveFilter({ tgids: [1, 2], comm: 'x' });
+    expect(sameFilter(a, a)).toBe(true);
+    expect(sameFilter(a, resolveFilter({ tgids: [1, 2], comm: 'x' }))).toBe(true);
+    expect(sameFilter(a, resolveFilter({ tgids: [1, 2] }))).toBe(false);
+    expect(sameFilter(a, resolveFilter({ tgids: [1, 3], comm: 'x' }))).toBe(false);
+    expect(sameFilter(a, resolveFilter({ tgids: [1], comm: 'x' }))).toBe(false);
+    expect(sameFilter(resolveFilter({}), EMPTY_FILTER)).toBe(true);
+    const root = resolveFilter({ cgroupPaths: ['/'] });
+    expect(sameFilter(root, resolveFilter({ cgroupPaths: ['/'] }))).toBe(true);
+    expect(sameFilter(root, EMPTY_FILTER)).toBe(false);
   });
 
   it('rejects bad filters and unknown containers with typed errors', () => {
