@@ -4,6 +4,7 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { BpfMap } from '../ebpf/map.js';
 import type { RingBufferLike } from '../ebpf/types.js';
 import { type ResolvedFilter, isEmptyFilter } from './family.js';
 import { cgroup2Mount, cgroupPathOfPid, filterMatches } from './cgroup.js';
@@ -131,4 +132,33 @@ export function wholeDisk(dev: string): string {
     /* fall through */
   }
   return dev;
+}
+
+/**
+ * What a reader last read from maps whose programs bump a write counter after their writes
+ * (`st_writes`, bpf/maps.bpf.h): read again only when the counter moved since. The counter is
+ * read before the maps, so a write in progress during a read is seen by the next one (its bump
+ * comes after it).
+ * @internal
+ */
+export class WritesGate<T> {
+  #at = -1;
+  #value: T | undefined;
+  /** @param counter the object's `st_writes` map (one u64 slot). */
+  constructor(private readonly counter: BpfMap<number, number>) {}
+
+  /** The kept value while the counter stands still; otherwise (and the first time) `read()`'s. */
+  get(read: () => T): T {
+    const at = this.counter.get(0) ?? -1;
+    if (this.#value === undefined || at !== this.#at) {
+      this.#value = read();
+      this.#at = at;
+    }
+    return this.#value;
+  }
+
+  /** Replaces the kept value (what the reader removed from the maps itself). */
+  keep(value: T): void {
+    this.#value = value;
+  }
 }

@@ -8,7 +8,7 @@ import { BpfReaderBase, type BpfReaderOptions } from '../bpf-base.js';
 import { stBioDev, stBioProc, stBioProcKey } from '../bpf-structs.js';
 import { blockDeviceName } from '../procfs.js';
 import type { DiskSnapshot } from '../schemas.js';
-import type { Decoded } from '../readers-shared.js';
+import { WritesGate, type Decoded } from '../readers-shared.js';
 
 function devString(dev: number): string {
   return `${dev >>> 20}:${dev & 0xfffff}`;
@@ -19,17 +19,15 @@ export class EbpfDiskReader extends BpfReaderBase<DiskSnapshot> {
   readonly family = 'disk';
   readonly #dev: BpfMap<number, Decoded<typeof stBioDev>>;
   readonly #proc: BpfMap<Decoded<typeof stBioProcKey>, Decoded<typeof stBioProc>>;
-  /** Bumped by the completion program after its writes (bpf/maps.bpf.h st_writes). */
-  readonly #writes: BpfMap<number, number>;
-  /** The last read's lists and the write count they were read at. */
-  #last: { writes: number; devices: DiskSnapshot['devices']; processes: DiskSnapshot['processes'] } | undefined;
+  /** The last walk's records, walked again only after a completion (its write counter moved). */
+  readonly #walk: WritesGate<{ devices: DiskSnapshot['devices']; processes: DiskSnapshot['processes'] }>;
 
   /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
   constructor(o: BpfReaderOptions) {
     super(o);
     this.#dev = this.map('bio_dev', { key: u32, value: stBioDev });
     this.#proc = this.map('bio_proc', { key: stBioProcKey, value: stBioProc });
-    this.#writes = this.map('st_writes', { key: u32, value: u64n });
+    this.#walk = new WritesGate(this.map('st_writes', { key: u32, value: u64n }));
   }
 
   /**
@@ -38,10 +36,11 @@ export class EbpfDiskReader extends BpfReaderBase<DiskSnapshot> {
    * disks are idle most seconds, that is one lookup instead of two walks of every bucket.
    */
   protected collect(): DiskSnapshot {
-    const writes = this.#writes.get(0) ?? -1;
-    const last = this.#last;
-    if (last !== undefined && writes === last.writes)
-      return { family: 'disk', backend: 'ebpf', timestamp: Date.now(), devices: last.devices.slice(), processes: last.processes.slice() };
+    const { devices, processes } = this.#walk.get(() => this.#read());
+    return { family: 'disk', backend: 'ebpf', timestamp: Date.now(), devices: devices.slice(), processes: processes.slice() };
+  }
+
+  #read(): { devices: DiskSnapshot['devices']; processes: DiskSnapshot['processes'] } {
     const devices: DiskSnapshot['devices'] = [];
     for (const [dev, d] of this.#dev.readAll()) {
       const ds = devString(dev);
@@ -62,7 +61,6 @@ export class EbpfDiskReader extends BpfReaderBase<DiskSnapshot> {
       const ds = devString(k.dev);
       processes.push({ tgid: k.tgid, comm: p.comm, dev: ds, name: blockDeviceName(ds), readOps: p.read_ops, writeOps: p.write_ops, readBytes: p.read_bytes, writeBytes: p.write_bytes });
     }
-    this.#last = { writes, devices, processes };
-    return { family: 'disk', backend: 'ebpf', timestamp: Date.now(), devices: devices.slice(), processes: processes.slice() };
+    return { devices, processes };
   }
 }

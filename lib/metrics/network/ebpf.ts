@@ -10,7 +10,7 @@ import { stTcpConn, stTcpEvent, TCP_FLAGS } from '../bpf-structs.js';
 import { formatIpv6 } from '../procfs.js';
 import { TCP_STATES, type NetworkSnapshot, type TcpConnection, type TcpEvent } from '../schemas.js';
 import { ConfigError } from '../../errors/index.js';
-import { mapEventBatches, mapEvents, perProcess, type Decoded } from '../readers-shared.js';
+import { mapEventBatches, mapEvents, perProcess, WritesGate, type Decoded } from '../readers-shared.js';
 
 function connOf(key: bigint | number, c: Decoded<typeof stTcpConn>, now: number): TcpConnection {
   const v6 = c.family === 10;
@@ -40,17 +40,15 @@ function connOf(key: bigint | number, c: Decoded<typeof stTcpConn>, now: number)
 export class EbpfNetworkReader extends BpfReaderBase<NetworkSnapshot, TcpEvent> {
   readonly family = 'network';
   readonly #conns: BpfMap<bigint, Decoded<typeof stTcpConn>>;
-  /** Bumped by the programs after every write to tcp_conns (bpf/maps.bpf.h st_writes). */
-  readonly #writes: BpfMap<number, number>;
-  /** The entries of tcp_conns as last read (closed ones dropped once reported) and the write count then. */
-  #last: { writes: number; entries: Array<[bigint, Decoded<typeof stTcpConn>]> } | undefined;
+  /** The entries of tcp_conns as last walked (closed ones dropped once reported), walked again only after a program wrote to it. */
+  readonly #walk: WritesGate<Array<[bigint, Decoded<typeof stTcpConn>]>>;
   #rb: RingBufferLike<Decoded<typeof stTcpEvent>> | undefined;
 
   /** Attaches the object's programs and opens its maps; the reader owns `o.object`. */
   constructor(o: BpfReaderOptions) {
     super(o);
     this.#conns = this.map('tcp_conns', { key: u64, value: stTcpConn });
-    this.#writes = this.map('st_writes', { key: u32, value: u64n });
+    this.#walk = new WritesGate(this.map('st_writes', { key: u32, value: u64n }));
   }
 
   /**
@@ -61,12 +59,7 @@ export class EbpfNetworkReader extends BpfReaderBase<NetworkSnapshot, TcpEvent> 
    */
   protected collect(): NetworkSnapshot {
     const now = monotonicNowNs();
-    const writes = this.#writes.get(0) ?? -1;
-    let entries = this.#last?.writes === writes ? this.#last.entries : undefined;
-    if (entries === undefined) {
-      entries = [];
-      for (const e of this.#conns.readAll()) entries.push(e);
-    }
+    const entries = this.#walk.get(() => [...this.#conns.readAll()]);
     const connections: TcpConnection[] = [];
     const open: Array<[bigint, Decoded<typeof stTcpConn>]> = [];
     for (let i = 0; i < entries.length; i++) {
@@ -76,7 +69,7 @@ export class EbpfNetworkReader extends BpfReaderBase<NetworkSnapshot, TcpEvent> 
       if (conn.closed) this.#conns.delete(key);
       else open.push(entries[i]!);
     }
-    this.#last = { writes, entries: open };
+    this.#walk.keep(open);
     return { family: 'network', backend: 'ebpf', timestamp: Date.now(), connections, processes: perProcess(connections) };
   }
 
