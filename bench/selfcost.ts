@@ -151,21 +151,22 @@ async function phase(seconds: number, warmup: number, rounds: number, monitors: 
   return { runs, families: runs[0]!.families, processes: runs[runs.length - 1]!.processes };
 }
 
-const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+/** The middle item by `key` (the upper one of an even count). */
+const medianBy = <T>(items: T[], key: (x: T) => number): T => [...items].sort((a, b) => key(a) - key(b))[Math.floor(items.length / 2)]!;
 
 /** A phase's steady state: each monitor's median window against its top, and the median monitor. */
 function summarize(p: Phase, seconds: number) {
   const pct = (ms: number): number => (ms / (seconds * 1000)) * 100;
   const ratio = (w: Window): number => w.monitorMs / Math.max(w.topMs, 1);
   const perMonitor = p.runs.map((r) => {
-    const rs = r.steady.map(ratio);
-    const m = median(rs);
-    const w = r.steady[rs.indexOf(m)]!;
-    return { ratio: m, monitorPct: pct(w.monitorMs), topPct: pct(w.topMs) };
+    const w = medianBy(r.steady, ratio);
+    return { ratio: ratio(w), monitorPct: pct(w.monitorMs), topPct: pct(w.topMs) };
   });
-  const mid = perMonitor.find((m) => m.ratio === median(perMonitor.map((x) => x.ratio)))!;
-  const starts = p.runs.map((r) => r.start);
-  const startMid = starts.find((w) => ratio(w) === median(starts.map(ratio)))!;
+  const mid = medianBy(perMonitor, (m) => m.ratio);
+  const startMid = medianBy(
+    p.runs.map((r) => r.start),
+    ratio,
+  );
   return {
     mid,
     perMonitor,
