@@ -136,16 +136,22 @@ describe('cpu through the process family\'s task iterator', () => {
   it('a monitor with cpu and process: the cpu family reads the iterator\'s pass and agrees with its own maps (sleeping: equal; running: between; exited threads counted once)', async () => {
     const sleeper = spawnSleeper(30);
     const busy = spawnBusy();
-    // A process with a thread that burns CPU and exits (exited_cpu), then idles.
-    const threaded = spawn(process.execPath, ['-e', "const { Worker } = require('node:worker_threads'); const w = new Worker('const t = Date.now(); while (Date.now() - t < 150);', { eval: true }); w.on('exit', () => console.log('done')); setTimeout(() => {}, 60000);"], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // A process with a thread that burns CPU and exits (exited_cpu), then idles. The thread
+    // starts once both readers watch (a line on stdin): the family counts the threads that exit
+    // while it watches, so one gone before it opened would not be in either sum.
+    const threaded = spawn(process.execPath, ['-e', "const { Worker } = require('node:worker_threads'); process.stdin.once('data', () => { const w = new Worker('const t = Date.now(); while (Date.now() - t < 150);', { eval: true }); w.on('exit', () => console.log('done')); }); setTimeout(() => {}, 60000);"], { stdio: ['pipe', 'pipe', 'ignore'] });
     const pass = vi.spyOn(EbpfProcessReader.prototype, 'recentPass');
     try {
-      await new Promise<void>((res) => threaded.stdout!.once('data', () => res()));
-      await sleep(300); // the worker thread gone for good
       const filter = { tgids: [sleeper.pid!, busy.pid!, threaded.pid!] };
       const m = await createMonitor({ families: ['cpu', 'process'], filter, backend: 'ebpf', required: true });
       const own = await openCpuReader({ filter });
       try {
+        await m.read();
+        await own.read();
+        const done = new Promise<void>((res) => threaded.stdout!.once('data', () => res()));
+        threaded.stdin!.write('go\n');
+        await done;
+        await sleep(300); // the worker thread gone for good
         await m.read();
         await own.read();
         pass.mockClear();
