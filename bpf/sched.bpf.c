@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 // CPU / scheduler family: on-CPU time per thread (and so per process), voluntary and
-// involuntary switches, run-queue latency (histogram and per thread), CPU time per cgroup.
+// involuntary switches, run-queue latency (histogram and per thread). CPU time per cgroup is
+// summed in user space from the threads' entries (each carries its cgroup id).
 //
 // Cost model: the kernel already keeps exact per-thread counters (se.sum_exec_runtime,
 // nvcsw/nivcsw, sched_info.run_delay/pcount/last_queued). sched_switch copies prev's into
 // one hash entry and turns next's queueing time into a histogram slot, with no timestamp
 // helper, no wakeup programs and no per-wakeup map writes. One per-CPU array lookup, the
-// filter, one hash lookup for prev, one for its cgroup, one array slot for next.
+// filter, one hash lookup for prev, one array slot for next.
 #include "vmlinux.h"
 #include "common.bpf.h"
 #include "sched_cpu.h"
@@ -38,14 +39,9 @@ struct {
 	__type(value, struct st_sched_cpu);
 } exited_cpu SEC(".maps");
 
-// On-CPU nanoseconds per cgroup v2 id, since the object was attached.
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);
-	__type(value, __u64);
-} cgroup_cpu SEC(".maps");
+// Bumped after every change to exited_cpu (see maps.bpf.h): the reader reads exited_cpu again
+// only when it moved, not a batch lookup of its 4,096 buckets every second.
+ST_DECLARE_WRITES();
 
 // Per CPU: no atomic increments on the switch path; user space sums the CPUs.
 struct {
@@ -56,11 +52,6 @@ struct {
 } runq_hist SEC(".maps");
 
 #define ST_PF_EXITING 0x00000004
-
-// Load-time switch: per-cgroup CPU time aggregated in the kernel (one more hash update per
-// switch, ~100 ns here). Off by default: each thread entry carries its cgroup id and user
-// space sums threads per cgroup.
-const volatile bool per_cgroup = false;
 
 static __always_inline void copy_counters(struct st_sched_cpu *s, struct task_struct *t)
 {
@@ -90,12 +81,8 @@ int BPF_PROG(st_sched_switch, bool preempt, struct task_struct *prev, struct tas
 
 	// prev is current here, so the cheap current-task filter applies to it.
 	if (prev_tid && st_filter_check(cfg, prev->tgid, 0)) {
-		__u64 delta = 0, runtime = prev->se.sum_exec_runtime;
-
 		s = bpf_map_lookup_elem(&thread_cpu, &prev_tid);
 		if (s) {
-			if (runtime > s->oncpu_ns)
-				delta = runtime - s->oncpu_ns;
 			copy_counters(s, prev);	// only this CPU writes a running thread's entry
 		} else if (!(prev->flags & ST_PF_EXITING)) {
 			// (An exiting thread's last switches must not re-create the entry exit removed.)
@@ -103,15 +90,6 @@ int BPF_PROG(st_sched_switch, bool preempt, struct task_struct *prev, struct tas
 
 			copy_counters(&init, prev);
 			bpf_map_update_elem(&thread_cpu, &prev_tid, &init, BPF_NOEXIST);
-		}
-		if (per_cgroup && delta) {
-			__u64 cg = bpf_get_current_cgroup_id(), *c;
-
-			c = bpf_map_lookup_elem(&cgroup_cpu, &cg);
-			if (c)
-				__sync_fetch_and_add(c, delta);
-			else
-				bpf_map_update_elem(&cgroup_cpu, &cg, &delta, BPF_NOEXIST);
 		}
 	}
 
@@ -177,7 +155,8 @@ int BPF_PROG(st_sched_exit, struct task_struct *p, bool group_dead)
 	if (s)
 		fin.cgroup_id = s->cgroup_id;
 	if (group_dead) {
-		bpf_map_delete_elem(&exited_cpu, &tgid);
+		if (bpf_map_delete_elem(&exited_cpu, &tgid) == 0)
+			st_count_write();	// after the write (see maps.bpf.h)
 	} else if (s) {
 		copy_counters(&fin, p);
 		e = bpf_map_lookup_elem(&exited_cpu, &tgid);
@@ -190,6 +169,7 @@ int BPF_PROG(st_sched_exit, struct task_struct *p, bool group_dead)
 			__sync_fetch_and_add(&e->runq_ns, fin.runq_ns);
 			__sync_fetch_and_add(&e->runq_count, fin.runq_count);
 		}
+		st_count_write();
 	}
 	bpf_map_delete_elem(&thread_cpu, &tid);
 	return 0;

@@ -2,14 +2,14 @@
  * The eBPF backend of the `cpu` family (sched.bpf.o).
  * @internal
  */
-import { u32, u64, u64n } from '../../ebpf/codec.js';
-import type { BpfMap } from '../../ebpf/map.js';
+import { u32, u64n } from '../../ebpf/codec.js';
+import type { BpfMap, RawMapContents } from '../../ebpf/map.js';
 import { BpfReaderBase, type BpfReaderOptions } from '../bpf-base.js';
 import { sameFilter, type ResolvedFilter } from '../family.js';
 import { stProcTask, stSchedCpu, stSchedHist, stSchedOncpu, structOffsets } from '../bpf-structs.js';
 import { KeptFiles, readSchedstat } from '../procfs.js';
 import type { CpuProcess, CpuSnapshot, CpuThread } from '../schemas.js';
-import { commOf, cgroupPath, type Decoded } from '../readers-shared.js';
+import { commOf, cgroupPath, WritesGate, type Decoded } from '../readers-shared.js';
 import { EbpfProcessReader } from '../process/ebpf.js';
 
 /** Where the fields of struct st_sched_cpu lie (values of thread_cpu). */
@@ -47,7 +47,8 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
   readonly family = 'cpu';
   readonly #threads: BpfMap<number, Decoded<typeof stSchedCpu>>;
   readonly #exited: BpfMap<number, Decoded<typeof stSchedCpu>>;
-  readonly #cgroups: BpfMap<bigint, number>;
+  /** exited_cpu's last batch, read again only when sched.bpf.c changed the map since (a batch walks its 4,096 buckets). */
+  readonly #exitedGate: WritesGate<RawMapContents>;
   readonly #hist: BpfMap<number, Decoded<typeof stSchedHist>>;
   readonly #oncpu: BpfMap<number, Decoded<typeof stSchedOncpu>>;
 
@@ -56,7 +57,7 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     super(o);
     this.#threads = this.map('thread_cpu', { key: u32, value: stSchedCpu });
     this.#exited = this.map('exited_cpu', { key: u32, value: stSchedCpu });
-    this.#cgroups = this.map('cgroup_cpu', { key: u64, value: u64n });
+    this.#exitedGate = new WritesGate(this.map('st_writes', { key: u32, value: u64n }));
     this.#hist = this.map('runq_hist', { key: u32, value: stSchedHist });
     this.#oncpu = this.map('oncpu_since', { key: u32, value: stSchedOncpu });
   }
@@ -197,14 +198,16 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     const peer = this.peer?.('process');
     const viaPeer = peer instanceof EbpfProcessReader && !peer.closed && sameFilter(peer.passFilter, this.filter);
     const pass = viaPeer ? await peer.recentPass(PEER_MAX_AGE_MS) : undefined;
-    const threads: CpuThread[] = [];
     const prevThreads = this.#prevThreads;
+    // Sized from the last read and filled by index: pushed one by one, the array was copied
+    // into a larger one five times over on its way to a few hundred threads, every second.
+    const threads: CpuThread[] = new Array(prevThreads.length + 16);
+    let nThreads = 0;
     const slots = this.#slots;
     const seen = this.#seen;
     seen.length = 0;
     const readNo = ++this.#readNo;
-    // Without the in-kernel per-cgroup map (per_cgroup off, the default), threads are summed
-    // by the cgroup id their entry carries.
+    // CPU time per cgroup: the threads summed by the cgroup id their entry carries.
     const byCgroup = this.#byCgroup;
     byCgroup.forEach((c) => (c.cpuNs = -1));
     const add = (tgid: number, cpuNs: number, voluntary: number, involuntary: number, runqNs: number, runqCount: number, cgroupId: number, tid?: number): void => {
@@ -231,9 +234,9 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
       // Most threads did not run in the last second, and the batch hands them out in the same
       // order while the map keeps its shape: the previous read's record at the same place is
       // kept when nothing in it changed (see CpuSnapshot).
-      const q = prevThreads[threads.length];
-      if (q !== undefined && q.tid === tid && q.tgid === tgid && q.cpuNs === cpuNs && q.voluntary === voluntary && q.involuntary === involuntary && q.runqNs === runqNs && q.runqCount === runqCount) threads.push(q);
-      else threads.push({ tid, tgid, cpuNs, voluntary, involuntary, runqNs, runqCount });
+      const q = prevThreads[nThreads];
+      if (q !== undefined && q.tid === tid && q.tgid === tgid && q.cpuNs === cpuNs && q.voluntary === voluntary && q.involuntary === involuntary && q.runqNs === runqNs && q.runqCount === runqCount) threads[nThreads++] = q;
+      else threads[nThreads++] = { tid, tgid, cpuNs, voluntary, involuntary, runqNs, runqCount };
     };
     if (pass !== undefined) {
       const size = stProcTask.size;
@@ -247,8 +250,9 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
         );
       }
     } else this.#fromMap(add);
+    threads.length = nThreads;
     // Totals of exited threads of live processes: a few entries, read where they lie too.
-    const ex = this.#exited.readAllRaw();
+    const ex = this.#exitedGate.get(() => this.#exited.readAllRaw());
     for (let i = 0; i < ex.count; i++) {
       const o = i * ex.entryStride;
       const e = ex.values;
@@ -265,34 +269,26 @@ export class EbpfCpuReader extends BpfReaderBase<CpuSnapshot> {
     // comm from the kernel at most a tick ago: names from there cost no file at all.
     const known = peer instanceof EbpfProcessReader && !peer.closed ? peer.lastComms() : undefined;
     const now = Date.now();
-    const processes: CpuProcess[] = [];
+    const processes: CpuProcess[] = new Array(seen.length);
     // (Indexed: a for-of here runs in V8's baseline tiers once a second and makes an iterator result per process.)
     for (let i = 0; i < seen.length; i++) {
       const s = seen[i]!;
       const comm = this.#nameOf(s.tgid, now, known);
       const q = s.last;
       if (q !== undefined && q.comm === comm && q.threads === s.threads && q.cpuNs === s.cpuNs && q.voluntary === s.voluntary && q.involuntary === s.involuntary && q.runqNs === s.runqNs && q.runqCount === s.runqCount) {
-        processes.push(q);
+        processes[i] = q;
         continue;
       }
       const p: CpuProcess = { tgid: s.tgid, comm, threads: s.threads, cpuNs: s.cpuNs, voluntary: s.voluntary, involuntary: s.involuntary, runqNs: s.runqNs, runqCount: s.runqCount };
       s.last = p;
-      processes.push(p);
+      processes[i] = p;
     }
     seen.length = 0;
     const cgroups: CpuSnapshot['cgroups'] = [];
-    // The in-kernel per-cgroup map is filled only when the object was loaded with per_cgroup.
-    const kernel = this.#cgroups.readAllRaw();
-    if (kernel.count) {
-      for (let i = 0; i < kernel.count; i++) {
-        const id = u64.decode(kernel.keys, i * kernel.keySize).toString();
-        cgroups.push({ cgroupId: id, path: cgroupPath(id), cpuNs: u64n.decode(kernel.values, i * kernel.entryStride) });
-      }
-    } else
-      byCgroup.forEach((c, id, all) => {
-        if (c.cpuNs < 0) all.delete(id);
-        else cgroups.push({ cgroupId: String(id), path: cgroupPath(String(id)), cpuNs: c.cpuNs });
-      });
+    byCgroup.forEach((c, id, all) => {
+      if (c.cpuNs < 0) all.delete(id);
+      else cgroups.push({ cgroupId: String(id), path: cgroupPath(String(id)), cpuNs: c.cpuNs });
+    });
     this.#prevThreads = threads;
     const hist = this.#runqHist();
     return {

@@ -162,6 +162,9 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
   /** The records of the last pass (see recentPass). */
   #lastBuf: Uint8Array | undefined;
 
+  /** Processes the last pass found. */
+  #lastCount = 0;
+
   /** Bytes the last pass of the iterator wrote (unknown before the first). */
   #lastBytes = Number.POSITIVE_INFINITY;
 
@@ -175,7 +178,10 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     const page = pageSize();
     const slots = this.#slots;
     const pass = ++this.#pass;
-    const processes: ProcessInfo[] = [];
+    // Sized from the last pass and filled by index (pushed one by one, it was copied into a
+    // larger array several times on the way to a few hundred processes, every second).
+    const processes: ProcessInfo[] = new Array(this.#lastCount + 16);
+    let n = 0;
     const cgroupIdOf = (s: { cgroup: number; cgroupId: string }, off: number): string => {
       const id = u64n.decode(buf, off + TASK.cgroup_id);
       if (s.cgroup !== id) {
@@ -202,7 +208,7 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
         };
         s.pass = pass;
         s.p = rec;
-        processes.push(rec);
+        processes[n++] = rec;
       }
       const p = s!.p;
       p.cpuNs += u64n.decode(buf, off + TASK.runtime_ns);
@@ -233,7 +239,9 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     slots.forEach((s, tgid) => {
       if (s.pass !== pass) slots.delete(tgid);
     });
-    for (let i = 0; i < processes.length; i++) processes[i]!.lifetimeNs = Math.max(0, now - processes[i]!.startNs);
+    processes.length = n;
+    this.#lastCount = n;
+    for (let i = 0; i < n; i++) processes[i]!.lifetimeNs = Math.max(0, now - processes[i]!.startNs);
     const snap: ProcessSnapshot = { family: 'process', backend: 'ebpf', timestamp: Date.now(), processes };
     this.#last = { atMs: performance.now(), snap };
     return snap;

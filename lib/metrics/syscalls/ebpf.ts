@@ -29,10 +29,11 @@ export class EbpfSyscallsReader extends BpfReaderBase<SyscallsSnapshot> {
   #prev: SyscallStat[] = [];
 
   protected collect(): SyscallsSnapshot {
-    const syscalls: SyscallStat[] = [];
     const prev = this.#prev;
     // Entries are read where they lie in the batch (no decoded key, value and Map entry each).
     const raw = this.#stats.readAllRaw();
+    // Sized once and filled by index: no copies of an array grown one push at a time.
+    const syscalls: SyscallStat[] = new Array(raw.count);
     const { keys, values } = raw;
     for (let i = 0; i < raw.count; i++) {
       const k = i * raw.keySize;
@@ -47,8 +48,8 @@ export class EbpfSyscallsReader extends BpfReaderBase<SyscallsSnapshot> {
       // entries out in the same order while the map keeps its shape: the record of the previous
       // read at the same place is kept when nothing in it changed (see SyscallsSnapshot).
       const q = prev[i];
-      if (q !== undefined && q.tgid === tgid && q.nr === nr && q.count === count && q.errors === errors && q.totalNs === totalNs && q.maxNs === maxNs) syscalls.push(q);
-      else syscalls.push({ tgid, nr, name: syscallName(nr), count, errors, totalNs, maxNs });
+      if (q !== undefined && q.tgid === tgid && q.nr === nr && q.count === count && q.errors === errors && q.totalNs === totalNs && q.maxNs === maxNs) syscalls[i] = q;
+      else syscalls[i] = { tgid, nr, name: syscallName(nr), count, errors, totalNs, maxNs };
     }
     this.#prev = syscalls;
     return { family: 'syscalls', backend: 'ebpf', timestamp: Date.now(), syscalls };
