@@ -139,16 +139,17 @@ static __always_inline __u64 rss_pages(struct mm_struct *mm)
 {
 	__s64 file, anon, shmem, sum;
 
+	// Direct BTF loads (mm comes from a task the iterator holds): no helper call per field.
 	if (bpf_core_field_size(mm->rss_stat) > 8 * 4) {
-		file = BPF_CORE_READ(mm, rss_stat[0].count);
-		anon = BPF_CORE_READ(mm, rss_stat[1].count);
-		shmem = BPF_CORE_READ(mm, rss_stat[3].count);
+		file = mm->rss_stat[0].count;
+		anon = mm->rss_stat[1].count;
+		shmem = mm->rss_stat[3].count;
 	} else {
 		struct mm_struct___o *o = (void *)mm;
 
-		file = BPF_CORE_READ(o, rss_stat.count[0].counter);
-		anon = BPF_CORE_READ(o, rss_stat.count[1].counter);
-		shmem = BPF_CORE_READ(o, rss_stat.count[3].counter);
+		file = o->rss_stat.count[0].counter;
+		anon = o->rss_stat.count[1].counter;
+		shmem = o->rss_stat.count[3].counter;
 	}
 	// Per-CPU deltas can make a counter briefly negative, as /proc's percpu_counter_read_positive knows.
 	sum = (file > 0 ? file : 0) + (anon > 0 ? anon : 0) + (shmem > 0 ? shmem : 0);
@@ -167,10 +168,16 @@ int st_proc_iter(struct bpf_iter__task *ctx)
 		return 0;
 	if (!st_filter_task(task))
 		return 0;
+	// Fields are read with direct BTF loads, not BPF_CORE_READ: the iterator hands out a task
+	// it holds, and a helper call per field was most of this program's time (run for every
+	// thread on the host at every read). The loads stay CO-RE relocated.
 	r.tgid = task->tgid;
 	r.tid = task->pid;
-	r.ppid = BPF_CORE_READ(task, real_parent, tgid);
-	r.state = st_task_state(task);
+	r.ppid = task->real_parent->tgid;
+	if (bpf_core_field_exists(task->__state))
+		r.state = task->__state;
+	else
+		r.state = ((struct task_struct___o *)task)->state;
 	r.start_ns = task->start_time;
 	r.runtime_ns = task->se.sum_exec_runtime;
 	r.utime_ns = task->utime;
@@ -179,7 +186,7 @@ int st_proc_iter(struct bpf_iter__task *ctx)
 	r.involuntary = task->nivcsw;
 	r.min_flt = task->min_flt;
 	r.maj_flt = task->maj_flt;
-	r.cgroup_id = st_task_cgroup_id(task);
+	r.cgroup_id = task->cgroups->dfl_cgrp->kn->id;
 	// The cpu family reads its threads from this pass when the monitor has both (the same
 	// counters sched.bpf.c copies at each switch-out, read live here).
 	if (bpf_core_field_exists(task->sched_info)) {
@@ -196,16 +203,16 @@ int st_proc_iter(struct bpf_iter__task *ctx)
 		struct signal_struct *sig = task->signal;
 
 		r.is_leader = 1;
-		r.dead_runtime_ns = BPF_CORE_READ(sig, sum_sched_runtime);
-		r.dead_voluntary = BPF_CORE_READ(sig, nvcsw);
-		r.dead_involuntary = BPF_CORE_READ(sig, nivcsw);
-		r.dead_min_flt = BPF_CORE_READ(sig, min_flt);
-		r.dead_maj_flt = BPF_CORE_READ(sig, maj_flt);
-		r.nr_threads = BPF_CORE_READ(sig, nr_threads);
+		r.dead_runtime_ns = sig->sum_sched_runtime;
+		r.dead_voluntary = sig->nvcsw;
+		r.dead_involuntary = sig->nivcsw;
+		r.dead_min_flt = sig->min_flt;
+		r.dead_maj_flt = sig->maj_flt;
+		r.nr_threads = sig->nr_threads;
 		mm = task->mm;
 		if (mm) {
 			r.rss_pages = rss_pages(mm);
-			r.vm_pages = BPF_CORE_READ(mm, total_vm);
+			r.vm_pages = mm->total_vm;
 		}
 	}
 	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
