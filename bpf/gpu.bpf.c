@@ -71,6 +71,10 @@ struct {
   __type(value, struct gpu_prog_stats);
 } gpu_prog SEC(".maps");
 
+// Bumped after every write to gpu_procs (maps.bpf.h): the reader reads gpu_procs again only when
+// it moved, so a node where no process touches the GPU never walks its 1,024 buckets.
+ST_DECLARE_WRITES();
+
 // Load-time pid first (pruned by the verifier when 0), then the shared run-time filter
 // (filter.bpf.h: tgids, cgroups, comm prefix). Only called in the calling process's context.
 static __always_inline bool want(__u32 tgid) {
@@ -114,6 +118,7 @@ int BPF_KPROBE(cu_launch_kernel) {
   if (!want(tgid)) return 0;
   struct gpu_proc_stats *s = proc(tgid);
   if (s) __sync_fetch_and_add(&s->launches, 1);
+  st_count_write();
   return 0;
 }
 
@@ -135,15 +140,18 @@ int BPF_KRETPROBE(cu_mem_alloc_ret, int rc) {
   if (!s) return 0;
   if (rc != 0) {
     __sync_fetch_and_add(&s->alloc_failed, 1);
+    st_count_write();
     return 0;
   }
   __u64 ptr = 0;
   if (bpf_probe_read_user(&ptr, sizeof(ptr), (void *)arg) || !ptr) {
     __sync_fetch_and_add(&s->alloc_failed, 1);
+    st_count_write();
     return 0;
   }
   __sync_fetch_and_add(&s->alloc_count, 1);
   __sync_fetch_and_add(&s->alloc_bytes, size);
+  st_count_write();
   struct gpu_alloc_key k = {.tgid = tgid, .ptr = ptr};
   if (bpf_map_update_elem(&gpu_allocs, &k, &size, BPF_ANY)) {
     struct gpu_prog_stats *ps = prog_stats();
@@ -163,10 +171,12 @@ int BPF_KPROBE(cu_mem_free, __u64 dptr) {
   if (!s) return 0;
   if (!size) {
     __sync_fetch_and_add(&s->free_untracked, 1);
+    st_count_write();
     return 0;
   }
   __sync_fetch_and_add(&s->free_count, 1);
   __sync_fetch_and_add(&s->free_bytes, *size);
+  st_count_write();
   bpf_map_delete_elem(&gpu_allocs, &k);
   return 0;
 }
@@ -188,6 +198,7 @@ static __always_inline int copy(__u64 bytes, int dir) {
     __sync_fetch_and_add(&s->dtod_count, 1);
     __sync_fetch_and_add(&s->dtod_bytes, bytes);
   }
+  st_count_write();
   return 0;
 }
 
@@ -221,6 +232,7 @@ int BPF_KRETPROBE(cu_sync_ret, int rc) {
   __sync_fetch_and_add(&s->sync_count, 1);
   __sync_fetch_and_add(&s->sync_ns, dt);
   if (dt > s->sync_max_ns) s->sync_max_ns = dt;  // racy max: good enough for a gauge
+  st_count_write();
   return 0;
 }
 
@@ -244,6 +256,7 @@ int gpu_fence_emit(struct dma_fence_tp *ctx) {
   struct gpu_proc_stats *s = proc(tgid);
   if (!s) return 0;
   __sync_fetch_and_add(&s->fence_emitted, 1);
+  st_count_write();
   if (bpf_map_update_elem(&gpu_fences, &k, &v, BPF_ANY)) {
     struct gpu_prog_stats *ps = prog_stats();
     if (ps) __sync_fetch_and_add(&ps->fence_map_full, 1);
@@ -265,6 +278,7 @@ int gpu_fence_signaled(struct dma_fence_tp *ctx) {
   __sync_fetch_and_add(&s->fence_signaled, 1);
   __sync_fetch_and_add(&s->fence_latency_ns, dt);
   if (dt > s->fence_latency_max_ns) s->fence_latency_max_ns = dt;
+  st_count_write();
   return 0;
 }
 

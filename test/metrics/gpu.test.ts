@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { BpfMap } from '../../lib/ebpf/map.js';
 import { EMPTY_FILTER } from '../../lib/metrics/family.js';
 import { findLibcuda, GpuSnapshotSchema, openGpuReader, type GpuReader } from '../../lib/metrics/gpu/index.js';
 import { buildCudaStubs, type CudaStubBuild } from '../fixtures/cuda-stub/build.js';
@@ -116,6 +117,32 @@ describe('gpu reader: CUDA driver API uprobes (stub libcuda.so.1)', () => {
     expect(snap.nvml.devices).toHaveLength(2);
     await d.finish();
     expect(reader.memoryBytes()).toBeGreaterThan(0);
+  });
+
+  it('reads gpu_procs again only after a program wrote it: nothing before the calls, exact after, the same (as new records) while nothing is called', async () => {
+    const reader = await openGpuReader({ libcuda: stubs.libcuda, nvml: stubs.libnvml });
+    readers.push(reader);
+    const walks = vi.spyOn(BpfMap.prototype, 'readAll');
+    try {
+      const d = await startDriver(3);
+      const before = await reader.read();
+      expect(before.processes.find((x) => x.pid === d.pid)).toBeUndefined();
+      walks.mockClear();
+      await reader.read(); // no call since: the write counter stood still
+      expect(walks).not.toHaveBeenCalled();
+      const expected = await d.run();
+      const a = await reader.read();
+      expect(walks).toHaveBeenCalledTimes(1);
+      expectExact(a.processes.find((x) => x.pid === d.pid), expected);
+      const b = await reader.read();
+      expect(walks).toHaveBeenCalledTimes(1);
+      expect(b.processes).toEqual(a.processes);
+      // Each snapshot has records of its own (the read fills in nvmlMemoryBytes).
+      expect(b.processes.find((x) => x.pid === d.pid)).not.toBe(a.processes.find((x) => x.pid === d.pid));
+      await d.finish();
+    } finally {
+      walks.mockRestore();
+    }
   });
 
   it('per pid: only the chosen process is counted', async () => {

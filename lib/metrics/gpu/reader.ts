@@ -6,11 +6,12 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { validate } from '../../errors/validate.js';
-import { loadObject, u32, type BpfMap, type BpfObject, type Link } from '../../ebpf/index.js';
+import { loadObject, u32, u64n, type BpfMap, type BpfObject, type Link } from '../../ebpf/index.js';
 import '../../ebpf/attach.js'; // registers program.attach()
 import { bpfObjectDir } from '../../native/addon.js';
 import { EMPTY_FILTER, type Backend, type ResolvedFilter } from '../family.js';
 import { ReaderBase } from '../reader-base.js';
+import { WritesGate } from '../readers-shared.js';
 import { applyBpfFilter, objectMapBytes } from './bpf-filter.js';
 import { findLibcuda } from './libcuda.js';
 import { sampleNvml, type NvmlSample } from './nvml.js';
@@ -92,10 +93,20 @@ export class GpuReader extends ReaderBase<GpuSnapshot> {
     this.#lacks = parts.lacks;
     this.symbols = parts.cuda.symbols;
     this.#procs = parts.obj?.map('gpu_procs', { key: u32, value: gpuProcStats });
+    // (An object of its own, `objectPath`, may predate the counter: then every read reads.)
+    this.#writes = parts.obj?.maps.has('st_writes') ? parts.obj.map('st_writes', { key: u32, value: u64n }) : undefined;
+    this.#procsGate = this.#writes ? new WritesGate(this.#writes) : undefined;
   }
 
   /** gpu_procs, opened once (a read is one batch lookup, no fd churn). */
   readonly #procs: BpfMap<number, ReturnType<typeof gpuProcStats.decode>> | undefined;
+  /** The object's write counter, bumped after every write to gpu_procs. */
+  readonly #writes: BpfMap<number, number> | undefined;
+  /**
+   * gpu_procs' last records, read again only when the counter moved: a node where no process
+   * used the GPU since the reader opened reads one counter a tick, not 1,024 buckets.
+   */
+  readonly #procsGate: WritesGate<GpuProcess[]> | undefined;
 
   /** The loaded object (programs carry run-time stats for the benchmark). @internal */
   get object(): BpfObject | undefined {
@@ -118,6 +129,13 @@ export class GpuReader extends ReaderBase<GpuSnapshot> {
     this.check();
     const m = this.#procs;
     if (!m) return [];
+    if (!this.#procsGate) return this.#readProcs(m);
+    // Copies: the caller fills in nvmlMemoryBytes, and a kept record must not change under an
+    // earlier snapshot.
+    return this.#procsGate.get(() => this.#readProcs(m)).map((p) => ({ ...p }));
+  }
+
+  #readProcs(m: BpfMap<number, ReturnType<typeof gpuProcStats.decode>>): GpuProcess[] {
     const out: GpuProcess[] = [];
     for (const [pid, s] of m.readAll()) {
       out.push({
@@ -185,6 +203,7 @@ export class GpuReader extends ReaderBase<GpuSnapshot> {
   protected override onClose(): void {
     for (const l of this.#links) l.close();
     this.#procs?.close();
+    this.#writes?.close();
     this.#obj?.close();
   }
 }
