@@ -162,9 +162,6 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
   /** The records of the last pass (see recentPass). */
   #lastBuf: Uint8Array | undefined;
 
-  /** Processes the last pass found. */
-  #lastCount = 0;
-
   /** Bytes the last pass of the iterator wrote (unknown before the first). */
   #lastBytes = Number.POSITIVE_INFINITY;
 
@@ -180,7 +177,7 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
     const pass = ++this.#pass;
     // Sized from the last pass and filled by index (pushed one by one, it was copied into a
     // larger array several times on the way to a few hundred processes, every second).
-    const processes: ProcessInfo[] = new Array(this.#lastCount + 16);
+    const processes: ProcessInfo[] = new Array((this.#last?.snap.processes.length ?? 0) + 16);
     let n = 0;
     const cgroupIdOf = (s: { cgroup: number; cgroupId: string }, off: number): string => {
       const id = u64n.decode(buf, off + TASK.cgroup_id);
@@ -240,7 +237,6 @@ export class EbpfProcessReader extends BpfReaderBase<ProcessSnapshot, ProcessEve
       if (s.pass !== pass) slots.delete(tgid);
     });
     processes.length = n;
-    this.#lastCount = n;
     for (let i = 0; i < n; i++) processes[i]!.lifetimeNs = Math.max(0, now - processes[i]!.startNs);
     const snap: ProcessSnapshot = { family: 'process', backend: 'ebpf', timestamp: Date.now(), processes };
     this.#last = { atMs: performance.now(), snap };
